@@ -1,0 +1,177 @@
+/* conf.c: defaults, parsing and validation of knib.conf. */
+#include <config.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "conf.h"
+#include "error.h"
+#include "util.h"
+
+enum key_type { KEY_INT, KEY_BOOL, KEY_RATIO, KEY_COMPRESS };
+
+struct key {
+  const char *name;
+  enum key_type type;
+  size_t offset;
+  int64_t min, max;
+};
+
+#define OFF(f) offsetof (struct knib_config, f)
+
+static const struct key keys[] = {
+  { "chain-size", KEY_INT, OFF (chain_size), -1, 1000000 },
+  { "timeout", KEY_INT, OFF (timeout), 1, 31536000 },
+  { "compress", KEY_COMPRESS, OFF (compress), 0, 0 },
+  { "compression-jobs", KEY_BOOL, OFF (compression_jobs), 0, 0 },
+  { "compression-jobs-per-host", KEY_INT, OFF (compression_jobs_per_host), -1,
+    1024 },
+  { "compression-retries", KEY_INT, OFF (compression_retries), 0, 1000 },
+  { "compression-retry-interval", KEY_INT, OFF (compression_retry_interval), 0,
+    525600 },
+  { "compression-timeout", KEY_INT, OFF (compression_timeout), 1, 31536000 },
+  { "compression-min-free", KEY_RATIO, OFF (compression_min_free), 0, 1000 },
+  { "compression-threads", KEY_INT, OFF (compression_threads), 0, 1024 },
+  { "compression-rate-limit", KEY_INT, OFF (compression_rate_limit), -1,
+    1000000 },
+};
+
+void
+config_init (struct knib_config *cfg)
+{
+  memset (cfg, 0, sizeof *cfg);
+  cfg->chain_size = 8;
+  cfg->timeout = 43200;
+  strcpy (cfg->compress, "none");
+  cfg->compression_jobs = true;
+  cfg->compression_jobs_per_host = 5;
+  cfg->compression_retries = 2;
+  cfg->compression_retry_interval = 60;
+  cfg->compression_timeout = 28800;
+  cfg->compression_min_free = 1.0;
+  cfg->compression_threads = 0;
+  cfg->compression_rate_limit = 0;
+}
+
+static int
+set_bool (const char *key, const char *value, bool *out)
+{
+  if (strcmp (value, "true") == 0 || strcmp (value, "yes") == 0
+      || strcmp (value, "1") == 0)
+    *out = true;
+  else if (strcmp (value, "false") == 0 || strcmp (value, "no") == 0
+           || strcmp (value, "0") == 0)
+    *out = false;
+  else {
+    set_error (0, "%s: '%s' is not true or false", key, value);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+set_key (struct knib_config *cfg, const struct key *k, const char *value)
+{
+  char *field = (char *) cfg + k->offset;
+
+  switch (k->type) {
+  case KEY_INT:
+    return parse_int64 (k->name, value, k->min, k->max, (int64_t *) field);
+  case KEY_RATIO:
+    return parse_double (k->name, value, (double) k->min, (double) k->max,
+                         (double *) field);
+  case KEY_BOOL:
+    return set_bool (k->name, value, (bool *) field);
+  case KEY_COMPRESS:
+    if (strcmp (value, "none") != 0 && strcmp (value, "zstd") != 0
+        && strcmp (value, "zlib") != 0) {
+      set_error (0, "%s: '%s' is not one of none, zstd, zlib", k->name, value);
+      return -1;
+    }
+    strcpy (field, value);
+    return 0;
+  }
+  set_error (EINVAL, "%s: bad key type", k->name);
+  return -1;
+}
+
+int
+config_set (struct knib_config *cfg, const char *key, const char *value)
+{
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (strcmp (keys[i].name, key) == 0)
+      return set_key (cfg, &keys[i], value);
+  set_error (0, "unknown setting '%s'", key);
+  return -1;
+}
+
+/* Trim leading and trailing blanks in place. */
+static char *
+trim (char *s)
+{
+  char *end;
+
+  while (*s == ' ' || *s == '\t')
+    s++;
+  end = s + strlen (s);
+  while (end > s
+         && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n'
+             || end[-1] == '\r'))
+    *--end = '\0';
+  return s;
+}
+
+static int
+config_line (struct knib_config *cfg, char *line)
+{
+  char *hash, *eq, *key, *value;
+
+  hash = strchr (line, '#');
+  if (hash != NULL)
+    *hash = '\0';
+  line = trim (line);
+  if (*line == '\0')
+    return 0;
+  eq = strchr (line, '=');
+  if (eq == NULL) {
+    set_error (0, "expected 'key = value'");
+    return -1;
+  }
+  *eq = '\0';
+  key = trim (line);
+  value = trim (eq + 1);
+  return config_set (cfg, key, value);
+}
+
+int
+config_load (struct knib_config *cfg, const char *path, bool must_exist)
+{
+  CLEANUP_FCLOSE FILE *fp = NULL;
+  CLEANUP_FREE char *line = NULL;
+  size_t cap = 0;
+  unsigned lineno = 0;
+
+  fp = fopen (path, "re");
+  if (fp == NULL) {
+    if (errno == ENOENT && !must_exist)
+      return 0;
+    set_error (errno, "configuration '%s'", path);
+    return -1;
+  }
+  errno = 0;
+  while (getline (&line, &cap, fp) != -1) {
+    lineno++;
+    if (config_line (cfg, line) == -1) {
+      error_prepend ("configuration '%s' line %u", path, lineno);
+      return -1;
+    }
+  }
+  if (ferror (fp)) {
+    set_error (errno ? errno : EIO, "configuration '%s'", path);
+    return -1;
+  }
+  return 0;
+}

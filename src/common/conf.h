@@ -1,0 +1,36 @@
+/* conf.h: /etc/knib/knib.conf, "key = value" settings with the seed defaults. */
+#ifndef KNIB_COMMON_CONF_H
+#define KNIB_COMMON_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define KNIB_CONFIG_PATH "/etc/knib/knib.conf"
+
+struct knib_config {
+  int64_t chain_size;    /* chain-size: 8; 1 all full; <1 unlimited */
+  int64_t timeout;       /* timeout (s): 43200 */
+  char compress[8];      /* compress: none | zstd | zlib */
+  bool compression_jobs; /* compression-jobs: true */
+  int64_t compression_jobs_per_host;  /* 5, -1 unlimited */
+  int64_t compression_retries;        /* 2 */
+  int64_t compression_retry_interval; /* minutes: 60 */
+  int64_t compression_timeout;        /* seconds: 28800 */
+  double compression_min_free;        /* ratio: 1.0 */
+  int64_t compression_threads;        /* 0 = number of cores */
+  int64_t compression_rate_limit;     /* MB/s, 0 = off */
+};
+
+void config_init (struct knib_config *cfg);
+
+/* Set one key from its text value (the file and the command line share
+ * this).  Returns 0, or -1 with set_error naming the key. */
+int config_set (struct knib_config *cfg, const char *key, const char *value)
+  __attribute__ ((warn_unused_result));
+
+/* Read a configuration file over cfg.  A missing file is fine unless
+ * must_exist; every error names the file and the line. */
+int config_load (struct knib_config *cfg, const char *path, bool must_exist)
+  __attribute__ ((warn_unused_result));
+
+#endif

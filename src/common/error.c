@@ -1,0 +1,101 @@
+/* error.c: per-thread last-error storage with context prefixes. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+static __thread char *last_msg;
+static __thread int last_errno;
+
+static void
+store (char *msg, int errnum)
+{
+  free (last_msg);
+  last_msg = msg;
+  last_errno = errnum;
+  errno = errnum;
+}
+
+void
+set_error (int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  char *base = NULL, *msg = NULL;
+
+  va_start (ap, fmt);
+  if (vasprintf (&base, fmt, ap) == -1)
+    base = NULL;
+  va_end (ap);
+
+  if (base == NULL) {
+    store (NULL, errnum ? errnum : ENOMEM);
+    return;
+  }
+  if (errnum == 0) {
+    store (base, 0);
+    return;
+  }
+  if (asprintf (&msg, "%s: %s", base, strerror (errnum)) == -1)
+    msg = NULL;
+  if (msg == NULL) {
+    store (base, errnum);
+    return;
+  }
+  free (base);
+  store (msg, errnum);
+}
+
+void
+error_prepend (const char *fmt, ...)
+{
+  va_list ap;
+  char *ctx = NULL, *msg = NULL;
+  int saved = last_errno;
+
+  va_start (ap, fmt);
+  if (vasprintf (&ctx, fmt, ap) == -1)
+    ctx = NULL;
+  va_end (ap);
+  if (ctx == NULL) {
+    errno = saved;
+    return;
+  }
+  if (asprintf (&msg, "%s: %s", ctx, get_error ()) == -1)
+    msg = NULL;
+  free (ctx);
+  if (msg != NULL)
+    store (msg, saved);
+  errno = saved;
+}
+
+void
+error_set_errno (int errnum)
+{
+  last_errno = errnum;
+  errno = errnum;
+}
+
+const char *
+get_error (void)
+{
+  if (last_msg == NULL)
+    return last_errno == ENOMEM ? "out of memory" : "unknown error";
+  return last_msg;
+}
+
+int
+get_errno (void)
+{
+  return last_errno;
+}
+
+void
+error_clear (void)
+{
+  store (NULL, 0);
+}

@@ -1,0 +1,141 @@
+/* util.c: name validation, strict number parsing and monotonic time. */
+#include <config.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "util.h"
+
+#define NAME_MAX_LEN 128
+
+static const char *
+name_problem (const char *name)
+{
+  size_t n = strlen (name);
+
+  if (n == 0)
+    return "it is empty";
+  if (n > NAME_MAX_LEN)
+    return "it is longer than 128 characters";
+  if (name[0] == '.' || name[0] == '-')
+    return "it may not start with '.' or '-'";
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+          || (c >= '0' && c <= '9') || strchr ("._+:@-", c) != NULL))
+      return "only letters, digits and ._+:@- are allowed";
+  }
+  return NULL;
+}
+
+bool
+name_is_valid (const char *name)
+{
+  return name != NULL && name_problem (name) == NULL;
+}
+
+int
+name_check (const char *what, const char *name)
+{
+  const char *why;
+
+  if (name == NULL) {
+    set_error (EINVAL, "no %s name given", what);
+    return -1;
+  }
+  why = name_problem (name);
+  if (why != NULL) {
+    set_error (0, "invalid %s name '%s': %s", what, name, why);
+    error_set_errno (EINVAL);
+    return -1;
+  }
+  return 0;
+}
+
+int
+parse_int64 (const char *what, const char *s, int64_t min, int64_t max,
+             int64_t *out)
+{
+  char *end;
+  long long v;
+
+  errno = 0;
+  v = strtoll (s, &end, 10);
+  if (s[0] == '\0' || isspace ((unsigned char) s[0]) || *end != '\0'
+      || errno == ERANGE) {
+    set_error (0, "%s: '%s' is not a whole number", what, s);
+    return -1;
+  }
+  if (v < min || v > max) {
+    set_error (0, "%s: %lld is out of range (%lld to %lld)", what, v,
+               (long long) min, (long long) max);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int
+parse_double (const char *what, const char *s, double min, double max,
+              double *out)
+{
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod (s, &end);
+  if (s[0] == '\0' || isspace ((unsigned char) s[0]) || *end != '\0'
+      || errno == ERANGE || !isfinite (v)) {
+    set_error (0, "%s: '%s' is not a number", what, s);
+    return -1;
+  }
+  if (v < min || v > max) {
+    set_error (0, "%s: %g is out of range (%g to %g)", what, v, min, max);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int64_t
+monotonic_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+deadline_after_ms (int64_t timeout_ms)
+{
+  int64_t now;
+
+  if (timeout_ms < 0)
+    return -1;
+  now = monotonic_ms ();
+  if (timeout_ms > INT64_MAX - now)
+    return INT64_MAX;
+  return now + timeout_ms;
+}
+
+int
+deadline_remaining_ms (int64_t deadline)
+{
+  int64_t left;
+
+  if (deadline < 0)
+    return -1;
+  left = deadline - monotonic_ms ();
+  if (left < 0)
+    return 0;
+  if (left > INT_MAX)
+    return INT_MAX;
+  return (int) left;
+}

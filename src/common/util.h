@@ -1,0 +1,33 @@
+/* util.h: small helpers: name validation, strict number parsing, clocks. */
+#ifndef KNIB_COMMON_UTIL_H
+#define KNIB_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A VM, disk or backup name is safe to use as one path component:
+ * 1 to 128 characters of [A-Za-z0-9._+:@-], not starting with '.' or '-'. */
+bool name_is_valid (const char *name);
+
+/* As name_is_valid, but records "invalid WHAT name 'NAME': why" on failure. */
+int name_check (const char *what, const char *name)
+  __attribute__ ((warn_unused_result));
+
+/* Parse a whole string (no blanks around it) as a number in [min, max];
+ * -1 with set_error naming WHAT otherwise. */
+int parse_int64 (const char *what, const char *s, int64_t min, int64_t max,
+                 int64_t *out) __attribute__ ((warn_unused_result));
+int parse_double (const char *what, const char *s, double min, double max,
+                  double *out) __attribute__ ((warn_unused_result));
+
+/* Monotonic clock in milliseconds. */
+int64_t monotonic_ms (void);
+
+/* Milliseconds left until deadline (a monotonic_ms value), clamped to
+ * [0, INT_MAX]; a deadline of -1 means "no deadline" and gives -1. */
+int deadline_remaining_ms (int64_t deadline);
+
+/* Deadline timeout_ms from now, or -1 when timeout_ms < 0. */
+int64_t deadline_after_ms (int64_t timeout_ms);
+
+#endif
