@@ -1,0 +1,550 @@
+/* client.c: the QMP connection: greeting, commands matched by id, events. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/debug.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "common/vector.h"
+#include "internal.h"
+
+/* Events nobody has taken yet; past this many the peer is flooding us. */
+#define QMP_MAX_QUEUED_EVENTS 100000
+
+DEFINE_VECTOR_TYPE (event_queue, json_t *)
+
+struct qmp_client {
+  int fd;
+  int timeout_ms;
+  struct qmp_framer framer;
+  json_t *greeting;
+  int major, minor, micro;
+  uint64_t next_id;
+  event_queue events;
+  char *error_class;
+  bool broken;
+};
+
+static void
+client_break (struct qmp_client *c)
+{
+  c->broken = true;
+}
+
+static void
+set_timeout_error (int timeout_ms, const char *waiting_for)
+{
+  set_error (ETIMEDOUT, "no %s from QEMU within %.1f s", waiting_for,
+             timeout_ms / 1000.0);
+}
+
+/* Read more bytes into the framer, waiting until deadline.
+ * Returns 0, or -1 with set_error (ETIMEDOUT when the time ran out). */
+static int
+client_fill (struct qmp_client *c, int64_t deadline, const char *waiting_for)
+{
+  char buf[65536];
+  struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+  ssize_t n;
+  int r;
+
+  for (;;) {
+    r = poll (&pfd, 1, deadline_remaining_ms (deadline));
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1) {
+      set_error (errno, "poll");
+      client_break (c);
+      return -1;
+    }
+    if (r == 0) {
+      set_timeout_error (c->timeout_ms, waiting_for);
+      return -1;
+    }
+    n = read (c->fd, buf, sizeof buf);
+    if (n == -1 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (n == -1) {
+      set_error (errno, "read from QEMU");
+      client_break (c);
+      return -1;
+    }
+    if (n == 0) {
+      set_error (ECONNRESET, "QEMU closed the connection%s",
+                 qmp_framer_partial (&c->framer) ? " in the middle of a message"
+                                                 : "");
+      client_break (c);
+      return -1;
+    }
+    if (qmp_framer_feed (&c->framer, buf, n) == -1) {
+      client_break (c);
+      return -1;
+    }
+    return 0;
+  }
+}
+
+/* Read one whole message and classify it.  A timeout leaves the
+ * connection usable; anything else breaks it. */
+static int
+client_read (struct qmp_client *c, int64_t deadline, const char *waiting_for,
+             json_t **msg, enum qmp_message_kind *kind)
+{
+  for (;;) {
+    CLEANUP_FREE char *line = NULL;
+    size_t len;
+    int r;
+
+    r = qmp_framer_next (&c->framer, &line, &len);
+    if (r == -1) {
+      client_break (c);
+      return -1;
+    }
+    if (r == 1) {
+      debug (DEBUG_QMP, "<- %s", line);
+      *msg = qmp_message_parse (line, len);
+      if (*msg == NULL || qmp_message_classify (*msg, kind) == -1) {
+        json_decref (*msg);
+        *msg = NULL;
+        client_break (c);
+        return -1;
+      }
+      return 0;
+    }
+    if (client_fill (c, deadline, waiting_for) == -1)
+      return -1;
+  }
+}
+
+static int
+client_write (struct qmp_client *c, const char *text, size_t len,
+              int64_t deadline)
+{
+  struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+  size_t done = 0;
+
+  debug (DEBUG_QMP, "-> %.*s", (int) (len ? len - 1 : 0), text);
+  while (done < len) {
+    ssize_t n;
+    int r = poll (&pfd, 1, deadline_remaining_ms (deadline));
+
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      if (r == 0)
+        set_error (ETIMEDOUT, "QEMU did not take the command within %.1f s",
+                   c->timeout_ms / 1000.0);
+      else
+        set_error (errno, "poll");
+      client_break (c);
+      return -1;
+    }
+    n = send (c->fd, text + done, len - done, MSG_NOSIGNAL);
+    if (n == -1 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (n == -1) {
+      set_error (errno, "write to QEMU");
+      client_break (c);
+      return -1;
+    }
+    done += n;
+  }
+  return 0;
+}
+
+static int
+queue_event (struct qmp_client *c, json_t *event)
+{
+  if (c->events.len >= QMP_MAX_QUEUED_EVENTS) {
+    json_decref (event);
+    set_error (ENOBUFS, "more than %d events queued and not taken",
+               QMP_MAX_QUEUED_EVENTS);
+    client_break (c);
+    return -1;
+  }
+  if (event_queue_append (&c->events, event) == -1) {
+    json_decref (event);
+    set_error (ENOMEM, "cannot queue an event");
+    client_break (c);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+reply_id_check (struct qmp_client *c, const json_t *msg, const char *want)
+{
+  const json_t *id = json_object_get (msg, "id");
+
+  if (json_is_string (id) && strcmp (json_string_value (id), want) == 0)
+    return 0;
+  if (id == NULL)
+    set_error (EPROTO, "reply without an id (expected '%s')", want);
+  else if (json_is_string (id))
+    set_error (EPROTO, "reply with unexpected id '%s' (expected '%s')",
+               json_string_value (id), want);
+  else
+    set_error (EPROTO, "reply with an id that is not a string (expected '%s')",
+               want);
+  client_break (c);
+  return -1;
+}
+
+static int
+reply_error (struct qmp_client *c, const json_t *msg)
+{
+  const json_t *err = json_object_get (msg, "error");
+  const char *cls = json_string_value (json_object_get (err, "class"));
+  const char *desc = json_string_value (json_object_get (err, "desc"));
+
+  c->error_class = strdup (cls);
+  if (c->error_class == NULL) {
+    set_error (ENOMEM, "%s (%s)", desc, cls);
+    return -1;
+  }
+  set_error (0, "%s", desc);
+  error_set_errno (EREMOTEIO);
+  return -1;
+}
+
+/* Send a request and wait for the reply with its id, queueing events. */
+static int
+client_call (struct qmp_client *c, json_t *req, const char *id, json_t **result)
+{
+  CLEANUP_FREE char *text = NULL;
+  CLEANUP_FREE char *line = NULL;
+  int64_t deadline = deadline_after_ms (c->timeout_ms);
+  size_t len;
+
+  text = json_dumps (req, JSON_COMPACT);
+  if (text == NULL) {
+    set_error (ENOMEM, "cannot encode the command");
+    return -1;
+  }
+  len = strlen (text);
+  line = malloc (len + 2);
+  if (line == NULL) {
+    set_error (ENOMEM, "cannot encode the command");
+    return -1;
+  }
+  memcpy (line, text, len);
+  line[len] = '\n';
+  line[len + 1] = '\0';
+  if (client_write (c, line, len + 1, deadline) == -1)
+    return -1;
+
+  for (;;) {
+    json_t *msg = NULL;
+    enum qmp_message_kind kind;
+
+    if (client_read (c, deadline, "reply", &msg, &kind) == -1) {
+      if (errno == ETIMEDOUT)
+        client_break (c); /* a late reply would now be out of step */
+      return -1;
+    }
+    switch (kind) {
+    case QMP_MESSAGE_EVENT:
+      if (queue_event (c, msg) == -1)
+        return -1;
+      continue;
+    case QMP_MESSAGE_GREETING:
+      json_decref (msg);
+      set_error (EPROTO, "unexpected greeting in the middle of the session");
+      client_break (c);
+      return -1;
+    case QMP_MESSAGE_RETURN:
+    case QMP_MESSAGE_ERROR:
+      break;
+    }
+    if (reply_id_check (c, msg, id) == -1) {
+      json_decref (msg);
+      return -1;
+    }
+    if (kind == QMP_MESSAGE_ERROR) {
+      reply_error (c, msg);
+      json_decref (msg);
+      return -1;
+    }
+    if (result != NULL)
+      *result = json_incref (json_object_get (msg, "return"));
+    json_decref (msg);
+    return 0;
+  }
+}
+
+/* Build {"execute": command, "id": id, "arguments": args}; args (may be
+ * NULL) is stolen, even on failure. */
+static json_t *
+request_new (const char *command, json_t *args, const char *id)
+{
+  json_t *req;
+
+  if (args != NULL && !json_is_object (args)) {
+    json_decref (args);
+    set_error (EINVAL, "arguments must be a JSON object");
+    return NULL;
+  }
+  req = json_object ();
+  if (req == NULL || json_object_set_new (req, "execute", json_string (command))
+      || json_object_set_new (req, "id", json_string (id))) {
+    json_decref (args);
+    json_decref (req);
+    set_error (ENOMEM, "cannot build the command");
+    return NULL;
+  }
+  /* json_object_set_new takes args even when it fails. */
+  if (args != NULL && json_object_set_new (req, "arguments", args) == -1) {
+    json_decref (req);
+    set_error (ENOMEM, "cannot build the command");
+    return NULL;
+  }
+  return req;
+}
+
+int
+qmp_client_execute (struct qmp_client *c, const char *command, json_t *args,
+                    json_t **result)
+{
+  char id[32];
+  json_t *req;
+  int r;
+
+  free (c->error_class);
+  c->error_class = NULL;
+  if (c->broken) {
+    json_decref (args);
+    set_error (EPIPE,
+               "qmp '%s': the connection is unusable after an earlier error",
+               command);
+    return -1;
+  }
+  snprintf (id, sizeof id, "knib-%" PRIu64, ++c->next_id);
+  req = request_new (command, args, id);
+  if (req == NULL) {
+    error_prepend ("qmp '%s'", command);
+    return -1;
+  }
+  r = client_call (c, req, id, result);
+  json_decref (req);
+  if (r == -1)
+    error_prepend ("qmp '%s'", command);
+  return r;
+}
+
+const char *
+qmp_client_error_class (const struct qmp_client *c)
+{
+  return c->error_class;
+}
+
+static int
+client_greet (struct qmp_client *c)
+{
+  int64_t deadline = deadline_after_ms (c->timeout_ms);
+  json_t *msg = NULL;
+  enum qmp_message_kind kind;
+  json_t *ver;
+
+  if (client_read (c, deadline, "greeting", &msg, &kind) == -1) {
+    error_prepend ("no QMP greeting (is this QEMU's QMP socket?)");
+    return -1;
+  }
+  if (kind != QMP_MESSAGE_GREETING) {
+    json_decref (msg);
+    set_error (
+      EPROTO,
+      "the first message was not a QMP greeting (is this QEMU's QMP socket?)");
+    return -1;
+  }
+  c->greeting = json_incref (json_object_get (msg, "QMP"));
+  json_decref (msg);
+  ver = json_object_get (json_object_get (c->greeting, "version"), "qemu");
+  c->major = json_integer_value (json_object_get (ver, "major"));
+  c->minor = json_integer_value (json_object_get (ver, "minor"));
+  c->micro = json_integer_value (json_object_get (ver, "micro"));
+  return qmp_client_execute (c, "qmp_capabilities", NULL, NULL);
+}
+
+/* Set up a client on fd (taken even on failure); errors begin with
+ * "qmp" or "qmp 'PATH'". */
+static struct qmp_client *
+client_open (int fd, int timeout_ms, const char *path)
+{
+  struct qmp_client *c;
+
+  c = calloc (1, sizeof *c);
+  if (c == NULL) {
+    close (fd);
+    set_error (ENOMEM, "cannot allocate the client");
+  }
+  else {
+    c->fd = fd;
+    c->timeout_ms = timeout_ms;
+    qmp_framer_init (&c->framer, QMP_MAX_LINE);
+    if (client_greet (c) == 0) {
+      debug (DEBUG_QMP, "connected to QEMU %d.%d.%d", c->major, c->minor,
+             c->micro);
+      return c;
+    }
+    qmp_client_free (c);
+  }
+  if (path != NULL)
+    error_prepend ("qmp '%s'", path);
+  else
+    error_prepend ("qmp");
+  return NULL;
+}
+
+struct qmp_client *
+qmp_client_new_fd (int fd, int timeout_ms)
+{
+  return client_open (fd, timeout_ms, NULL);
+}
+
+struct qmp_client *
+qmp_client_connect (const char *path, int timeout_ms)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd;
+
+  if (strlen (path) >= sizeof addr.sun_path) {
+    set_error (ENAMETOOLONG, "qmp: socket path '%s' is longer than %zu bytes",
+               path, sizeof addr.sun_path - 1);
+    return NULL;
+  }
+  strcpy (addr.sun_path, path);
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd == -1) {
+    set_error (errno, "qmp: socket");
+    return NULL;
+  }
+  if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
+    set_error (errno, "qmp: cannot connect to '%s'", path);
+    close (fd);
+    return NULL;
+  }
+  return client_open (fd, timeout_ms, path);
+}
+
+void
+qmp_client_free (struct qmp_client *c)
+{
+  if (c == NULL)
+    return;
+  for (size_t i = 0; i < c->events.len; i++)
+    json_decref (c->events.ptr[i]);
+  event_queue_reset (&c->events);
+  qmp_framer_release (&c->framer);
+  json_decref (c->greeting);
+  free (c->error_class);
+  if (c->fd >= 0)
+    close (c->fd);
+  free (c);
+}
+
+void
+qmp_client_set_timeout (struct qmp_client *c, int timeout_ms)
+{
+  c->timeout_ms = timeout_ms;
+}
+
+const json_t *
+qmp_client_greeting (const struct qmp_client *c)
+{
+  return c->greeting;
+}
+
+void
+qmp_client_version (const struct qmp_client *c, int *major, int *minor,
+                    int *micro)
+{
+  *major = c->major;
+  *minor = c->minor;
+  *micro = c->micro;
+}
+
+int
+qmp_client_fd (const struct qmp_client *c)
+{
+  return c->fd;
+}
+
+size_t
+qmp_client_events_queued (const struct qmp_client *c)
+{
+  return c->events.len;
+}
+
+static bool
+event_matches (const json_t *event, const char *name, qmp_event_pred pred,
+               void *opaque)
+{
+  const char *ev = json_string_value (json_object_get (event, "event"));
+
+  if (name != NULL && (ev == NULL || strcmp (ev, name) != 0))
+    return false;
+  return pred == NULL || pred (json_object_get (event, "data"), opaque);
+}
+
+int
+qmp_client_wait_event (struct qmp_client *c, const char *name,
+                       qmp_event_pred pred, void *opaque, int timeout_ms,
+                       json_t **event)
+{
+  int64_t deadline = deadline_after_ms (timeout_ms);
+  char what[160];
+
+  snprintf (what, sizeof what, "event %s%s%s", name ? "'" : "",
+            name ? name : "", name ? "'" : "");
+  for (size_t i = 0; i < c->events.len; i++) {
+    if (event_matches (c->events.ptr[i], name, pred, opaque)) {
+      *event = c->events.ptr[i];
+      event_queue_remove (&c->events, i);
+      return 0;
+    }
+  }
+  if (c->broken) {
+    set_error (
+      EPIPE,
+      "qmp: waiting for %s: the connection is unusable after an earlier error",
+      what);
+    return -1;
+  }
+  for (;;) {
+    json_t *msg = NULL;
+    enum qmp_message_kind kind;
+
+    if (client_read (c, deadline, what, &msg, &kind) == -1) {
+      if (errno == ETIMEDOUT)
+        set_error (ETIMEDOUT, "no %s from QEMU within %.1f s", what,
+                   timeout_ms / 1000.0);
+      error_prepend ("qmp");
+      return -1;
+    }
+    if (kind != QMP_MESSAGE_EVENT) {
+      json_decref (msg);
+      set_error (EPROTO, "qmp: a reply arrived while no command was waiting");
+      client_break (c);
+      return -1;
+    }
+    if (event_matches (msg, name, pred, opaque)) {
+      *event = msg;
+      return 0;
+    }
+    if (queue_event (c, msg) == -1) {
+      error_prepend ("qmp");
+      return -1;
+    }
+  }
+}

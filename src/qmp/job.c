@@ -1,0 +1,119 @@
+/* job.c: wait for a QEMU job to conclude, collect its error, dismiss it. */
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "qmp.h"
+
+static bool
+job_id_is (const json_t *data, void *opaque)
+{
+  const char *id = json_string_value (json_object_get (data, "id"));
+
+  return id != NULL && strcmp (id, opaque) == 0;
+}
+
+/* Find the job in query-jobs.  Returns 1 found (status and error borrowed
+ * from *jobs), 0 not found, -1 error. */
+static int
+job_lookup (struct qmp_client *c, const char *job_id, json_t **jobs,
+            const char **status, const char **error)
+{
+  size_t i;
+  json_t *job;
+
+  if (qmp_client_execute (c, "query-jobs", NULL, jobs) == -1)
+    return -1;
+  if (!json_is_array (*jobs)) {
+    set_error (EPROTO, "qmp 'query-jobs': the reply is not an array");
+    return -1;
+  }
+  json_array_foreach (*jobs, i, job)
+  {
+    const char *id = json_string_value (json_object_get (job, "id"));
+
+    if (id == NULL || strcmp (id, job_id) != 0)
+      continue;
+    *status = json_string_value (json_object_get (job, "status"));
+    *error = json_string_value (json_object_get (job, "error"));
+    if (*status == NULL) {
+      set_error (EPROTO, "qmp 'query-jobs': job without a status");
+      return -1;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static int
+job_conclude (struct qmp_client *c, const char *job_id, const char *error)
+{
+  json_t *args = json_pack ("{s:s}", "id", job_id);
+
+  if (args == NULL) {
+    set_error (ENOMEM, "cannot build job-dismiss");
+    return -1;
+  }
+  if (qmp_client_execute (c, "job-dismiss", args, NULL) == -1)
+    return -1;
+  if (error != NULL) {
+    set_error (0, "%s", error);
+    error_set_errno (EIO);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+job_wait (struct qmp_client *c, const char *job_id, int timeout_ms)
+{
+  int64_t deadline = deadline_after_ms (timeout_ms);
+
+  for (;;) {
+    json_t *jobs = NULL, *event = NULL;
+    const char *status = NULL, *error = NULL;
+    int r;
+
+    r = job_lookup (c, job_id, &jobs, &status, &error);
+    if (r == 0) {
+      json_decref (jobs);
+      set_error (
+        ENOENT,
+        "no such job (jobs knib waits for must be started with auto-dismiss false)");
+      return -1;
+    }
+    if (r == 1 && strcmp (status, "concluded") == 0) {
+      r = job_conclude (c, job_id, error);
+      json_decref (jobs);
+      return r;
+    }
+    if (r == -1) {
+      json_decref (jobs);
+      return -1;
+    }
+    /* status is borrowed from jobs: keep jobs until the message. */
+    r = qmp_client_wait_event (c, "JOB_STATUS_CHANGE", job_id_is,
+                               (void *) job_id,
+                               deadline_remaining_ms (deadline), &event);
+    if (r == -1 && errno == ETIMEDOUT)
+      set_error (ETIMEDOUT, "still %s after %.1f s", status,
+                 timeout_ms / 1000.0);
+    json_decref (jobs);
+    if (r == -1)
+      return -1;
+    json_decref (event);
+  }
+}
+
+int
+qmp_client_job_wait (struct qmp_client *c, const char *job_id, int timeout_ms)
+{
+  if (job_wait (c, job_id, timeout_ms) == -1) {
+    error_prepend ("job '%s'", job_id);
+    return -1;
+  }
+  return 0;
+}

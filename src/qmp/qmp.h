@@ -1,0 +1,73 @@
+/* qmp.h: the QMP client: greeting, commands with ids, queued events, jobs. */
+#ifndef KNIB_QMP_H
+#define KNIB_QMP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct qmp_client;
+
+/* Connect to a QMP unix socket, read the greeting and leave capabilities
+ * negotiation mode.  timeout_ms bounds every later read and write too
+ * (-1: none).  Returns NULL with set_error on failure. */
+struct qmp_client *qmp_client_connect (const char *path, int timeout_ms)
+  __attribute__ ((warn_unused_result));
+
+/* The same over a connected stream socket.  Takes ownership of fd, even
+ * when it fails. */
+struct qmp_client *qmp_client_new_fd (int fd, int timeout_ms)
+  __attribute__ ((warn_unused_result));
+
+void qmp_client_free (struct qmp_client *c);
+
+void qmp_client_set_timeout (struct qmp_client *c, int timeout_ms);
+
+/* The greeting's "QMP" member ({"version": ..., "capabilities": [...]}),
+ * borrowed; and the QEMU version it announced. */
+const json_t *qmp_client_greeting (const struct qmp_client *c);
+void qmp_client_version (const struct qmp_client *c, int *major, int *minor,
+                         int *micro);
+
+/* Run one command.  args (may be NULL) is stolen, even on failure.  On
+ * success *result (if not NULL) gets a new reference to the "return"
+ * value.  On failure returns -1 with set_error "qmp 'COMMAND': ..."; when
+ * QEMU itself refused, errno is EREMOTEIO and qmp_client_error_class
+ * gives its class. */
+int qmp_client_execute (struct qmp_client *c, const char *command, json_t *args,
+                        json_t **result) __attribute__ ((warn_unused_result));
+
+/* The class of QEMU's error for the last failed command ("GenericError",
+ * "CommandNotFound", ...), or NULL when the last failure was not an error
+ * reply from QEMU (connection, timeout, protocol). */
+const char *qmp_client_error_class (const struct qmp_client *c);
+
+/* A predicate on an event's "data" member (may be NULL: no data). */
+typedef bool (*qmp_event_pred) (const json_t *data, void *opaque);
+
+/* Take the oldest queued event, reading from QEMU if none is queued.
+ * name NULL takes any event; otherwise the oldest event of that name
+ * whose data satisfies pred (NULL: any).  Events that do not match stay
+ * queued in order.  *event gets the whole event object (owned by the
+ * caller).  -1 with errno ETIMEDOUT when timeout_ms passes (-1: wait for
+ * ever, 0: only look at what has arrived). */
+int qmp_client_wait_event (struct qmp_client *c, const char *name,
+                           qmp_event_pred pred, void *opaque, int timeout_ms,
+                           json_t **event) __attribute__ ((warn_unused_result));
+
+/* The number of events read but not yet taken. */
+size_t qmp_client_events_queued (const struct qmp_client *c);
+
+/* Wait for job job_id (started with "auto-dismiss": false) to reach
+ * "concluded", read its error from query-jobs, then job-dismiss it.
+ * Returns 0 when the job succeeded; -1 with set_error "job 'ID': ..."
+ * when it failed (EIO, with QEMU's error), timed out (ETIMEDOUT),
+ * vanished (ENOENT), or the connection broke. */
+int qmp_client_job_wait (struct qmp_client *c, const char *job_id,
+                         int timeout_ms) __attribute__ ((warn_unused_result));
+
+/* The socket's file descriptor, for poll (borrowed). */
+int qmp_client_fd (const struct qmp_client *c);
+
+#endif
