@@ -1,0 +1,171 @@
+/* main.c: the knib command: global options, then one sub-command. */
+#include <config.h>
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "common/debug.h"
+#include "common/error.h"
+
+static const struct command {
+  const char *name;
+  int (*run) (struct cli *cli, int argc, char **argv);
+  const char *summary;
+} commands[] = {
+  { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
+};
+
+void
+cli_error (const char *fmt, ...)
+{
+  va_list ap;
+  char *ctx = NULL;
+
+  va_start (ap, fmt);
+  if (vasprintf (&ctx, fmt, ap) == -1)
+    ctx = NULL;
+  va_end (ap);
+  if (ctx != NULL && ctx[0] != '\0')
+    fprintf (stderr, "knib: %s: %s\n", ctx, get_error ());
+  else
+    fprintf (stderr, "knib: %s\n", get_error ());
+  free (ctx);
+}
+
+int
+cli_usage_error (const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+
+  fputs ("knib: ", stderr);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\nTry 'knib %s%s--help' for more information.\n",
+           cmd ? cmd : "", cmd ? " " : "");
+  return EXIT_USAGE;
+}
+
+int
+cli_exit_for_qemu_class (const char *cls)
+{
+  static const struct {
+    const char *cls;
+    int status;
+  } map[] = {
+    { "GenericError", EXIT_QEMU_GENERIC },
+    { "CommandNotFound", EXIT_QEMU_COMMAND_NOT_FOUND },
+    { "DeviceNotFound", EXIT_QEMU_DEVICE_NOT_FOUND },
+    { "DeviceNotActive", EXIT_QEMU_DEVICE_NOT_ACTIVE },
+    { "KVMMissingCap", EXIT_QEMU_KVM_MISSING_CAP },
+  };
+
+  if (cls == NULL)
+    return EXIT_FAILURE_;
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (strcmp (map[i].cls, cls) == 0)
+      return map[i].status;
+  return EXIT_QEMU_OTHER;
+}
+
+static void
+usage (FILE *fp)
+{
+  fprintf (fp, "Usage: knib [-v] [--config FILE] COMMAND [ARGS...]\n"
+               "\n"
+               "knib backs up QEMU/KVM virtual machines as qcow2 chains.\n"
+               "\n"
+               "Commands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf (fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf (fp,
+           "\n"
+           "Options:\n"
+           "  -v, --verbose      trace everything (same as KNIB_DEBUG=all)\n"
+           "      --config FILE  settings file (default " KNIB_CONFIG_PATH ")\n"
+           "  -h, --help         show this help\n"
+           "  -V, --version      show the version\n"
+           "\n"
+           "Environment: KNIB_DEBUG=qmp,nbd,qcow2,chain,cmd|all traces those "
+           "parts on stderr;\nKNIB_CONFIG names the settings file.\n"
+           "'knib COMMAND --help' describes a command; see also knib(1).\n");
+}
+
+static int
+setup (struct cli *cli)
+{
+  const char *env = getenv ("KNIB_DEBUG");
+  unsigned mask = 0;
+
+  if (env != NULL && debug_parse (env, &mask) == -1) {
+    cli_error ("KNIB_DEBUG");
+    return -1;
+  }
+  if (cli->verbose)
+    mask = DEBUG_ALL;
+  debug_set (mask);
+
+  config_init (&cli->cfg);
+  if (cli->config_path == NULL)
+    cli->config_path = getenv ("KNIB_CONFIG");
+  if (config_load (&cli->cfg,
+                   cli->config_path ? cli->config_path : KNIB_CONFIG_PATH,
+                   cli->config_path != NULL)
+      == -1) {
+    cli_error ("%s", "");
+    return -1;
+  }
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "verbose", no_argument, NULL, 'v' },
+    { "config", required_argument, NULL, 'c' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+  };
+  struct cli cli = { .config_path = NULL };
+  int c;
+
+  while ((c = getopt_long (argc, argv, "+vhV", opts, NULL)) != -1) {
+    switch (c) {
+    case 'v':
+      cli.verbose = true;
+      break;
+    case 'c':
+      cli.config_path = optarg;
+      break;
+    case 'h':
+      usage (stdout);
+      return EXIT_OK;
+    case 'V':
+      printf ("knib %s\n", PACKAGE_VERSION);
+      return EXIT_OK;
+    default:
+      return cli_usage_error (NULL, "unknown option");
+    }
+  }
+  if (optind >= argc) {
+    usage (stderr);
+    return EXIT_USAGE;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp (argv[optind], commands[i].name) != 0)
+      continue;
+    if (setup (&cli) == -1)
+      return EXIT_FAILURE_;
+    argv += optind;
+    argc -= optind;
+    optind = 0; /* let the sub-command parse its own options */
+    return commands[i].run (&cli, argc, argv);
+  }
+  return cli_usage_error (NULL, "unknown command '%s'", argv[optind]);
+}
