@@ -1,0 +1,523 @@
+/* host.c: the image file written front to back, and the refcounts of its clusters. */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "internal.h"
+
+/* Bytes gathered before one pwrite; appends this long or longer bypass it. */
+#define QCOW2_WRITE_BUFFER (4u * 1024 * 1024)
+
+/* Writeback starts as soon as data is written, and at most about this
+ * many bytes of the image wait in the page cache: the disk stays busy,
+ * the final fsync is short, and a backup does not evict the host's
+ * cache. */
+#define QCOW2_WRITEBACK_WINDOW (UINT64_C (64) * 1024 * 1024)
+
+int
+qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
+{
+  const unsigned char *p = buf;
+
+  while (len > 0) {
+    size_t chunk = len < (size_t) 1 << 30 ? len : (size_t) 1 << 30;
+    ssize_t n = pwrite (fd, p, chunk, (off_t) offset);
+
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n == -1) {
+      set_error (errno, "write at file offset %" PRIu64, offset);
+      return -1;
+    }
+    if (n == 0) {
+      set_error (EIO, "write at file offset %" PRIu64 " wrote nothing", offset);
+      return -1;
+    }
+    p += n;
+    len -= (size_t) n;
+    offset += (uint64_t) n;
+  }
+  return 0;
+}
+
+int
+qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits)
+{
+  memset (h, 0, sizeof *h);
+  h->fd = fd;
+  h->cluster_bits = cluster_bits;
+  h->cluster_size = UINT64_C (1) << cluster_bits;
+  h->range_clusters = h->cluster_size * 8 / (1u << QCOW2_REFCOUNT_ORDER);
+  h->buf_size = QCOW2_WRITE_BUFFER;
+  assert (h->buf_size >= 2 * h->cluster_size);
+
+  h->buf = malloc (h->buf_size);
+  h->cur_counts = calloc (h->range_clusters, sizeof (uint16_t));
+  h->pending_counts = calloc (h->range_clusters, sizeof (uint16_t));
+  if (h->buf == NULL || h->cur_counts == NULL || h->pending_counts == NULL) {
+    qcow2_host_release (h);
+    set_error (ENOMEM, "allocating the qcow2 write buffer");
+    return -1;
+  }
+  return 0;
+}
+
+void
+qcow2_host_release (struct qcow2_host *h)
+{
+  free (h->buf);
+  free (h->cur_counts);
+  free (h->pending_counts);
+  qcow2_offset_vector_reset (&h->blocks);
+  h->buf = NULL;
+  h->cur_counts = h->pending_counts = NULL;
+}
+
+static uint64_t
+min_u64 (uint64_t a, uint64_t b)
+{
+  return a < b ? a : b;
+}
+
+/* Bytes [start, end) of the file were just written. */
+static int
+writeback (struct qcow2_host *h, uint64_t start, uint64_t end)
+{
+  uint64_t upto;
+
+  if (h->no_writeback)
+    return 0;
+  if (sync_file_range (h->fd, (off_t) start, (off_t) (end - start),
+                       SYNC_FILE_RANGE_WRITE)
+      == -1)
+    goto fail;
+  if (end - h->written_back < 2 * QCOW2_WRITEBACK_WINDOW)
+    return 0;
+  upto = end - QCOW2_WRITEBACK_WINDOW;
+  if (sync_file_range (h->fd, (off_t) h->written_back,
+                       (off_t) (upto - h->written_back),
+                       SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
+                         | SYNC_FILE_RANGE_WAIT_AFTER)
+      == -1)
+    goto fail;
+  posix_fadvise (h->fd, (off_t) h->written_back,
+                 (off_t) (upto - h->written_back), POSIX_FADV_DONTNEED);
+  h->written_back = upto;
+  return 0;
+
+fail:
+  if (errno == EINVAL || errno == ESPIPE || errno == ENOSYS
+      || errno == EOPNOTSUPP) {
+    h->no_writeback = true; /* not a file that has writeback */
+    return 0;
+  }
+  set_error (errno, "writeback of the image up to file offset %" PRIu64, end);
+  h->failed = true;
+  return -1;
+}
+
+/* ---- the write buffer ---- */
+
+static int
+out_flush (struct qcow2_host *h)
+{
+  size_t len;
+
+  if (h->buf_len == 0)
+    return 0;
+  if (qcow2_pwrite_all (h->fd, h->buf, h->buf_len, h->end - h->buf_len) == -1) {
+    h->failed = true;
+    return -1;
+  }
+  len = h->buf_len;
+  h->buf_len = 0;
+  return writeback (h, h->end - len, h->end);
+}
+
+/* Append len bytes at end (data NULL: zeros). */
+static int
+out_append (struct qcow2_host *h, const void *data, uint64_t len)
+{
+  const unsigned char *p = data;
+
+  if (p != NULL && len >= h->buf_size) {
+    if (out_flush (h) == -1)
+      return -1;
+    if (qcow2_pwrite_all (h->fd, p, len, h->end) == -1) {
+      h->failed = true;
+      return -1;
+    }
+    h->end += len;
+    return writeback (h, h->end - len, h->end);
+  }
+  while (len > 0) {
+    size_t room = h->buf_size - h->buf_len;
+    size_t n;
+
+    if (room == 0) {
+      if (out_flush (h) == -1)
+        return -1;
+      continue;
+    }
+    n = (size_t) min_u64 (room, len);
+    if (p != NULL) {
+      memcpy (h->buf + h->buf_len, p, n);
+      p += n;
+    }
+    else
+      memset (h->buf + h->buf_len, 0, n);
+    h->buf_len += n;
+    h->end += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* Room for one whole cluster at the tail of the buffer, which the caller
+ * fills; end moves past it. */
+static unsigned char *
+out_cluster (struct qcow2_host *h)
+{
+  unsigned char *p;
+
+  if (h->buf_size - h->buf_len < h->cluster_size && out_flush (h) == -1)
+    return NULL;
+  p = h->buf + h->buf_len;
+  h->buf_len += h->cluster_size;
+  h->end += h->cluster_size;
+  return p;
+}
+
+/* ---- refcounts ---- */
+
+/* end has left cur_range: its counts are final.  Queue its block. */
+static void
+range_complete (struct qcow2_host *h)
+{
+  bool ones = true;
+  uint64_t i;
+  uint16_t *t;
+
+  for (i = 0; i < h->range_clusters && ones; i++)
+    ones = h->cur_counts[i] == 1;
+
+  if (ones && h->ones_first == h->ones_end) {
+    h->ones_first = h->cur_range;
+    h->ones_end = h->cur_range + 1;
+  }
+  else if (ones && h->ones_end == h->cur_range)
+    h->ones_end++;
+  else {
+    /* Blocks are written before anything else is allocated, and a
+     * compressed cluster crosses at most one range boundary, so the
+     * slot is free here. */
+    assert (!h->pending_mixed);
+    t = h->pending_counts;
+    h->pending_counts = h->cur_counts;
+    h->cur_counts = t;
+    h->pending_mixed = true;
+    h->pending_range = h->cur_range;
+  }
+  memset (h->cur_counts, 0, h->range_clusters * sizeof (uint16_t));
+  h->cur_range++;
+}
+
+/* Complete the ranges that end has moved past. */
+static void
+pass_ranges (struct qcow2_host *h)
+{
+  while ((h->end >> h->cluster_bits) / h->range_clusters > h->cur_range)
+    range_complete (h);
+}
+
+/* One more reference to each of n clusters from cluster first, which is
+ * the cluster end is in. */
+static void
+count_clusters (struct qcow2_host *h, uint64_t first, uint64_t n)
+{
+  while (n > 0) {
+    uint64_t range = first / h->range_clusters;
+    uint64_t index = first % h->range_clusters;
+    uint64_t k = min_u64 (n, h->range_clusters - index);
+    uint64_t i;
+
+    while (range > h->cur_range)
+      range_complete (h);
+    for (i = index; i < index + k; i++) {
+      assert (h->cur_counts[i] < QCOW2_REFCOUNT_MAX);
+      h->cur_counts[i]++;
+    }
+    first += k;
+    n -= k;
+  }
+}
+
+static int
+set_block_offset (struct qcow2_host *h, uint64_t range, uint64_t offset)
+{
+  while (h->blocks.len <= range) {
+    if (qcow2_offset_vector_append (&h->blocks, 0) == -1) {
+      set_error (ENOMEM, "growing the refcount table");
+      h->failed = true;
+      return -1;
+    }
+  }
+  h->blocks.ptr[range] = offset;
+  return 0;
+}
+
+static void
+encode_counts (const struct qcow2_host *h, const uint16_t *counts,
+               unsigned char *p)
+{
+  uint64_t i;
+
+  for (i = 0; i < h->range_clusters; i++)
+    qcow2_put_be16 (p + 2 * i, counts != NULL ? counts[i] : 1);
+}
+
+/* Write the refcount block of range at end (cluster aligned).  counts
+ * NULL means every cluster of the range has refcount 1. */
+static int
+emit_block (struct qcow2_host *h, const uint16_t *counts, uint64_t range)
+{
+  uint64_t offset = h->end;
+  unsigned char *p = out_cluster (h);
+
+  if (p == NULL)
+    return -1;
+  encode_counts (h, counts, p);
+  if (set_block_offset (h, range, offset) == -1)
+    return -1;
+  /* The block's own cluster is counted in the range it landed in. */
+  count_clusters (h, offset >> h->cluster_bits, 1);
+  pass_ranges (h);
+  return 0;
+}
+
+/* Write every completed range's block.  end is cluster aligned. */
+static int
+emit_pending (struct qcow2_host *h)
+{
+  while (h->pending_mixed || h->ones_first < h->ones_end) {
+    if (h->pending_mixed) {
+      /* emit_block copies the counts before it can complete a range. */
+      h->pending_mixed = false;
+      if (emit_block (h, h->pending_counts, h->pending_range) == -1)
+        return -1;
+    }
+    else if (emit_block (h, NULL, h->ones_first++) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static bool
+have_pending (const struct qcow2_host *h)
+{
+  return h->pending_mixed || h->ones_first < h->ones_end;
+}
+
+/* Move end to the next cluster boundary (the tail of a cluster of
+ * compressed data stays unused). */
+static int
+pad_to_cluster (struct qcow2_host *h)
+{
+  uint64_t rem = h->end & (h->cluster_size - 1);
+
+  if (rem == 0)
+    return 0;
+  if (out_append (h, NULL, h->cluster_size - rem) == -1)
+    return -1;
+  pass_ranges (h);
+  return 0;
+}
+
+static int
+check_usable (struct qcow2_host *h)
+{
+  if (h->failed) {
+    set_error (EIO, "the image is unusable after an earlier error");
+    return -1;
+  }
+  return 0;
+}
+
+int
+qcow2_host_write_clusters (struct qcow2_host *h, const void *data, uint64_t len,
+                           uint64_t *offset)
+{
+  uint64_t n = (len + h->cluster_size - 1) >> h->cluster_bits;
+  uint64_t tail = (n << h->cluster_bits) - len;
+
+  if (check_usable (h) == -1 || pad_to_cluster (h) == -1
+      || emit_pending (h) == -1)
+    return -1;
+  if (h->end + (n << h->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
+    set_error (EFBIG, "the image would grow past 64 PiB, the qcow2 limit");
+    h->failed = true;
+    return -1;
+  }
+  *offset = h->end;
+  count_clusters (h, h->end >> h->cluster_bits, n);
+  if (out_append (h, data, len) == -1 || out_append (h, NULL, tail) == -1)
+    return -1;
+  pass_ranges (h);
+  return 0;
+}
+
+int
+qcow2_host_write_compressed (struct qcow2_host *h, const void *data,
+                             size_t clen, uint64_t *offset)
+{
+  uint64_t first, last;
+
+  assert (clen >= 1 && clen <= h->cluster_size);
+  if (check_usable (h) == -1)
+    return -1;
+  for (;;) {
+    uint64_t index = (h->end >> h->cluster_bits) % h->range_clusters;
+    bool aligned = (h->end & (h->cluster_size - 1)) == 0;
+
+    if (have_pending (h)) {
+      /* Blocks wait for no one: end the run of compressed data. */
+      if (pad_to_cluster (h) == -1 || emit_pending (h) == -1)
+        return -1;
+    }
+    else if (!aligned && h->cur_counts[index] == QCOW2_REFCOUNT_MAX) {
+      /* The cluster cannot count one more compressed cluster. */
+      if (pad_to_cluster (h) == -1)
+        return -1;
+    }
+    else
+      break;
+  }
+  if (h->end + clen > qcow2_compressed_offset_limit (h->cluster_bits)) {
+    set_error (EFBIG,
+               "compressed data cannot be stored past file offset %" PRIu64
+               " with %" PRIu64 "-byte clusters",
+               qcow2_compressed_offset_limit (h->cluster_bits),
+               h->cluster_size);
+    h->failed = true;
+    return -1;
+  }
+  *offset = h->end;
+  first = h->end >> h->cluster_bits;
+  last = (h->end + clen - 1) >> h->cluster_bits;
+  count_clusters (h, first, last - first + 1);
+  if (out_append (h, data, clen) == -1)
+    return -1;
+  pass_ranges (h);
+  return 0;
+}
+
+uint64_t
+qcow2_refcount_table_clusters (uint64_t table_start, uint64_t range_clusters,
+                               uint64_t cluster_size)
+{
+  uint64_t per_cluster = cluster_size / sizeof (uint64_t);
+  uint64_t r = 1;
+
+  for (;;) {
+    /* After the table: the blocks of the ranges it completes (and of the
+     * ranges those complete), then the last range's block. */
+    uint64_t end = table_start + r + r / range_clusters + 4;
+    uint64_t ranges = (end + range_clusters - 1) / range_clusters + 1;
+    uint64_t need = (ranges + per_cluster - 1) / per_cluster;
+
+    if (need <= r)
+      return r;
+    r = need;
+  }
+}
+
+/* The block of the range end is in, written into that range itself. */
+static int
+emit_last_block (struct qcow2_host *h)
+{
+  uint64_t cluster = h->end >> h->cluster_bits;
+  uint64_t offset = h->end;
+  unsigned char *p;
+
+  if (cluster % h->range_clusters == 0)
+    return 0; /* nothing allocated in it */
+  h->cur_counts[cluster % h->range_clusters]++;
+  p = out_cluster (h);
+  if (p == NULL)
+    return -1;
+  encode_counts (h, h->cur_counts, p);
+  return set_block_offset (h, h->cur_range, offset);
+}
+
+static int
+write_table (struct qcow2_host *h, uint64_t offset, uint64_t clusters)
+{
+  uint64_t size = clusters << h->cluster_bits;
+  uint64_t ranges
+    = ((h->end >> h->cluster_bits) + h->range_clusters - 1) / h->range_clusters;
+  unsigned char *table;
+  uint64_t i;
+  int r;
+
+  if (ranges > size / sizeof (uint64_t) || h->blocks.len != ranges) {
+    set_error (EIO,
+               "internal error: %" PRIu64
+               " refcount blocks for a table of %" PRIu64 " clusters",
+               ranges, clusters);
+    return -1;
+  }
+  table = calloc (1, size);
+  if (table == NULL) {
+    set_error (ENOMEM, "allocating the refcount table");
+    return -1;
+  }
+  for (i = 0; i < ranges; i++) {
+    assert (h->blocks.ptr[i] != 0);
+    qcow2_put_be64 (table + 8 * i, h->blocks.ptr[i]);
+  }
+  r = qcow2_pwrite_all (h->fd, table, size, offset);
+  free (table);
+  return r;
+}
+
+int
+qcow2_host_finish (struct qcow2_host *h, uint64_t *table_offset,
+                   uint32_t *table_clusters)
+{
+  uint64_t clusters;
+
+  if (check_usable (h) == -1 || pad_to_cluster (h) == -1
+      || emit_pending (h) == -1)
+    return -1;
+  clusters = qcow2_refcount_table_clusters (h->end >> h->cluster_bits,
+                                            h->range_clusters, h->cluster_size);
+  if (clusters << h->cluster_bits > QCOW2_MAX_REFTABLE_BYTES) {
+    set_error (EFBIG,
+               "the image needs a refcount table of %" PRIu64
+               " bytes, more than QEMU's limit of %" PRIu64
+               ": use larger clusters",
+               clusters << h->cluster_bits, QCOW2_MAX_REFTABLE_BYTES);
+    h->failed = true;
+    return -1;
+  }
+  /* Reserve the table; its entries are known once the blocks are out. */
+  if (qcow2_host_write_clusters (h, NULL, clusters << h->cluster_bits,
+                                 table_offset)
+        == -1
+      || emit_pending (h) == -1 || emit_last_block (h) == -1
+      || out_flush (h) == -1
+      || write_table (h, *table_offset, clusters) == -1) {
+    h->failed = true;
+    return -1;
+  }
+  *table_clusters = (uint32_t) clusters;
+  return 0;
+}

@@ -1,0 +1,184 @@
+/* qcow2.h: the streaming qcow2 v3 writer, the cluster compressor, and probe. */
+#ifndef KNIB_QCOW2_H
+#define KNIB_QCOW2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The header's compression_type: how compressed clusters are encoded. */
+enum qcow2_compression {
+  QCOW2_COMPRESSION_ZLIB = 0, /* raw deflate, window bits 12 */
+  QCOW2_COMPRESSION_ZSTD = 1, /* one zstd frame per cluster */
+};
+
+/* Cluster sizes the writer accepts (QEMU's own limits). */
+#define QCOW2_MIN_CLUSTER_SIZE 512u
+#define QCOW2_MAX_CLUSTER_SIZE (2u * 1024 * 1024)
+#define QCOW2_DEFAULT_CLUSTER_SIZE (64u * 1024)
+
+/* The longest backing file name qcow2 can record. */
+#define QCOW2_MAX_BACKING_FILE 1023u
+
+/* The name of a compression type ("zlib", "zstd"), as qemu-img shows it. */
+const char *qcow2_compression_name (enum qcow2_compression type);
+
+/* -------------------------------------------------------------------- */
+/* Writing an image front to back                                         */
+/* -------------------------------------------------------------------- */
+
+struct qcow2_writer_options {
+  /* The disk's size in bytes: a multiple of 512, at least 512. */
+  uint64_t virtual_size;
+  /* A power of two from QCOW2_MIN_CLUSTER_SIZE to QCOW2_MAX_CLUSTER_SIZE;
+   * 0 means QCOW2_DEFAULT_CLUSTER_SIZE.  Use the dirty bitmap's
+   * granularity. */
+  uint32_t cluster_size;
+  /* NULL for a standalone image (a full backup).  For an overlay (an
+   * incremental backup): the parent's name as QEMU should resolve it,
+   * relative to the directory of this image, at most
+   * QCOW2_MAX_BACKING_FILE bytes, and it must fit in the first cluster
+   * beside the header. */
+  const char *backing_file;
+  /* The backing file's format ("qcow2", "raw"); NULL means "qcow2".
+   * Ignored without a backing file. */
+  const char *backing_format;
+  /* Recorded in the header; every compressed cluster must use it. */
+  enum qcow2_compression compression;
+};
+
+/* What a writer has done so far. */
+struct qcow2_writer_stats {
+  uint64_t data_clusters;       /* guest clusters stored as they are */
+  uint64_t compressed_clusters; /* guest clusters stored compressed */
+  uint64_t zero_clusters;       /* guest clusters marked as reading zero */
+  uint64_t compressed_bytes;    /* payload of the compressed clusters */
+  uint64_t file_size;           /* bytes of the image file written */
+};
+
+struct qcow2_writer;
+
+/* Start writing a qcow2 image into fd, from offset 0, which must be open
+ * for writing and support pwrite (a regular file; it is truncated to the
+ * image's size at the end).  The writer borrows fd: the caller keeps it,
+ * and must leave it open until qcow2_writer_free, and closes it itself.
+ *
+ * Memory is O(1) in the disk's size apart from the L1 table (8 bytes per
+ * cluster_size * cluster_size / 8 bytes of disk) and one refcount table
+ * entry per refcount block.  A writer belongs to one thread at a time.
+ *
+ * Returns NULL with set_error when the options or fd are unusable. */
+struct qcow2_writer *qcow2_writer_new (int fd,
+                                       const struct qcow2_writer_options *opts)
+  __attribute__ ((warn_unused_result));
+
+/* Every call below takes a guest offset that is a multiple of the cluster
+ * size and not below the end of the previous call's range: a disk is
+ * written in increasing guest offset order, each cluster at most once.
+ * Clusters never mentioned stay unallocated: they read from the backing
+ * file, or as zeros without one.
+ *
+ * After a failure the writer is broken: every later call fails too, and
+ * the file is not a valid image (its header is only written by
+ * qcow2_writer_finish). */
+
+/* Store len bytes of guest data at guest_offset, uncompressed.  len is a
+ * multiple of the cluster size, except that a range reaching the end of
+ * the disk may end with a short cluster (it is padded with zeros). */
+int qcow2_writer_write (struct qcow2_writer *w, uint64_t guest_offset,
+                        const void *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* Store the one cluster at guest_offset compressed: cbuf holds clen bytes
+ * (1 to cluster size) that decompress to exactly one whole cluster (the
+ * disk's last cluster padded with zeros) with the image's compression
+ * type.  qcow2_compressor_compress makes them.  Compressed clusters are
+ * packed byte by byte and may cross host cluster boundaries. */
+int qcow2_writer_write_compressed (struct qcow2_writer *w,
+                                   uint64_t guest_offset, const void *cbuf,
+                                   size_t clen)
+  __attribute__ ((warn_unused_result));
+
+/* Mark len bytes from guest_offset as reading zero (whole clusters; the
+ * range may end with the disk's short last cluster).  No data is written;
+ * in an overlay these clusters hide the backing file's data. */
+int qcow2_writer_zero (struct qcow2_writer *w, uint64_t guest_offset,
+                       uint64_t len) __attribute__ ((warn_unused_result));
+
+/* Write what is left (the last L2 table, the L1 table, the refcount
+ * structures), fsync, then write the header and fsync again.  Only then
+ * is the file a valid image.  After it, only get_stats and free. */
+int qcow2_writer_finish (struct qcow2_writer *w)
+  __attribute__ ((warn_unused_result));
+
+void qcow2_writer_get_stats (const struct qcow2_writer *w,
+                             struct qcow2_writer_stats *stats);
+
+uint32_t qcow2_writer_cluster_size (const struct qcow2_writer *w);
+
+/* Free the writer (it does not close fd).  An unfinished image is left
+ * as it is: not valid qcow2, for the caller to remove.  NULL is a
+ * no-op. */
+void qcow2_writer_free (struct qcow2_writer *w);
+
+/* -------------------------------------------------------------------- */
+/* Compressing clusters the way QEMU reads them                           */
+/* -------------------------------------------------------------------- */
+
+struct qcow2_compressor;
+
+/* A compressor for clusters of cluster_size bytes.  level 0 means the
+ * library's default (zlib 6, zstd 3).  One per thread.  NULL with
+ * set_error on failure. */
+struct qcow2_compressor *qcow2_compressor_new (enum qcow2_compression type,
+                                               uint32_t cluster_size, int level)
+  __attribute__ ((warn_unused_result));
+
+/* Compress one whole cluster (cluster_size bytes at in) into out (room for
+ * out_size bytes).  Returns the compressed length, which is less than the
+ * cluster size; 0 when the cluster does not shrink (store it raw); -1
+ * with set_error on failure. */
+ssize_t qcow2_compressor_compress (struct qcow2_compressor *c, const void *in,
+                                   void *out, size_t out_size)
+  __attribute__ ((warn_unused_result));
+
+void qcow2_compressor_free (struct qcow2_compressor *c);
+
+/* -------------------------------------------------------------------- */
+/* Reading an image's header                                              */
+/* -------------------------------------------------------------------- */
+
+/* An image's header, as qcow2_probe found it. */
+struct qcow2_info {
+  uint32_t version; /* 2 or 3 */
+  uint64_t virtual_size;
+  uint32_t cluster_bits;
+  uint32_t cluster_size;
+  enum qcow2_compression compression;
+  char *backing_file;   /* NULL without a backing file */
+  char *backing_format; /* NULL when the image does not record one */
+  uint32_t refcount_order;
+  uint32_t header_length;
+  uint64_t incompatible_features;
+  uint64_t compatible_features;
+  uint64_t autoclear_features;
+  uint32_t crypt_method; /* 0: none */
+  uint32_t nb_snapshots;
+  bool dirty;   /* incompatible bit 0: refcounts may be stale */
+  bool corrupt; /* incompatible bit 1: QEMU found the image corrupt */
+  bool external_data_file; /* incompatible bit 2 */
+  bool extended_l2;        /* incompatible bit 4 */
+};
+
+/* Read and validate the header of the qcow2 image in fd (borrowed; read
+ * with pread, so the file position does not move).  A truncated or
+ * malformed header is an error, never a crash.  On success the caller
+ * owns *info and releases it with qcow2_info_release; on failure *info
+ * holds nothing to release.  Returns 0, or -1 with set_error. */
+int qcow2_probe (int fd, struct qcow2_info *info)
+  __attribute__ ((warn_unused_result));
+
+void qcow2_info_release (struct qcow2_info *info);
+
+#endif
