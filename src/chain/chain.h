@@ -1,0 +1,433 @@
+/* chain.h: the backup repository: manifests, chains, locks, commit, recovery. */
+#ifndef KNIB_CHAIN_H
+#define KNIB_CHAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/vector.h"
+
+/* The repository is a directory:
+ *
+ *   REPO/knib-repo.json                    {"format": "knib-repository",
+ *                                           "version": 1}
+ *   REPO/vms/<vm>/vm.json                  what knib last knew of the VM
+ *   REPO/vms/<vm>/.lock                    the VM's lock (see chain_lock_new)
+ *   REPO/vms/<vm>/<id>/manifest.json       a backup: it exists when this does
+ *   REPO/vms/<vm>/<id>/<disk>.qcow2        its images
+ *   REPO/vms/<vm>/<id>.partial/            a backup being written, or the
+ *                                          leftover of one that failed
+ *   .tmp-<name>.XXXXXX                     a file being written atomically
+ *
+ * Directories are made 0700 and files 0600.  VM names, disk names, image
+ * names and backup ids are checked (name_check, chain_id_is_valid) before
+ * they touch a path.  Nothing here prints or exits; every failure returns
+ * -1 or NULL with set_error.
+ *
+ * Errors that name a file: "manifest '/r/vms/web01/ID/manifest.json':
+ * 'position' must be a positive integer". */
+
+#define CHAIN_REPO_FORMAT "knib-repository"
+#define CHAIN_REPO_VERSION 1
+
+/* Backup ids sort by time: "20261123T203015Z" (UTC), and "-2", "-3", ...
+ * up to "-9999" for further backups of the same VM in the same second.
+ * Size of a buffer that holds any id with its NUL. */
+#define CHAIN_ID_MAX 24
+
+/* A hex xxh3-128 hash, without its NUL. */
+#define CHAIN_HASH_HEX_LEN 32
+
+/* Size of a buffer for an RFC 3339 UTC time "2026-11-23T20:30:15Z". */
+#define CHAIN_TIME_MAX 32
+
+/* Bitmaps that knib adds are named this followed by the backup id. */
+#define CHAIN_BITMAP_PREFIX "knib-"
+
+DEFINE_VECTOR_TYPE (chain_string_vector, char *)
+
+/* Free the strings and the vector (a caller-owned vector). */
+void chain_string_vector_release (chain_string_vector *v);
+
+/* ---- Backup ids and times ---- */
+
+bool chain_id_is_valid (const char *id);
+
+/* Order of two valid ids: <0, 0, >0 (time first, then the suffix). */
+int chain_id_compare (const char *a, const char *b);
+
+/* "2026-11-23T20:30:15Z" from seconds since the epoch. */
+void chain_time_format (int64_t t, char out[CHAIN_TIME_MAX]);
+
+/* The reverse; only that exact form is accepted.  -1 (EINVAL) if not. */
+int chain_time_parse (const char *s, int64_t *t)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Manifests ---- */
+
+enum chain_kind {
+  CHAIN_KIND_FULL,        /* starts a chain */
+  CHAIN_KIND_INCREMENTAL, /* depends on its parent */
+  CHAIN_KIND_ISOLATED,    /* a full that is no part of any chain */
+};
+
+enum chain_state {
+  CHAIN_STATE_COMPLETE,
+  CHAIN_STATE_REMOVED, /* deleted, files kept while children need them */
+};
+
+enum chain_compression {
+  CHAIN_COMPRESSION_NONE,
+  CHAIN_COMPRESSION_ZLIB,
+  CHAIN_COMPRESSION_ZSTD,
+};
+
+const char *chain_kind_name (enum chain_kind kind);
+const char *chain_state_name (enum chain_state state);
+const char *chain_compression_name (enum chain_compression c);
+/* Parse "none", "zlib", "zstd".  -1 with set_error if not. */
+int chain_compression_parse (const char *s, enum chain_compression *c)
+  __attribute__ ((warn_unused_result));
+
+/* One disk of a backup.  Strings are owned by the struct. */
+struct chain_disk {
+  char *name;  /* the guest device: "vda" */
+  char *image; /* file name in the backup's directory: "vda.qcow2" */
+  /* CHAIN_KIND_FULL: a standalone image; CHAIN_KIND_INCREMENTAL: an
+   * overlay whose backing file is the parent backup's image of the same
+   * disk.  An incremental backup may hold full disks (a new disk, a
+   * missing bitmap); a full or isolated backup holds only full disks. */
+  enum chain_kind kind;
+  uint64_t virtual_size;
+  uint32_t cluster_size; /* a power of two, 512 to 2 MiB */
+  char *bitmap;          /* the dirty bitmap started with it: "knib-<id>" */
+  uint64_t bytes_read;
+  uint64_t bytes_written;
+  uint64_t extents;
+  char hash[CHAIN_HASH_HEX_LEN + 1]; /* xxh3-128 of the image, lowercase hex */
+  enum chain_compression compression;
+  char *reason; /* why this disk is full (free text), or NULL */
+};
+
+DEFINE_VECTOR_TYPE (chain_disk_vector, struct chain_disk)
+
+struct chain_manifest {
+  char id[CHAIN_ID_MAX];
+  char *vm;
+  char parent[CHAIN_ID_MAX]; /* "" when none (full, isolated) */
+  char chain[CHAIN_ID_MAX];  /* the chain's full backup (its own id when full
+                                or isolated) */
+  int64_t position;          /* 1 for the full, parent's + 1 for the others */
+  enum chain_kind kind;
+  enum chain_state state;
+  int64_t created;  /* seconds since the epoch */
+  int64_t finished; /* >= created */
+  char *reason;     /* why this kind (free text) */
+  chain_disk_vector disks;
+};
+
+DEFINE_VECTOR_TYPE (chain_manifest_vector, struct chain_manifest *)
+
+/* Free the manifests and the vector (a caller-owned vector). */
+void chain_manifest_vector_release (chain_manifest_vector *v);
+
+struct chain_manifest *chain_manifest_new (void)
+  __attribute__ ((warn_unused_result));
+void chain_manifest_free (struct chain_manifest *m);
+
+/* Append a copy of disk to m->disks.  -1 with set_error on ENOMEM. */
+int chain_manifest_add_disk (struct chain_manifest *m,
+                             const struct chain_disk *disk)
+  __attribute__ ((warn_unused_result));
+
+/* The disk of that name, or NULL. */
+const struct chain_disk *
+chain_manifest_find_disk (const struct chain_manifest *m, const char *name);
+
+/* Every rule a manifest must follow: names, ids, kinds against parent and
+ * position, sizes, hashes, times.  -1 with set_error (without any
+ * "manifest 'PATH'" prefix) when one is broken. */
+int chain_manifest_validate (const struct chain_manifest *m)
+  __attribute__ ((warn_unused_result));
+
+/* Read and fully validate a manifest.  Unknown keys, missing keys and
+ * wrong types are errors, each "manifest 'PATH': ...". */
+struct chain_manifest *chain_manifest_load (const char *path)
+  __attribute__ ((warn_unused_result));
+
+/* Validate, then replace path atomically: write a temporary file in the
+ * same directory, fsync it, rename it over path, fsync the directory. */
+int chain_manifest_commit (const struct chain_manifest *m, const char *path)
+  __attribute__ ((warn_unused_result));
+
+/* ---- The repository ---- */
+
+struct chain_repo;
+
+/* Seconds since the epoch (tests inject their own clock). */
+typedef int64_t (*chain_clock_fn) (void *opaque);
+
+/* Open the repository at path.  With create, a missing directory is made
+ * (0700; its parent must exist) and an empty one becomes a repository;
+ * an existing repository is opened as it is.  A directory that is not
+ * empty and not a repository is never touched.  A knib-repo.json of
+ * another format or version, or a corrupt one, is refused. */
+struct chain_repo *chain_repo_open (const char *path, bool create)
+  __attribute__ ((warn_unused_result));
+
+/* NULL is a no-op.  Locks taken on the repository must be freed first. */
+void chain_repo_free (struct chain_repo *repo);
+
+const char *chain_repo_path (const struct chain_repo *repo);
+
+/* Replace the clock used for backup ids and times (NULL: the real one). */
+void chain_repo_set_clock (struct chain_repo *repo, chain_clock_fn fn,
+                           void *opaque);
+
+/* The VMs with a directory in the repository, sorted by name.  Entries
+ * whose names are not valid VM names are skipped. */
+int chain_vm_list (struct chain_repo *repo, chain_string_vector *vms)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Locks ---- */
+
+/* One lock per VM: an fcntl open file description lock (F_OFD_SETLK) on
+ * vms/<vm>/.lock, which NFSv4 and CephFS honour across hosts.  Two
+ * chain_lock_new calls conflict even in one process.  Exclusive for
+ * backup, delete and restore in place; shared for readers that must not
+ * see a delete (restore, verify).  Listing needs no lock: manifests are
+ * replaced atomically and partial backups are not listed. */
+enum chain_lock_mode {
+  CHAIN_LOCK_SHARED,
+  CHAIN_LOCK_EXCLUSIVE,
+};
+
+struct chain_lock;
+
+/* Lock vm for operation ("backup", "delete", "restore", ...: recorded with
+ * the pid and host of an exclusive holder so that the loser can name
+ * them).  An exclusive lock makes the VM's directory when it is missing;
+ * a shared one fails with ENOENT.  timeout_ms 0 tries once, > 0 retries
+ * until it passes, -1 waits for ever.  A conflict fails with errno
+ * EWOULDBLOCK: "vm 'web01' is locked by another knib (pid 1234): a backup
+ * is running; wait for it to finish".  The repository must outlive the
+ * lock. */
+struct chain_lock *chain_lock_new (struct chain_repo *repo, const char *vm,
+                                   enum chain_lock_mode mode,
+                                   const char *operation, int timeout_ms)
+  __attribute__ ((warn_unused_result));
+
+/* Release and free.  NULL is a no-op. */
+void chain_lock_free (struct chain_lock *lock);
+
+/* ---- What knib knows of a VM (vm.json) ---- */
+
+struct chain_vm_disk {
+  char *name;
+  uint64_t virtual_size;
+};
+
+DEFINE_VECTOR_TYPE (chain_vm_disk_vector, struct chain_vm_disk)
+
+struct chain_vm {
+  char *name;
+  char *uuid;                 /* NULL when unknown */
+  chain_vm_disk_vector disks; /* as of the last backup */
+  char *definition;           /* last known definition (domain XML), or
+                                  NULL */
+  int64_t updated;            /* when this was written */
+  char *chain_end_reason;     /* the chain was ended for this reason ... */
+  char chain_end_after[CHAIN_ID_MAX]; /* ... when this was its latest
+                                         backup ("": none) */
+};
+
+/* NULL with errno ENOENT (and set_error) when the VM has no vm.json. */
+struct chain_vm *chain_vm_load (struct chain_repo *repo, const char *vm)
+  __attribute__ ((warn_unused_result));
+void chain_vm_free (struct chain_vm *vm);
+
+/* End the VM's current chain: its next backup is full whatever the chain
+ * size, with "the chain was ended: REASON" ("restored in place from
+ * backup X", "disk vdb was migrated").  Needs the exclusive lock. */
+int chain_vm_end_chain (struct chain_lock *lock, const char *reason)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Listing ---- */
+
+/* The backups of vm, sorted by id (none when the VM has no directory).
+ * Backups being written (<id>.partial) are not listed.  A backup whose
+ * manifest is missing or corrupt is never skipped silently: with
+ * problems NULL it fails the listing (backups is left as it was);
+ * otherwise its error is appended to problems and the listing goes on.
+ * Backups are appended to what backups holds. */
+int chain_backup_list (struct chain_repo *repo, const char *vm,
+                       chain_manifest_vector *backups,
+                       chain_string_vector *problems)
+  __attribute__ ((warn_unused_result));
+
+/* The backup id of vm, or with vm NULL of whichever VM has it (an id
+ * that two VMs have is an error that asks for the VM). */
+struct chain_manifest *chain_backup_find (struct chain_repo *repo,
+                                          const char *vm, const char *id)
+  __attribute__ ((warn_unused_result));
+
+/* The chain of backup id of vm: its full backup first, the backup itself
+ * last, each link checked (the parent exists, is of the same chain, one
+ * position before).  A missing parent is an error that says the chain is
+ * broken.  An isolated or full backup is a chain of one. */
+int chain_backup_chain (struct chain_repo *repo, const char *vm, const char *id,
+                        chain_manifest_vector *chain)
+  __attribute__ ((warn_unused_result));
+
+/* The path of disk's image in backup m (a committed backup). */
+char *chain_backup_image_path (struct chain_repo *repo,
+                               const struct chain_manifest *m,
+                               const struct chain_disk *disk)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Deciding full or incremental ---- */
+
+enum chain_mode {
+  CHAIN_MODE_AUTO,        /* incremental when the chain rules allow */
+  CHAIN_MODE_FULL,        /* a full backup, starting a new chain */
+  CHAIN_MODE_INCREMENTAL, /* incremental, or fail saying why not */
+  CHAIN_MODE_ISOLATED,    /* a full that no chain counts or depends on */
+};
+
+struct chain_decision {
+  enum chain_kind kind;
+  char parent[CHAIN_ID_MAX]; /* incremental: the parent; else "" */
+  char chain[CHAIN_ID_MAX];  /* incremental: the chain; else "" (the new
+                                backup's own id) */
+  int64_t position;          /* in the chain: 1 for full or isolated */
+  char *reason;              /* human text: "first backup of this VM" */
+};
+
+void chain_decision_release (struct chain_decision *d);
+
+/* The chain rules, as a pure function of the VM's backups (any order),
+ * the chain size (1: every backup full; < 1: unlimited) and the mode:
+ * the parent is the latest backup that is not isolated; the next backup
+ * is full when there is none, when it was deleted, when the chain was
+ * ended after it (vm, may be NULL), or when its chain already holds
+ * chain_size backups.  Isolated backups never count and are never
+ * parents.  With CHAIN_MODE_INCREMENTAL a full result is an error "an
+ * incremental backup is not possible: REASON".  The QMP side may still
+ * turn an incremental decision (or one of its disks) into a full one
+ * (bitmap missing, disk resized) before chain_backup_begin. */
+int chain_decide (const chain_manifest_vector *backups, int64_t chain_size,
+                  enum chain_mode mode, const struct chain_vm *vm,
+                  struct chain_decision *d)
+  __attribute__ ((warn_unused_result));
+
+/* chain_decide on what the repository holds for vm (its backups and
+ * vm.json).  Corrupt manifests go to problems (or fail, when NULL). */
+int chain_vm_decide (struct chain_repo *repo, const char *vm,
+                     int64_t chain_size, enum chain_mode mode,
+                     struct chain_decision *d, chain_string_vector *problems)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Writing a backup ----
+ *
+ *   b = chain_backup_begin (repo, lock, &decision);   makes <id>.partial/
+ *   for each disk:
+ *     path = chain_backup_disk_path (b, "vda");       write the image there
+ *     chain_backup_backing_file (b, "vda", &backing); (incremental disks)
+ *     chain_backup_add_disk (b, &disk);               what was written
+ *   chain_backup_commit (b)  or  chain_backup_abort (b)
+ *   chain_backup_free (b);
+ *
+ * chain_backup_commit, in this order:
+ *   1. checks the disks, opens each image, computes its hash when the
+ *      writer gave none, and fsyncs it; fsyncs <id>.partial/;
+ *   2. replaces vm.json atomically (disks, definition, time);
+ *   3. writes <id>.partial/manifest.json atomically (temporary file,
+ *      fsync, rename, fsync <id>.partial/);
+ *   4. renames <id>.partial/ to <id>/ and fsyncs vms/<vm>/.
+ * The rename in step 4 is the commit point: a crash before it leaves
+ * <id>.partial/ (with or without a manifest), which is never listed and
+ * which chain_repo_recover_vm removes, so the backup does not exist; a
+ * crash after it leaves a complete backup whose images and manifest are
+ * already on disk.  vm.json (step 2) only describes the VM, so it may
+ * run ahead of the backups.  Temporary files left by a crash in an
+ * atomic replace are never read and recovery removes them too. */
+
+struct chain_backup;
+
+/* Start a backup of the VM that lock holds exclusively (the lock must
+ * stay held until commit or abort).  The id sorts after every backup of
+ * the VM (even when the clock went back).  For an incremental decision
+ * the parent must be the VM's latest non-isolated backup, complete. */
+struct chain_backup *chain_backup_begin (struct chain_repo *repo,
+                                         struct chain_lock *lock,
+                                         const struct chain_decision *d)
+  __attribute__ ((warn_unused_result));
+
+/* Abort the backup unless it was committed or aborted, then free.  The
+ * last error is left alone.  NULL is a no-op. */
+void chain_backup_free (struct chain_backup *b);
+
+const char *chain_backup_id (const struct chain_backup *b);
+
+/* "knib-<id>": the name of the bitmap that this backup starts. */
+const char *chain_backup_bitmap (const struct chain_backup *b);
+
+/* The manifest as it stands (borrowed). */
+const struct chain_manifest *
+chain_backup_manifest (const struct chain_backup *b);
+
+/* Where the writer writes disk's image: <id>.partial/<disk>.qcow2. */
+char *chain_backup_disk_path (struct chain_backup *b, const char *disk)
+  __attribute__ ((warn_unused_result));
+
+/* The backing file name an incremental image of disk records: relative,
+ * "../<parent-id>/<image>", so that the repository can move.  *backing
+ * is NULL for a backup without a parent.  Fails (ENOENT) when the parent
+ * has no such disk: that disk must be full. */
+int chain_backup_backing_file (struct chain_backup *b, const char *disk,
+                               char **backing)
+  __attribute__ ((warn_unused_result));
+
+/* Record a disk that was written (copied).  image NULL means
+ * "<name>.qcow2"; an empty hash is computed at commit; bitmap NULL means
+ * chain_backup_bitmap. */
+int chain_backup_add_disk (struct chain_backup *b,
+                           const struct chain_disk *disk)
+  __attribute__ ((warn_unused_result));
+
+/* What to store in vm.json at commit (copied; NULL keeps what is there). */
+int chain_backup_set_vm_info (struct chain_backup *b, const char *uuid,
+                              const char *definition)
+  __attribute__ ((warn_unused_result));
+
+/* Commit (see above).  An incremental backup none of whose disks is
+ * incremental becomes a full backup starting its own chain.  After a
+ * failure before the commit point the caller aborts; a failure after it
+ * (fsync of vms/<vm>/) still leaves the backup committed. */
+int chain_backup_commit (struct chain_backup *b)
+  __attribute__ ((warn_unused_result));
+
+/* Remove <id>.partial/ and everything in it. */
+int chain_backup_abort (struct chain_backup *b)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Recovery ---- */
+
+/* Remove what crashed backups and atomic replaces left behind in the
+ * VM's directory: <id>.partial/ directories and .tmp-* files (also those
+ * inside backup directories).  Needs the exclusive lock.  Appends one
+ * line per removal to removed ("removed unfinished backup
+ * '20261123T203015Z' of vm 'web01'"). */
+int chain_repo_recover_vm (struct chain_lock *lock,
+                           chain_string_vector *removed)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Hashing ---- */
+
+/* xxh3-128 of a file's bytes, as 32 lowercase hex digits (the canonical,
+ * big-endian form that "xxhsum -H2" prints). */
+int chain_hash_file (const char *path, char hex[CHAIN_HASH_HEX_LEN + 1])
+  __attribute__ ((warn_unused_result));
+
+#endif

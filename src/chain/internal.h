@@ -1,0 +1,174 @@
+/* internal.h: what the files of src/chain share (and the tests reach). */
+#ifndef KNIB_CHAIN_INTERNAL_H
+#define KNIB_CHAIN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "chain.h"
+
+#define CHAIN_REPO_FILE "knib-repo.json"
+#define CHAIN_VMS_DIR "vms"
+#define CHAIN_VM_FILE "vm.json"
+#define CHAIN_MANIFEST_FILE "manifest.json"
+#define CHAIN_LOCK_FILE ".lock"
+#define CHAIN_PARTIAL_SUFFIX ".partial"
+#define CHAIN_TEMP_PREFIX ".tmp-"
+
+/* The largest JSON file read (manifests and vm.json are far smaller). */
+#define CHAIN_JSON_MAX (16u * 1024 * 1024)
+
+/* How often a blocking lock retries. */
+#define CHAIN_LOCK_RETRY_MS 50
+
+struct chain_repo {
+  char *path;
+  chain_clock_fn clock;
+  void *clock_opaque;
+};
+
+struct chain_lock {
+  struct chain_repo *repo;
+  char *vm;
+  char *dir; /* REPO/vms/<vm> */
+  enum chain_lock_mode mode;
+  int fd;
+};
+
+/* fsutil.c */
+
+/* asprintf that records ENOMEM with set_error. */
+char *chain_sprintf (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2), warn_unused_result));
+
+/* mkdir 0700; an existing directory is fine. */
+int chain_mkdir (const char *path) __attribute__ ((warn_unused_result));
+
+/* fsync a file or directory by path. */
+int chain_fsync_path (const char *path) __attribute__ ((warn_unused_result));
+
+/* Read a JSON object from path; errors "WHAT 'PATH': ..." (ENOENT kept
+ * in errno for a missing file). */
+json_t *chain_json_load (const char *path, const char *what)
+  __attribute__ ((warn_unused_result));
+
+/* Replace dir/name with j atomically: .tmp-NAME.XXXXXX, fsync, rename,
+ * fsync dir.  Errors "WHAT 'PATH': ...". */
+int chain_json_commit (const json_t *j, const char *dir, const char *name,
+                       const char *what) __attribute__ ((warn_unused_result));
+
+/* rm -r path (no error when it is already gone).  Does not follow
+ * symbolic links. */
+int chain_remove_tree (const char *path) __attribute__ ((warn_unused_result));
+
+/* The same, recording no error (for cleanup paths): -1 with errno. */
+int chain_remove_tree_quiet (const char *path);
+
+bool chain_is_temp_name (const char *name);
+
+/* jsonutil.c: errors are "WHERE'KEY' must be ..." with errno EINVAL;
+ * where is "" or a prefix such as "disk 'vda': ". */
+
+int chain_invalid (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+
+/* Every key of keys (NULL-terminated) present, and no other. */
+int chain_json_check_keys (const json_t *o, const char *const *keys,
+                           const char *where)
+  __attribute__ ((warn_unused_result));
+
+/* A string (borrowed from o), or with nullable also null (NULL). */
+int chain_json_get_string (const json_t *o, const char *key, const char *where,
+                           bool nullable, const char **out)
+  __attribute__ ((warn_unused_result));
+
+/* An integer in [min, max]; what describes it ("a positive integer"). */
+int chain_json_get_int (const json_t *o, const char *key, const char *where,
+                        int64_t min, int64_t max, const char *what,
+                        int64_t *out) __attribute__ ((warn_unused_result));
+
+/* id.c */
+
+/* The id for time t and sequence seq (1: no suffix, 2: "-2", ...). */
+void chain_id_make (int64_t t, unsigned seq, char out[CHAIN_ID_MAX]);
+
+/* Split a valid id into its time and sequence. */
+int chain_id_split (const char *id, int64_t *t, unsigned *seq)
+  __attribute__ ((warn_unused_result));
+
+#define CHAIN_ID_SEQ_MAX 9999u
+
+/* repo.c */
+
+int64_t chain_repo_now (const struct chain_repo *repo);
+
+/* REPO/vms/<vm> after checking the name. */
+char *chain_repo_vm_dir (const struct chain_repo *repo, const char *vm)
+  __attribute__ ((warn_unused_result));
+
+/* manifest.c */
+
+json_t *chain_manifest_to_json (const struct chain_manifest *m)
+  __attribute__ ((warn_unused_result));
+
+/* Errors without a "manifest 'PATH'" prefix. */
+struct chain_manifest *chain_manifest_from_json (const json_t *j)
+  __attribute__ ((warn_unused_result));
+
+void chain_disk_release (struct chain_disk *d);
+
+/* Load REPO/vms/<vm>/<id>/manifest.json and check that it says so. */
+struct chain_manifest *chain_manifest_load_backup (struct chain_repo *repo,
+                                                   const char *vm,
+                                                   const char *id)
+  __attribute__ ((warn_unused_result));
+
+/* vm.c */
+
+/* The VM's vm.json, or a new one (name only) when it has none. */
+struct chain_vm *chain_vm_load_or_new (struct chain_repo *repo,
+                                       const char *name)
+  __attribute__ ((warn_unused_result));
+
+int chain_vm_save (struct chain_lock *lock, const struct chain_vm *vm)
+  __attribute__ ((warn_unused_result));
+
+/* list.c */
+
+/* The greatest backup id among the entries of the VM's directory ("" when
+ * none); with_partial counts <id>.partial too.  Manifests are not read:
+ * a corrupt backup still holds its id. */
+int chain_vm_latest_id (struct chain_repo *repo, const char *vm,
+                        bool with_partial, char out[CHAIN_ID_MAX])
+  __attribute__ ((warn_unused_result));
+
+/* Sort by id. */
+void chain_manifest_vector_sort (chain_manifest_vector *v);
+
+/* lock.c */
+
+/* -1 with set_error unless lock is an exclusive lock on repo. */
+int chain_lock_check_exclusive (const struct chain_lock *lock,
+                                const struct chain_repo *repo, const char *what)
+  __attribute__ ((warn_unused_result));
+
+/* hash.c */
+
+int chain_hash_fd (int fd, char hex[CHAIN_HASH_HEX_LEN + 1])
+  __attribute__ ((warn_unused_result));
+
+/* backup.c: fault injection for the tests.  When chain_crash_point is
+ * set, chain_backup_commit stops there as if knib had been killed (it
+ * returns -1 and the backup object forgets the partial directory, so
+ * that chain_backup_free leaves everything as a crash would). */
+enum chain_crash_point {
+  CHAIN_CRASH_NONE,
+  CHAIN_CRASH_AFTER_IMAGES,   /* images fsynced, no manifest */
+  CHAIN_CRASH_AFTER_MANIFEST, /* manifest in <id>.partial/, not renamed */
+  CHAIN_CRASH_AFTER_RENAME,   /* renamed: committed */
+};
+extern enum chain_crash_point chain_crash_point;
+
+#endif

@@ -1,0 +1,535 @@
+/* manifest.c: a backup's manifest: its rules, JSON form, load and commit. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "internal.h"
+
+#define MIN_CLUSTER 512u
+#define MAX_CLUSTER (2u * 1024 * 1024)
+
+static const char *const manifest_keys[] = {
+  "id",    "vm",      "parent",   "chain",  "position", "kind",
+  "state", "created", "finished", "reason", "disks",    NULL,
+};
+
+static const char *const disk_keys[] = {
+  "name",         "image",    "kind",        "virtual-size",
+  "cluster-size", "bitmap",   "bytes-read",  "bytes-written",
+  "extents",      "xxh3-128", "compression", "reason",
+  NULL,
+};
+
+struct chain_manifest *
+chain_manifest_new (void)
+{
+  struct chain_manifest *m = calloc (1, sizeof *m);
+
+  if (m == NULL)
+    set_error (errno, "calloc");
+  return m;
+}
+
+void
+chain_disk_release (struct chain_disk *d)
+{
+  free (d->name);
+  free (d->image);
+  free (d->bitmap);
+  free (d->reason);
+  memset (d, 0, sizeof *d);
+}
+
+void
+chain_manifest_free (struct chain_manifest *m)
+{
+  if (m == NULL)
+    return;
+  for (size_t i = 0; i < m->disks.len; i++)
+    chain_disk_release (&m->disks.ptr[i]);
+  chain_disk_vector_reset (&m->disks);
+  free (m->vm);
+  free (m->reason);
+  free (m);
+}
+
+void
+chain_manifest_vector_release (chain_manifest_vector *v)
+{
+  for (size_t i = 0; i < v->len; i++)
+    chain_manifest_free (v->ptr[i]);
+  chain_manifest_vector_reset (v);
+}
+
+/* strdup where NULL stays NULL; false when out of memory. */
+static bool
+dup_or_null (const char *s, char **out)
+{
+  *out = s ? strdup (s) : NULL;
+  return s == NULL || *out != NULL;
+}
+
+int
+chain_manifest_add_disk (struct chain_manifest *m, const struct chain_disk *d)
+{
+  struct chain_disk c = *d;
+
+  if (!dup_or_null (d->name, &c.name) || !dup_or_null (d->image, &c.image)
+      || !dup_or_null (d->bitmap, &c.bitmap)
+      || !dup_or_null (d->reason, &c.reason)
+      || chain_disk_vector_append (&m->disks, c) == -1) {
+    chain_disk_release (&c);
+    set_error (ENOMEM, "manifest disk");
+    return -1;
+  }
+  return 0;
+}
+
+const struct chain_disk *
+chain_manifest_find_disk (const struct chain_manifest *m, const char *name)
+{
+  for (size_t i = 0; i < m->disks.len; i++)
+    if (strcmp (m->disks.ptr[i].name, name) == 0)
+      return &m->disks.ptr[i];
+  return NULL;
+}
+
+/* ---- Rules ---- */
+
+static bool
+is_hex_hash (const char *s)
+{
+  if (strlen (s) != CHAIN_HASH_HEX_LEN)
+    return false;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+      return false;
+  return true;
+}
+
+static bool
+is_printable (const char *s)
+{
+  for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      return false;
+  return true;
+}
+
+static const char *
+a_kind (enum chain_kind kind)
+{
+  return kind == CHAIN_KIND_FULL          ? "a full"
+         : kind == CHAIN_KIND_INCREMENTAL ? "an incremental"
+                                          : "an isolated";
+}
+
+static int
+validate_disk (const struct chain_manifest *m, size_t i)
+{
+  const struct chain_disk *d = &m->disks.ptr[i];
+
+  if (name_check ("disk", d->name) == -1) {
+    error_prepend ("disk %zu", i + 1);
+    return -1;
+  }
+  if (name_check ("image", d->image) == -1) {
+    error_prepend ("disk '%s'", d->name);
+    return -1;
+  }
+  if (strcmp (d->image, CHAIN_MANIFEST_FILE) == 0)
+    return chain_invalid ("disk '%s': image '%s' is the manifest's name",
+                          d->name, d->image);
+  if (d->kind == CHAIN_KIND_ISOLATED)
+    return chain_invalid ("disk '%s': 'kind' must be full or incremental",
+                          d->name);
+  if (d->kind == CHAIN_KIND_INCREMENTAL && m->kind != CHAIN_KIND_INCREMENTAL)
+    return chain_invalid ("disk '%s': is incremental in %s backup", d->name,
+                          a_kind (m->kind));
+  if (d->virtual_size > INT64_MAX || d->bytes_read > INT64_MAX
+      || d->bytes_written > INT64_MAX || d->extents > INT64_MAX)
+    return chain_invalid ("disk '%s': a size or count is too large", d->name);
+  if (d->cluster_size < MIN_CLUSTER || d->cluster_size > MAX_CLUSTER
+      || (d->cluster_size & (d->cluster_size - 1)) != 0)
+    return chain_invalid (
+      "disk '%s': 'cluster-size' must be a power of two from "
+      "%u to %u, not %u",
+      d->name, MIN_CLUSTER, MAX_CLUSTER, d->cluster_size);
+  if (d->bitmap == NULL || d->bitmap[0] == '\0' || !is_printable (d->bitmap)
+      || strlen (d->bitmap) > 1023)
+    return chain_invalid ("disk '%s': 'bitmap' must be a bitmap name", d->name);
+  if (!is_hex_hash (d->hash))
+    return chain_invalid (
+      "disk '%s': 'xxh3-128' must be 32 lowercase hex digits", d->name);
+  if (d->reason != NULL && !is_printable (d->reason))
+    return chain_invalid ("disk '%s': 'reason' holds control characters",
+                          d->name);
+  for (size_t j = 0; j < i; j++) {
+    if (strcmp (m->disks.ptr[j].name, d->name) == 0)
+      return chain_invalid ("disk '%s' is listed twice", d->name);
+    if (strcmp (m->disks.ptr[j].image, d->image) == 0)
+      return chain_invalid ("disks '%s' and '%s' have the same image '%s'",
+                            m->disks.ptr[j].name, d->name, d->image);
+  }
+  return 0;
+}
+
+static int
+validate_links (const struct chain_manifest *m)
+{
+  switch (m->kind) {
+  case CHAIN_KIND_FULL:
+  case CHAIN_KIND_ISOLATED:
+    if (m->parent[0] != '\0')
+      return chain_invalid ("%s backup has no parent, but 'parent' is '%s'",
+                            a_kind (m->kind), m->parent);
+    if (strcmp (m->chain, m->id) != 0)
+      return chain_invalid ("the 'chain' of %s backup is its own id, not '%s'",
+                            a_kind (m->kind), m->chain);
+    if (m->position != 1)
+      return chain_invalid ("the 'position' of %s backup is 1, not %" PRId64,
+                            a_kind (m->kind), m->position);
+    return 0;
+  case CHAIN_KIND_INCREMENTAL:
+    if (m->parent[0] == '\0')
+      return chain_invalid ("an incremental backup needs a 'parent'");
+    if (!chain_id_is_valid (m->parent))
+      return chain_invalid ("'parent' is not a backup id: '%s'", m->parent);
+    if (chain_id_compare (m->parent, m->id) >= 0)
+      return chain_invalid ("'parent' %s does not sort before the backup %s",
+                            m->parent, m->id);
+    if (!chain_id_is_valid (m->chain))
+      return chain_invalid ("'chain' is not a backup id: '%s'", m->chain);
+    if (chain_id_compare (m->chain, m->parent) > 0)
+      return chain_invalid ("'chain' %s sorts after 'parent' %s", m->chain,
+                            m->parent);
+    if (m->position < 2)
+      return chain_invalid (
+        "the 'position' of an incremental backup is at least "
+        "2, not %" PRId64,
+        m->position);
+    return 0;
+  }
+  return chain_invalid ("'kind' is not full, incremental or isolated");
+}
+
+int
+chain_manifest_validate (const struct chain_manifest *m)
+{
+  if (!chain_id_is_valid (m->id))
+    return chain_invalid ("'id' is not a backup id: '%s'", m->id);
+  if (name_check ("vm", m->vm) == -1)
+    return -1;
+  if (validate_links (m) == -1)
+    return -1;
+  if (m->state != CHAIN_STATE_COMPLETE && m->state != CHAIN_STATE_REMOVED)
+    return chain_invalid ("'state' is not complete or removed");
+  if (m->finished < m->created)
+    return chain_invalid ("'finished' is before 'created'");
+  if (m->reason == NULL || !is_printable (m->reason))
+    return chain_invalid ("'reason' must be a line of text");
+  if (m->disks.len == 0)
+    return chain_invalid ("'disks' is empty");
+  for (size_t i = 0; i < m->disks.len; i++)
+    if (validate_disk (m, i) == -1)
+      return -1;
+  return 0;
+}
+
+/* ---- JSON ---- */
+
+static json_t *
+disk_to_json (const struct chain_disk *d)
+{
+  return json_pack (
+    "{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s?}", "name",
+    d->name, "image", d->image, "kind", chain_kind_name (d->kind),
+    "virtual-size", (json_int_t) d->virtual_size, "cluster-size",
+    (json_int_t) d->cluster_size, "bitmap", d->bitmap, "bytes-read",
+    (json_int_t) d->bytes_read, "bytes-written", (json_int_t) d->bytes_written,
+    "extents", (json_int_t) d->extents, "xxh3-128", d->hash, "compression",
+    chain_compression_name (d->compression), "reason", d->reason);
+}
+
+json_t *
+chain_manifest_to_json (const struct chain_manifest *m)
+{
+  json_t *disks = json_array ();
+  char created[CHAIN_TIME_MAX], finished[CHAIN_TIME_MAX];
+
+  if (disks == NULL)
+    goto oom;
+  for (size_t i = 0; i < m->disks.len; i++)
+    if (json_array_append_new (disks, disk_to_json (&m->disks.ptr[i])) == -1)
+      goto oom;
+  chain_time_format (m->created, created);
+  chain_time_format (m->finished, finished);
+  json_t *j = json_pack (
+    "{s:s, s:s, s:s?, s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o}", "id", m->id,
+    "vm", m->vm, "parent", m->parent[0] ? m->parent : NULL, "chain", m->chain,
+    "position", (json_int_t) m->position, "kind", chain_kind_name (m->kind),
+    "state", chain_state_name (m->state), "created", created, "finished",
+    finished, "reason", m->reason, "disks", disks);
+  if (j == NULL)
+    set_error (ENOMEM, "manifest to JSON");
+  return j;
+oom:
+  json_decref (disks);
+  set_error (ENOMEM, "manifest to JSON");
+  return NULL;
+}
+
+static int
+get_u64 (const json_t *o, const char *key, const char *where, uint64_t *out)
+{
+  int64_t v;
+
+  if (chain_json_get_int (o, key, where, 0, INT64_MAX, "a non-negative integer",
+                          &v)
+      == -1)
+    return -1;
+  *out = (uint64_t) v;
+  return 0;
+}
+
+static int
+get_kind (const json_t *o, const char *where, bool disk, enum chain_kind *k)
+{
+  const char *s;
+
+  if (chain_json_get_string (o, "kind", where, false, &s) == -1)
+    return -1;
+  if (strcmp (s, "full") == 0)
+    *k = CHAIN_KIND_FULL;
+  else if (strcmp (s, "incremental") == 0)
+    *k = CHAIN_KIND_INCREMENTAL;
+  else if (strcmp (s, "isolated") == 0 && !disk)
+    *k = CHAIN_KIND_ISOLATED;
+  else
+    return chain_invalid (
+      "%s'kind' must be %s, not '%s'", where,
+      disk ? "full or incremental" : "full, incremental or isolated", s);
+  return 0;
+}
+
+static int
+get_id (const json_t *o, const char *key, bool nullable, char out[CHAIN_ID_MAX])
+{
+  const char *s;
+
+  if (chain_json_get_string (o, key, "", nullable, &s) == -1)
+    return -1;
+  if (s == NULL) {
+    out[0] = '\0';
+    return 0;
+  }
+  if (!chain_id_is_valid (s))
+    return chain_invalid ("'%s' is not a backup id: '%s'", key, s);
+  strcpy (out, s);
+  return 0;
+}
+
+static int
+get_time (const json_t *o, const char *key, int64_t *t)
+{
+  const char *s;
+
+  if (chain_json_get_string (o, key, "", false, &s) == -1)
+    return -1;
+  if (chain_time_parse (s, t) == -1) {
+    error_prepend ("'%s'", key);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
+{
+  char where[160];
+  const char *name, *image, *bitmap, *hash, *comp, *reason;
+  int64_t cluster;
+
+  snprintf (where, sizeof where, "disk %zu: ", i + 1);
+  if (!json_is_object (o))
+    return chain_invalid ("%snot a JSON object", where);
+  if (json_is_string (json_object_get (o, "name"))
+      && name_is_valid (json_string_value (json_object_get (o, "name"))))
+    snprintf (where, sizeof where,
+              "disk '%s': ", json_string_value (json_object_get (o, "name")));
+  if (chain_json_check_keys (o, disk_keys, where) == -1
+      || chain_json_get_string (o, "name", where, false, &name) == -1
+      || chain_json_get_string (o, "image", where, false, &image) == -1
+      || get_kind (o, where, true, &d->kind) == -1
+      || get_u64 (o, "virtual-size", where, &d->virtual_size) == -1
+      || chain_json_get_int (o, "cluster-size", where, 0, MAX_CLUSTER,
+                             "a power of two from 512 to 2097152", &cluster)
+           == -1
+      || chain_json_get_string (o, "bitmap", where, false, &bitmap) == -1
+      || get_u64 (o, "bytes-read", where, &d->bytes_read) == -1
+      || get_u64 (o, "bytes-written", where, &d->bytes_written) == -1
+      || get_u64 (o, "extents", where, &d->extents) == -1
+      || chain_json_get_string (o, "xxh3-128", where, false, &hash) == -1
+      || chain_json_get_string (o, "compression", where, false, &comp) == -1
+      || chain_json_get_string (o, "reason", where, true, &reason) == -1)
+    return -1;
+  d->cluster_size = (uint32_t) cluster;
+  if (chain_compression_parse (comp, &d->compression) == -1) {
+    error_prepend ("%s'compression'", where);
+    return -1;
+  }
+  if (!is_hex_hash (hash))
+    return chain_invalid ("%s'xxh3-128' must be 32 lowercase hex digits",
+                          where);
+  strcpy (d->hash, hash);
+  if (!dup_or_null (name, &d->name) || !dup_or_null (image, &d->image)
+      || !dup_or_null (bitmap, &d->bitmap)
+      || !dup_or_null (reason, &d->reason)) {
+    set_error (ENOMEM, "strdup");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+fill_from_json (struct chain_manifest *m, const json_t *j)
+{
+  const char *vm, *state, *reason;
+  const json_t *disks;
+
+  if (!json_is_object (j))
+    return chain_invalid ("not a JSON object");
+  if (chain_json_check_keys (j, manifest_keys, "") == -1
+      || get_id (j, "id", false, m->id) == -1
+      || chain_json_get_string (j, "vm", "", false, &vm) == -1
+      || get_id (j, "parent", true, m->parent) == -1
+      || get_id (j, "chain", false, m->chain) == -1
+      || chain_json_get_int (j, "position", "", 1, INT64_MAX,
+                             "a positive integer", &m->position)
+           == -1
+      || get_kind (j, "", false, &m->kind) == -1
+      || chain_json_get_string (j, "state", "", false, &state) == -1
+      || get_time (j, "created", &m->created) == -1
+      || get_time (j, "finished", &m->finished) == -1
+      || chain_json_get_string (j, "reason", "", false, &reason) == -1)
+    return -1;
+  if (strcmp (state, "complete") == 0)
+    m->state = CHAIN_STATE_COMPLETE;
+  else if (strcmp (state, "removed") == 0)
+    m->state = CHAIN_STATE_REMOVED;
+  else
+    return chain_invalid ("'state' must be complete or removed, not '%s'",
+                          state);
+  if (!dup_or_null (vm, &m->vm) || !dup_or_null (reason, &m->reason)) {
+    set_error (ENOMEM, "strdup");
+    return -1;
+  }
+  disks = json_object_get (j, "disks");
+  if (!json_is_array (disks))
+    return chain_invalid ("'disks' must be an array");
+  for (size_t i = 0; i < json_array_size (disks); i++) {
+    struct chain_disk d = { 0 };
+
+    if (disk_from_json (json_array_get (disks, i), i, &d) == -1) {
+      chain_disk_release (&d);
+      return -1;
+    }
+    if (chain_disk_vector_append (&m->disks, d) == -1) {
+      chain_disk_release (&d);
+      set_error (ENOMEM, "manifest disks");
+      return -1;
+    }
+  }
+  return chain_manifest_validate (m);
+}
+
+struct chain_manifest *
+chain_manifest_from_json (const json_t *j)
+{
+  struct chain_manifest *m = chain_manifest_new ();
+
+  if (m == NULL)
+    return NULL;
+  if (fill_from_json (m, j) == -1) {
+    chain_manifest_free (m);
+    return NULL;
+  }
+  return m;
+}
+
+struct chain_manifest *
+chain_manifest_load (const char *path)
+{
+  json_t *j = chain_json_load (path, "manifest");
+  struct chain_manifest *m;
+
+  if (j == NULL)
+    return NULL;
+  m = chain_manifest_from_json (j);
+  json_decref (j);
+  if (m == NULL) {
+    error_prepend ("manifest '%s'", path);
+    errno = get_errno () ? get_errno () : EINVAL; /* corrupt, not missing */
+  }
+  return m;
+}
+
+struct chain_manifest *
+chain_manifest_load_backup (struct chain_repo *repo, const char *vm,
+                            const char *id)
+{
+  CLEANUP_FREE char *path = NULL;
+  struct chain_manifest *m;
+
+  path = chain_sprintf ("%s/" CHAIN_VMS_DIR "/%s/%s/" CHAIN_MANIFEST_FILE,
+                        repo->path, vm, id);
+  if (path == NULL)
+    return NULL;
+  m = chain_manifest_load (path);
+  if (m == NULL)
+    return NULL;
+  if (strcmp (m->vm, vm) != 0 || strcmp (m->id, id) != 0) {
+    set_error (0,
+               "manifest '%s': it describes backup '%s' of vm '%s', not "
+               "backup '%s' of vm '%s' (was it moved?)",
+               path, m->id, m->vm, id, vm);
+    errno = EINVAL;
+    chain_manifest_free (m);
+    return NULL;
+  }
+  return m;
+}
+
+int
+chain_manifest_commit (const struct chain_manifest *m, const char *path)
+{
+  CLEANUP_FREE char *dir_copy = strdup (path);
+  CLEANUP_FREE char *base_copy = strdup (path);
+  json_t *j;
+  int r;
+
+  if (dir_copy == NULL || base_copy == NULL) {
+    set_error (ENOMEM, "strdup");
+    return -1;
+  }
+  if (chain_manifest_validate (m) == -1) {
+    error_prepend ("manifest '%s': will not write an invalid manifest", path);
+    return -1;
+  }
+  j = chain_manifest_to_json (m);
+  if (j == NULL)
+    return -1;
+  r = chain_json_commit (j, dirname (dir_copy), basename (base_copy),
+                         "manifest");
+  json_decref (j);
+  return r;
+}

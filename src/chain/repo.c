@@ -1,0 +1,265 @@
+/* repo.c: open, create and refuse repositories; the clock; the VM list. */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/debug.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "internal.h"
+
+static bool
+dir_is_empty (const char *path, bool *empty)
+{
+  DIR *d = opendir (path);
+  struct dirent *e;
+
+  if (d == NULL) {
+    set_error (errno, "repository '%s': cannot read it", path);
+    return false;
+  }
+  *empty = true;
+  while ((e = readdir (d)) != NULL)
+    if (strcmp (e->d_name, ".") != 0 && strcmp (e->d_name, "..") != 0) {
+      *empty = false;
+      break;
+    }
+  closedir (d);
+  return true;
+}
+
+/* Check knib-repo.json: the version first, so that a newer repository
+ * says so rather than "unknown key". */
+static int
+check_repo_file (const char *path, const char *file)
+{
+  json_t *j = chain_json_load (file, "repository file");
+  const json_t *format, *version;
+  const char *key;
+  json_t *v;
+  int r = -1;
+
+  if (j == NULL)
+    return -1;
+  format = json_object_get (j, "format");
+  version = json_object_get (j, "version");
+  if (!json_is_string (format)
+      || strcmp (json_string_value (format), CHAIN_REPO_FORMAT) != 0) {
+    set_error (0, "'%s' is not a knib repository file (no \"format\": \"%s\")",
+               file, CHAIN_REPO_FORMAT);
+    goto out;
+  }
+  if (!json_is_integer (version)) {
+    set_error (0, "repository file '%s': 'version' must be an integer", file);
+    goto out;
+  }
+  if (json_integer_value (version) != CHAIN_REPO_VERSION) {
+    set_error (0,
+               "repository '%s' has format version %lld; this knib reads "
+               "version %d",
+               path, (long long) json_integer_value (version),
+               CHAIN_REPO_VERSION);
+    goto out;
+  }
+  json_object_foreach (j, key, v)
+  {
+    if (strcmp (key, "format") != 0 && strcmp (key, "version") != 0) {
+      set_error (0, "repository file '%s': unknown key '%s'", file, key);
+      goto out;
+    }
+  }
+  r = 0;
+out:
+  json_decref (j);
+  if (r == -1)
+    errno = EINVAL;
+  return r;
+}
+
+/* Make an empty directory a repository.  knib-repo.json is written last:
+ * until it exists the directory is not a repository. */
+static int
+init_repo (const char *path)
+{
+  CLEANUP_FREE char *vms = chain_sprintf ("%s/" CHAIN_VMS_DIR, path);
+  json_t *j;
+  int r;
+
+  if (vms == NULL || chain_mkdir (vms) == -1)
+    return -1;
+  j = json_pack ("{s:s, s:i}", "format", CHAIN_REPO_FORMAT, "version",
+                 CHAIN_REPO_VERSION);
+  if (j == NULL) {
+    set_error (ENOMEM, "json_pack");
+    return -1;
+  }
+  r = chain_json_commit (j, path, CHAIN_REPO_FILE, "repository file");
+  json_decref (j);
+  if (r == 0)
+    debug (DEBUG_CHAIN, "created repository '%s'", path);
+  return r;
+}
+
+static int
+open_or_create (const char *path, bool create)
+{
+  CLEANUP_FREE char *file = chain_sprintf ("%s/" CHAIN_REPO_FILE, path);
+  struct stat st;
+  bool empty;
+
+  if (file == NULL)
+    return -1;
+  if (stat (path, &st) == -1) {
+    if (errno != ENOENT || !create) {
+      set_error (errno, "repository '%s'", path);
+      return -1;
+    }
+    if (mkdir (path, 0700) == -1) {
+      set_error (errno, "cannot create repository '%s'", path);
+      return -1;
+    }
+    return init_repo (path);
+  }
+  if (!S_ISDIR (st.st_mode)) {
+    set_error (ENOTDIR, "repository '%s'", path);
+    return -1;
+  }
+  if (lstat (file, &st) == 0)
+    return check_repo_file (path, file);
+  if (errno != ENOENT) {
+    set_error (errno, "repository file '%s'", file);
+    return -1;
+  }
+  if (!dir_is_empty (path, &empty))
+    return -1;
+  if (create && empty)
+    return init_repo (path);
+  if (create)
+    set_error (0,
+               "'%s' is not empty and is not a knib repository: knib will "
+               "not write into it; choose a new or empty directory",
+               path);
+  else
+    set_error (0,
+               "'%s' is not a knib repository (it has no %s): create one "
+               "first",
+               path, CHAIN_REPO_FILE);
+  errno = EINVAL;
+  return -1;
+}
+
+struct chain_repo *
+chain_repo_open (const char *path, bool create)
+{
+  struct chain_repo *repo;
+  size_t n;
+
+  if (path == NULL || path[0] == '\0') {
+    set_error (EINVAL, "no repository path given");
+    return NULL;
+  }
+  repo = calloc (1, sizeof *repo);
+  if (repo == NULL || (repo->path = strdup (path)) == NULL) {
+    set_error (ENOMEM, "repository");
+    free (repo);
+    return NULL;
+  }
+  n = strlen (repo->path);
+  while (n > 1 && repo->path[n - 1] == '/')
+    repo->path[--n] = '\0';
+  if (open_or_create (repo->path, create) == -1) {
+    chain_repo_free (repo);
+    return NULL;
+  }
+  return repo;
+}
+
+void
+chain_repo_free (struct chain_repo *repo)
+{
+  if (repo == NULL)
+    return;
+  free (repo->path);
+  free (repo);
+}
+
+const char *
+chain_repo_path (const struct chain_repo *repo)
+{
+  return repo->path;
+}
+
+void
+chain_repo_set_clock (struct chain_repo *repo, chain_clock_fn fn, void *opaque)
+{
+  repo->clock = fn;
+  repo->clock_opaque = opaque;
+}
+
+int64_t
+chain_repo_now (const struct chain_repo *repo)
+{
+  if (repo->clock)
+    return repo->clock (repo->clock_opaque);
+  return (int64_t) time (NULL);
+}
+
+char *
+chain_repo_vm_dir (const struct chain_repo *repo, const char *vm)
+{
+  if (name_check ("vm", vm) == -1)
+    return NULL;
+  return chain_sprintf ("%s/" CHAIN_VMS_DIR "/%s", repo->path, vm);
+}
+
+static int
+compare_strings (const void *a, const void *b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+int
+chain_vm_list (struct chain_repo *repo, chain_string_vector *vms)
+{
+  CLEANUP_FREE char *dir = chain_sprintf ("%s/" CHAIN_VMS_DIR, repo->path);
+  DIR *d;
+  struct dirent *e;
+  struct stat st;
+
+  if (dir == NULL)
+    return -1;
+  d = opendir (dir);
+  if (d == NULL && errno == ENOENT)
+    return 0;
+  if (d == NULL) {
+    set_error (errno, "repository '%s': cannot read '%s'", repo->path, dir);
+    return -1;
+  }
+  while ((e = readdir (d)) != NULL) {
+    char *name;
+
+    if (!name_is_valid (e->d_name)
+        || fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
+        || !S_ISDIR (st.st_mode))
+      continue;
+    name = strdup (e->d_name);
+    if (name == NULL || chain_string_vector_append (vms, name) == -1) {
+      free (name);
+      closedir (d);
+      set_error (ENOMEM, "vm list");
+      return -1;
+    }
+  }
+  closedir (d);
+  qsort (vms->ptr, vms->len, sizeof vms->ptr[0], compare_strings);
+  return 0;
+}
