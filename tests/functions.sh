@@ -1,0 +1,109 @@
+# functions.sh: shared helpers for knib's integration tests (sourced).
+# Every process a test starts is killed when the test exits, and every
+# temporary path lives under one mktemp directory that goes too.
+
+set -eu
+
+: "${KNIB:=$(cd "$(dirname "$0")/.." && pwd)/src/cli/knib}"
+export KNIB
+
+_pids=""
+TMPDIR_TEST=$(mktemp -d "${TMPDIR:-/tmp}/knib-test.XXXXXX")
+
+_cleanup () {
+  status=$?
+  for pid in $_pids; do
+    kill -9 "$pid" 2>/dev/null || :
+  done
+  for pid in $_pids; do
+    wait "$pid" 2>/dev/null || :
+  done
+  rm -rf "$TMPDIR_TEST"
+  exit "$status"
+}
+trap _cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Remember a pid so the test's exit kills it.
+track_pid () {
+  _pids="$_pids $1"
+}
+
+fail () {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+# Skip the test (exit 77) unless every named program is installed.
+require () {
+  for prog in "$@"; do
+    command -v "$prog" >/dev/null 2>&1 || {
+      echo "SKIP: $prog is not installed" >&2
+      exit 77
+    }
+  done
+}
+
+# kvm when /dev/kvm can be opened for reading and writing, else tcg.
+qemu_accel () {
+  if [ -r /dev/kvm ] && [ -w /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
+    echo kvm
+  else
+    echo tcg
+  fi
+}
+
+# Wait (up to $2 seconds, default 30) until path $1 is a socket.
+wait_for_socket () {
+  i=0
+  limit=$(( ${2:-30} * 10 ))
+  while [ ! -S "$1" ]; do
+    i=$((i + 1))
+    [ "$i" -le "$limit" ] || fail "socket $1 did not appear"
+    sleep 0.1
+  done
+}
+
+# Wait (up to $3 seconds, default 30) until file $1 contains text $2.
+wait_for_text () {
+  i=0
+  limit=$(( ${3:-30} * 10 ))
+  until grep -q -- "$2" "$1" 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -le "$limit" ] || fail "'$2' did not appear in $1: $(cat "$1" 2>/dev/null)"
+    sleep 0.1
+  done
+}
+
+# start_qemu NAME DISK... : a VM with no guest OS whose disks are qcow2
+# images DISK (node names disk0, disk1, ... on devices vda, vdb, ...) and
+# a QMP socket $TMPDIR_TEST/NAME.qmp (a second one NAME.qmp2 for watchers).
+start_qemu () {
+  name=$1
+  shift
+  set -- "$@"
+  args=""
+  n=0
+  for disk in "$@"; do
+    dev=vd$(printf "\\$(printf '%03o' $((97 + n)))")
+    args="$args -blockdev driver=qcow2,node-name=disk$n,file.driver=file,file.filename=$disk"
+    args="$args -device virtio-blk-pci,drive=disk$n,id=$dev"
+    n=$((n + 1))
+  done
+  # shellcheck disable=SC2086
+  qemu-system-x86_64 -name "$name" -machine "accel=$(qemu_accel)" -m 128 \
+    -nodefaults -display none -no-user-config \
+    -qmp "unix:$TMPDIR_TEST/$name.qmp,server=on,wait=off" \
+    -qmp "unix:$TMPDIR_TEST/$name.qmp2,server=on,wait=off" \
+    $args >"$TMPDIR_TEST/$name.log" 2>&1 &
+  track_pid $!
+  eval "QEMU_PID_$name=$!"
+  wait_for_socket "$TMPDIR_TEST/$name.qmp"
+}
+
+# hmp_write SOCKET DEVICE PATTERN OFFSET LENGTH: a guest-like write through
+# the device, so QEMU's dirty bitmaps see it.
+hmp_write () {
+  "$KNIB" qmp "$1" human-monitor-command \
+    "command-line=qemu-io -d $2/virtio-backend \"write -P $3 $4 $5\"" >/dev/null
+}
