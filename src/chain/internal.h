@@ -171,4 +171,9 @@ enum chain_crash_point {
 };
 extern enum chain_crash_point chain_crash_point;
 
+/* Tests stop knib at a named point of a backup ("transaction", "copy",
+ * "commit") with KNIB_TEST_STOP_AT=NAME, to kill it or to write to the
+ * disk exactly there: the process stops itself with SIGSTOP. */
+void chain_test_stop_point (const char *name);
+
 #endif

@@ -36,5 +36,7 @@ int cli_usage_error (const char *cmd, const char *fmt, ...)
 int cli_exit_for_qemu_class (const char *cls);
 
 int cmd_qmp (struct cli *cli, int argc, char **argv);
+int cmd_backup (struct cli *cli, int argc, char **argv);
+int cmd_recover (struct cli *cli, int argc, char **argv);
 
 #endif

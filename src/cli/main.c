@@ -16,6 +16,8 @@ static const struct command {
   int (*run) (struct cli *cli, int argc, char **argv);
   const char *summary;
 } commands[] = {
+  { "backup", cmd_backup, "back up a running VM (full or incremental)" },
+  { "recover", cmd_recover, "repair what a killed backup left behind" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
 };
 

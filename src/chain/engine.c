@@ -1,0 +1,755 @@
+/* engine.c: a whole backup of a running VM, and recovery after a kill.
+ *
+ * The order of things is DESIGN.md's "The backup, live": lock, repair,
+ * decide, one transaction, NBD reads into the qcow2 writer, commit, tear
+ * down, rotate bitmaps. */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chain/engine.h"
+#include "chain/internal.h"
+#include "chain/live.h"
+#include "common/cleanup.h"
+#include "common/debug.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "nbd/nbd.h"
+#include "qcow2/qcow2.h"
+#include "qmp/qmp.h"
+
+/* Default NBD connections per disk: QEMU allows multi-conn on read-only
+ * exports. */
+#define ENGINE_CONNECTIONS 4u
+
+static void
+disk_result_release (struct engine_disk_result *d)
+{
+  free (d->name);
+  free (d->reason);
+}
+
+void
+engine_result_release (struct engine_result *r)
+{
+  size_t i;
+
+  for (i = 0; i < r->disks.len; i++)
+    disk_result_release (&r->disks.ptr[i]);
+  engine_disk_result_vector_reset (&r->disks);
+  chain_string_vector_release (&r->notes);
+  free (r->reason);
+  r->reason = NULL;
+}
+
+static double
+now_seconds (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void
+chain_test_stop_point (const char *name)
+{
+  const char *at = getenv ("KNIB_TEST_STOP_AT");
+
+  if (at != NULL && strcmp (at, name) == 0) {
+    debug (DEBUG_CHAIN, "stopping at %s (KNIB_TEST_STOP_AT)", name);
+    raise (SIGSTOP);
+  }
+}
+
+static void
+add_note (chain_string_vector *notes, char *line)
+{
+  if (line != NULL && chain_string_vector_append (notes, line) == -1)
+    free (line);
+}
+
+static const char *
+scratch_root (const struct engine_options *o)
+{
+  return o->scratch ? o->scratch : ENGINE_DEFAULT_SCRATCH;
+}
+
+/* Scratch directories are "<vm>.<pid>": remove those of runs that are
+ * no longer alive. */
+static int
+recover_scratch (const struct engine_options *o, chain_string_vector *done)
+{
+  const char *root = scratch_root (o);
+  DIR *dir = opendir (root);
+  struct dirent *e;
+  size_t vmlen = strlen (o->vm);
+
+  if (dir == NULL)
+    return errno == ENOENT ? 0 : (set_error (errno, "scratch '%s'", root), -1);
+  while ((e = readdir (dir)) != NULL) {
+    int64_t pid;
+    CLEANUP_FREE char *path = NULL;
+
+    if (strncmp (e->d_name, o->vm, vmlen) != 0 || e->d_name[vmlen] != '.'
+        || parse_int64 ("pid", e->d_name + vmlen + 1, 1, INT32_MAX, &pid)
+             == -1) {
+      error_clear ();
+      continue;
+    }
+    if (kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
+      continue;
+    path = chain_sprintf ("%s/%s", root, e->d_name);
+    if (path == NULL || chain_remove_tree (path) == -1) {
+      closedir (dir);
+      return -1;
+    }
+    add_note (
+      done, chain_sprintf ("removed scratch files of a killed run: %s", path));
+  }
+  closedir (dir);
+  return 0;
+}
+
+/* The bitmap of the VM's latest backup that is part of a chain: the one
+ * that must keep recording.  *keep is "" when there is none. */
+static int
+latest_bitmap (struct chain_repo *repo, const char *vm,
+               char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX])
+{
+  chain_manifest_vector list = empty_vector;
+  size_t i;
+
+  keep[0] = '\0';
+  if (chain_backup_list (repo, vm, &list, NULL) == -1)
+    return -1;
+  for (i = list.len; i > 0; i--) {
+    const struct chain_manifest *m = list.ptr[i - 1];
+    if (m->kind != CHAIN_KIND_ISOLATED) {
+      snprintf (keep, sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX,
+                CHAIN_BITMAP_PREFIX "%s", m->id);
+      break;
+    }
+  }
+  chain_manifest_vector_release (&list);
+  return 0;
+}
+
+static int
+recover_locked (struct chain_repo *repo, struct chain_lock *lock,
+                struct qmp_client *c, const struct engine_options *o,
+                chain_string_vector *done)
+{
+  char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX];
+
+  if (chain_repo_recover_vm (lock, done) == -1
+      || recover_scratch (o, done) == -1)
+    return -1;
+  if (c == NULL)
+    return 0;
+  if (latest_bitmap (repo, o->vm, keep) == -1)
+    return -1;
+  return live_recover (c, keep[0] ? keep : NULL, done);
+}
+
+static struct qmp_client *
+connect_qmp (const struct engine_options *o)
+{
+  struct qmp_client *c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
+
+  if (c == NULL)
+    error_prepend ("vm '%s': QMP socket '%s'", o->vm, o->qmp_socket);
+  return c;
+}
+
+int
+engine_recover (struct chain_repo *repo, const struct engine_options *o,
+                chain_string_vector *done)
+{
+  struct chain_lock *lock;
+  struct qmp_client *c = NULL;
+  int r;
+
+  if (name_check ("vm", o->vm) == -1)
+    return -1;
+  lock = chain_lock_new (repo, o->vm, CHAIN_LOCK_EXCLUSIVE, "recover", 0);
+  if (lock == NULL)
+    return -1;
+  if (o->qmp_socket && (c = connect_qmp (o)) == NULL) {
+    chain_lock_free (lock);
+    return -1;
+  }
+  r = recover_locked (repo, lock, c, o, done);
+  qmp_client_free (c);
+  chain_lock_free (lock);
+  return r;
+}
+
+/* ---- One run ---- */
+
+struct disk_job {
+  struct live_disk *disk;
+  enum chain_kind kind;
+  char *reason;
+  char *fleece_path;
+  struct engine_disk_result result;
+};
+
+struct run {
+  struct chain_repo *repo;
+  const struct engine_options *o;
+  struct engine_result *r;
+  struct chain_lock *lock;
+  struct qmp_client *c;
+  live_disk_vector disks;
+  struct disk_job *jobs;
+  struct live_target *targets;
+  size_t n;
+  struct chain_decision d;
+  struct chain_backup *b;
+  char *scratch;
+  char *nbd_socket;
+  char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX];
+  bool server_started;
+  bool live_started;
+};
+
+static struct live_disk *
+find_disk (live_disk_vector *disks, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < disks->len; i++)
+    if (strcmp (disks->ptr[i].name, name) == 0)
+      return &disks->ptr[i];
+  return NULL;
+}
+
+static char *
+disk_names (const live_disk_vector *disks)
+{
+  size_t i, len = 1;
+  char *s;
+
+  for (i = 0; i < disks->len; i++)
+    len += strlen (disks->ptr[i].name) + 2;
+  s = calloc (1, len);
+  if (s == NULL)
+    return NULL;
+  for (i = 0; i < disks->len; i++) {
+    if (i > 0)
+      strcat (s, ", ");
+    strcat (s, disks->ptr[i].name);
+  }
+  return s;
+}
+
+/* Which disks: those asked for, else every writable disk. */
+static int
+select_disks (struct run *run)
+{
+  const struct engine_options *o = run->o;
+  size_t i, n = 0;
+
+  if (o->disks)
+    for (n = 0; o->disks[n]; n++)
+      ;
+  else
+    for (i = 0; i < run->disks.len; i++)
+      n += !run->disks.ptr[i].read_only;
+  if (n == 0) {
+    set_error (ENOENT, "vm '%s' has no writable disk to back up", o->vm);
+    return -1;
+  }
+  run->jobs = calloc (n, sizeof *run->jobs);
+  run->targets = calloc (n, sizeof *run->targets);
+  if (run->jobs == NULL || run->targets == NULL) {
+    set_error (errno, "calloc");
+    return -1;
+  }
+  if (o->disks) {
+    for (i = 0; i < n; i++) {
+      struct live_disk *d = find_disk (&run->disks, o->disks[i]);
+      size_t j;
+
+      if (d == NULL) {
+        CLEANUP_FREE char *have = disk_names (&run->disks);
+        set_error (ENOENT, "vm '%s' has no disk '%s' (it has: %s)", o->vm,
+                   o->disks[i], have ? have : "?");
+        return -1;
+      }
+      for (j = 0; j < run->n; j++)
+        if (run->jobs[j].disk == d) {
+          set_error (EINVAL, "disk '%s' is named twice", d->name);
+          return -1;
+        }
+      run->jobs[run->n++].disk = d;
+    }
+  }
+  else {
+    for (i = 0; i < run->disks.len; i++)
+      if (!run->disks.ptr[i].read_only)
+        run->jobs[run->n++].disk = &run->disks.ptr[i];
+  }
+  return 0;
+}
+
+static int
+make_full (struct disk_job *job, char *why)
+{
+  job->kind = CHAIN_KIND_FULL;
+  job->reason = why;
+  return 0;
+}
+
+/* Per disk: can it be an incremental of the parent? */
+static int
+decide_disks (struct run *run)
+{
+  CLEANUP_FREE char *first_reason = NULL;
+  struct chain_manifest *parent = NULL;
+  size_t i;
+  int r = -1;
+
+  if (run->d.kind == CHAIN_KIND_INCREMENTAL) {
+    parent = chain_backup_find (run->repo, run->o->vm, run->d.parent);
+    if (parent == NULL)
+      return -1;
+  }
+  for (i = 0; i < run->n; i++) {
+    struct disk_job *job = &run->jobs[i];
+    const struct live_disk *d = job->disk;
+    const struct chain_disk *pd;
+    char *why = NULL;
+
+    if (parent == NULL) {
+      job->kind = CHAIN_KIND_FULL;
+      continue;
+    }
+    pd = chain_manifest_find_disk (parent, d->name);
+    if (pd == NULL)
+      make_full (job, chain_sprintf ("disk %s is not in backup %s", d->name,
+                                     parent->id));
+    else if (pd->virtual_size != d->virtual_size)
+      make_full (job,
+                 chain_sprintf ("disk %s was resized from %" PRIu64
+                                " to %" PRIu64 " bytes",
+                                d->name, pd->virtual_size, d->virtual_size));
+    else if (!live_bitmap_usable (d, pd->bitmap, &why))
+      make_full (job, why ? why : chain_sprintf ("bitmap %s", pd->bitmap));
+    else
+      job->kind = CHAIN_KIND_INCREMENTAL;
+    if (job->kind == CHAIN_KIND_FULL && job->reason == NULL) {
+      set_error (ENOMEM, "out of memory");
+      goto out;
+    }
+    if (job->kind == CHAIN_KIND_FULL && first_reason == NULL)
+      first_reason = strdup (job->reason);
+  }
+  if (first_reason && run->o->mode == CHAIN_MODE_INCREMENTAL) {
+    set_error (EINVAL, "an incremental backup is not possible: %s",
+               first_reason);
+    goto out;
+  }
+  r = 0;
+out:
+  chain_manifest_free (parent);
+  return r;
+}
+
+/* An empty qcow2 image of the disk's size: the fleecing overlay that
+ * keeps the point in time while the guest writes on. */
+static int
+create_fleece (const char *path, uint64_t size)
+{
+  struct qcow2_writer_options wo = { .virtual_size = size };
+  struct qcow2_writer *w;
+  int fd, r = -1;
+
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    set_error (errno, "fleecing image '%s'", path);
+    return -1;
+  }
+  w = qcow2_writer_new (fd, &wo);
+  if (w != NULL && qcow2_writer_finish (w) == 0)
+    r = 0;
+  qcow2_writer_free (w);
+  if (close (fd) == -1 && r == 0) {
+    set_error (errno, "close '%s'", path);
+    r = -1;
+  }
+  if (r == -1)
+    error_prepend ("fleecing image '%s'", path);
+  return r;
+}
+
+static int
+make_scratch (struct run *run)
+{
+  const char *root = scratch_root (run->o);
+  size_t i;
+
+  if (mkdir (root, 0700) == -1 && errno != EEXIST) {
+    set_error (errno, "scratch directory '%s'", root);
+    return -1;
+  }
+  run->scratch
+    = chain_sprintf ("%s/%s.%ld", root, run->o->vm, (long) getpid ());
+  if (run->scratch == NULL)
+    return -1;
+  if (mkdir (run->scratch, 0700) == -1) {
+    set_error (errno, "scratch directory '%s'", run->scratch);
+    free (run->scratch);
+    run->scratch = NULL;
+    return -1;
+  }
+  run->nbd_socket = chain_sprintf ("%s/nbd.sock", run->scratch);
+  if (run->nbd_socket == NULL)
+    return -1;
+  if (strlen (run->nbd_socket) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
+    set_error (ENAMETOOLONG,
+               "scratch directory '%s' is too long for a unix socket path: "
+               "use a shorter --scratch",
+               root);
+    return -1;
+  }
+  for (i = 0; i < run->n; i++) {
+    struct disk_job *job = &run->jobs[i];
+
+    job->fleece_path
+      = chain_sprintf ("%s/fleece-%s.qcow2", run->scratch, job->disk->name);
+    if (job->fleece_path == NULL
+        || create_fleece (job->fleece_path, job->disk->virtual_size) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static void
+fill_targets (struct run *run)
+{
+  size_t i;
+  bool isolated = run->d.kind == CHAIN_KIND_ISOLATED;
+
+  for (i = 0; i < run->n; i++) {
+    struct disk_job *job = &run->jobs[i];
+    struct live_target *t = &run->targets[i];
+    bool keep_usable
+      = run->keep[0] && live_bitmap_usable (job->disk, run->keep, NULL);
+
+    t->disk = job->disk;
+    t->fleece_path = job->fleece_path;
+    t->new_bitmap = isolated ? NULL : chain_backup_bitmap (run->b);
+    /* The chain's bitmap is frozen at the point in time: it is what an
+     * incremental reads, and what a failure merges the new one back
+     * into. */
+    t->old_bitmap = !isolated && keep_usable ? run->keep : NULL;
+    t->export_bitmap = job->kind == CHAIN_KIND_INCREMENTAL ? run->keep : NULL;
+  }
+}
+
+struct copy_state {
+  struct run *run;
+  struct disk_job *job;
+  struct qcow2_writer *w;
+  uint64_t end;                  /* where the previous chunk ended */
+  enum nbd_range_kind last_kind; /* and its kind */
+};
+
+static int
+copy_chunk (void *opaque, struct nbd_chunk *chunk)
+{
+  struct copy_state *cs = opaque;
+  const struct engine_options *o = cs->run->o;
+  int r;
+
+  if (o->cancel && *o->cancel) {
+    set_error (EINTR, "interrupted");
+    return -1;
+  }
+  if (chunk->kind == NBD_RANGE_DATA)
+    r = qcow2_writer_write (cs->w, chunk->offset, chunk->data, chunk->length);
+  else
+    r = qcow2_writer_zero (cs->w, chunk->offset, chunk->length);
+  if (r == -1)
+    return -1;
+  /* Chunks of one extent arrive back to back; count extents. */
+  if (cs->job->result.extents == 0 || chunk->offset != cs->end
+      || chunk->kind != cs->last_kind)
+    cs->job->result.extents++;
+  if (cs->end == 0 && cs->job == &cs->run->jobs[0])
+    chain_test_stop_point ("copy");
+  cs->end = chunk->offset + chunk->length;
+  cs->last_kind = chunk->kind;
+  if (o->progress)
+    o->progress (o->opaque, cs->job->disk->name, chunk->offset + chunk->length,
+                 cs->job->disk->virtual_size);
+  return 0;
+}
+
+static int
+copy_disk (struct run *run, struct disk_job *job)
+{
+  const struct live_disk *d = job->disk;
+  CLEANUP_FREE char *path = chain_backup_disk_path (run->b, d->name);
+  CLEANUP_FREE char *backing = NULL;
+  struct qcow2_writer_options wo = {
+    .virtual_size = d->virtual_size,
+    .cluster_size = LIVE_GRANULARITY,
+  };
+  struct nbd_source_options so = {
+    .socket = run->nbd_socket,
+    .export_name = d->name,
+    .bitmap = job->kind == CHAIN_KIND_INCREMENTAL ? run->keep : NULL,
+    .connections
+    = run->o->connections ? run->o->connections : ENGINE_CONNECTIONS,
+    .timeout_ms = run->o->timeout_ms,
+  };
+  struct nbd_read_options ro = {
+    .cluster_size = LIVE_GRANULARITY,
+    .timeout_ms = run->o->timeout_ms,
+  };
+  struct nbd_copy_stats stats = { 0 };
+  struct qcow2_writer_stats ws;
+  struct copy_state cs = { .run = run, .job = job };
+  struct nbd_source *src = NULL;
+  struct chain_disk cd = { 0 };
+  double start = now_seconds ();
+  int fd = -1, r = -1;
+
+  if (path == NULL)
+    return -1;
+  if (job->kind == CHAIN_KIND_INCREMENTAL) {
+    if (chain_backup_backing_file (run->b, d->name, &backing) == -1)
+      return -1;
+    wo.backing_file = backing;
+    wo.backing_format = "qcow2";
+  }
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    set_error (errno, "backup image '%s'", path);
+    return -1;
+  }
+  cs.w = qcow2_writer_new (fd, &wo);
+  if (cs.w == NULL)
+    goto out;
+  src = nbd_source_connect (&so);
+  if (src == NULL)
+    goto out;
+  if (nbd_source_size (src) != d->virtual_size) {
+    set_error (EIO, "the NBD export has %" PRIu64 " bytes, the disk %" PRIu64,
+               nbd_source_size (src), d->virtual_size);
+    goto out;
+  }
+  if (nbd_source_copy (src, &ro, copy_chunk, &cs, &stats) == -1)
+    goto out;
+  if (qcow2_writer_finish (cs.w) == -1)
+    goto out;
+  qcow2_writer_get_stats (cs.w, &ws);
+
+  job->result.bytes_read = stats.bytes_read;
+  job->result.bytes_zero = stats.bytes_zero;
+  job->result.bytes_written = ws.file_size;
+  job->result.seconds = now_seconds () - start;
+
+  cd.name = d->name;
+  cd.kind = job->kind;
+  cd.virtual_size = d->virtual_size;
+  cd.cluster_size = LIVE_GRANULARITY;
+  cd.bytes_read = stats.bytes_read;
+  cd.bytes_written = ws.file_size;
+  cd.extents = job->result.extents;
+  cd.compression = CHAIN_COMPRESSION_NONE;
+  cd.reason = job->reason;
+  if (chain_backup_add_disk (run->b, &cd) == -1)
+    goto out;
+  r = 0;
+out:
+  if (r == -1)
+    error_prepend ("disk %s", d->name);
+  nbd_source_free (src);
+  qcow2_writer_free (cs.w);
+  if (close (fd) == -1 && r == 0) {
+    set_error (errno, "disk %s: close '%s'", d->name, path);
+    r = -1;
+  }
+  return r;
+}
+
+static int
+fill_result (struct run *run)
+{
+  const struct chain_manifest *m = chain_backup_manifest (run->b);
+  struct engine_result *r = run->r;
+  size_t i;
+
+  snprintf (r->id, sizeof r->id, "%s", m->id);
+  snprintf (r->parent, sizeof r->parent, "%s", m->parent);
+  r->kind = m->kind;
+  r->reason = strdup (m->reason ? m->reason : "");
+  if (r->reason == NULL)
+    goto nomem;
+  for (i = 0; i < run->n; i++) {
+    struct engine_disk_result dr = run->jobs[i].result;
+
+    dr.name = strdup (run->jobs[i].disk->name);
+    dr.kind = run->jobs[i].kind;
+    dr.virtual_size = run->jobs[i].disk->virtual_size;
+    dr.reason = run->jobs[i].reason ? strdup (run->jobs[i].reason) : NULL;
+    if (dr.name == NULL
+        || engine_disk_result_vector_append (&r->disks, dr) == -1) {
+      disk_result_release (&dr);
+      goto nomem;
+    }
+  }
+  return 0;
+nomem:
+  set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
+/* Everything after the decision; run->b exists. */
+static int
+backup_disks (struct run *run)
+{
+  size_t i;
+
+  if (make_scratch (run) == -1)
+    return -1;
+  fill_targets (run);
+  if (live_start (run->c, run->targets, run->n, run->nbd_socket,
+                  &run->server_started)
+      == -1)
+    return -1;
+  run->live_started = true;
+  for (i = 0; i < run->n; i++)
+    if (copy_disk (run, &run->jobs[i]) == -1)
+      return -1;
+  if (run->o->cancel && *run->o->cancel) {
+    set_error (EINTR, "interrupted");
+    return -1;
+  }
+  if (fill_result (run) == -1)
+    return -1;
+  chain_test_stop_point ("commit");
+  return chain_backup_commit (run->b);
+}
+
+static void
+finish_qemu (struct run *run, bool success)
+{
+  size_t i;
+
+  if (run->live_started
+      && live_stop (run->c, run->targets, run->n, run->server_started, success)
+           == -1)
+    add_note (&run->r->notes, chain_sprintf ("warning: %s (knib recover "
+                                             "repairs it)",
+                                             get_error ()));
+  if (!success || run->d.kind == CHAIN_KIND_ISOLATED)
+    return;
+  for (i = 0; i < run->n; i++)
+    if (live_bitmaps_prune (run->c, run->jobs[i].disk,
+                            chain_backup_bitmap (run->b), NULL)
+        == -1)
+      add_note (&run->r->notes,
+                chain_sprintf ("warning: %s (the next backup repairs it)",
+                               get_error ()));
+}
+
+static void
+run_release (struct run *run)
+{
+  size_t i;
+
+  for (i = 0; run->jobs && i < run->n; i++) {
+    free (run->jobs[i].reason);
+    free (run->jobs[i].fleece_path);
+  }
+  free (run->jobs);
+  free (run->targets);
+  live_disk_vector_release (&run->disks);
+  chain_decision_release (&run->d);
+  chain_backup_free (run->b);
+  if (run->scratch)
+    chain_remove_tree_quiet (run->scratch);
+  free (run->scratch);
+  free (run->nbd_socket);
+  qmp_client_free (run->c);
+  chain_lock_free (run->lock);
+}
+
+int
+engine_backup (struct chain_repo *repo, const struct engine_options *o,
+               struct engine_result *r)
+{
+  struct run run = { .repo = repo, .o = o, .r = r };
+  double start = now_seconds ();
+  bool committed = false;
+  int ret = -1;
+
+  memset (r, 0, sizeof *r);
+  if (name_check ("vm", o->vm) == -1)
+    return -1;
+  run.lock = chain_lock_new (repo, o->vm, CHAIN_LOCK_EXCLUSIVE, "backup", 0);
+  if (run.lock == NULL)
+    return -1;
+  run.c = connect_qmp (o);
+  if (run.c == NULL)
+    goto out;
+  if (live_check_foreign_jobs (run.c) == -1)
+    goto out;
+  if (recover_locked (repo, run.lock, run.c, o, &r->notes) == -1)
+    goto out;
+  if (latest_bitmap (repo, o->vm, run.keep) == -1)
+    goto out;
+  if (live_disks_query (run.c, &run.disks) == -1 || select_disks (&run) == -1)
+    goto out;
+  if (chain_vm_decide (repo, o->vm, o->chain_size, o->mode, &run.d, NULL) == -1
+      || decide_disks (&run) == -1)
+    goto out;
+  run.b = chain_backup_begin (repo, run.lock, &run.d);
+  if (run.b == NULL)
+    goto out;
+  debug (DEBUG_CHAIN, "backup %s of vm %s: %s (%s)", chain_backup_id (run.b),
+         o->vm, chain_kind_name (run.d.kind), run.d.reason);
+  committed = backup_disks (&run) == 0;
+  if (!committed) {
+    CLEANUP_FREE char *err = strdup (get_error ());
+    int errnum = get_errno ();
+
+    finish_qemu (&run, false);
+    if (chain_backup_abort (run.b) == -1)
+      add_note (&r->notes, chain_sprintf ("warning: %s", get_error ()));
+    set_error (errnum, "%s", err ? err : "backup failed");
+    goto out;
+  }
+  finish_qemu (&run, true);
+  r->seconds = now_seconds () - start;
+  ret = 0;
+out:
+  if (ret == -1)
+    error_prepend ("backup of vm '%s'", o->vm);
+  {
+    /* Releasing must not clobber the error being returned. */
+    CLEANUP_FREE char *err = ret == -1 ? strdup (get_error ()) : NULL;
+    int errnum = get_errno ();
+
+    run_release (&run);
+    if (err)
+      set_error (errnum, "%s", err);
+  }
+  return ret;
+}

@@ -1,0 +1,747 @@
+/* live.c: the QMP side of a backup: disks, bitmaps, fleecing, exports. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "chain/internal.h"
+#include "chain/live.h"
+#include "common/cleanup.h"
+#include "common/debug.h"
+#include "common/error.h"
+#include "common/util.h"
+
+/* Run a command whose arguments were built with json_pack: a NULL args
+ * means json_pack failed (out of memory), not "no arguments". */
+static int
+exec_packed (struct qmp_client *c, const char *command, json_t *args,
+             json_t **result)
+{
+  if (args == NULL) {
+    set_error (ENOMEM, "qmp '%s': cannot build the arguments", command);
+    return -1;
+  }
+  return qmp_client_execute (c, command, args, result);
+}
+
+static bool
+has_prefix (const char *s, const char *prefix)
+{
+  return s != NULL && strncmp (s, prefix, strlen (prefix)) == 0;
+}
+
+static void
+bitmap_release (struct live_bitmap *b)
+{
+  free (b->name);
+}
+
+static void
+disk_release (struct live_disk *d)
+{
+  size_t i;
+
+  free (d->name);
+  free (d->node);
+  free (d->driver);
+  free (d->filename);
+  for (i = 0; i < d->bitmaps.len; i++)
+    bitmap_release (&d->bitmaps.ptr[i]);
+  live_bitmap_vector_reset (&d->bitmaps);
+}
+
+void
+live_disk_vector_release (live_disk_vector *v)
+{
+  size_t i;
+
+  for (i = 0; i < v->len; i++)
+    disk_release (&v->ptr[i]);
+  live_disk_vector_reset (v);
+}
+
+/* "/machine/peripheral/vda/virtio-backend" -> "vda"; NULL when the
+ * device has no id of its own. */
+static char *
+qdev_id (const char *qdev)
+{
+  static const char prefix[] = "/machine/peripheral/";
+  const char *p, *end;
+
+  if (qdev == NULL)
+    return NULL;
+  if (!has_prefix (qdev, prefix))
+    return qdev[0] != '\0' && qdev[0] != '/' ? strdup (qdev) : NULL;
+  p = qdev + strlen (prefix);
+  end = strchr (p, '/');
+  return end ? strndup (p, end - p) : strdup (p);
+}
+
+static int
+parse_bitmaps (const json_t *list, struct live_disk *d)
+{
+  size_t i;
+  json_t *b;
+
+  if (list == NULL)
+    return 0;
+  if (!json_is_array (list)) {
+    set_error (EPROTO, "qmp 'query-block': dirty-bitmaps of %s is not a list",
+               d->name);
+    return -1;
+  }
+  json_array_foreach (list, i, b)
+  {
+    struct live_bitmap bm = { 0 };
+    const char *name = json_string_value (json_object_get (b, "name"));
+    json_t *gran = json_object_get (b, "granularity");
+
+    if (name == NULL || !json_is_integer (gran)) {
+      set_error (EPROTO,
+                 "qmp 'query-block': a dirty bitmap of %s lacks a name "
+                 "or granularity",
+                 d->name);
+      return -1;
+    }
+    bm.name = strdup (name);
+    if (bm.name == NULL) {
+      set_error (errno, "strdup");
+      return -1;
+    }
+    bm.granularity = json_integer_value (gran);
+    bm.count = json_integer_value (json_object_get (b, "count"));
+    bm.recording = json_is_true (json_object_get (b, "recording"));
+    bm.persistent = json_is_true (json_object_get (b, "persistent"));
+    bm.busy = json_is_true (json_object_get (b, "busy"));
+    bm.inconsistent = json_is_true (json_object_get (b, "inconsistent"));
+    if (live_bitmap_vector_append (&d->bitmaps, bm) == -1) {
+      set_error (errno, "realloc");
+      free (bm.name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int
+parse_disk (const json_t *b, live_disk_vector *disks)
+{
+  json_t *inserted = json_object_get (b, "inserted");
+  const char *device = json_string_value (json_object_get (b, "device"));
+  const char *node, *driver, *file;
+  json_t *image, *size;
+  struct live_disk d = { 0 };
+
+  if (inserted == NULL)
+    return 0; /* an empty drive (cdrom): nothing to back up */
+  node = json_string_value (json_object_get (inserted, "node-name"));
+  driver = json_string_value (json_object_get (inserted, "drv"));
+  file = json_string_value (json_object_get (inserted, "file"));
+  image = json_object_get (inserted, "image");
+  size = json_object_get (image, "virtual-size");
+  d.name = qdev_id (json_string_value (json_object_get (b, "qdev")));
+  if (d.name == NULL && device != NULL && device[0] != '\0')
+    d.name = strdup (device);
+  if (d.name == NULL) {
+    set_error (EINVAL,
+               "a disk of the VM (node '%s') has no device id: give "
+               "its device an id (-device ...,id=vda)",
+               node ? node : "?");
+    return -1;
+  }
+  if (node == NULL || driver == NULL || !json_is_integer (size)) {
+    set_error (EPROTO,
+               "qmp 'query-block': disk '%s' lacks node-name, drv or "
+               "virtual-size",
+               d.name);
+    free (d.name);
+    return -1;
+  }
+  if (name_check ("disk", d.name) == -1) {
+    free (d.name);
+    return -1;
+  }
+  d.node = strdup (node);
+  d.driver = strdup (driver);
+  d.filename = strdup (file ? file : "");
+  d.virtual_size = json_integer_value (size);
+  d.read_only = json_is_true (json_object_get (inserted, "ro"));
+  if (d.node == NULL || d.driver == NULL || d.filename == NULL) {
+    set_error (ENOMEM, "strdup");
+    disk_release (&d);
+    return -1;
+  }
+  if (parse_bitmaps (json_object_get (inserted, "dirty-bitmaps"), &d) == -1
+      || live_disk_vector_append (disks, d) == -1) {
+    if (get_errno () == 0)
+      set_error (errno, "realloc");
+    disk_release (&d);
+    return -1;
+  }
+  return 0;
+}
+
+int
+live_disks_query (struct qmp_client *c, live_disk_vector *disks)
+{
+  json_t *blocks = NULL, *b;
+  size_t i;
+  int r = 0;
+
+  if (qmp_client_execute (c, "query-block", NULL, &blocks) == -1)
+    return -1;
+  if (!json_is_array (blocks)) {
+    set_error (EPROTO, "qmp 'query-block': the reply is not a list");
+    json_decref (blocks);
+    return -1;
+  }
+  json_array_foreach (blocks, i, b)
+  {
+    if (parse_disk (b, disks) == -1) {
+      r = -1;
+      break;
+    }
+  }
+  json_decref (blocks);
+  if (r == -1)
+    live_disk_vector_release (disks);
+  return r;
+}
+
+const struct live_bitmap *
+live_disk_find_bitmap (const struct live_disk *d, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < d->bitmaps.len; i++)
+    if (strcmp (d->bitmaps.ptr[i].name, name) == 0)
+      return &d->bitmaps.ptr[i];
+  return NULL;
+}
+
+bool
+live_bitmap_usable (const struct live_disk *d, const char *name, char **why)
+{
+  const struct live_bitmap *b = live_disk_find_bitmap (d, name);
+  const char *what = NULL;
+
+  if (b == NULL)
+    what = "is missing (QEMU was restarted without it, or the disk was "
+           "replaced)";
+  else if (b->inconsistent)
+    what = "is inconsistent (QEMU did not shut down cleanly)";
+  else if (!b->persistent)
+    what = "is not persistent";
+  else if (!b->recording)
+    what = "is not recording";
+  else if (b->busy)
+    what = "is in use by a block job";
+  else if (b->granularity != LIVE_GRANULARITY)
+    what = "has an unexpected granularity";
+  if (what == NULL)
+    return true;
+  if (why != NULL
+      && asprintf (why, "bitmap %s of %s %s", name, d->name, what) == -1)
+    *why = NULL;
+  return false;
+}
+
+int
+live_check_foreign_jobs (struct qmp_client *c)
+{
+  json_t *jobs = NULL, *j;
+  size_t i;
+
+  if (qmp_client_execute (c, "query-jobs", NULL, &jobs) == -1)
+    return -1;
+  json_array_foreach (jobs, i, j)
+  {
+    const char *id = json_string_value (json_object_get (j, "id"));
+    const char *type = json_string_value (json_object_get (j, "type"));
+    const char *status = json_string_value (json_object_get (j, "status"));
+
+    if (has_prefix (id, "knib-"))
+      continue;
+    set_error (EBUSY,
+               "a %s block job '%s' (%s) that is not knib's runs in "
+               "this QEMU; wait for it to finish",
+               type ? type : "", id ? id : "?", status ? status : "?");
+    json_decref (jobs);
+    return -1;
+  }
+  json_decref (jobs);
+  return 0;
+}
+
+/* Build "knib-fleece-vda" and friends. */
+static char *
+node_name (const char *prefix, const char *disk)
+{
+  return chain_sprintf ("%s%s", prefix, disk);
+}
+
+static int
+add_fleece_node (struct qmp_client *c, struct live_target *t)
+{
+  CLEANUP_FREE char *node = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+
+  if (node == NULL)
+    return -1;
+  if (exec_packed (c, "blockdev-add",
+                   json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver",
+                              "qcow2", "node-name", node, "file", "driver",
+                              "file", "filename", t->fleece_path, "backing",
+                              t->disk->node, "discard", "unmap"),
+                   NULL)
+      == -1)
+    return -1;
+  t->node_added = true;
+  return 0;
+}
+
+/* The transaction: for every disk, the fleecing job and the bitmaps. */
+static json_t *
+build_transaction (struct live_target *targets, size_t n)
+{
+  json_t *actions = json_array ();
+  size_t i;
+
+  if (actions == NULL)
+    return NULL;
+  for (i = 0; i < n; i++) {
+    struct live_target *t = &targets[i];
+    CLEANUP_FREE char *job = node_name (LIVE_JOB_PREFIX, t->disk->name);
+    CLEANUP_FREE char *fleece = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+
+    if (job == NULL || fleece == NULL)
+      goto nomem;
+    if (json_array_append_new (
+          actions, json_pack ("{s:s, s:{s:s, s:s, s:s, s:s, s:b}}", "type",
+                              "blockdev-backup", "data", "job-id", job,
+                              "device", t->disk->node, "target", fleece, "sync",
+                              "none", "auto-dismiss", 0))
+        == -1)
+      goto nomem;
+    if (t->new_bitmap
+        && json_array_append_new (
+             actions,
+             json_pack ("{s:s, s:{s:s, s:s, s:b, s:i}}", "type",
+                        "block-dirty-bitmap-add", "data", "node", t->disk->node,
+                        "name", t->new_bitmap, "persistent", 1, "granularity",
+                        (json_int_t) LIVE_GRANULARITY))
+             == -1)
+      goto nomem;
+    if (t->old_bitmap
+        && json_array_append_new (
+             actions, json_pack ("{s:s, s:{s:s, s:s}}", "type",
+                                 "block-dirty-bitmap-disable", "data", "node",
+                                 t->disk->node, "name", t->old_bitmap))
+             == -1)
+      goto nomem;
+  }
+  return json_pack ("{s:o}", "actions", actions);
+
+nomem:
+  json_decref (actions);
+  return NULL;
+}
+
+static int
+add_export (struct qmp_client *c, struct live_target *t)
+{
+  CLEANUP_FREE char *id = node_name (LIVE_EXPORT_PREFIX, t->disk->name);
+  CLEANUP_FREE char *fleece = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+  json_t *args;
+
+  if (id == NULL || fleece == NULL)
+    return -1;
+  args = json_pack ("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", id,
+                    "node-name", fleece, "name", t->disk->name, "writable", 0);
+  if (args && t->export_bitmap
+      && json_object_set_new (args, "bitmaps",
+                              json_pack ("[s]", t->export_bitmap))
+           == -1) {
+    json_decref (args);
+    args = NULL;
+  }
+  if (exec_packed (c, "block-export-add", args, NULL) == -1)
+    return -1;
+  t->export_added = true;
+  return 0;
+}
+
+int
+live_start (struct qmp_client *c, struct live_target *targets, size_t n,
+            const char *nbd_socket, bool *server_started)
+{
+  size_t i;
+
+  *server_started = false;
+  for (i = 0; i < n; i++)
+    if (add_fleece_node (c, &targets[i]) == -1) {
+      error_prepend ("disk %s: fleecing node", targets[i].disk->name);
+      goto fail;
+    }
+  chain_test_stop_point ("transaction");
+  if (exec_packed (c, "transaction", build_transaction (targets, n), NULL)
+      == -1) {
+    error_prepend ("the backup transaction failed");
+    goto fail;
+  }
+  for (i = 0; i < n; i++)
+    targets[i].job_started = true;
+  debug (DEBUG_CHAIN, "transaction done: %zu disk(s) at one point in time", n);
+  if (exec_packed (c, "nbd-server-start",
+                   json_pack ("{s:{s:s, s:{s:s}}}", "addr", "type", "unix",
+                              "data", "path", nbd_socket),
+                   NULL)
+      == -1) {
+    error_prepend ("cannot start QEMU's NBD server");
+    goto fail;
+  }
+  *server_started = true;
+  for (i = 0; i < n; i++)
+    if (add_export (c, &targets[i]) == -1) {
+      error_prepend ("disk %s: NBD export", targets[i].disk->name);
+      goto fail;
+    }
+  return 0;
+
+fail : {
+  CLEANUP_FREE char *saved = strdup (get_error ());
+  int saved_errno = get_errno ();
+
+  (void) live_stop (c, targets, n, *server_started, false);
+  *server_started = false;
+  set_error (saved_errno, "%s", saved ? saved : "live backup start failed");
+}
+  return -1;
+}
+
+static bool
+export_deleted (const json_t *data, void *opaque)
+{
+  const char *id = json_string_value (json_object_get (data, "id"));
+
+  return id != NULL && strcmp (id, opaque) == 0;
+}
+
+/* Remember the first failure of a teardown, go on with the rest. */
+static void
+note_failure (int *r, char **first)
+{
+  debug (DEBUG_CHAIN, "teardown: %s", get_error ());
+  if (*r == 0) {
+    *first = strdup (get_error ());
+    *r = -1;
+  }
+}
+
+static int
+remove_export (struct qmp_client *c, const char *id)
+{
+  json_t *event = NULL;
+
+  if (exec_packed (c, "block-export-del", json_pack ("{s:s}", "id", id), NULL)
+        == -1
+      && get_errno () == EREMOTEIO) {
+    /* Already gone (the server stop took it): fine. */
+    return 0;
+  }
+  if (qmp_client_wait_event (c, "BLOCK_EXPORT_DELETED", export_deleted,
+                             (void *) id, 30000, &event)
+      == -1)
+    return -1;
+  json_decref (event);
+  return 0;
+}
+
+/* Cancel a knib job and dismiss it.  A cancelled job concludes with the
+ * error "Operation canceled", which is what we asked for. */
+static int
+cancel_job (struct qmp_client *c, const char *id)
+{
+  if (exec_packed (c, "job-cancel", json_pack ("{s:s}", "id", id), NULL)
+      == -1) {
+    /* Concluded already (it failed on its own): dismiss it below. */
+    if (get_errno () != EREMOTEIO)
+      return -1;
+  }
+  if (qmp_client_job_wait (c, id, 60000) == -1 && get_errno () != EIO)
+    return -1;
+  error_clear ();
+  return 0;
+}
+
+static int
+remove_bitmap (struct qmp_client *c, const char *node, const char *name)
+{
+  return exec_packed (c, "block-dirty-bitmap-remove",
+                      json_pack ("{s:s, s:s}", "node", node, "name", name),
+                      NULL);
+}
+
+/* Give the new bitmap's tracking back to the old one (which is enabled
+ * again), then drop the new one: one transaction, all or nothing. */
+static int
+rollback_bitmaps (struct qmp_client *c, const struct live_target *t)
+{
+  json_t *args;
+
+  if (t->old_bitmap == NULL)
+    return remove_bitmap (c, t->disk->node, t->new_bitmap);
+  args = json_pack (
+    "{s:[{s:s, s:{s:s, s:s}}, {s:s, s:{s:s, s:s, s:[s]}}, {s:s, s:{s:s, "
+    "s:s}}]}",
+    "actions", "type", "block-dirty-bitmap-enable", "data", "node",
+    t->disk->node, "name", t->old_bitmap, "type", "block-dirty-bitmap-merge",
+    "data", "node", t->disk->node, "target", t->old_bitmap, "bitmaps",
+    t->new_bitmap, "type", "block-dirty-bitmap-remove", "data", "node",
+    t->disk->node, "name", t->new_bitmap);
+  return exec_packed (c, "transaction", args, NULL);
+}
+
+int
+live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
+           bool server_started, bool success)
+{
+  CLEANUP_FREE char *first = NULL;
+  int r = 0;
+  size_t i;
+
+  /* Stopping the server closes its exports; wait for each to go. */
+  if (server_started
+      && qmp_client_execute (c, "nbd-server-stop", NULL, NULL) == -1)
+    note_failure (&r, &first);
+  for (i = 0; i < n; i++) {
+    struct live_target *t = &targets[i];
+    CLEANUP_FREE char *exp = node_name (LIVE_EXPORT_PREFIX, t->disk->name);
+    CLEANUP_FREE char *job = node_name (LIVE_JOB_PREFIX, t->disk->name);
+    CLEANUP_FREE char *fleece = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+
+    if (exp == NULL || job == NULL || fleece == NULL) {
+      note_failure (&r, &first);
+      continue;
+    }
+    if (t->export_added && remove_export (c, exp) == -1)
+      note_failure (&r, &first);
+    t->export_added = false;
+    if (t->job_started && cancel_job (c, job) == -1)
+      note_failure (&r, &first);
+    if (t->node_added
+        && exec_packed (c, "blockdev-del",
+                        json_pack ("{s:s}", "node-name", fleece), NULL)
+             == -1)
+      note_failure (&r, &first);
+    t->node_added = false;
+    if (t->job_started && !success && t->new_bitmap
+        && rollback_bitmaps (c, t) == -1)
+      note_failure (&r, &first);
+    t->job_started = false;
+  }
+  if (r == -1)
+    set_error (0, "cleaning up in QEMU: %s", first ? first : "failed");
+  return r;
+}
+
+int
+live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
+                    const char *keep, chain_string_vector *removed)
+{
+  size_t i;
+
+  for (i = 0; i < d->bitmaps.len; i++) {
+    const char *name = d->bitmaps.ptr[i].name;
+    char *line;
+
+    if (!has_prefix (name, CHAIN_BITMAP_PREFIX) || strcmp (name, keep) == 0)
+      continue;
+    if (remove_bitmap (c, d->node, name) == -1) {
+      error_prepend ("disk %s: removing bitmap %s", d->name, name);
+      return -1;
+    }
+    line = chain_sprintf ("removed bitmap %s of %s", name, d->name);
+    if (removed && line && chain_string_vector_append (removed, line) == 0)
+      line = NULL;
+    free (line);
+  }
+  return 0;
+}
+
+/* Record one repair (line is taken). */
+static void
+note (chain_string_vector *done, char *line)
+{
+  if (line == NULL)
+    return;
+  debug (DEBUG_CHAIN, "recover: %s", line);
+  if (done == NULL || chain_string_vector_append (done, line) == -1)
+    free (line);
+}
+
+/* Exports, the server they were on, jobs. */
+static int
+recover_exports_and_jobs (struct qmp_client *c, chain_string_vector *done)
+{
+  json_t *list = NULL, *e;
+  size_t i;
+  bool ours = false, others = false;
+
+  if (qmp_client_execute (c, "query-block-exports", NULL, &list) == -1)
+    return -1;
+  json_array_foreach (list, i, e)
+  {
+    const char *id = json_string_value (json_object_get (e, "id"));
+    if (has_prefix (id, LIVE_EXPORT_PREFIX))
+      ours = true;
+    else
+      others = true;
+  }
+  /* knib's exports are on knib's server: stop it (unless someone else
+   * exports on it too), which closes them. */
+  if (ours && !others) {
+    if (qmp_client_execute (c, "nbd-server-stop", NULL, NULL) == -1
+        && get_errno () != EREMOTEIO)
+      goto fail;
+    note (done, chain_sprintf ("stopped the NBD server of a killed backup"));
+  }
+  json_array_foreach (list, i, e)
+  {
+    const char *id = json_string_value (json_object_get (e, "id"));
+    if (has_prefix (id, LIVE_EXPORT_PREFIX)) {
+      if (remove_export (c, id) == -1)
+        goto fail;
+      note (done, chain_sprintf ("removed export %s", id));
+    }
+  }
+  json_decref (list);
+  list = NULL;
+
+  if (qmp_client_execute (c, "query-jobs", NULL, &list) == -1)
+    return -1;
+  json_array_foreach (list, i, e)
+  {
+    const char *id = json_string_value (json_object_get (e, "id"));
+    if (has_prefix (id, LIVE_JOB_PREFIX)) {
+      if (cancel_job (c, id) == -1)
+        goto fail;
+      note (done, chain_sprintf ("cancelled job %s", id));
+    }
+  }
+  json_decref (list);
+  return 0;
+
+fail:
+  json_decref (list);
+  return -1;
+}
+
+static int
+recover_nodes (struct qmp_client *c, chain_string_vector *done)
+{
+  json_t *list = NULL, *e;
+  size_t i;
+
+  if (qmp_client_execute (c, "query-named-block-nodes",
+                          json_pack ("{s:b}", "flat", 1), &list)
+      == -1)
+    return -1;
+  json_array_foreach (list, i, e)
+  {
+    const char *node = json_string_value (json_object_get (e, "node-name"));
+    const char *file = json_string_value (json_object_get (e, "file"));
+
+    if (!has_prefix (node, LIVE_FLEECE_PREFIX))
+      continue;
+    if (exec_packed (c, "blockdev-del", json_pack ("{s:s}", "node-name", node),
+                     NULL)
+        == -1) {
+      json_decref (list);
+      return -1;
+    }
+    note (done, chain_sprintf ("removed fleecing node %s (%s)", node,
+                               file ? file : ""));
+    /* The file itself is in knib's scratch directory: that is the
+     * caller's to clean. */
+  }
+  json_decref (list);
+  return 0;
+}
+
+static int
+recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
+                      const char *keep, chain_string_vector *done)
+{
+  const struct live_bitmap *k = keep ? live_disk_find_bitmap (d, keep) : NULL;
+  size_t i;
+
+  if (k != NULL && k->inconsistent) {
+    if (remove_bitmap (c, d->node, k->name) == -1)
+      return -1;
+    note (done, chain_sprintf ("removed inconsistent bitmap %s of %s", k->name,
+                               d->name));
+    k = NULL;
+  }
+  for (i = 0; i < d->bitmaps.len; i++) {
+    const struct live_bitmap *b = &d->bitmaps.ptr[i];
+
+    if (!has_prefix (b->name, CHAIN_BITMAP_PREFIX) || b == k)
+      continue;
+    /* Tracking that may be newer than keep's: give it to keep first. */
+    if (k != NULL && !b->inconsistent
+        && exec_packed (c, "block-dirty-bitmap-merge",
+                        json_pack ("{s:s, s:s, s:[s]}", "node", d->node,
+                                   "target", k->name, "bitmaps", b->name),
+                        NULL)
+             == -1)
+      return -1;
+    if (remove_bitmap (c, d->node, b->name) == -1)
+      return -1;
+    if (k != NULL)
+      note (done, chain_sprintf ("merged bitmap %s of %s into %s and removed "
+                                 "it",
+                                 b->name, d->name, k->name));
+    else
+      note (done,
+            chain_sprintf ("removed stale bitmap %s of %s", b->name, d->name));
+  }
+  if (k != NULL && !k->recording) {
+    if (exec_packed (c, "block-dirty-bitmap-enable",
+                     json_pack ("{s:s, s:s}", "node", d->node, "name", k->name),
+                     NULL)
+        == -1)
+      return -1;
+    note (done,
+          chain_sprintf ("enabled bitmap %s of %s again", k->name, d->name));
+  }
+  return 0;
+}
+
+int
+live_recover (struct qmp_client *c, const char *keep, chain_string_vector *done)
+{
+  live_disk_vector disks = empty_vector;
+  size_t i;
+  int r = 0;
+
+  if (recover_exports_and_jobs (c, done) == -1 || recover_nodes (c, done) == -1)
+    goto fail;
+  if (live_disks_query (c, &disks) == -1)
+    goto fail;
+  for (i = 0; i < disks.len; i++)
+    if (recover_disk_bitmaps (c, &disks.ptr[i], keep, done) == -1) {
+      error_prepend ("disk %s", disks.ptr[i].name);
+      r = -1;
+      break;
+    }
+  live_disk_vector_release (&disks);
+  if (r == 0)
+    return 0;
+fail:
+  error_prepend ("recovering knib's leftovers in QEMU");
+  return -1;
+}

@@ -1,0 +1,408 @@
+/* backup.c: "knib backup" and "knib recover". */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "chain/chain.h"
+#include "chain/engine.h"
+#include "cli.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "progress.h"
+
+#define MAX_DISKS 64
+
+static volatile sig_atomic_t cancelled;
+
+static void
+on_signal (int sig)
+{
+  (void) sig;
+  cancelled = 1;
+}
+
+/* SIGINT, SIGTERM and SIGHUP stop the backup cleanly: it fails, rolls
+ * back in QEMU and leaves nothing behind. */
+static void
+catch_signals (void)
+{
+  struct sigaction sa = { .sa_handler = on_signal };
+
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
+  signal (SIGPIPE, SIG_IGN);
+  /* A file size limit (ulimit -f) is a write error, not a kill. */
+  signal (SIGXFSZ, SIG_IGN);
+}
+
+static void
+backup_usage (FILE *fp)
+{
+  fprintf (
+    fp,
+    "Usage: knib backup --qmp SOCKET --vm NAME --repo DIR [OPTIONS]\n"
+    "\n"
+    "Back up the disks of a running VM into the repository, all at one\n"
+    "point in time: an incremental of the VM's last backup when its dirty\n"
+    "bitmaps allow it, else a full backup (the output says why).\n"
+    "\n"
+    "  --qmp SOCKET       the VM's QMP socket (a monitor of knib's own)\n"
+    "  --vm NAME          the VM's name in the repository\n"
+    "  --repo DIR         the repository (made when missing)\n"
+    "  --auto             incremental when possible, else full (default)\n"
+    "  --full             a full backup, starting a new chain\n"
+    "  --incremental      an incremental backup, or fail saying why not\n"
+    "  --isolated         a full backup outside the chain\n"
+    "  --disk vda[,vdb]   only these disks (default: every writable disk)\n"
+    "  --chain-size N     backups per chain (default: chain-size of the\n"
+    "                     settings, 8; 1: every backup full; 0: unlimited)\n"
+    "  --scratch DIR      fleecing images and sockets (default " ENGINE_DEFAULT_SCRATCH
+    ")\n"
+    "  --timeout SECONDS  give up when QEMU is silent this long\n"
+    "  --json             print one JSON summary on stdout\n"
+    "  -q, --quiet        no progress bar\n");
+}
+
+static void
+recover_usage (FILE *fp)
+{
+  fprintf (fp,
+           "Usage: knib recover --vm NAME --repo DIR [--qmp SOCKET] "
+           "[--scratch DIR]\n"
+           "\n"
+           "Repair what a killed knib left behind: unfinished backups in the\n"
+           "repository, scratch files, and with --qmp the exports, jobs,\n"
+           "fleecing nodes and bitmaps in QEMU.  Bitmaps are merged, never\n"
+           "dropped, so no guest write is lost from tracking.  Every backup\n"
+           "does this on its own first.\n");
+}
+
+static void
+on_progress (void *opaque, const char *disk, uint64_t done, uint64_t total)
+{
+  progress_update (opaque, disk, done, total);
+}
+
+static void
+print_notes (const chain_string_vector *notes)
+{
+  size_t i;
+
+  for (i = 0; i < notes->len; i++)
+    fprintf (stderr, "knib: %s\n", notes->ptr[i]);
+}
+
+static json_t *
+result_json (const char *vm, const struct engine_result *r)
+{
+  json_t *disks = json_array (), *notes = json_array ();
+  size_t i;
+
+  for (i = 0; i < r->disks.len; i++) {
+    const struct engine_disk_result *d = &r->disks.ptr[i];
+    json_array_append_new (
+      disks,
+      json_pack ("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:f}", "name",
+                 d->name, "kind", chain_kind_name (d->kind), "reason",
+                 d->reason, "virtual_size", (json_int_t) d->virtual_size,
+                 "bytes_read", (json_int_t) d->bytes_read, "bytes_zero",
+                 (json_int_t) d->bytes_zero, "bytes_written",
+                 (json_int_t) d->bytes_written, "extents",
+                 (json_int_t) d->extents, "seconds", d->seconds));
+  }
+  for (i = 0; i < r->notes.len; i++)
+    json_array_append_new (notes, json_string (r->notes.ptr[i]));
+  return json_pack ("{s:s, s:s, s:s, s:s?, s:s, s:o, s:o, s:f}", "vm", vm, "id",
+                    r->id, "kind", chain_kind_name (r->kind), "parent",
+                    r->parent[0] ? r->parent : NULL, "reason",
+                    r->reason ? r->reason : "", "disks", disks, "notes", notes,
+                    "seconds", r->seconds);
+}
+
+static void
+print_human (const char *vm, const struct engine_result *r)
+{
+  size_t i;
+
+  printf ("backup %s of vm %s: %s", r->id, vm, chain_kind_name (r->kind));
+  if (r->parent[0])
+    printf (" of %s", r->parent);
+  printf ("\n");
+  if (r->reason && r->reason[0])
+    printf ("  why: %s\n", r->reason);
+  for (i = 0; i < r->disks.len; i++) {
+    const struct engine_disk_result *d = &r->disks.ptr[i];
+    char rd[32], wr[32];
+
+    progress_format_bytes (d->bytes_read, rd, sizeof rd);
+    progress_format_bytes (d->bytes_written, wr, sizeof wr);
+    printf ("  %-6s %-11s read %10s  wrote %10s  %6llu extents  %6.1f s\n",
+            d->name, chain_kind_name (d->kind), rd, wr,
+            (unsigned long long) d->extents, d->seconds);
+    if (d->reason)
+      printf ("         full because %s\n", d->reason);
+  }
+  printf ("done in %.1f s\n", r->seconds);
+}
+
+/* "vda,vdb" appended to disks[]. */
+static int
+add_disks (const char *arg, const char **disks, size_t *n, char **copies,
+           size_t *ncopies)
+{
+  char *list = strdup (arg), *save = NULL, *tok;
+
+  if (list == NULL)
+    return -1;
+  copies[(*ncopies)++] = list;
+  for (tok = strtok_r (list, ",", &save); tok;
+       tok = strtok_r (NULL, ",", &save)) {
+    if (*n + 1 >= MAX_DISKS)
+      return -1;
+    disks[(*n)++] = tok;
+  }
+  disks[*n] = NULL;
+  return 0;
+}
+
+struct common_opts {
+  const char *repo;
+  struct engine_options eo;
+  bool json;
+  bool quiet;
+  const char *disks[MAX_DISKS];
+  size_t ndisks;
+  char *copies[MAX_DISKS];
+  size_t ncopies;
+};
+
+enum {
+  OPT_QMP = 256,
+  OPT_VM,
+  OPT_REPO,
+  OPT_AUTO,
+  OPT_FULL,
+  OPT_INCREMENTAL,
+  OPT_ISOLATED,
+  OPT_DISK,
+  OPT_CHAIN_SIZE,
+  OPT_SCRATCH,
+  OPT_TIMEOUT,
+  OPT_CONNECTIONS,
+  OPT_JSON,
+};
+
+/* Parse the options both commands share; returns -1 on success, or an
+ * exit status to return. */
+static int
+parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
+            struct common_opts *co, void (*usage) (FILE *))
+{
+  static const struct option opts[] = {
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "vm", required_argument, NULL, OPT_VM },
+    { "repo", required_argument, NULL, OPT_REPO },
+    { "auto", no_argument, NULL, OPT_AUTO },
+    { "full", no_argument, NULL, OPT_FULL },
+    { "incremental", no_argument, NULL, OPT_INCREMENTAL },
+    { "isolated", no_argument, NULL, OPT_ISOLATED },
+    { "disk", required_argument, NULL, OPT_DISK },
+    { "chain-size", required_argument, NULL, OPT_CHAIN_SIZE },
+    { "scratch", required_argument, NULL, OPT_SCRATCH },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "connections", required_argument, NULL, OPT_CONNECTIONS },
+    { "json", no_argument, NULL, OPT_JSON },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  int64_t v;
+  int c;
+
+  co->eo.mode = CHAIN_MODE_AUTO;
+  co->eo.chain_size = cli->cfg.chain_size;
+  co->eo.timeout_ms
+    = cli->cfg.timeout > INT32_MAX / 1000 ? -1 : (int) cli->cfg.timeout * 1000;
+  while ((c = getopt_long (argc, argv, "qh", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_QMP:
+      co->eo.qmp_socket = optarg;
+      break;
+    case OPT_VM:
+      co->eo.vm = optarg;
+      break;
+    case OPT_REPO:
+      co->repo = optarg;
+      break;
+    case OPT_AUTO:
+      co->eo.mode = CHAIN_MODE_AUTO;
+      break;
+    case OPT_FULL:
+      co->eo.mode = CHAIN_MODE_FULL;
+      break;
+    case OPT_INCREMENTAL:
+      co->eo.mode = CHAIN_MODE_INCREMENTAL;
+      break;
+    case OPT_ISOLATED:
+      co->eo.mode = CHAIN_MODE_ISOLATED;
+      break;
+    case OPT_DISK:
+      if (add_disks (optarg, co->disks, &co->ndisks, co->copies, &co->ncopies)
+          == -1)
+        return cli_usage_error (cmd, "--disk: too many disks");
+      co->eo.disks = co->disks;
+      break;
+    case OPT_CHAIN_SIZE:
+      if (parse_int64 ("--chain-size", optarg, -1, 1000000, &v) == -1)
+        return cli_usage_error (cmd, "%s", get_error ());
+      co->eo.chain_size = v;
+      break;
+    case OPT_SCRATCH:
+      co->eo.scratch = optarg;
+      break;
+    case OPT_TIMEOUT:
+      if (parse_int64 ("--timeout", optarg, 1, 2000000, &v) == -1)
+        return cli_usage_error (cmd, "%s", get_error ());
+      co->eo.timeout_ms = (int) v * 1000;
+      break;
+    case OPT_CONNECTIONS:
+      if (parse_int64 ("--connections", optarg, 1, 16, &v) == -1)
+        return cli_usage_error (cmd, "%s", get_error ());
+      co->eo.connections = (unsigned) v;
+      break;
+    case OPT_JSON:
+      co->json = true;
+      break;
+    case 'q':
+      co->quiet = true;
+      break;
+    case 'h':
+      usage (stdout);
+      return EXIT_OK;
+    default:
+      return cli_usage_error (cmd, "unknown option");
+    }
+  }
+  if (optind != argc)
+    return cli_usage_error (cmd, "unexpected argument '%s'", argv[optind]);
+  if (co->eo.vm == NULL || co->repo == NULL)
+    return cli_usage_error (cmd, "--vm and --repo are required");
+  if (name_check ("vm", co->eo.vm) == -1) {
+    cli_error ("%s", "");
+    return EXIT_USAGE;
+  }
+  return -1;
+}
+
+static void
+free_opts (struct common_opts *co)
+{
+  size_t i;
+
+  for (i = 0; i < co->ncopies; i++)
+    free (co->copies[i]);
+}
+
+int
+cmd_backup (struct cli *cli, int argc, char **argv)
+{
+  struct common_opts co = { .repo = NULL };
+  struct engine_result r;
+  struct chain_repo *repo = NULL;
+  struct progress *bar = NULL;
+  int status;
+
+  status = parse_opts (cli, "backup", argc, argv, &co, backup_usage);
+  if (status != -1)
+    goto out;
+  status = EXIT_FAILURE_;
+  if (co.eo.qmp_socket == NULL) {
+    status = cli_usage_error ("backup", "--qmp SOCKET is required");
+    goto out;
+  }
+  repo = chain_repo_open (co.repo, true);
+  if (repo == NULL) {
+    cli_error ("%s", "");
+    goto out;
+  }
+  catch_signals ();
+  bar = progress_new (!co.json && !co.quiet);
+  co.eo.progress = on_progress;
+  co.eo.opaque = bar;
+  co.eo.cancel = &cancelled;
+  if (engine_backup (repo, &co.eo, &r) == -1) {
+    progress_free (bar);
+    bar = NULL;
+    print_notes (&r.notes);
+    cli_error ("%s", "");
+    engine_result_release (&r);
+    goto out;
+  }
+  progress_free (bar);
+  bar = NULL;
+  print_notes (&r.notes);
+  if (co.json) {
+    json_t *j = result_json (co.eo.vm, &r);
+    char *s = j ? json_dumps (j, JSON_COMPACT) : NULL;
+
+    if (s != NULL)
+      printf ("%s\n", s);
+    free (s);
+    json_decref (j);
+  }
+  else
+    print_human (co.eo.vm, &r);
+  engine_result_release (&r);
+  status = fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
+out:
+  progress_free (bar);
+  chain_repo_free (repo);
+  free_opts (&co);
+  return status;
+}
+
+int
+cmd_recover (struct cli *cli, int argc, char **argv)
+{
+  struct common_opts co = { .repo = NULL };
+  chain_string_vector done = empty_vector;
+  struct chain_repo *repo = NULL;
+  int status;
+  size_t i;
+
+  status = parse_opts (cli, "recover", argc, argv, &co, recover_usage);
+  if (status != -1)
+    goto out;
+  status = EXIT_FAILURE_;
+  repo = chain_repo_open (co.repo, false);
+  if (repo == NULL) {
+    cli_error ("%s", "");
+    goto out;
+  }
+  if (engine_recover (repo, &co.eo, &done) == -1) {
+    print_notes (&done);
+    cli_error ("%s", "");
+    goto out;
+  }
+  for (i = 0; i < done.len; i++)
+    printf ("%s\n", done.ptr[i]);
+  if (done.len == 0)
+    printf ("vm %s: nothing to recover\n", co.eo.vm);
+  status = EXIT_OK;
+out:
+  chain_string_vector_release (&done);
+  chain_repo_free (repo);
+  free_opts (&co);
+  return status;
+}
