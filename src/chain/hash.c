@@ -43,6 +43,9 @@ chain_hash_fd (int fd, char hex[CHAIN_HASH_HEX_LEN + 1])
     XXH3_128bits_update (state, buf, n);
     pos += n;
   }
+  /* The image was just written or is only checked: leave no copy of it
+   * in the page cache (clean pages go at once). */
+  posix_fadvise (fd, 0, 0, POSIX_FADV_DONTNEED);
   XXH128_canonicalFromHash (&canon, XXH3_128bits_digest (state));
   XXH3_freeState (state);
   for (size_t i = 0; i < sizeof canon.digest; i++)

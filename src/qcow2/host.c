@@ -17,9 +17,10 @@
 #define QCOW2_WRITE_BUFFER (4u * 1024 * 1024)
 
 /* Writeback starts as soon as data is written, and at most about this
- * many bytes of the image wait in the page cache: the disk stays busy,
- * the final fsync is short, and a backup does not evict the host's
- * cache. */
+ * many dirty bytes of the image wait in the page cache: the disk stays
+ * busy and the final fsync is short.  The clean pages stay cached until
+ * the image has been hashed (the repository drops them then), so the
+ * hash does not read the image back from the disk. */
 #define QCOW2_WRITEBACK_WINDOW (UINT64_C (64) * 1024 * 1024)
 
 int
@@ -108,8 +109,6 @@ writeback (struct qcow2_host *h, uint64_t start, uint64_t end)
                          | SYNC_FILE_RANGE_WAIT_AFTER)
       == -1)
     goto fail;
-  posix_fadvise (h->fd, (off_t) h->written_back,
-                 (off_t) (upto - h->written_back), POSIX_FADV_DONTNEED);
   h->written_back = upto;
   return 0;
 
