@@ -430,4 +430,118 @@ int chain_repo_recover_vm (struct chain_lock *lock,
 int chain_hash_file (const char *path, char hex[CHAIN_HASH_HEX_LEN + 1])
   __attribute__ ((warn_unused_result));
 
+/* ---- Reading backups: usage, links, verify, restore ---- */
+
+/* Bytes that the images of backup m take on disk (allocated blocks).
+ * A missing image is an error that names it. */
+int chain_backup_disk_usage (struct chain_repo *repo,
+                             const struct chain_manifest *m, uint64_t *bytes)
+  __attribute__ ((warn_unused_result));
+
+/* The backing file name that the qcow2 image at path records (*backing
+ * NULL when it has none; the caller frees it). */
+int chain_image_backing_file (const char *path, char **backing)
+  __attribute__ ((warn_unused_result));
+
+/* The backing file name that disk's image must record, given the
+ * backup's parent (NULL when none): NULL for a full disk,
+ * "../<parent-id>/<parent's image>" for an incremental one.  Fails when
+ * the parent cannot back an incremental disk. */
+int chain_disk_expected_backing (const struct chain_manifest *parent,
+                                 const struct chain_disk *disk, char **backing)
+  __attribute__ ((warn_unused_result));
+
+/* One verified image or, with disk NULL, a problem of a whole backup (a
+ * corrupt manifest, a broken chain).  Borrowed for the callback. */
+struct chain_verify_item {
+  const char *vm;
+  const char *backup; /* its id; NULL when unknown (a corrupt entry) */
+  const char *disk;   /* NULL: the backup itself */
+  const char *path;   /* the image; NULL with disk NULL */
+  const chain_string_vector *errors;   /* what is wrong (empty: nothing) */
+  const chain_string_vector *warnings; /* harmless findings (leaks) */
+};
+
+typedef void (*chain_verify_fn) (const struct chain_verify_item *item,
+                                 void *opaque);
+
+struct chain_verify_summary {
+  size_t backups;  /* backups whose images were checked */
+  size_t images;   /* images checked */
+  size_t ok;       /* images with neither errors nor warnings */
+  size_t warnings; /* images with warnings only */
+  size_t errors;   /* items (images or backups) with errors */
+};
+
+/* Verify backup id of vm (vm NULL: whichever VM has it) with every image
+ * of its chain, or (id NULL) every complete backup of vm with its chain,
+ * each image once, in chain order (full first).  The VM's shared lock
+ * ("verify", lock_timeout_ms as for chain_lock_new) is held throughout,
+ * so no delete runs meanwhile.  Each image must: exist; be qcow2 of the
+ * manifest's virtual and cluster size; record as backing file what
+ * chain_disk_expected_backing says (and format qcow2); hash to the
+ * manifest's xxh3-128; pass "qemu-img check" (leaked clusters are a
+ * warning, corruptions and failed checks errors).  fn is called once per
+ * image (and per broken backup).  Returns 0 when the verification ran,
+ * whatever it found (summary->errors == 0 means all is well); -1 with
+ * set_error when it could not (no such backup or VM, the lock is taken,
+ * qemu-img is missing). */
+int chain_verify (struct chain_repo *repo, const char *vm, const char *id,
+                  int lock_timeout_ms, chain_verify_fn fn, void *opaque,
+                  struct chain_verify_summary *summary)
+  __attribute__ ((warn_unused_result));
+
+enum chain_restore_format {
+  CHAIN_RESTORE_QCOW2,
+  CHAIN_RESTORE_RAW,
+};
+
+const char *chain_restore_format_name (enum chain_restore_format f);
+/* "qcow2" or "raw".  -1 with set_error if not. */
+int chain_restore_format_parse (const char *s, enum chain_restore_format *f)
+  __attribute__ ((warn_unused_result));
+
+/* Where a restore stands, for its progress callback. */
+struct chain_restore_status {
+  const char *vm;
+  const char *backup;
+  const char *disk;
+  const char *path; /* where the disk goes */
+  uint64_t virtual_size;
+  uint64_t written; /* bytes allocated so far in the new file */
+  bool done;        /* the disk is in place at path */
+};
+
+/* Return -1 to stop the restore (then nothing is left behind). */
+typedef int (*chain_restore_fn) (const struct chain_restore_status *s,
+                                 void *opaque);
+
+struct chain_restore_options {
+  const char *vm;   /* NULL: whichever VM has the backup */
+  const char *disk; /* NULL: every disk of the backup */
+  /* One disk: the new file (or DIR/<disk>.<format> when to is a
+   * directory).  Several: a directory (made 0700 when missing) that
+   * receives DIR/<disk>.<format>. */
+  const char *to;
+  enum chain_restore_format format;
+  bool force;                /* replace existing files (never directories) */
+  int lock_timeout_ms;       /* for the VM's shared lock */
+  chain_restore_fn progress; /* NULL: none; called about twice a second
+                                while a disk is written, and once when
+                                it is in place */
+  void *opaque;
+};
+
+/* Restore the disks of backup id as they were at its point in time:
+ * under the VM's shared lock ("restore"), check that the chain is whole
+ * (every image there, linked as it must be) and that no target exists
+ * (unless force), then "qemu-img convert" each disk's image, which reads
+ * through its backing chain, into a temporary file beside its target,
+ * and once all are written fsync each, rename it into place and fsync
+ * the directory.  A failure or an interruption leaves no temporary
+ * file.  The new files are 0600.  A removed backup is not restored. */
+int chain_restore (struct chain_repo *repo, const char *id,
+                   const struct chain_restore_options *o)
+  __attribute__ ((warn_unused_result));
+
 #endif

@@ -176,4 +176,26 @@ extern enum chain_crash_point chain_crash_point;
  * disk exactly there: the process stops itself with SIGSTOP. */
 void chain_test_stop_point (const char *name);
 
+/* image.c */
+
+/* path as QEMU must be given it: "./" before a relative path, so that
+ * "a:b/c" is not read as protocol "a". */
+char *chain_qemu_path (const char *path) __attribute__ ((warn_unused_result));
+
+/* Append a formatted problem to v.  -1 with set_error on ENOMEM. */
+int chain_problem_add (chain_string_vector *v, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3), warn_unused_result));
+
+/* Check the image of disk at path against the manifest (virtual size,
+ * cluster size) and the chain (its backing file must be
+ * expected_backing; not compared for an incremental disk whose
+ * expected_backing is NULL): problems, each naming path, go to errors
+ * and warnings; *readable says whether the header could be read.  -1
+ * only on ENOMEM. */
+int chain_image_check_header (const char *path, const struct chain_disk *disk,
+                              const char *expected_backing,
+                              chain_string_vector *errors,
+                              chain_string_vector *warnings, bool *readable)
+  __attribute__ ((warn_unused_result));
+
 #endif

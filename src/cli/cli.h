@@ -38,5 +38,9 @@ int cli_exit_for_qemu_class (const char *cls);
 int cmd_qmp (struct cli *cli, int argc, char **argv);
 int cmd_backup (struct cli *cli, int argc, char **argv);
 int cmd_recover (struct cli *cli, int argc, char **argv);
+int cmd_list (struct cli *cli, int argc, char **argv);
+int cmd_info (struct cli *cli, int argc, char **argv);
+int cmd_verify (struct cli *cli, int argc, char **argv);
+int cmd_restore (struct cli *cli, int argc, char **argv);
 
 #endif

@@ -18,6 +18,10 @@ static const struct command {
 } commands[] = {
   { "backup", cmd_backup, "back up a running VM (full or incremental)" },
   { "recover", cmd_recover, "repair what a killed backup left behind" },
+  { "list", cmd_list, "list the backups in a repository" },
+  { "info", cmd_info, "show one backup in detail" },
+  { "verify", cmd_verify, "check a backup's chain or a VM's backups" },
+  { "restore", cmd_restore, "write a backup's disks as new images" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
 };
 

@@ -1,0 +1,477 @@
+/* restore.c: a backup's disks as new qcow2 or raw images, through qemu-img. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/command.h"
+#include "common/debug.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "internal.h"
+
+/* How often a running conversion reports its progress. */
+#define RESTORE_POLL_MS 500
+
+/* One disk being restored. */
+struct target {
+  const struct chain_disk *disk; /* borrowed from the backup's manifest */
+  char *source;                  /* the backup's image of the disk */
+  char *path;                    /* where it goes */
+  char *temp;                    /* the file qemu-img writes, beside path */
+};
+
+DEFINE_VECTOR_TYPE (target_vector, struct target)
+
+struct restore {
+  struct chain_repo *repo;
+  const struct chain_restore_options *o;
+  const struct chain_manifest *m; /* the backup, last of chain */
+  chain_manifest_vector chain;
+  target_vector targets;
+  char *made_dir; /* the directory made for several disks, until done */
+};
+
+const char *
+chain_restore_format_name (enum chain_restore_format f)
+{
+  switch (f) {
+  case CHAIN_RESTORE_QCOW2:
+    return "qcow2";
+  case CHAIN_RESTORE_RAW:
+    return "raw";
+  }
+  return "?";
+}
+
+int
+chain_restore_format_parse (const char *s, enum chain_restore_format *f)
+{
+  if (strcmp (s, "qcow2") == 0)
+    *f = CHAIN_RESTORE_QCOW2;
+  else if (strcmp (s, "raw") == 0)
+    *f = CHAIN_RESTORE_RAW;
+  else {
+    set_error (0, "unknown image format '%s': use qcow2 or raw", s);
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+static void
+restore_release (struct restore *r)
+{
+  for (size_t i = 0; i < r->targets.len; i++) {
+    struct target *t = &r->targets.ptr[i];
+
+    if (t->temp != NULL && unlink (t->temp) == -1 && errno != ENOENT)
+      debug (DEBUG_CHAIN, "cannot remove '%s': %m", t->temp);
+    free (t->source);
+    free (t->path);
+    free (t->temp);
+  }
+  target_vector_reset (&r->targets);
+  chain_manifest_vector_release (&r->chain);
+  if (r->made_dir != NULL && rmdir (r->made_dir) == -1)
+    debug (DEBUG_CHAIN, "cannot remove '%s': %m", r->made_dir);
+  free (r->made_dir);
+}
+
+/* The disk's images down its chain are there and linked as they must
+ * be; the first problem is the error. */
+static int
+check_disk_chain (struct restore *r, const struct chain_disk *top)
+{
+  chain_string_vector errors = empty_vector, warnings = empty_vector;
+  const struct chain_disk *disk = top;
+  size_t i = r->chain.len - 1;
+  int ret = -1;
+
+  for (;;) {
+    const struct chain_manifest *m = r->chain.ptr[i];
+    const struct chain_manifest *parent = i > 0 ? r->chain.ptr[i - 1] : NULL;
+    CLEANUP_FREE char *path = chain_backup_image_path (r->repo, m, disk);
+    CLEANUP_FREE char *expected = NULL;
+    bool readable;
+
+    if (path == NULL)
+      goto out;
+    if (chain_disk_expected_backing (parent, disk, &expected) == -1) {
+      error_prepend ("backup '%s'", m->id);
+      goto out;
+    }
+    if (chain_image_check_header (path, disk, expected, &errors, &warnings,
+                                  &readable)
+        == -1)
+      goto out;
+    if (errors.len > 0) {
+      set_error (0, "%s", errors.ptr[0]);
+      errno = EINVAL;
+      goto out;
+    }
+    if (disk->kind != CHAIN_KIND_INCREMENTAL)
+      break;
+    disk = chain_manifest_find_disk (parent, disk->name);
+    i--;
+  }
+  ret = 0;
+out:
+  if (ret == -1)
+    error_prepend ("disk '%s': its chain is damaged (run 'knib verify')",
+                   top->name);
+  chain_string_vector_release (&errors);
+  chain_string_vector_release (&warnings);
+  return ret;
+}
+
+static bool
+is_directory (const char *path)
+{
+  struct stat st;
+
+  return stat (path, &st) == 0 && S_ISDIR (st.st_mode);
+}
+
+/* Where each disk goes: --to itself for one disk (or to/<disk>.<fmt>
+ * when it is a directory), to/<disk>.<fmt> for several. */
+static char *
+target_path (struct restore *r, const struct chain_disk *disk, bool several)
+{
+  const char *to = r->o->to;
+  const char *ext = chain_restore_format_name (r->o->format);
+
+  if (several || is_directory (to))
+    return chain_sprintf (
+      "%s%s%s.%s", to, to[strlen (to) - 1] == '/' ? "" : "/", disk->name, ext);
+  return chain_sprintf ("%s", to);
+}
+
+/* Nothing is in the way of path, or force replaces a file there. */
+static int
+check_target (struct restore *r, const char *path)
+{
+  struct stat st;
+
+  if (lstat (path, &st) == -1) {
+    if (errno == ENOENT)
+      return 0;
+    set_error (errno, "restore target '%s'", path);
+    return -1;
+  }
+  if (S_ISDIR (st.st_mode)) {
+    set_error (0, "restore target '%s' is a directory", path);
+    errno = EISDIR;
+    return -1;
+  }
+  if (!S_ISREG (st.st_mode) && !S_ISLNK (st.st_mode)) {
+    set_error (0,
+               "restore target '%s' exists and is not a regular file; knib "
+               "only restores to new files",
+               path);
+    errno = EEXIST;
+    return -1;
+  }
+  if (!r->o->force) {
+    set_error (0,
+               "restore target '%s' already exists: choose another path or "
+               "force it to be replaced (--force)",
+               path);
+    errno = EEXIST;
+    return -1;
+  }
+  return 0;
+}
+
+static int
+add_target (struct restore *r, const struct chain_disk *disk, bool several)
+{
+  struct target t = { .disk = disk };
+
+  if (check_disk_chain (r, disk) == -1)
+    return -1;
+  t.source = chain_backup_image_path (r->repo, r->m, disk);
+  if (t.source == NULL)
+    return -1;
+  t.path = target_path (r, disk, several);
+  if (t.path == NULL || check_target (r, t.path) == -1)
+    goto fail;
+  if (target_vector_append (&r->targets, t) == -1) {
+    set_error (ENOMEM, "restore");
+    goto fail;
+  }
+  return 0;
+fail:
+  free (t.source);
+  free (t.path);
+  return -1;
+}
+
+/* "vda, vdb" (NULL when out of memory). */
+static char *
+disk_names (const struct chain_manifest *m)
+{
+  char *s = strdup ("");
+
+  for (size_t i = 0; s != NULL && i < m->disks.len; i++) {
+    char *more = NULL;
+
+    if (asprintf (&more, "%s%s%s", s, i ? ", " : "", m->disks.ptr[i].name)
+        == -1)
+      more = NULL;
+    free (s);
+    s = more;
+  }
+  return s;
+}
+
+/* Choose the disks and their targets, and check everything before any
+ * byte is written. */
+static int
+plan (struct restore *r)
+{
+  const chain_disk_vector *disks = &r->m->disks;
+  const char *to = r->o->to;
+  bool several;
+
+  if (r->m->state == CHAIN_STATE_REMOVED) {
+    set_error (0, "it was deleted (its files are kept only for the backups "
+                  "that depend on it)");
+    errno = ENOENT;
+    return -1;
+  }
+  if (r->o->disk != NULL) {
+    const struct chain_disk *d = chain_manifest_find_disk (r->m, r->o->disk);
+
+    if (name_check ("disk", r->o->disk) == -1)
+      return -1;
+    if (d == NULL) {
+      CLEANUP_FREE char *names = disk_names (r->m);
+
+      set_error (0, "it has no disk '%s' (it has %s)", r->o->disk,
+                 names ? names : "others");
+      errno = ENOENT;
+      return -1;
+    }
+    return add_target (r, d, false);
+  }
+  several = disks->len > 1;
+  if (several && !is_directory (to)) {
+    struct stat st;
+
+    if (lstat (to, &st) == 0) {
+      set_error (0,
+                 "it has %zu disks: '%s' must be a directory (or choose one "
+                 "disk)",
+                 disks->len, to);
+      errno = ENOTDIR;
+      return -1;
+    }
+    if (mkdir (to, 0700) == -1) {
+      set_error (errno, "cannot make directory '%s'", to);
+      return -1;
+    }
+    r->made_dir = chain_sprintf ("%s", to);
+    if (r->made_dir == NULL)
+      return -1;
+  }
+  for (size_t i = 0; i < disks->len; i++)
+    if (add_target (r, &disks->ptr[i], several) == -1)
+      return -1;
+  return 0;
+}
+
+/* A new empty file beside t->path for qemu-img to write. */
+static int
+make_temp (struct target *t)
+{
+  CLEANUP_FREE char *dir_copy = strdup (t->path);
+  CLEANUP_FREE char *base_copy = strdup (t->path);
+  int fd;
+
+  if (dir_copy == NULL || base_copy == NULL) {
+    set_error (ENOMEM, "restore");
+    return -1;
+  }
+  t->temp = chain_sprintf ("%s/.knib-restore-%s.XXXXXX", dirname (dir_copy),
+                           basename (base_copy));
+  if (t->temp == NULL)
+    return -1;
+  fd = mkstemp (t->temp);
+  if (fd == -1) {
+    set_error (errno, "cannot create a file beside '%s'", t->path);
+    free (t->temp);
+    t->temp = NULL;
+    return -1;
+  }
+  close (fd);
+  return 0;
+}
+
+static int
+progress (struct restore *r, const struct target *t, bool done)
+{
+  struct chain_restore_status s = { .vm = r->m->vm,
+                                    .backup = r->m->id,
+                                    .disk = t->disk->name,
+                                    .path = t->path,
+                                    .virtual_size = t->disk->virtual_size,
+                                    .done = done };
+  struct stat st;
+
+  if (r->o->progress == NULL)
+    return 0;
+  if (stat (done ? t->path : t->temp, &st) == 0)
+    s.written = (uint64_t) st.st_blocks * 512;
+  return r->o->progress (&s, r->o->opaque);
+}
+
+/* qemu-img convert the disk's image (with its backing chain) into the
+ * temporary file, reporting progress while it runs. */
+static int
+convert (struct restore *r, struct target *t)
+{
+  CLEANUP_FREE char *src = chain_qemu_path (t->source);
+  CLEANUP_FREE char *dst = chain_qemu_path (t->temp);
+  struct command *cmd;
+  int ret = -1;
+
+  if (src == NULL || dst == NULL || (cmd = command_new ("qemu-img")) == NULL)
+    return -1;
+  command_add_args (cmd, "convert", "-f", "qcow2", "-O",
+                    chain_restore_format_name (r->o->format), src, dst, NULL);
+  command_set_process_group (cmd, true);
+  command_set_die_with_parent (cmd, true);
+  if (command_start (cmd) == -1)
+    goto out;
+  for (;;) {
+    if (command_wait (cmd, RESTORE_POLL_MS, NULL) == 0)
+      break;
+    if (errno != ETIMEDOUT)
+      goto out;
+    if (progress (r, t, false) == -1) {
+      if (command_stop (cmd) == -1)
+        debug (DEBUG_CHAIN, "stopping qemu-img: %s", get_error ());
+      set_error (0, "the restore was interrupted");
+      errno = ECANCELED;
+      goto out;
+    }
+  }
+  ret = 0;
+out:
+  command_free (cmd);
+  return ret;
+}
+
+/* rename, but without force never over a file that appeared since the
+ * plan was checked (where the file system can tell). */
+static int
+rename_into_place (const char *from, const char *to, bool force)
+{
+  struct stat st;
+
+  if (force)
+    return rename (from, to);
+  if (renameat2 (AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+    return 0;
+  if (errno != EINVAL && errno != ENOSYS)
+    return -1;
+  if (lstat (to, &st) == 0) { /* no RENAME_NOREPLACE here (NFS) */
+    errno = EEXIST;
+    return -1;
+  }
+  return rename (from, to);
+}
+
+/* Make the temporary file durable and put it in place. */
+static int
+install (struct restore *r, struct target *t)
+{
+  CLEANUP_FREE char *dir_copy = strdup (t->path);
+  CLEANUP_CLOSE int fd = open (t->temp, O_RDONLY | O_CLOEXEC);
+
+  if (dir_copy == NULL) {
+    set_error (ENOMEM, "restore");
+    return -1;
+  }
+  if (fd == -1 || fsync (fd) == -1) {
+    set_error (errno, "cannot sync '%s'", t->temp);
+    return -1;
+  }
+  if (rename_into_place (t->temp, t->path, r->o->force) == -1) {
+    set_error (errno, "cannot rename '%s' to '%s'", t->temp, t->path);
+    return -1;
+  }
+  free (t->temp);
+  t->temp = NULL;
+  return chain_fsync_path (dirname (dir_copy));
+}
+
+static int
+run (struct restore *r)
+{
+  /* Every disk into its temporary file first, then all of them into
+   * place: a failure leaves none half done. */
+  for (size_t i = 0; i < r->targets.len; i++) {
+    struct target *t = &r->targets.ptr[i];
+
+    debug (DEBUG_CHAIN, "restore: vm '%s' backup %s disk '%s' to '%s'",
+           r->m->vm, r->m->id, t->disk->name, t->path);
+    if (make_temp (t) == -1 || convert (r, t) == -1) {
+      error_prepend ("disk '%s'", t->disk->name);
+      return -1;
+    }
+  }
+  for (size_t i = 0; i < r->targets.len; i++) {
+    struct target *t = &r->targets.ptr[i];
+
+    if (install (r, t) == -1) {
+      error_prepend ("disk '%s'", t->disk->name);
+      return -1;
+    }
+    progress (r, t, true); /* it is done: too late to stop */
+  }
+  free (r->made_dir); /* it holds the restored disks: keep it */
+  r->made_dir = NULL;
+  return 0;
+}
+
+int
+chain_restore (struct chain_repo *repo, const char *id,
+               const struct chain_restore_options *o)
+{
+  struct restore r
+    = { .repo = repo, .o = o, .chain = empty_vector, .targets = empty_vector };
+  struct chain_manifest *found;
+  struct chain_lock *lock;
+  int ret = -1;
+
+  if (o->to == NULL || o->to[0] == '\0') {
+    set_error (EINVAL, "restore: no target path given");
+    return -1;
+  }
+  found = chain_backup_find (repo, o->vm, id);
+  if (found == NULL)
+    return -1;
+  lock = chain_lock_new (repo, found->vm, CHAIN_LOCK_SHARED, "restore",
+                         o->lock_timeout_ms);
+  /* Under the lock, read the chain again: it may have changed. */
+  if (lock != NULL
+      && chain_backup_chain (repo, found->vm, found->id, &r.chain) == 0) {
+    r.m = r.chain.ptr[r.chain.len - 1];
+    ret = plan (&r) == 0 && run (&r) == 0 ? 0 : -1;
+  }
+  if (ret == -1)
+    error_prepend ("restore of backup '%s' of vm '%s'", found->id, found->vm);
+  restore_release (&r);
+  chain_lock_free (lock);
+  chain_manifest_free (found);
+  return ret;
+}

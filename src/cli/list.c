@@ -1,0 +1,334 @@
+/* list.c: "knib list": the backups in a repository, per VM. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "chain/chain.h"
+#include "cli.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "progress.h"
+#include "show.h"
+
+struct list_opts {
+  const char *repo;
+  const char *vm;
+  bool all;
+  bool json;
+};
+
+enum { OPT_REPO = 256, OPT_VM, OPT_ALL, OPT_JSON };
+
+/* The columns of the table; STATE only with --all. */
+enum {
+  COL_VM,
+  COL_ID,
+  COL_KIND,
+  COL_POS,
+  COL_PARENT,
+  COL_CREATED,
+  COL_SIZE,
+  COL_DISKS,
+  COL_STATE,
+  NCOLS
+};
+
+static const char *const headings[NCOLS] = {
+  "VM", "ID", "KIND", "POS", "PARENT", "CREATED", "SIZE", "DISKS", "STATE",
+};
+
+DEFINE_VECTOR_TYPE (row_vector, char **)
+
+static void
+list_usage (FILE *fp)
+{
+  fprintf (fp,
+           "Usage: knib list --repo DIR [VM] [--all] [--json]\n"
+           "\n"
+           "List the backups in the repository, of one VM or of every VM:\n"
+           "id, kind (full, incremental, isolated), position in its chain,\n"
+           "parent, creation time (UTC), space its images take, and disks.\n"
+           "A backup that was deleted but whose files later backups still\n"
+           "need is hidden unless --all.  A backup whose manifest or images\n"
+           "cannot be read is reported on standard error and the exit\n"
+           "status is 1; the others are still listed.\n"
+           "\n"
+           "Options:\n"
+           "      --repo DIR   the repository\n"
+           "      --vm VM      only this VM (the same as the VM argument)\n"
+           "      --all        also list deleted backups (state 'removed')\n"
+           "      --json       one JSON object: {\"backups\": [...], "
+           "\"problems\": [...]}\n"
+           "  -h, --help       show this help\n");
+}
+
+static int
+list_parse (int argc, char **argv, struct list_opts *o)
+{
+  static const struct option opts[] = {
+    { "repo", required_argument, NULL, OPT_REPO },
+    { "vm", required_argument, NULL, OPT_VM },
+    { "all", no_argument, NULL, OPT_ALL },
+    { "json", no_argument, NULL, OPT_JSON },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  int c;
+
+  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_REPO:
+      o->repo = optarg;
+      break;
+    case OPT_VM:
+      o->vm = optarg;
+      break;
+    case OPT_ALL:
+      o->all = true;
+      break;
+    case OPT_JSON:
+      o->json = true;
+      break;
+    case 'h':
+      list_usage (stdout);
+      return EXIT_OK;
+    default:
+      return cli_usage_error ("list", "unknown option");
+    }
+  }
+  if (optind < argc) {
+    if (o->vm != NULL)
+      return cli_usage_error ("list", "give the VM once");
+    o->vm = argv[optind++];
+  }
+  if (optind < argc)
+    return cli_usage_error ("list", "unexpected argument '%s'", argv[optind]);
+  if (o->repo == NULL)
+    return cli_usage_error ("list", "--repo is required");
+  if (o->vm != NULL && name_check ("vm", o->vm) == -1) {
+    cli_error ("%s", "");
+    return EXIT_USAGE;
+  }
+  return -1;
+}
+
+static void
+rows_free (row_vector *rows)
+{
+  for (size_t i = 0; i < rows->len; i++) {
+    for (size_t c = 0; c < NCOLS; c++)
+      free (rows->ptr[i][c]);
+    free (rows->ptr[i]);
+  }
+  row_vector_reset (rows);
+}
+
+/* One row of the table for backup m. */
+static int
+add_row (struct chain_repo *repo, const struct chain_manifest *m,
+         row_vector *rows, chain_string_vector *problems)
+{
+  char **row = calloc (NCOLS, sizeof *row);
+  char created[CHAIN_TIME_MAX], size[32];
+  uint64_t bytes;
+
+  if (row == NULL)
+    goto nomem;
+  if (chain_backup_disk_usage (repo, m, &bytes) == 0)
+    progress_format_bytes (bytes, size, sizeof size);
+  else if (show_problem (problems) == -1)
+    goto nomem;
+  else
+    strcpy (size, "?");
+  chain_time_format (m->created, created);
+  row[COL_VM] = strdup (m->vm);
+  row[COL_ID] = strdup (m->id);
+  row[COL_KIND] = strdup (chain_kind_name (m->kind));
+  if (asprintf (&row[COL_POS], "%lld", (long long) m->position) == -1)
+    row[COL_POS] = NULL;
+  row[COL_PARENT] = strdup (m->parent[0] ? m->parent : "-");
+  row[COL_CREATED] = strdup (created);
+  row[COL_SIZE] = strdup (size);
+  row[COL_DISKS] = show_disk_names (m);
+  row[COL_STATE] = strdup (chain_state_name (m->state));
+  for (size_t c = 0; c < NCOLS; c++)
+    if (row[c] == NULL)
+      goto nomem;
+  if (row_vector_append (rows, row) == -1)
+    goto nomem;
+  return 0;
+nomem:
+  if (row != NULL)
+    for (size_t c = 0; c < NCOLS; c++)
+      free (row[c]);
+  free (row);
+  set_error (ENOMEM, "list");
+  return -1;
+}
+
+static void
+print_table (const row_vector *rows, bool all)
+{
+  size_t ncols = all ? NCOLS : COL_STATE, width[NCOLS];
+
+  for (size_t c = 0; c < ncols; c++) {
+    width[c] = strlen (headings[c]);
+    for (size_t i = 0; i < rows->len; i++)
+      if (strlen (rows->ptr[i][c]) > width[c])
+        width[c] = strlen (rows->ptr[i][c]);
+  }
+  for (size_t i = 0; i <= rows->len; i++) {
+    const char *const *cells
+      = i == 0 ? headings : (const char *const *) rows->ptr[i - 1];
+
+    for (size_t c = 0; c < ncols; c++) {
+      bool right = c == COL_POS || c == COL_SIZE;
+      bool last = c + 1 == ncols;
+
+      printf ("%s%*s", c > 0 ? "  " : "",
+              right  ? (int) width[c]
+              : last ? 0
+                     : -(int) width[c],
+              cells[c]);
+    }
+    putchar ('\n');
+  }
+}
+
+/* The VMs to list: the one named, or every VM of the repository. */
+static int
+list_vms (struct chain_repo *repo, const char *vm, chain_string_vector *vms)
+{
+  char *copy;
+
+  if (vm == NULL)
+    return chain_vm_list (repo, vms);
+  copy = strdup (vm);
+  if (copy == NULL || chain_string_vector_append (vms, copy) == -1) {
+    free (copy);
+    set_error (ENOMEM, "list");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+collect (struct chain_repo *repo, const struct list_opts *o,
+         chain_manifest_vector *backups, chain_string_vector *problems)
+{
+  chain_string_vector vms = empty_vector;
+  int r = 0;
+
+  if (list_vms (repo, o->vm, &vms) == -1)
+    return -1;
+  /* VM by VM: chain_backup_list sorts all that its vector holds. */
+  for (size_t i = 0; r == 0 && i < vms.len; i++) {
+    chain_manifest_vector one = empty_vector;
+
+    r = chain_backup_list (repo, vms.ptr[i], &one, problems);
+    for (size_t j = 0; r == 0 && j < one.len; j++) {
+      r = chain_manifest_vector_append (backups, one.ptr[j]);
+      if (r == 0)
+        one.ptr[j] = NULL;
+      else
+        set_error (ENOMEM, "list");
+    }
+    chain_manifest_vector_release (&one);
+  }
+  chain_string_vector_release (&vms);
+  /* Deleted backups are hidden without --all. */
+  for (size_t i = 0; r == 0 && !o->all && i < backups->len;) {
+    if (backups->ptr[i]->state == CHAIN_STATE_REMOVED) {
+      chain_manifest_free (backups->ptr[i]);
+      chain_manifest_vector_remove (backups, i);
+    }
+    else
+      i++;
+  }
+  return r;
+}
+
+static int
+print_json_list (struct chain_repo *repo, const chain_manifest_vector *backups,
+                 chain_string_vector *problems)
+{
+  json_auto_t *list = json_array ();
+  json_auto_t *probs = json_array ();
+  json_auto_t *out = NULL;
+
+  if (list == NULL || probs == NULL)
+    goto nomem;
+  for (size_t i = 0; i < backups->len; i++) {
+    json_t *b = show_backup_json (repo, backups->ptr[i], false, problems);
+
+    if (b == NULL)
+      return -1;
+    if (json_array_append_new (list, b) == -1)
+      goto nomem;
+  }
+  for (size_t i = 0; i < problems->len; i++)
+    if (json_array_append_new (probs, json_string (problems->ptr[i])) == -1)
+      goto nomem;
+  out = json_pack ("{s:O, s:O}", "backups", list, "problems", probs);
+  if (out == NULL)
+    goto nomem;
+  show_json (out, false);
+  return 0;
+nomem:
+  set_error (ENOMEM, "list");
+  return -1;
+}
+
+static int
+print_text_list (struct chain_repo *repo, const chain_manifest_vector *backups,
+                 bool all, chain_string_vector *problems)
+{
+  row_vector rows = empty_vector;
+  int r = 0;
+
+  for (size_t i = 0; r == 0 && i < backups->len; i++)
+    r = add_row (repo, backups->ptr[i], &rows, problems);
+  if (r == 0)
+    print_table (&rows, all);
+  rows_free (&rows);
+  return r;
+}
+
+int
+cmd_list (struct cli *cli, int argc, char **argv)
+{
+  struct list_opts o = { .repo = NULL };
+  chain_manifest_vector backups = empty_vector;
+  chain_string_vector problems = empty_vector;
+  struct chain_repo *repo;
+  int status, r;
+
+  status = list_parse (argc, argv, &o);
+  if (status >= 0)
+    return status;
+  repo = chain_repo_open (o.repo, false);
+  if (repo == NULL) {
+    cli_error ("list");
+    return EXIT_FAILURE_;
+  }
+  r = collect (repo, &o, &backups, &problems);
+  if (r == 0)
+    r = o.json ? print_json_list (repo, &backups, &problems)
+               : print_text_list (repo, &backups, o.all, &problems);
+  fflush (stdout);
+  show_problems (&problems);
+  if (r == -1)
+    cli_error ("list");
+  status = r == -1 || problems.len > 0 ? EXIT_FAILURE_ : EXIT_OK;
+  chain_manifest_vector_release (&backups);
+  chain_string_vector_release (&problems);
+  chain_repo_free (repo);
+  return status;
+}

@@ -1,0 +1,36 @@
+/* show.h: how list, info and verify present backups (text and JSON). */
+#ifndef KNIB_CLI_SHOW_H
+#define KNIB_CLI_SHOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "chain/chain.h"
+
+/* A backup as JSON: its manifest's fields, the size of its images on
+ * disk and its disks (names only, or with detail every field, the
+ * image's path and the backing file the image records).  What cannot be
+ * read (a missing image) is null and goes to problems.  NULL with
+ * set_error on ENOMEM. */
+json_t *show_backup_json (struct chain_repo *repo,
+                          const struct chain_manifest *m, bool detail,
+                          chain_string_vector *problems)
+  __attribute__ ((warn_unused_result));
+
+/* Print v (indented, or compact) and a newline on stdout. */
+void show_json (const json_t *v, bool compact);
+
+/* Append the last error to problems; -1 (with set_error) on ENOMEM. */
+int show_problem (chain_string_vector *problems)
+  __attribute__ ((warn_unused_result));
+
+/* Print each problem on stderr ("knib: PROBLEM"). */
+void show_problems (const chain_string_vector *problems);
+
+/* A list of disk names: "vda,vdb". */
+char *show_disk_names (const struct chain_manifest *m)
+  __attribute__ ((warn_unused_result));
+
+#endif
