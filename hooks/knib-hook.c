@@ -1,0 +1,450 @@
+/* knib-hook.c: libvirt's qemu hook: tells knib about domains, and keeps a
+ * domain from starting on images that an offline knib backup has open.
+ *
+ * libvirtd runs it as "knib-hook DOMAIN OPERATION SUBOPERATION EXTRA"
+ * with the domain XML on stdin, and waits for it.  So it never calls
+ * libvirt (that deadlocks), writes nothing on stdout (for migrate and
+ * restore stdout would replace the XML), finishes in well under a
+ * second, and fails nothing but a start that would race an offline
+ * backup: any other trouble is logged (syslog) and it exits 0. */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chain/engine.h" /* ENGINE_DEFAULT_SCRATCH */
+#include "common/cleanup.h"
+#include "common/conf.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "domain/domain.h"
+
+/* The domain XML is small; anything this large is not one. */
+#define MAX_XML (16u * 1024 * 1024)
+
+/* How often a start that waits for an offline backup looks again. */
+#define WAIT_POLL_MS 200
+
+/* Exit statuses: libvirt refuses the start on anything but 0. */
+enum { HOOK_OK = 0, HOOK_REFUSE = 1 };
+
+static const char *domain_name = "?";
+
+/* A line in syslog, or (tests) appended to $KNIB_HOOK_LOG. */
+static void __attribute__ ((format (printf, 2, 3)))
+hook_log (int prio, const char *fmt, ...)
+{
+  const char *file = getenv ("KNIB_HOOK_LOG");
+  char *msg = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  if (vasprintf (&msg, fmt, ap) == -1)
+    msg = NULL;
+  va_end (ap);
+  if (msg == NULL)
+    return;
+  if (file != NULL && file[0] == '/') {
+    FILE *fp = fopen (file, "ae");
+
+    if (fp != NULL) {
+      fprintf (fp, "knib-hook[%ld]: %s\n", (long) getpid (), msg);
+      fclose (fp);
+    }
+  }
+  else
+    syslog (prio, "%s", msg);
+  free (msg);
+}
+
+/* stdin, whole (NUL-terminated). */
+static char *
+read_stdin (size_t *len)
+{
+  size_t cap = 65536, n = 0;
+  char *buf = malloc (cap);
+
+  if (buf == NULL) {
+    set_error (errno, "malloc");
+    return NULL;
+  }
+  for (;;) {
+    ssize_t r;
+
+    if (n + 1 >= cap) {
+      char *p;
+
+      if (cap >= MAX_XML) {
+        set_error (EFBIG, "the domain XML on stdin is over %u bytes", MAX_XML);
+        free (buf);
+        return NULL;
+      }
+      cap *= 2;
+      p = realloc (buf, cap);
+      if (p == NULL) {
+        set_error (errno, "realloc");
+        free (buf);
+        return NULL;
+      }
+      buf = p;
+    }
+    r = read (STDIN_FILENO, buf + n, cap - n - 1);
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1) {
+      set_error (errno, "cannot read the domain XML on stdin");
+      free (buf);
+      return NULL;
+    }
+    if (r == 0)
+      break;
+    n += r;
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+/* ---- knib's QMP socket directory ---- */
+
+/* Who QEMU runs as: the XML's DAC label, else libvirt's default user. */
+static void
+qemu_owner (const struct domain_info *info, uid_t *uid, gid_t *gid)
+{
+  struct passwd *pw;
+
+  if (info->dac_label) {
+    *uid = info->qemu_uid;
+    *gid = info->qemu_gid;
+    return;
+  }
+  pw = getpwnam (DOMAIN_DEFAULT_QEMU_USER);
+  *uid = pw ? pw->pw_uid : 0;
+  *gid = pw ? pw->pw_gid : 0;
+}
+
+/* QEMU (another user) creates its socket in the directory: it must be
+ * QEMU's, 0700.  /run is emptied at boot, so every start checks. */
+static void
+ensure_qmp_dir (const struct domain_info *info)
+{
+  CLEANUP_FREE char *dir = domain_qmp_dir ();
+  struct stat st;
+  uid_t uid;
+  gid_t gid;
+
+  if (info->qmp == NULL || dir == NULL)
+    return;
+  qemu_owner (info, &uid, &gid);
+  if (domain_make_dir (dir, 0700) == -1 || lstat (dir, &st) == -1) {
+    hook_log (LOG_ERR, "domain '%s': %s: QEMU cannot make knib's socket",
+              domain_name, get_error ());
+    return;
+  }
+  if (!S_ISDIR (st.st_mode)) {
+    hook_log (LOG_ERR, "domain '%s': '%s' is not a directory", domain_name,
+              dir);
+    return;
+  }
+  if ((st.st_uid != uid || st.st_gid != gid) && chown (dir, uid, gid) == -1)
+    hook_log (LOG_ERR, "domain '%s': chown '%s' to %ld:%ld: %m", domain_name,
+              dir, (long) uid, (long) gid);
+  if ((st.st_mode & 07777) != 0700 && chmod (dir, 0700) == -1)
+    hook_log (LOG_ERR, "domain '%s': chmod '%s': %m", domain_name, dir);
+}
+
+/* ---- prepare: wait for, or refuse, a start on held images ---- */
+
+static size_t
+disk_paths (const struct domain_info *info, const char **paths)
+{
+  size_t i, n = 0;
+
+  for (i = 0; i < info->disks.len; i++)
+    if (info->disks.ptr[i].source != NULL)
+      paths[n++] = info->disks.ptr[i].source;
+  return n;
+}
+
+static int64_t
+start_wait_ms (void)
+{
+  struct knib_config cfg;
+  const char *path = getenv ("KNIB_CONFIG");
+
+  config_init (&cfg);
+  if (config_load (&cfg, path ? path : KNIB_CONFIG_PATH, false) == -1) {
+    hook_log (LOG_ERR, "%s: using the default hook-start-wait", get_error ());
+    config_init (&cfg);
+  }
+  return cfg.hook_start_wait * 1000;
+}
+
+static int
+on_prepare (const struct domain_info *info)
+{
+  const char **paths = calloc (info->disks.len + 1, sizeof *paths);
+  struct domain_holder who;
+  int64_t deadline = -1;
+  size_t n;
+  int r;
+
+  ensure_qmp_dir (info);
+  if (paths == NULL) {
+    hook_log (LOG_ERR, "domain '%s': out of memory", domain_name);
+    return HOOK_OK;
+  }
+  n = disk_paths (info, paths);
+  while ((r = domain_hold_find (paths, n, &who)) == 1) {
+    if (deadline == -1) {
+      deadline = deadline_after_ms (start_wait_ms ());
+      hook_log (LOG_INFO,
+                "domain '%s': waiting for the offline backup of vm '%s' "
+                "(pid %ld) that has image '%s' open",
+                domain_name, who.vm, who.pid, who.image);
+    }
+    if (deadline_remaining_ms (deadline) == 0)
+      break;
+    usleep (WAIT_POLL_MS * 1000);
+  }
+  free (paths);
+  if (r == -1)
+    hook_log (LOG_ERR, "domain '%s': offline backups: %s", domain_name,
+              get_error ());
+  if (r != 1)
+    return HOOK_OK;
+  fprintf (stderr,
+           "knib: domain '%s' cannot start now: knib is backing it up offline "
+           "(vm '%s', pid %ld) and has its image '%s' open; start it when "
+           "the backup ends, or stop the backup (kill %ld)\n",
+           domain_name, who.vm, who.pid, who.image, who.pid);
+  hook_log (LOG_WARNING,
+            "domain '%s': start refused: knib's offline backup (pid %ld) "
+            "has image '%s' open",
+            domain_name, who.pid, who.image);
+  return HOOK_REFUSE;
+}
+
+/* ---- started, reconnect, stopped, release: the records ---- */
+
+static void
+record (struct domain_info *info, enum domain_state state, const char *xml,
+        size_t len)
+{
+  struct domain_record r = { .state = state, .updated = time (NULL) };
+
+  /* The record owns the info while it is saved. */
+  r.info = *info;
+  if (domain_record_save (&r) == -1
+      || domain_xml_save (info->name, xml, len) == -1)
+    hook_log (LOG_ERR, "domain '%s': %s", domain_name, get_error ());
+}
+
+static int
+remove_entry (const char *path, const struct stat *st, int flag,
+              struct FTW *ftw)
+{
+  (void) st;
+  (void) ftw;
+  return flag == FTW_DP ? rmdir (path) : unlink (path);
+}
+
+static bool
+pid_alive (long pid)
+{
+  return pid > 0 && (kill ((pid_t) pid, 0) == 0 || errno != ESRCH);
+}
+
+/* Whether the qemu-storage-daemon of a scratch directory still runs. */
+static bool
+daemon_alive (const char *dir)
+{
+  CLEANUP_FREE char *path = NULL;
+  char buf[32] = "";
+  FILE *fp;
+
+  if (asprintf (&path, "%s/daemon.pid", dir) == -1)
+    return true; /* out of memory: touch nothing */
+  fp = fopen (path, "re");
+  if (fp == NULL)
+    return false;
+  if (fgets (buf, sizeof buf, fp) == NULL)
+    buf[0] = '\0';
+  fclose (fp);
+  return pid_alive (strtol (buf, NULL, 10));
+}
+
+/* Scratch directories "<vm>.<pid>" of knib runs that died: fleecing
+ * images and sockets nobody will use.  Live runs' are left alone. */
+static void
+clean_scratch (const char *name)
+{
+  const char *root = getenv ("KNIB_SCRATCH_DIR");
+  size_t len = strlen (name);
+  struct dirent *e;
+  DIR *d;
+
+  if (root == NULL || root[0] != '/')
+    root = ENGINE_DEFAULT_SCRATCH;
+  d = opendir (root);
+  if (d == NULL)
+    return;
+  while ((e = readdir (d)) != NULL) {
+    CLEANUP_FREE char *path = NULL;
+    int64_t pid;
+
+    if (strncmp (e->d_name, name, len) != 0 || e->d_name[len] != '.'
+        || parse_int64 ("pid", e->d_name + len + 1, 1, INT32_MAX, &pid) == -1) {
+      error_clear ();
+      continue;
+    }
+    if (pid_alive (pid) || asprintf (&path, "%s/%s", root, e->d_name) == -1)
+      continue;
+    if (daemon_alive (path))
+      continue;
+    if (nftw (path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == -1)
+      hook_log (LOG_ERR, "domain '%s': cannot remove '%s': %m", domain_name,
+                path);
+    else
+      hook_log (LOG_INFO, "domain '%s': removed knib's leftovers '%s'",
+                domain_name, path);
+  }
+  closedir (d);
+}
+
+static void
+on_stopped (struct domain_info *info, const char *xml, size_t len)
+{
+  struct stat st;
+
+  record (info, DOMAIN_STATE_STOPPED, xml, len);
+  if (info->qmp != NULL && lstat (info->qmp, &st) == 0 && S_ISSOCK (st.st_mode)
+      && unlink (info->qmp) == -1)
+    hook_log (LOG_ERR, "domain '%s': cannot remove '%s': %m", domain_name,
+              info->qmp);
+  clean_scratch (info->name);
+}
+
+/* ---- Dispatch ---- */
+
+enum action {
+  ACT_NONE,
+  ACT_PREPARE,
+  ACT_START,
+  ACT_RUNNING,
+  ACT_STOPPED,
+};
+
+static const struct {
+  const char *op;
+  const char *sub; /* NULL: any; the action for it */
+  enum action act;
+} ops[] = {
+  { "prepare", "begin", ACT_PREPARE },   { "prepare", NULL, ACT_NONE },
+  { "start", "begin", ACT_START },       { "start", NULL, ACT_NONE },
+  { "started", "begin", ACT_RUNNING },   { "started", NULL, ACT_NONE },
+  { "reconnect", "begin", ACT_RUNNING }, { "reconnect", NULL, ACT_NONE },
+  { "stopped", "end", ACT_STOPPED },     { "stopped", NULL, ACT_NONE },
+  { "release", "end", ACT_STOPPED },     { "release", NULL, ACT_NONE },
+  { "migrate", NULL, ACT_NONE },         { "restore", NULL, ACT_NONE },
+  { "attach", NULL, ACT_NONE },
+};
+
+static int
+lookup (const char *op, const char *sub, enum action *act)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (strcmp (ops[i].op, op) == 0
+        && (ops[i].sub == NULL || strcmp (ops[i].sub, sub) == 0)) {
+      *act = ops[i].act;
+      return 0;
+    }
+  return -1;
+}
+
+static int
+run (enum action act)
+{
+  struct domain_info info;
+  CLEANUP_FREE char *xml = NULL;
+  size_t len = 0;
+  int r = HOOK_OK;
+
+  xml = read_stdin (&len);
+  if (xml == NULL || domain_info_parse (xml, len, &info) == -1) {
+    hook_log (LOG_ERR, "domain '%s': %s", domain_name, get_error ());
+    return HOOK_OK;
+  }
+  if (strcmp (info.name, domain_name) != 0) {
+    hook_log (LOG_ERR, "domain '%s': the XML on stdin is of domain '%s'",
+              domain_name, info.name);
+    domain_info_release (&info);
+    return HOOK_OK;
+  }
+  switch (act) {
+  case ACT_PREPARE:
+    r = on_prepare (&info);
+    break;
+  case ACT_START:
+    ensure_qmp_dir (&info);
+    break;
+  case ACT_RUNNING:
+    record (&info, DOMAIN_STATE_RUNNING, xml, len);
+    break;
+  case ACT_STOPPED:
+    on_stopped (&info, xml, len);
+    break;
+  case ACT_NONE:
+    break;
+  }
+  domain_info_release (&info);
+  return r;
+}
+
+int
+main (int argc, char **argv)
+{
+  enum action act;
+
+  openlog ("knib-hook", LOG_PID, LOG_DAEMON);
+  /* Whatever happens, nothing goes to stdout. */
+  if (freopen ("/dev/null", "w", stdout) == NULL)
+    fclose (stdout);
+  if (argc < 4) {
+    hook_log (LOG_ERR,
+              "called with %d arguments: expected DOMAIN OPERATION "
+              "SUBOPERATION EXTRA (it is libvirt's qemu hook)",
+              argc - 1);
+    return HOOK_OK;
+  }
+  domain_name = argv[1];
+  if (lookup (argv[2], argv[3], &act) == -1) {
+    hook_log (LOG_WARNING, "domain '%s': unknown operation '%s %s': ignored",
+              domain_name, argv[2], argv[3]);
+    return HOOK_OK;
+  }
+  if (act == ACT_NONE)
+    return HOOK_OK;
+  /* Records are files named after the domain: its name must be one
+   * path component that knib accepts as a VM name. */
+  if (act != ACT_PREPARE && act != ACT_START
+      && name_check ("domain", domain_name) == -1) {
+    hook_log (LOG_WARNING, "%s: knib does not record it", get_error ());
+    return HOOK_OK;
+  }
+  return run (act);
+}

@@ -1,0 +1,33 @@
+/* libvirt.h: backups of libvirt domains (--domain, --quiesce) for backup.c. */
+#ifndef KNIB_CLI_LIBVIRT_H
+#define KNIB_CLI_LIBVIRT_H
+
+#include <stdbool.h>
+
+#include "chain/engine.h"
+#include "domain/domain.h"
+
+/* What a backup of a domain needs while it runs. */
+struct libvirt_backup {
+  const char *domain;        /* NULL: not a libvirt domain */
+  bool quiesce, quiesce_try; /* --quiesce, --quiesce=try */
+  bool frozen;
+  struct domain_info info; /* the domain as the hook or libvirt saw it */
+  char *definition;        /* its persistent XML, stored with the backup */
+  struct engine_rename *renames;
+  struct offline_image *images;
+  struct domain_hold *hold; /* an offline backup's images, for the hook */
+};
+
+/* Before engine_backup: with domain, fill eo from the hook's records (a
+ * running domain's QMP socket and disk names, or a stopped one's images)
+ * and libvirt (the definition); quiesce is NULL, "on" or "try".  Without
+ * a domain only an offline backup's hold is taken.  -1 with set_error. */
+int libvirt_backup_begin (struct libvirt_backup *lb, const char *domain,
+                          const char *quiesce, struct engine_options *eo)
+  __attribute__ ((warn_unused_result));
+
+/* After it: drop the hold, free.  Safe after a failed begin. */
+void libvirt_backup_end (struct libvirt_backup *lb);
+
+#endif

@@ -1,0 +1,513 @@
+/* xml.c: what knib reads in a libvirt domain XML, and its one edit of it. */
+#include <config.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "domain/domain.h"
+#include "domain/internal.h"
+
+#define AGENT_CHANNEL "org.qemu.guest_agent.0"
+
+/* Never load a DTD or anything from the network; never expand entities. */
+#define PARSE_FLAGS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
+
+static xmlDocPtr
+parse (const char *xml, size_t len)
+{
+  xmlDocPtr doc;
+  const xmlError *e;
+
+  if (len > INT32_MAX) {
+    set_error (EFBIG, "domain XML of %zu bytes", len);
+    return NULL;
+  }
+  doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, PARSE_FLAGS);
+  if (doc == NULL) {
+    e = xmlGetLastError ();
+    set_error (0, "malformed domain XML: %s",
+               e && e->message ? e->message : "cannot parse it");
+    if (e && e->message) {
+      /* libxml2's messages end with a newline. */
+      char *msg = strdup (get_error ());
+
+      if (msg != NULL) {
+        msg[strcspn (msg, "\n")] = '\0';
+        set_error (0, "%s", msg);
+        free (msg);
+      }
+    }
+    error_set_errno (EINVAL);
+    return NULL;
+  }
+  if (xmlDocGetRootElement (doc) == NULL
+      || !xmlStrEqual (xmlDocGetRootElement (doc)->name, BAD_CAST "domain")) {
+    set_error (EINVAL, "not a domain XML: no <domain> element");
+    xmlFreeDoc (doc);
+    return NULL;
+  }
+  return doc;
+}
+
+static bool
+is_element (xmlNodePtr n, const char *name)
+{
+  return n->type == XML_ELEMENT_NODE && xmlStrEqual (n->name, BAD_CAST name);
+}
+
+/* The first child element called name, or NULL. */
+static xmlNodePtr
+child (xmlNodePtr parent, const char *name)
+{
+  xmlNodePtr n;
+
+  for (n = parent ? parent->children : NULL; n; n = n->next)
+    if (is_element (n, name))
+      return n;
+  return NULL;
+}
+
+/* A copy of attribute name of n (NULL when n or it is missing); *oom
+ * when the copy failed. */
+static char *
+attr (xmlNodePtr n, const char *name, bool *oom)
+{
+  xmlChar *v = n ? xmlGetProp (n, BAD_CAST name) : NULL;
+  char *s;
+
+  if (v == NULL)
+    return NULL;
+  s = strdup ((const char *) v);
+  xmlFree (v);
+  if (s == NULL)
+    *oom = true;
+  return s;
+}
+
+/* The text of n, trimmed, copied. */
+static char *
+text (xmlNodePtr n, bool *oom)
+{
+  xmlChar *v = n ? xmlNodeGetContent (n) : NULL;
+  const char *p;
+  size_t len;
+  char *s;
+
+  if (v == NULL)
+    return NULL;
+  for (p = (const char *) v; *p == ' ' || *p == '\n' || *p == '\t'; p++)
+    ;
+  len = strlen (p);
+  while (len > 0
+         && (p[len - 1] == ' ' || p[len - 1] == '\n' || p[len - 1] == '\t'))
+    len--;
+  s = strndup (p, len);
+  xmlFree (v);
+  if (s == NULL)
+    *oom = true;
+  return s;
+}
+
+void
+domain_disk_release (struct domain_disk *d)
+{
+  free (d->target);
+  free (d->alias);
+  free (d->type);
+  free (d->device);
+  free (d->source);
+  free (d->format);
+}
+
+static int
+parse_disk (xmlNodePtr n, struct domain_info *info)
+{
+  struct domain_disk d = { .readonly = child (n, "readonly") != NULL };
+  xmlNodePtr src = child (n, "source");
+  bool oom = false;
+
+  d.target = attr (child (n, "target"), "dev", &oom);
+  d.alias = attr (child (n, "alias"), "name", &oom);
+  d.type = attr (n, "type", &oom);
+  d.device = attr (n, "device", &oom);
+  d.format = attr (child (n, "driver"), "type", &oom);
+  if (d.type && strcmp (d.type, "file") == 0)
+    d.source = attr (src, "file", &oom);
+  else if (d.type && strcmp (d.type, "block") == 0)
+    d.source = attr (src, "dev", &oom);
+  if (!oom && d.device == NULL && (d.device = strdup ("disk")) == NULL)
+    oom = true;
+  if (oom || d.target == NULL
+      || domain_disk_vector_append (&info->disks, d) == -1) {
+    if (!oom && d.target == NULL)
+      set_error (EINVAL, "a <disk> has no <target dev=...>");
+    else
+      set_error (ENOMEM, "out of memory");
+    domain_disk_release (&d);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+parse_channel (xmlNodePtr n, struct domain_info *info)
+{
+  bool oom = false;
+  char *name = attr (child (n, "target"), "name", &oom);
+
+  if (name != NULL && strcmp (name, AGENT_CHANNEL) == 0) {
+    info->agent = true;
+    free (info->agent_path);
+    info->agent_path = attr (child (n, "source"), "path", &oom);
+  }
+  free (name);
+  if (oom) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+/* "unix:PATH,opt=..." whose PATH is in knib's socket directory: PATH. */
+static char *
+knib_socket_of (const char *value, const char *dir)
+{
+  size_t dirlen = strlen (dir);
+  const char *p;
+
+  if (strncmp (value, "unix:", 5) != 0)
+    return NULL;
+  p = value + 5;
+  if (strncmp (p, dir, dirlen) != 0 || p[dirlen] != '/')
+    return NULL;
+  return strndup (p, strcspn (p, ","));
+}
+
+static int
+parse_commandline (xmlNodePtr cl, struct domain_info *info)
+{
+  CLEANUP_FREE char *dir = domain_qmp_dir ();
+  bool oom = false, after_qmp = false;
+  xmlNodePtr n;
+
+  if (dir == NULL)
+    return -1;
+  for (n = cl->children; n && info->qmp == NULL; n = n->next) {
+    CLEANUP_FREE char *v = NULL;
+
+    if (!is_element (n, "arg"))
+      continue;
+    v = attr (n, "value", &oom);
+    if (v == NULL)
+      continue;
+    if (after_qmp)
+      info->qmp = knib_socket_of (v, dir);
+    after_qmp = strcmp (v, "-qmp") == 0;
+  }
+  if (oom) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+/* "+64055:+64055" (or "user:group"): QEMU's user and group. */
+static void
+parse_dac_label (const char *label, struct domain_info *info)
+{
+  CLEANUP_FREE char *copy = strdup (label);
+  char *group;
+  int64_t uid, gid;
+
+  if (copy == NULL || (group = strchr (copy, ':')) == NULL)
+    return;
+  *group++ = '\0';
+  if (copy[0] == '+' && group[0] == '+') {
+    if (parse_int64 ("uid", copy + 1, 0, INT32_MAX, &uid) == -1
+        || parse_int64 ("gid", group + 1, 0, INT32_MAX, &gid) == -1) {
+      error_clear ();
+      return;
+    }
+  }
+  else {
+    struct passwd *pw = getpwnam (copy);
+    struct group *gr = getgrnam (group);
+
+    if (pw == NULL || gr == NULL)
+      return;
+    uid = pw->pw_uid;
+    gid = gr->gr_gid;
+  }
+  info->dac_label = true;
+  info->qemu_uid = (uid_t) uid;
+  info->qemu_gid = (gid_t) gid;
+}
+
+static int
+parse_seclabel (xmlNodePtr n, struct domain_info *info)
+{
+  bool oom = false;
+  CLEANUP_FREE char *model = attr (n, "model", &oom);
+  CLEANUP_FREE char *label = NULL;
+
+  if (model == NULL || strcmp (model, "dac") != 0)
+    return oom ? (set_error (ENOMEM, "out of memory"), -1) : 0;
+  label = text (child (n, "label"), &oom);
+  if (oom) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  if (label != NULL)
+    parse_dac_label (label, info);
+  return 0;
+}
+
+static int
+parse_devices (xmlNodePtr devices, struct domain_info *info)
+{
+  xmlNodePtr n;
+
+  for (n = devices ? devices->children : NULL; n; n = n->next) {
+    if (is_element (n, "disk") && parse_disk (n, info) == -1)
+      return -1;
+    if (is_element (n, "channel") && parse_channel (n, info) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+parse_root (xmlNodePtr root, struct domain_info *info)
+{
+  bool oom = false;
+  xmlNodePtr n;
+
+  info->name = text (child (root, "name"), &oom);
+  info->uuid = text (child (root, "uuid"), &oom);
+  if (oom) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  if (info->name == NULL || info->name[0] == '\0') {
+    set_error (EINVAL, "the domain XML has no <name>");
+    return -1;
+  }
+  if (parse_devices (child (root, "devices"), info) == -1)
+    return -1;
+  for (n = root->children; n; n = n->next) {
+    if (n->type != XML_ELEMENT_NODE)
+      continue;
+    if (is_element (n, "seclabel") && parse_seclabel (n, info) == -1)
+      return -1;
+    if (is_element (n, "commandline") && n->ns
+        && xmlStrEqual (n->ns->href, BAD_CAST DOMAIN_QEMU_NS)
+        && parse_commandline (n, info) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+int
+domain_info_parse (const char *xml, size_t len, struct domain_info *info)
+{
+  xmlDocPtr doc;
+  int r;
+
+  memset (info, 0, sizeof *info);
+  doc = parse (xml, len);
+  if (doc == NULL)
+    return -1;
+  r = parse_root (xmlDocGetRootElement (doc), info);
+  xmlFreeDoc (doc);
+  if (r == -1)
+    domain_info_release (info);
+  return r;
+}
+
+void
+domain_info_release (struct domain_info *info)
+{
+  size_t i;
+
+  for (i = 0; i < info->disks.len; i++)
+    domain_disk_release (&info->disks.ptr[i]);
+  domain_disk_vector_reset (&info->disks);
+  free (info->name);
+  free (info->uuid);
+  free (info->agent_path);
+  free (info->qmp);
+  memset (info, 0, sizeof *info);
+}
+
+const struct domain_disk *
+domain_info_find_alias (const struct domain_info *info, const char *alias)
+{
+  size_t i;
+
+  for (i = 0; i < info->disks.len; i++)
+    if (info->disks.ptr[i].alias
+        && strcmp (info->disks.ptr[i].alias, alias) == 0)
+      return &info->disks.ptr[i];
+  return NULL;
+}
+
+/* ---- The edit: knib's -qmp in <qemu:commandline> ---- */
+
+static xmlNodePtr
+find_commandline (xmlNodePtr root)
+{
+  xmlNodePtr n;
+
+  for (n = root->children; n; n = n->next)
+    if (is_element (n, "commandline") && n->ns
+        && xmlStrEqual (n->ns->href, BAD_CAST DOMAIN_QEMU_NS))
+      return n;
+  return NULL;
+}
+
+/* Whether n is <qemu:arg value=v>. */
+static bool
+is_arg (xmlNodePtr n, const char *v, bool prefix)
+{
+  xmlChar *value;
+  bool r;
+
+  if (n == NULL || !is_element (n, "arg"))
+    return false;
+  value = xmlGetProp (n, BAD_CAST "value");
+  if (value == NULL)
+    return false;
+  r = prefix ? strncmp ((const char *) value, v, strlen (v)) == 0
+             : strcmp ((const char *) value, v) == 0;
+  xmlFree (value);
+  return r;
+}
+
+static xmlNodePtr
+next_element (xmlNodePtr n)
+{
+  for (n = n ? n->next : NULL; n && n->type != XML_ELEMENT_NODE; n = n->next)
+    ;
+  return n;
+}
+
+/* The "-qmp" argument followed by "unix:SOCKET[,...]", or NULL. */
+static xmlNodePtr
+find_qmp_arg (xmlNodePtr cl, const char *socket)
+{
+  CLEANUP_FREE char *bare = NULL;
+  CLEANUP_FREE char *with_opts = NULL;
+  xmlNodePtr n;
+
+  if (asprintf (&bare, "unix:%s", socket) == -1)
+    bare = NULL;
+  if (asprintf (&with_opts, "unix:%s,", socket) == -1)
+    with_opts = NULL;
+  if (bare == NULL || with_opts == NULL)
+    return NULL;
+  for (n = cl ? cl->children : NULL; n; n = n->next) {
+    xmlNodePtr v = next_element (n);
+
+    if (is_arg (n, "-qmp", false) && v
+        && (is_arg (v, with_opts, true) || is_arg (v, bare, false)))
+      return n;
+  }
+  return NULL;
+}
+
+static void
+remove_node (xmlNodePtr n)
+{
+  xmlUnlinkNode (n);
+  xmlFreeNode (n);
+}
+
+static int
+add_qmp (xmlNodePtr root, xmlNodePtr cl, const char *socket)
+{
+  CLEANUP_FREE char *value = NULL;
+  xmlNsPtr ns = xmlSearchNsByHref (root->doc, root, BAD_CAST DOMAIN_QEMU_NS);
+  xmlNodePtr a, b;
+
+  if (ns == NULL)
+    ns = xmlNewNs (root, BAD_CAST DOMAIN_QEMU_NS, BAD_CAST "qemu");
+  if (ns == NULL)
+    goto nomem;
+  if (cl == NULL
+      && (cl = xmlNewChild (root, ns, BAD_CAST "commandline", NULL)) == NULL)
+    goto nomem;
+  if (asprintf (&value, "unix:%s,server=on,wait=off", socket) == -1) {
+    value = NULL;
+    goto nomem;
+  }
+  a = xmlNewChild (cl, ns, BAD_CAST "arg", NULL);
+  b = xmlNewChild (cl, ns, BAD_CAST "arg", NULL);
+  if (a == NULL || b == NULL
+      || xmlSetProp (a, BAD_CAST "value", BAD_CAST "-qmp") == NULL
+      || xmlSetProp (b, BAD_CAST "value", BAD_CAST value) == NULL)
+    goto nomem;
+  return 0;
+nomem:
+  set_error (ENOMEM, "out of memory");
+  return -1;
+}
+
+static void
+remove_qmp (xmlNodePtr cl, xmlNodePtr arg)
+{
+  xmlNodePtr n;
+
+  remove_node (next_element (arg));
+  remove_node (arg);
+  for (n = cl->children; n; n = n->next)
+    if (n->type == XML_ELEMENT_NODE)
+      return;
+  remove_node (cl);
+}
+
+int
+domain_xml_set_qmp (const char *xml, size_t len, const char *socket,
+                    bool enable, char **out)
+{
+  xmlDocPtr doc = parse (xml, len);
+  xmlNodePtr root, cl, arg;
+  xmlChar *buf = NULL;
+  int size = 0, r = -1;
+
+  *out = NULL;
+  if (doc == NULL)
+    return -1;
+  root = xmlDocGetRootElement (doc);
+  cl = find_commandline (root);
+  arg = find_qmp_arg (cl, socket);
+  if (enable == (arg != NULL)) {
+    r = 0; /* nothing to change */
+    goto out;
+  }
+  if (enable) {
+    if (add_qmp (root, cl, socket) == -1)
+      goto out;
+  }
+  else
+    remove_qmp (cl, arg);
+  xmlDocDumpFormatMemory (doc, &buf, &size, 1);
+  if (buf == NULL || (*out = strndup ((const char *) buf, size)) == NULL) {
+    set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  r = 0;
+out:
+  xmlFree (buf);
+  xmlFreeDoc (doc);
+  return r;
+}
