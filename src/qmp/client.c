@@ -348,14 +348,54 @@ qmp_client_error_class (const struct qmp_client *c)
   return c->error_class;
 }
 
+/* QEMU greets as soon as a client connects; a peer that has said
+ * nothing by then is not QEMU's monitor (or a QEMU that is stuck). */
+#define QMP_GREETING_TIMEOUT_MS 30000
+
+/* The first byte of a QMP greeting is '{'.  Anything else (an NBD
+ * server's "NBDMAGIC", a shell's prompt) is refused at once rather than
+ * waited on until the timeout. */
+static int
+client_check_first_byte (struct qmp_client *c, int64_t deadline)
+{
+  struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+  char first;
+  ssize_t n;
+  int r;
+
+  do
+    r = poll (&pfd, 1, deadline_remaining_ms (deadline));
+  while (r == -1 && errno == EINTR);
+  if (r <= 0)
+    return 0; /* client_read reports the timeout or the error */
+  do
+    n = recv (c->fd, &first, 1, MSG_PEEK);
+  while (n == -1 && errno == EINTR);
+  if (n == 1 && first != '{' && first != ' ' && first != '\r'
+      && first != '\n') {
+    set_error (EPROTO,
+               "the peer does not speak QMP (it sent %s first): is this "
+               "QEMU's QMP socket?",
+               first >= 0x20 && first < 0x7f ? "text" : "binary data");
+    client_break (c);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 client_greet (struct qmp_client *c)
 {
-  int64_t deadline = deadline_after_ms (c->timeout_ms);
+  int64_t deadline = deadline_after_ms (
+    c->timeout_ms < 0 || c->timeout_ms > QMP_GREETING_TIMEOUT_MS
+      ? QMP_GREETING_TIMEOUT_MS
+      : c->timeout_ms);
   json_t *msg = NULL;
   enum qmp_message_kind kind;
   json_t *ver;
 
+  if (client_check_first_byte (c, deadline) == -1)
+    return -1;
   if (client_read (c, deadline, "greeting", &msg, &kind) == -1) {
     error_prepend ("no QMP greeting (is this QEMU's QMP socket?)");
     return -1;
