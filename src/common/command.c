@@ -781,6 +781,7 @@ timed_out (struct command *cmd)
   format_duration (when, sizeof when, cmd->timeout_ms);
   set_error (0, "%s: timed out after %s%s%s", cmd->name, when, tail ? ": " : "",
              tail ? tail : "");
+  error_set_errno (ETIMEDOUT);
   errno = ETIMEDOUT;
   return -1;
 }
@@ -1052,6 +1053,7 @@ command_wait (struct command *cmd, int timeout_ms, int *exit_status)
   if (!wait_exit (cmd, deadline_after_ms (timeout_ms))) {
     format_duration (when, sizeof when, timeout_ms);
     set_error (0, "%s: still running after %s", cmd->name, when);
+    error_set_errno (ETIMEDOUT);
     errno = ETIMEDOUT;
     return -1;
   }
@@ -1072,6 +1074,7 @@ command_stop (struct command *cmd)
     format_duration (when, sizeof when, cmd->grace_ms);
     set_error (0, "%s: did not stop within %s of SIGTERM: killed it", cmd->name,
                when);
+    error_set_errno (ETIMEDOUT);
     errno = ETIMEDOUT;
     return -1;
   }
