@@ -207,6 +207,13 @@ measure convert sh -c 'qemu-img convert -f qcow2 -O qcow2 "$1" "$2" && sync "$2"
 convert_size=$(alloc_mib "$copy")
 rm -f "$copy"
 
+echo "measuring qemu-img convert -c -O qcow2 -o compression_type=zstd (then sync of the copy)..."
+copy=$work/convertz.qcow2
+measure convertz sh -c 'qemu-img convert -c -f qcow2 -O qcow2 -o compression_type=zstd "$1" "$2" && sync "$2"' \
+  sh "$disk" "$copy" || :
+convertz_size=$(alloc_mib "$copy")
+rm -f "$copy"
+
 nbd_sock=$work/nbd.sock
 qemu-nbd --read-only --format=qcow2 --persistent --shared=8 \
   --socket="$nbd_sock" "$disk" >"$work/qemu-nbd.log" 2>&1 &
@@ -262,6 +269,17 @@ if [ "$knib_ok" = yes ]; then
     # Sanity, not timed: no guest runs, so the disk still holds what it held.
     qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$full_img" >"$work/cmp-full.log" 2>&1 \
       || { show_log "$work/cmp-full.log"; die "the full backup $full_img differs from the disk"; }
+  fi
+
+  # Compressed: an isolated backup leaves the chain's bitmaps alone.
+  fullz_size=""
+  echo "measuring knib backup --isolated --compress zstd..."
+  if measure fullz "$KNIB" backup --qmp "$qmp" --vm bench --repo "$repo" \
+    --scratch "$work/scratch" --isolated --compress zstd --json; then
+    fullz_img=$repo/vms/bench/$(json_get id "$work/fullz.out")/vda.qcow2
+    fullz_size=$(alloc_mib "$fullz_img")
+    qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$fullz_img" >"$work/cmp-fullz.log" 2>&1 \
+      || { show_log "$work/cmp-fullz.log"; die "the zstd backup $fullz_img differs from the disk"; }
   fi
 
   # 1% of the disk: evenly spread 1 MiB writes, each nudged off its slot's
@@ -336,9 +354,11 @@ printf '%-34s %10s %10s %10s\n' "" "wall s" "RSS MiB" "out MiB"
 row "qemu-img convert -O qcow2 + sync" convert "$convert_size"
 row "nbdcopy qemu-nbd -> file --flush" nbdcopy "$nbdcopy_size"
 row "nbdcopy qemu-nbd -> null:" nbdnull ""
+row "qemu-img convert -c zstd + sync" convertz "$convertz_size"
 if [ "$knib_ok" = yes ]; then
   row "knib backup --full" full "$full_size"
   row "knib backup --incremental" inc "$inc_size" "not measured (no full backup)"
+  row "knib backup --compress zstd" fullz "${fullz_size:-}"
 else
   printf '%-34s %s\n' "knib backup --full" "knib backup: not available"
   printf '%-34s %s\n' "knib backup --incremental" "knib backup: not available"
@@ -386,8 +406,17 @@ if [ "$inc_ok" = yes ]; then
 else
   target "incremental under a tenth of the full" n/a
 fi
+if [ -n "${fullz_size:-}" ]; then
+  target "zstd backup 1.5x faster than qemu-img -c" "$fullz_secs * 1.5 <= $convertz_secs" \
+    "$(printf '%.2f s vs %.2f s' "$fullz_secs" "$convertz_secs")"
+  target "zstd backup no larger than qemu-img -c" "$fullz_size <= $convertz_size" \
+    "$fullz_size MiB vs $convertz_size MiB"
+else
+  target "zstd backup 1.5x faster than qemu-img -c" n/a
+fi
 if [ "$full_ok" = yes ]; then
   peak=$full_rss
+  [ -z "${fullz_size:-}" ] || peak=$(awk -v a="$peak" -v b="$fullz_rss" 'BEGIN { print (a > b ? a : b) }')
   [ "$inc_ok" = no ] || peak=$(awk -v a="$full_rss" -v b="$inc_rss" 'BEGIN { print (a > b ? a : b) }')
   target "knib peak RSS under 32 MiB" "$peak < 32" "$peak MiB"
 else

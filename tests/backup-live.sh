@@ -102,10 +102,14 @@ qemu-io -r -f qcow2 -c "read -P 0 6M 128k" "$R/vms/vm/$id/vda.qcow2" | grep -q "
 qemu-img info "$R/vms/vm/$id/vda.qcow2" | grep -q "^backing file: \.\./" \
   || fail "backing file is not relative"
 
-# Only the last backup's bitmap is left on each disk, recording.
+# The last backup's bitmap is left on each disk, recording, and the one
+# of the backup before it, frozen (deleting the last backup hands its
+# tracking back to it); no other.
 "$K" qmp --json "$S2" query-block > block.json
-[ "$(grep -o '"name":"knib-[^"]*"' block.json | sort -u)" = "\"name\":\"knib-$id\"" ] \
-  || fail "bitmaps left: $(grep -o '"name":"knib-[^"]*"' block.json)"
+prev=$(field b5.json id)
+[ "$(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json | sort -u)" \
+  = "$(printf '"name":"knib-%s","recording":false\n"name":"knib-%s","recording":true' "$prev" "$id")" ] \
+  || fail "bitmaps left: $(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json)"
 [ "$(grep -o '"name":"knib-[^"]*","recording":true' block.json | wc -l)" -eq 2 ] \
   || fail "the bitmaps are not both recording"
 

@@ -39,7 +39,8 @@ backup_error (const struct chain_backup *b)
   error_prepend ("backup '%s' of vm '%s'", b->m->id, b->m->vm);
 }
 
-/* The latest non-isolated backup of the VM must be the parent. */
+/* The latest non-isolated backup of the VM must be the parent (a removed
+ * one too: a deleted chain tip stays the parent, see chain_delete). */
 static int
 take_parent (struct chain_backup *b, const char *parent)
 {
@@ -62,12 +63,6 @@ take_parent (struct chain_backup *b, const char *parent)
                "a parent (%s%s%s is): decide again",
                b->lock->vm, parent, latest ? "'" : "",
                latest ? latest->id : "none", latest ? "'" : "");
-    errno = EINVAL;
-    goto out;
-  }
-  if (latest->state != CHAIN_STATE_COMPLETE) {
-    set_error (0, "vm '%s': parent '%s' was deleted: decide again", b->lock->vm,
-               parent);
     errno = EINVAL;
     goto out;
   }
@@ -304,6 +299,32 @@ chain_backup_set_vm_info (struct chain_backup *b, const char *uuid,
   if (dup_into (&b->uuid, uuid) == -1
       || dup_into (&b->definition, definition) == -1)
     return -1;
+  return 0;
+}
+
+int
+chain_backup_write_file (struct chain_backup *b, const char *name,
+                         const char *data, size_t len)
+{
+  CLEANUP_FREE char *path = NULL;
+  CLEANUP_CLOSE int fd = -1;
+
+  if (name_check ("file", name) == -1
+      || (path = chain_sprintf ("%s/%s", b->partial, name)) == NULL)
+    return -1;
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    set_error (errno, "cannot create '%s'", path);
+    return -1;
+  }
+  if (write_all (fd, data, len) == -1) {
+    set_error (errno, "cannot write '%s'", path);
+    return -1;
+  }
+  if (fsync (fd) == -1 || close (STEAL_FD (fd)) == -1) {
+    set_error (errno, "cannot write '%s'", path);
+    return -1;
+  }
   return 0;
 }
 

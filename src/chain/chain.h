@@ -107,6 +107,9 @@ struct chain_disk {
   uint64_t extents;
   char hash[CHAIN_HASH_HEX_LEN + 1]; /* xxh3-128 of the image, lowercase hex */
   enum chain_compression compression;
+  /* "knib compress" rewrote the image: its size before (bytes_written is
+   * the size after); 0 when the image is as the backup wrote it. */
+  uint64_t bytes_before_compression;
   char *reason; /* why this disk is full (free text), or NULL */
 };
 
@@ -308,11 +311,12 @@ void chain_decision_release (struct chain_decision *d);
 
 /* The chain rules, as a pure function of the VM's backups (any order),
  * the chain size (1: every backup full; < 1: unlimited) and the mode:
- * the parent is the latest backup that is not isolated; the next backup
- * is full when there is none, when it was deleted, when the chain was
- * ended after it (vm, may be NULL), or when its chain already holds
- * chain_size backups.  Isolated backups never count and are never
- * parents.  With CHAIN_MODE_INCREMENTAL a full result is an error "an
+ * the parent is the latest backup that is not isolated, whatever its
+ * state (a deleted chain tip is kept, state removed, exactly so that it
+ * can stay the parent); the next backup is full when there is none, when
+ * the chain was ended after it (vm, may be NULL), or when its chain
+ * already holds chain_size backups.  Isolated backups never count and are
+ * never parents.  With CHAIN_MODE_INCREMENTAL a full result is an error "an
  * incremental backup is not possible: REASON".  The QMP side may still
  * turn an incremental decision (or one of its disks) into a full one
  * (bitmap missing, disk resized) before chain_backup_begin. */
@@ -358,7 +362,8 @@ struct chain_backup;
 /* Start a backup of the VM that lock holds exclusively (the lock must
  * stay held until commit or abort).  The id sorts after every backup of
  * the VM (even when the clock went back).  For an incremental decision
- * the parent must be the VM's latest non-isolated backup, complete. */
+ * the parent must be the VM's latest non-isolated backup (complete, or
+ * the removed chain tip that a delete kept for this). */
 struct chain_backup *chain_backup_begin (struct chain_repo *repo,
                                          struct chain_lock *lock,
                                          const struct chain_decision *d)
@@ -401,6 +406,13 @@ int chain_backup_set_vm_info (struct chain_backup *b, const char *uuid,
                               const char *definition)
   __attribute__ ((warn_unused_result));
 
+/* Write a file of the backup beside its images, <id>.partial/<name>
+ * (the VM's definition, "domain.xml"): name is a valid name and not an
+ * image's; the file is synced now, its directory at commit. */
+int chain_backup_write_file (struct chain_backup *b, const char *name,
+                             const char *data, size_t len)
+  __attribute__ ((warn_unused_result));
+
 /* Commit (see above).  An incremental backup none of whose disks is
  * incremental becomes a full backup starting its own chain.  After a
  * failure before the commit point the caller aborts; a failure after it
@@ -410,6 +422,128 @@ int chain_backup_commit (struct chain_backup *b)
 
 /* Remove <id>.partial/ and everything in it. */
 int chain_backup_abort (struct chain_backup *b)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Deleting, retention, merging ----
+ *
+ * A backup is live when it is complete, or when it is the VM's chain
+ * tip: its latest non-isolated backup (whatever its state), unless the
+ * chain was ended after it.  The tip's bitmap is the one recording in
+ * QEMU; the frozen bitmap of the backup before it (its predecessor: its
+ * parent, or for a full the latest non-isolated backup before it) is
+ * kept beside it, so that deleting the tip can hand the tracking back.
+ *
+ * Deleting backup X (chain_delete):
+ *   - a live backup depends on X (X is an ancestor of it): X is marked
+ *     removed (state removed, files kept, hidden from listings);
+ *   - X is the tip: when its predecessor P is complete and not deleted
+ *     in the same call, X's files go and the next backup's recovery
+ *     merges X's bitmap into P's, so that it can be an incremental of
+ *     P; otherwise X is marked removed and stays the tip (the next
+ *     backup is an incremental of it);
+ *   - otherwise X goes with its files, and so does every removed backup
+ *     that no live backup needs any more (X's removed ancestors).
+ * Files go newest first, so an incremental never loses its parent
+ * before itself, even when knib is killed half-way. */
+
+enum chain_delete_action {
+  CHAIN_DELETE_FILES, /* the backup goes: its manifest and images */
+  CHAIN_DELETE_MARK,  /* marked removed: its files stay */
+  CHAIN_DELETE_KEEP,  /* removed already and still needed: unchanged */
+};
+
+enum chain_delete_reason {
+  CHAIN_DELETE_NOTHING_NEEDS,    /* FILES: no live backup needs it */
+  CHAIN_DELETE_TIP_HANDED_OVER,  /* FILES: it was the tip; other (its
+                                    predecessor) takes over */
+  CHAIN_DELETE_UNNEEDED,         /* FILES, not asked for: it was removed
+                                    and no live backup needs it any more */
+  CHAIN_DELETE_NEEDED,           /* MARK, KEEP: live backup other depends
+                                    on it */
+  CHAIN_DELETE_TIP_FIRST,        /* MARK, KEEP: the tip, with no backup
+                                    before it to take over */
+  CHAIN_DELETE_TIP_PRED_REMOVED, /* MARK, KEEP: the tip, whose predecessor
+                                    other was deleted already */
+  CHAIN_DELETE_TIP_PRED_GOES,    /* MARK, KEEP: the tip, whose predecessor
+                                    other is deleted in the same call */
+};
+
+struct chain_delete_step {
+  char id[CHAIN_ID_MAX];
+  enum chain_delete_action action;
+  enum chain_delete_reason reason;
+  bool asked;               /* named by the caller (else a consequence) */
+  char other[CHAIN_ID_MAX]; /* see the reasons; "" when none */
+};
+
+DEFINE_VECTOR_TYPE (chain_delete_step_vector, struct chain_delete_step)
+
+/* What deleting ids (n of them; repeats count once) does to the VM's
+ * backups (any order, every state) given vm.json (vm, may be NULL):
+ * one step per id in the order given, then one per backup that goes
+ * along (newest first).  Pure.  An id that is not among backups is an
+ * error (ENOENT) and nothing is planned; n 0 plans only the removed
+ * backups that nothing needs any more. */
+int chain_delete_plan (const chain_manifest_vector *backups,
+                       const struct chain_vm *vm, const char *const *ids,
+                       size_t n, chain_delete_step_vector *steps)
+  __attribute__ ((warn_unused_result));
+
+/* "backup ID: deleted" and the like, one line without newline (the
+ * caller frees it), or NULL on ENOMEM. */
+char *chain_delete_step_describe (const struct chain_delete_step *s)
+  __attribute__ ((warn_unused_result));
+
+/* Plan as chain_delete_plan on what the repository holds for vm, then
+ * (unless dry_run) do it under the VM's exclusive lock ("delete"),
+ * which fails at once while a backup, restore, verify, merge or
+ * compression holds the VM.  A backup whose manifest cannot be read
+ * fails the delete (what depends on it is unknown).  The steps are
+ * appended to steps, also those done before a failure. */
+int chain_delete (struct chain_repo *repo, const char *vm,
+                  const char *const *ids, size_t n, bool dry_run,
+                  chain_delete_step_vector *steps)
+  __attribute__ ((warn_unused_result));
+
+/* Retention: which complete backups to keep.  The keep_last latest
+ * backups; the latest backup of each of the keep_daily latest days (UTC)
+ * that have backups; the latest of each of the keep_weekly latest weeks
+ * (Monday to Sunday, UTC) that have backups. */
+struct chain_prune_policy {
+  int64_t keep_last;
+  int64_t keep_daily;
+  int64_t keep_weekly;
+};
+
+/* The complete backups that the policy does not keep, oldest first, as
+ * ids appended to doomed (pure; removed backups are not listed). */
+int chain_prune_select (const chain_manifest_vector *backups,
+                        const struct chain_prune_policy *p,
+                        chain_string_vector *doomed)
+  __attribute__ ((warn_unused_result));
+
+/* Select under the VM's exclusive lock ("prune") and delete as
+ * chain_delete does (backups that a kept one depends on are marked
+ * removed, never taken from under it).  Nothing is changed with
+ * dry_run. */
+int chain_prune (struct chain_repo *repo, const char *vm,
+                 const struct chain_prune_policy *p, bool dry_run,
+                 chain_delete_step_vector *steps)
+  __attribute__ ((warn_unused_result));
+
+/* Merge backup id of vm (NULL: whichever VM has it) into standalone
+ * images: under the VM's exclusive lock ("merge"), "qemu-img convert"
+ * each incremental disk's image, which reads through its chain, into a
+ * temporary file beside it (same cluster size and compression), fsync it
+ * and hash it; once every disk is written rename each over its image.
+ * Then the manifest says full, position 1, a chain of its own; its
+ * descendants move to that chain (positions renumbered); and removed
+ * backups that nothing needs any more are deleted (deleted gets their
+ * steps).  The images read the same before and after, so the backups
+ * that depend on it stay whole.  A merge that was interrupted is
+ * finished by running it again.  One line per thing done goes to done. */
+int chain_merge (struct chain_repo *repo, const char *vm, const char *id,
+                 chain_string_vector *done, chain_delete_step_vector *deleted)
   __attribute__ ((warn_unused_result));
 
 /* ---- Recovery ---- */

@@ -50,8 +50,6 @@ full_reason (const chain_manifest_vector *backups, int64_t chain_size,
            && vm->chain_end_after[0] != '\0'
            && chain_id_compare (last->id, vm->chain_end_after) <= 0)
     n = asprintf (&r, "the chain was ended: %s", vm->chain_end_reason);
-  else if (last->state == CHAIN_STATE_REMOVED)
-    n = asprintf (&r, "the latest backup %s was deleted", last->id);
   else if (chain_size == 1)
     n = asprintf (&r, "chain size 1: every backup is full");
   else if (chain_size > 1 && last->position >= chain_size)

@@ -1,4 +1,4 @@
-/* engine.h: a whole backup of a running VM, and recovery after a kill. */
+/* engine.h: a whole backup of a VM, running or stopped, and recovery. */
 #ifndef KNIB_CHAIN_ENGINE_H
 #define KNIB_CHAIN_ENGINE_H
 
@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "chain/chain.h"
+#include "chain/offline.h"
 
 /* Where knib keeps fleecing images and NBD sockets while a backup runs
  * (one private directory per run below it). */
@@ -18,7 +19,11 @@ typedef void (*engine_progress_fn) (void *opaque, const char *disk,
 
 struct engine_options {
   const char *qmp_socket; /* the VM's QMP socket (knib's own monitor) */
-  const char *vm;         /* the VM's name in the repository */
+  /* Or, for a stopped VM, its disk images (n_images of them): knib opens
+   * them in qemu-storage-daemon and backs them up the same way. */
+  const struct offline_image *images;
+  size_t n_images;
+  const char *vm; /* the VM's name in the repository */
   enum chain_mode mode;
   int64_t chain_size;   /* 1: every backup full; < 1: unlimited */
   const char **disks;   /* NULL-terminated device names; NULL: every
@@ -30,7 +35,42 @@ struct engine_options {
   void *opaque;
   /* Set (by a signal handler) to stop the backup: it fails cleanly. */
   volatile sig_atomic_t *cancel;
+  /* Inline compression: CHAIN_COMPRESSION_NONE (0, the default), or
+   * every cluster that shrinks stored compressed with zlib or zstd, at
+   * compression_level (0: the library's default), on
+   * compression_threads worker threads (0: one per core). */
+  enum chain_compression compression;
+  int compression_level;
+  unsigned compression_threads;
+  /* MiB/s of image data written (compressed or not); < 1: no limit. */
+  int64_t rate_limit;
+  /* A VM that libvirt runs (knib backup --domain): */
+  /* disks that QEMU calls by another device id than knib does (libvirt's
+   * alias "virtio-disk0" is disk "vda"): n_renames of them; */
+  const struct engine_rename *renames;
+  size_t n_renames;
+  /* what vm.json records (NULL: keep what it has), and the definition
+   * also beside the images as ENGINE_DEFINITION_FILE, so that the VM
+   * can be made again as it was at that backup; */
+  const char *uuid;
+  const char *definition;
+  /* quiesce: freeze is called right before the transaction that sets
+   * the point in time, and when it returned 0, thaw right after (also
+   * when the transaction failed).  A failed freeze (-1, set_error)
+   * fails the backup; a failed thaw is a warning in the notes. */
+  int (*freeze) (void *opaque);
+  int (*thaw) (void *opaque);
+  void *quiesce_opaque;
 };
+
+/* QEMU's device id of a disk, and knib's name for it. */
+struct engine_rename {
+  const char *device;
+  const char *disk;
+};
+
+/* The VM's definition (domain XML) in each backup's directory. */
+#define ENGINE_DEFINITION_FILE "domain.xml"
 
 struct engine_disk_result {
   char *name;
@@ -42,6 +82,7 @@ struct engine_disk_result {
   uint64_t bytes_written;
   uint64_t extents;
   double seconds;
+  enum chain_compression compression;
 };
 DEFINE_VECTOR_TYPE (engine_disk_result_vector, struct engine_disk_result)
 
@@ -68,10 +109,20 @@ int engine_backup (struct chain_repo *repo, const struct engine_options *o,
 
 /* What engine_backup repairs before it starts, on its own: partial
  * backups, knib's exports, jobs, fleecing nodes and stale bitmaps in
- * QEMU (qmp_socket NULL: only the repository), scratch files of dead
- * runs.  One line per repair goes to done. */
+ * QEMU or (images) in the images of a stopped VM (neither: only the
+ * repository), scratch files and daemons of dead runs.  One line per
+ * repair goes to done. */
 int engine_recover (struct chain_repo *repo, const struct engine_options *o,
                     chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* End the VM's chain (chain_vm_end_chain with reason, under its
+ * exclusive lock "chain end"): its next backup is full.  With
+ * o->qmp_socket also remove every knib bitmap from the running VM's
+ * disks (a stopped VM's stay in its images until the next backup's
+ * rotation).  One line per thing done goes to done. */
+int engine_end_chain (struct chain_repo *repo, const struct engine_options *o,
+                      const char *reason, chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 
 #endif

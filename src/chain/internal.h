@@ -159,23 +159,6 @@ int chain_lock_check_exclusive (const struct chain_lock *lock,
 int chain_hash_fd (int fd, char hex[CHAIN_HASH_HEX_LEN + 1])
   __attribute__ ((warn_unused_result));
 
-/* backup.c: fault injection for the tests.  When chain_crash_point is
- * set, chain_backup_commit stops there as if knib had been killed (it
- * returns -1 and the backup object forgets the partial directory, so
- * that chain_backup_free leaves everything as a crash would). */
-enum chain_crash_point {
-  CHAIN_CRASH_NONE,
-  CHAIN_CRASH_AFTER_IMAGES,   /* images fsynced, no manifest */
-  CHAIN_CRASH_AFTER_MANIFEST, /* manifest in <id>.partial/, not renamed */
-  CHAIN_CRASH_AFTER_RENAME,   /* renamed: committed */
-};
-extern enum chain_crash_point chain_crash_point;
-
-/* Tests stop knib at a named point of a backup ("transaction", "copy",
- * "commit") with KNIB_TEST_STOP_AT=NAME, to kill it or to write to the
- * disk exactly there: the process stops itself with SIGSTOP. */
-void chain_test_stop_point (const char *name);
-
 /* image.c */
 
 /* path as QEMU must be given it: "./" before a relative path, so that
@@ -197,5 +180,33 @@ int chain_image_check_header (const char *path, const struct chain_disk *disk,
                               chain_string_vector *errors,
                               chain_string_vector *warnings, bool *readable)
   __attribute__ ((warn_unused_result));
+
+/* delete.c */
+
+/* Delete the removed backups of the VM that no live backup needs any
+ * more (chain_delete with no id), under the exclusive lock held. */
+int chain_delete_unneeded (struct chain_lock *lock,
+                           chain_delete_step_vector *steps)
+  __attribute__ ((warn_unused_result));
+
+/* backup.c: fault injection for the tests.  When chain_crash_point is
+ * set, chain_backup_commit stops there as if knib had been killed (it
+ * returns -1 and the backup object forgets the partial directory, so
+ * that chain_backup_free leaves everything as a crash would). */
+enum chain_crash_point {
+  CHAIN_CRASH_NONE,
+  CHAIN_CRASH_AFTER_IMAGES,   /* images fsynced, no manifest */
+  CHAIN_CRASH_AFTER_MANIFEST, /* manifest in <id>.partial/, not renamed */
+  CHAIN_CRASH_AFTER_RENAME,   /* renamed: committed */
+};
+extern enum chain_crash_point chain_crash_point;
+
+/* Tests stop knib at a named point of a backup ("transaction", "copy",
+ * "commit") with KNIB_TEST_STOP_AT=NAME, to kill it or to write to the
+ * disk exactly there: the process stops itself with SIGSTOP. */
+void chain_test_stop_point (const char *name);
+
+/* Append line (taken, may be NULL) to notes; dropped when out of memory. */
+void chain_note_add (chain_string_vector *notes, char *line);
 
 #endif

@@ -100,6 +100,9 @@ parse_bitmaps (const json_t *list, struct live_disk *d)
     const char *name = json_string_value (json_object_get (b, "name"));
     json_t *gran = json_object_get (b, "granularity");
 
+    /* Block jobs keep unnamed bitmaps of their own: not ours to see. */
+    if (name == NULL && json_object_get (b, "name") == NULL)
+      continue;
     if (name == NULL || !json_is_integer (gran)) {
       set_error (EPROTO,
                  "qmp 'query-block': a dirty bitmap of %s lacks a name "
@@ -127,32 +130,34 @@ parse_bitmaps (const json_t *list, struct live_disk *d)
   return 0;
 }
 
-static int
-parse_disk (const json_t *b, live_disk_vector *disks)
+/* Whether a node's image can store persistent bitmaps: qcow2 v3, not
+ * raw nor qcow2 v2 ("compat": "0.10").  A qcow2 node that does not say
+ * is taken to be v3 (QEMU refuses the bitmap if it is not). */
+static bool
+can_persist_bitmaps (const char *driver, const json_t *image)
 {
-  json_t *inserted = json_object_get (b, "inserted");
-  const char *device = json_string_value (json_object_get (b, "device"));
+  const json_t *fs = json_object_get (image, "format-specific");
+  const char *compat = json_string_value (
+    json_object_get (json_object_get (fs, "data"), "compat"));
+
+  return strcmp (driver, "qcow2") == 0
+         && (compat == NULL || strcmp (compat, "0.10") != 0);
+}
+
+/* One block node (a BlockDeviceInfo, as query-block's "inserted" or an
+ * entry of query-named-block-nodes) as the disk name (taken). */
+static int
+parse_node (const json_t *info, char *name, live_disk_vector *disks)
+{
   const char *node, *driver, *file;
   json_t *image, *size;
-  struct live_disk d = { 0 };
+  struct live_disk d = { .name = name };
 
-  if (inserted == NULL)
-    return 0; /* an empty drive (cdrom): nothing to back up */
-  node = json_string_value (json_object_get (inserted, "node-name"));
-  driver = json_string_value (json_object_get (inserted, "drv"));
-  file = json_string_value (json_object_get (inserted, "file"));
-  image = json_object_get (inserted, "image");
+  node = json_string_value (json_object_get (info, "node-name"));
+  driver = json_string_value (json_object_get (info, "drv"));
+  file = json_string_value (json_object_get (info, "file"));
+  image = json_object_get (info, "image");
   size = json_object_get (image, "virtual-size");
-  d.name = qdev_id (json_string_value (json_object_get (b, "qdev")));
-  if (d.name == NULL && device != NULL && device[0] != '\0')
-    d.name = strdup (device);
-  if (d.name == NULL) {
-    set_error (EINVAL,
-               "a disk of the VM (node '%s') has no device id: give "
-               "its device an id (-device ...,id=vda)",
-               node ? node : "?");
-    return -1;
-  }
   if (node == NULL || driver == NULL || !json_is_integer (size)) {
     set_error (EPROTO,
                "qmp 'query-block': disk '%s' lacks node-name, drv or "
@@ -169,13 +174,14 @@ parse_disk (const json_t *b, live_disk_vector *disks)
   d.driver = strdup (driver);
   d.filename = strdup (file ? file : "");
   d.virtual_size = json_integer_value (size);
-  d.read_only = json_is_true (json_object_get (inserted, "ro"));
+  d.read_only = json_is_true (json_object_get (info, "ro"));
+  d.persistent_bitmaps = can_persist_bitmaps (driver, image);
   if (d.node == NULL || d.driver == NULL || d.filename == NULL) {
     set_error (ENOMEM, "strdup");
     disk_release (&d);
     return -1;
   }
-  if (parse_bitmaps (json_object_get (inserted, "dirty-bitmaps"), &d) == -1
+  if (parse_bitmaps (json_object_get (info, "dirty-bitmaps"), &d) == -1
       || live_disk_vector_append (disks, d) == -1) {
     if (get_errno () == 0)
       set_error (errno, "realloc");
@@ -185,8 +191,33 @@ parse_disk (const json_t *b, live_disk_vector *disks)
   return 0;
 }
 
-int
-live_disks_query (struct qmp_client *c, live_disk_vector *disks)
+static int
+parse_disk (const json_t *b, live_disk_vector *disks)
+{
+  json_t *inserted = json_object_get (b, "inserted");
+  const char *device = json_string_value (json_object_get (b, "device"));
+  const char *node;
+  char *name;
+
+  if (inserted == NULL)
+    return 0; /* an empty drive (cdrom): nothing to back up */
+  node = json_string_value (json_object_get (inserted, "node-name"));
+  name = qdev_id (json_string_value (json_object_get (b, "qdev")));
+  if (name == NULL && device != NULL && device[0] != '\0')
+    name = strdup (device);
+  if (name == NULL) {
+    set_error (EINVAL,
+               "a disk of the VM (node '%s') has no device id: give "
+               "its device an id (-device ...,id=vda)",
+               node ? node : "?");
+    return -1;
+  }
+  return parse_node (inserted, name, disks);
+}
+
+/* The block devices of a QEMU with guest devices. */
+static int
+query_block (struct qmp_client *c, live_disk_vector *disks)
 {
   json_t *blocks = NULL, *b;
   size_t i;
@@ -207,9 +238,79 @@ live_disks_query (struct qmp_client *c, live_disk_vector *disks)
     }
   }
   json_decref (blocks);
+  return r;
+}
+
+/* The nodes of map, named as it says (qemu-storage-daemon). */
+static int
+query_nodes (struct qmp_client *c, const struct live_node_map *map, size_t n,
+             live_disk_vector *disks)
+{
+  json_t *nodes = NULL, *e;
+  size_t i, j;
+  int r = 0;
+
+  if (exec_packed (c, "query-named-block-nodes", json_pack ("{s:b}", "flat", 1),
+                   &nodes)
+      == -1)
+    return -1;
+  if (!json_is_array (nodes)) {
+    set_error (EPROTO,
+               "qmp 'query-named-block-nodes': the reply is not a list");
+    json_decref (nodes);
+    return -1;
+  }
+  for (i = 0; i < n && r == 0; i++) {
+    const json_t *found = NULL;
+    char *name;
+
+    json_array_foreach (nodes, j, e)
+    {
+      const char *node = json_string_value (json_object_get (e, "node-name"));
+      if (node != NULL && strcmp (node, map[i].node) == 0) {
+        found = e;
+        break;
+      }
+    }
+    if (found == NULL) {
+      set_error (ENOENT, "disk '%s': QEMU has no block node '%s'", map[i].disk,
+                 map[i].node);
+      r = -1;
+    }
+    else if ((name = strdup (map[i].disk)) == NULL) {
+      set_error (errno, "strdup");
+      r = -1;
+    }
+    else
+      r = parse_node (found, name, disks);
+  }
+  json_decref (nodes);
+  return r;
+}
+
+int
+live_disks_query (struct qmp_client *c, const struct live_node_map *map,
+                  size_t n, live_disk_vector *disks)
+{
+  int r = map ? query_nodes (c, map, n, disks) : query_block (c, disks);
+
   if (r == -1)
     live_disk_vector_release (disks);
   return r;
+}
+
+char *
+live_disk_volatile_why (const struct live_disk *d)
+{
+  if (d->persistent_bitmaps)
+    return NULL;
+  if (strcmp (d->driver, "qcow2") == 0)
+    return chain_sprintf ("%s is a qcow2 v2 (compat=0.10) image, which "
+                          "cannot store a persistent dirty bitmap",
+                          d->name);
+  return chain_sprintf ("%s is a %s image, which cannot store a persistent "
+                        "dirty bitmap",
+                        d->name, d->driver);
 }
 
 const struct live_bitmap *
@@ -229,12 +330,25 @@ live_bitmap_usable (const struct live_disk *d, const char *name, char **why)
   const struct live_bitmap *b = live_disk_find_bitmap (d, name);
   const char *what = NULL;
 
+  if (b == NULL && !d->persistent_bitmaps) {
+    /* It was a transient bitmap, gone with the QEMU that held it. */
+    CLEANUP_FREE char *vol = live_disk_volatile_why (d);
+
+    if (why != NULL
+        && asprintf (why,
+                     "bitmap %s of %s is missing: %s, so the bitmap "
+                     "went when QEMU stopped",
+                     name, d->name, vol ? vol : "the image")
+             == -1)
+      *why = NULL;
+    return false;
+  }
   if (b == NULL)
     what = "is missing (QEMU was restarted without it, or the disk was "
            "replaced)";
   else if (b->inconsistent)
     what = "is inconsistent (QEMU did not shut down cleanly)";
-  else if (!b->persistent)
+  else if (!b->persistent && d->persistent_bitmaps)
     what = "is not persistent";
   else if (!b->recording)
     what = "is not recording";
@@ -328,11 +442,11 @@ build_transaction (struct live_target *targets, size_t n)
       goto nomem;
     if (t->new_bitmap
         && json_array_append_new (
-             actions,
-             json_pack ("{s:s, s:{s:s, s:s, s:b, s:i}}", "type",
-                        "block-dirty-bitmap-add", "data", "node", t->disk->node,
-                        "name", t->new_bitmap, "persistent", 1, "granularity",
-                        (json_int_t) LIVE_GRANULARITY))
+             actions, json_pack ("{s:s, s:{s:s, s:s, s:b, s:i}}", "type",
+                                 "block-dirty-bitmap-add", "data", "node",
+                                 t->disk->node, "name", t->new_bitmap,
+                                 "persistent", !t->transient_bitmap,
+                                 "granularity", (json_int_t) LIVE_GRANULARITY))
              == -1)
       goto nomem;
     if (t->old_bitmap
@@ -417,7 +531,8 @@ fail : {
 
   (void) live_stop (c, targets, n, *server_started, false);
   *server_started = false;
-  set_error (saved_errno, "%s", saved ? saved : "live backup start failed");
+  set_error (0, "%s", saved ? saved : "live backup start failed");
+  error_set_errno (saved_errno); /* the text already ends with strerror */
 }
   return -1;
 }
@@ -515,7 +630,8 @@ live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
 
   /* Stopping the server closes its exports; wait for each to go. */
   if (server_started
-      && qmp_client_execute (c, "nbd-server-stop", NULL, NULL) == -1)
+      && qmp_client_execute (c, "nbd-server-stop", NULL, NULL) == -1
+      && get_errno () != EREMOTEIO) /* already stopped: nothing left */
     note_failure (&r, &first);
   for (i = 0; i < n; i++) {
     struct live_target *t = &targets[i];
@@ -550,7 +666,8 @@ live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
 
 int
 live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
-                    const char *keep, chain_string_vector *removed)
+                    const char *keep, const char *frozen,
+                    chain_string_vector *removed)
 {
   size_t i;
 
@@ -558,7 +675,9 @@ live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
     const char *name = d->bitmaps.ptr[i].name;
     char *line;
 
-    if (!has_prefix (name, CHAIN_BITMAP_PREFIX) || strcmp (name, keep) == 0)
+    if (!has_prefix (name, CHAIN_BITMAP_PREFIX)
+        || (keep && strcmp (name, keep) == 0)
+        || (frozen && strcmp (name, frozen) == 0))
       continue;
     if (remove_bitmap (c, d->node, name) == -1) {
       error_prepend ("disk %s: removing bitmap %s", d->name, name);
@@ -672,11 +791,51 @@ recover_nodes (struct qmp_client *c, chain_string_vector *done)
   return 0;
 }
 
+static bool
+in_list (const chain_string_vector *v, const char *s)
+{
+  for (size_t i = 0; v != NULL && i < v->len; i++)
+    if (strcmp (v->ptr[i], s) == 0)
+      return true;
+  return false;
+}
+
+/* keep was left disabled: enable it when a recording bitmap was merged
+ * into it (covered), else it misses writes since it was frozen. */
+static int
+recover_keep (struct qmp_client *c, const struct live_disk *d,
+              const struct live_bitmap *k, bool covered,
+              chain_string_vector *done)
+{
+  if (k->recording)
+    return 0;
+  if (!covered) {
+    if (remove_bitmap (c, d->node, k->name) == -1)
+      return -1;
+    note (done, chain_sprintf ("removed bitmap %s of %s: it was frozen and "
+                               "no newer bitmap tracked the writes since "
+                               "(the next backup of %s is full)",
+                               k->name, d->name, d->name));
+    return 0;
+  }
+  if (exec_packed (c, "block-dirty-bitmap-enable",
+                   json_pack ("{s:s, s:s}", "node", d->node, "name", k->name),
+                   NULL)
+      == -1)
+    return -1;
+  note (done,
+        chain_sprintf ("enabled bitmap %s of %s again", k->name, d->name));
+  return 0;
+}
+
 static int
 recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
-                      const char *keep, chain_string_vector *done)
+                      const char *keep, const chain_string_vector *older,
+                      chain_string_vector *done)
 {
   const struct live_bitmap *k = keep ? live_disk_find_bitmap (d, keep) : NULL;
+  const struct live_bitmap *gone = NULL; /* removed already */
+  bool covered = false;
   size_t i;
 
   if (k != NULL && k->inconsistent) {
@@ -684,12 +843,18 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
       return -1;
     note (done, chain_sprintf ("removed inconsistent bitmap %s of %s", k->name,
                                d->name));
+    gone = k;
     k = NULL;
   }
   for (i = 0; i < d->bitmaps.len; i++) {
     const struct live_bitmap *b = &d->bitmaps.ptr[i];
 
-    if (!has_prefix (b->name, CHAIN_BITMAP_PREFIX) || b == k)
+    if (!has_prefix (b->name, CHAIN_BITMAP_PREFIX) || b == k || b == gone)
+      continue;
+    /* The tip's predecessor's frozen bitmap: kept for a delete of the
+     * tip (see live_bitmaps_prune). */
+    if (k != NULL && !b->recording && !b->inconsistent
+        && in_list (older, b->name))
       continue;
     /* Tracking that may be newer than keep's: give it to keep first. */
     if (k != NULL && !b->inconsistent
@@ -699,6 +864,7 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
                         NULL)
              == -1)
       return -1;
+    covered = covered || (k != NULL && !b->inconsistent && b->recording);
     if (remove_bitmap (c, d->node, b->name) == -1)
       return -1;
     if (k != NULL)
@@ -709,20 +875,13 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
       note (done,
             chain_sprintf ("removed stale bitmap %s of %s", b->name, d->name));
   }
-  if (k != NULL && !k->recording) {
-    if (exec_packed (c, "block-dirty-bitmap-enable",
-                     json_pack ("{s:s, s:s}", "node", d->node, "name", k->name),
-                     NULL)
-        == -1)
-      return -1;
-    note (done,
-          chain_sprintf ("enabled bitmap %s of %s again", k->name, d->name));
-  }
-  return 0;
+  return k != NULL ? recover_keep (c, d, k, covered, done) : 0;
 }
 
 int
-live_recover (struct qmp_client *c, const char *keep, chain_string_vector *done)
+live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
+              const char *keep, const chain_string_vector *older,
+              chain_string_vector *done)
 {
   live_disk_vector disks = empty_vector;
   size_t i;
@@ -730,10 +889,10 @@ live_recover (struct qmp_client *c, const char *keep, chain_string_vector *done)
 
   if (recover_exports_and_jobs (c, done) == -1 || recover_nodes (c, done) == -1)
     goto fail;
-  if (live_disks_query (c, &disks) == -1)
+  if (live_disks_query (c, map, n, &disks) == -1)
     goto fail;
   for (i = 0; i < disks.len; i++)
-    if (recover_disk_bitmaps (c, &disks.ptr[i], keep, done) == -1) {
+    if (recover_disk_bitmaps (c, &disks.ptr[i], keep, older, done) == -1) {
       error_prepend ("disk %s", disks.ptr[i].name);
       r = -1;
       break;

@@ -39,26 +39,57 @@ struct live_disk {
   char *filename; /* the image file, as QEMU names it */
   uint64_t virtual_size;
   bool read_only;
+  /* The image can store persistent bitmaps (qcow2 v3).  A raw or qcow2
+   * v2 (compat=0.10) image cannot: its bitmaps live only as long as the
+   * QEMU that holds them. */
+  bool persistent_bitmaps;
   live_bitmap_vector bitmaps;
 };
 DEFINE_VECTOR_TYPE (live_disk_vector, struct live_disk)
 
 void live_disk_vector_release (live_disk_vector *v);
 
-/* The VM's disks with a medium, from query-block; the name is the qdev
- * id ("/machine/peripheral/vda/virtio-backend" gives "vda"), or the
- * block backend's name when the device has no id.  Disks whose name is
- * not a valid name are an error that names them. */
-int live_disks_query (struct qmp_client *c, live_disk_vector *disks)
+/* Where a disk is when no guest device names it (qemu-storage-daemon
+ * has none): the disk's name and its top block node. */
+struct live_node_map {
+  const char *disk;
+  const char *node;
+};
+
+/* The VM's disks.  With map NULL: the disks with a medium, from
+ * query-block; the name is the qdev id
+ * ("/machine/peripheral/vda/virtio-backend" gives "vda"), or the block
+ * backend's name when the device has no id.  Otherwise: the n nodes of
+ * map, from query-named-block-nodes, named as map says (a node that is
+ * missing is an error).  Disks whose name is not a valid name are an
+ * error that names them. */
+int live_disks_query (struct qmp_client *c, const struct live_node_map *map,
+                      size_t n, live_disk_vector *disks)
+  __attribute__ ((warn_unused_result));
+
+/* Why d's image cannot keep a dirty bitmap when its QEMU stops ("vdb is
+ * a raw image, which cannot store a persistent dirty bitmap"), or NULL
+ * when it can (or out of memory). */
+char *live_disk_volatile_why (const struct live_disk *d)
   __attribute__ ((warn_unused_result));
 
 const struct live_bitmap *live_disk_find_bitmap (const struct live_disk *d,
                                                  const char *name);
 
 /* Whether bitmap name of disk d can drive an incremental backup; when it
- * cannot, *why gets the reason ("bitmap knib-X of vda is missing"). */
+ * cannot, *why gets the reason ("bitmap knib-X of vda is missing").  On
+ * a disk without persistent_bitmaps a bitmap that is not persistent is
+ * usable. */
 bool live_bitmap_usable (const struct live_disk *d, const char *name,
                          char **why);
+
+/* Whether a snapshot left bitmap name of disk d below its active layer
+ * (layers.c): then *why says so ("bitmap knib-X of vda is no longer on
+ * the active layer: ..."), and the disk must be full; else *why is
+ * NULL. */
+int live_bitmap_below_why (struct qmp_client *c, const struct live_disk *d,
+                           const char *name, char **why)
+  __attribute__ ((warn_unused_result));
 
 /* Fail (EBUSY) when a block job that is not knib's runs in QEMU. */
 int live_check_foreign_jobs (struct qmp_client *c)
@@ -71,6 +102,8 @@ struct live_target {
   const char *new_bitmap;    /* the bitmap to add ("knib-<id>"), or NULL */
   const char *old_bitmap;    /* knib's recording bitmap to freeze, or NULL */
   const char *export_bitmap; /* the bitmap the export exposes, or NULL */
+  bool transient_bitmap;     /* add new_bitmap as not persistent (the
+                                image cannot store it) */
   /* State, for live_stop. */
   bool node_added;
   bool job_started;
@@ -87,27 +120,46 @@ int live_start (struct qmp_client *c, struct live_target *targets, size_t n,
   __attribute__ ((warn_unused_result));
 
 /* Take everything down: the NBD server, the exports, the jobs, the
- * fleecing nodes.  success: the old bitmaps go.  Otherwise the new
- * bitmap is merged back into the old one, which is enabled again, and
- * the new one goes: no guest write is lost from tracking.  Every step is
+ * fleecing nodes.  success: the bitmaps stay (live_bitmaps_prune tidies
+ * them).  Otherwise the new bitmap is merged back into the old one,
+ * which is enabled again, and the new one goes: no guest write is lost
+ * from tracking.  Every step is
  * tried; returns -1 with the first error when one failed. */
 int live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
                bool server_started, bool success);
 
 /* After a successful backup that added keep: remove every other "knib-"
- * bitmap of the disk.  Appends what it removed to removed (may be
- * NULL). */
+ * bitmap of the disk but frozen (the previous chain tip's bitmap, which
+ * the backup's transaction disabled; NULL: none).  Kept, it holds what
+ * changed from its backup to the new one, so that deleting the new
+ * backup can hand that tracking back (see live_recover).  With keep and
+ * frozen NULL every knib bitmap goes (the chain was ended).  Appends
+ * what it removed to removed (may be NULL). */
 int live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
-                        const char *keep, chain_string_vector *removed)
+                        const char *keep, const char *frozen,
+                        chain_string_vector *removed)
   __attribute__ ((warn_unused_result));
 
 /* Repair what a killed knib left in QEMU: knib's exports (and the NBD
- * server when they were on it), jobs and fleecing nodes go; knib's
- * bitmaps other than keep (the bitmap of the VM's latest backup, NULL
- * when none) are merged into keep when it exists and is usable, then
- * removed; keep is enabled again if it was left disabled; inconsistent
- * knib bitmaps are removed.  Appends one line per repair to done. */
-int live_recover (struct qmp_client *c, const char *keep,
+ * server when they were on it), jobs and fleecing nodes go.  Then per
+ * disk, with keep the bitmap of the VM's chain tip (its latest
+ * non-isolated backup, NULL when none) and older the bitmaps of its
+ * backups before the tip (NULL: none):
+ *   - a disabled bitmap named in older stays while keep does: it is
+ *     the frozen bitmap of the tip's predecessor;
+ *   - every other knib bitmap (a killed backup's, a deleted tip's) is
+ *     merged into keep, then removed;
+ *   - keep, when it was left disabled, is enabled again only when a
+ *     recording bitmap was merged into it (then it has tracked every
+ *     write since its backup); otherwise nothing vouches for the writes
+ *     since it was frozen: it is removed, and the next backup of the
+ *     disk is full;
+ *   - inconsistent knib bitmaps are removed, and without keep every knib
+ *     bitmap is.
+ * The disks are found as live_disks_query finds them with map and n.
+ * Appends one line per repair to done. */
+int live_recover (struct qmp_client *c, const struct live_node_map *map,
+                  size_t n, const char *keep, const chain_string_vector *older,
                   chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 

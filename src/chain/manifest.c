@@ -22,12 +22,35 @@ static const char *const manifest_keys[] = {
   "state", "created", "finished", "reason", "disks",    NULL,
 };
 
+/* Only in the disks that "knib compress" rewrote. */
+#define CHAIN_KEY_BEFORE_COMPRESSION "bytes-before-compression"
+
 static const char *const disk_keys[] = {
   "name",         "image",    "kind",        "virtual-size",
   "cluster-size", "bitmap",   "bytes-read",  "bytes-written",
   "extents",      "xxh3-128", "compression", "reason",
   NULL,
 };
+
+/* disk_keys, and CHAIN_KEY_BEFORE_COMPRESSION when o has it. */
+static int
+check_disk_keys (const json_t *o, const char *where)
+{
+  json_t *c;
+  int r;
+
+  if (json_object_get (o, CHAIN_KEY_BEFORE_COMPRESSION) == NULL)
+    return chain_json_check_keys (o, disk_keys, where);
+  c = json_copy ((json_t *) o);
+  if (c == NULL) {
+    set_error (ENOMEM, "manifest disk");
+    return -1;
+  }
+  json_object_del (c, CHAIN_KEY_BEFORE_COMPRESSION);
+  r = chain_json_check_keys (c, disk_keys, where);
+  json_decref (c);
+  return r;
+}
 
 struct chain_manifest *
 chain_manifest_new (void)
@@ -156,7 +179,8 @@ validate_disk (const struct chain_manifest *m, size_t i)
     return chain_invalid ("disk '%s': is incremental in %s backup", d->name,
                           a_kind (m->kind));
   if (d->virtual_size > INT64_MAX || d->bytes_read > INT64_MAX
-      || d->bytes_written > INT64_MAX || d->extents > INT64_MAX)
+      || d->bytes_written > INT64_MAX || d->extents > INT64_MAX
+      || d->bytes_before_compression > INT64_MAX)
     return chain_invalid ("disk '%s': a size or count is too large", d->name);
   if (d->cluster_size < MIN_CLUSTER || d->cluster_size > MAX_CLUSTER
       || (d->cluster_size & (d->cluster_size - 1)) != 0)
@@ -250,7 +274,7 @@ chain_manifest_validate (const struct chain_manifest *m)
 static json_t *
 disk_to_json (const struct chain_disk *d)
 {
-  return json_pack (
+  json_t *j = json_pack (
     "{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s?}", "name",
     d->name, "image", d->image, "kind", chain_kind_name (d->kind),
     "virtual-size", (json_int_t) d->virtual_size, "cluster-size",
@@ -258,6 +282,16 @@ disk_to_json (const struct chain_disk *d)
     (json_int_t) d->bytes_read, "bytes-written", (json_int_t) d->bytes_written,
     "extents", (json_int_t) d->extents, "xxh3-128", d->hash, "compression",
     chain_compression_name (d->compression), "reason", d->reason);
+
+  if (j != NULL && d->bytes_before_compression != 0
+      && json_object_set_new (
+           j, CHAIN_KEY_BEFORE_COMPRESSION,
+           json_integer ((json_int_t) d->bytes_before_compression))
+           == -1) {
+    json_decref (j);
+    return NULL;
+  }
+  return j;
 }
 
 json_t *
@@ -366,7 +400,7 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
       && name_is_valid (json_string_value (json_object_get (o, "name"))))
     snprintf (where, sizeof where,
               "disk '%s': ", json_string_value (json_object_get (o, "name")));
-  if (chain_json_check_keys (o, disk_keys, where) == -1
+  if (check_disk_keys (o, where) == -1
       || chain_json_get_string (o, "name", where, false, &name) == -1
       || chain_json_get_string (o, "image", where, false, &image) == -1
       || get_kind (o, where, true, &d->kind) == -1
@@ -381,6 +415,11 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
       || chain_json_get_string (o, "xxh3-128", where, false, &hash) == -1
       || chain_json_get_string (o, "compression", where, false, &comp) == -1
       || chain_json_get_string (o, "reason", where, true, &reason) == -1)
+    return -1;
+  if (json_object_get (o, CHAIN_KEY_BEFORE_COMPRESSION) != NULL
+      && get_u64 (o, CHAIN_KEY_BEFORE_COMPRESSION, where,
+                  &d->bytes_before_compression)
+           == -1)
     return -1;
   d->cluster_size = (uint32_t) cluster;
   if (chain_compression_parse (comp, &d->compression) == -1) {

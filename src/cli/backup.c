@@ -12,11 +12,13 @@
 #include <jansson.h>
 
 #include "chain/chain.h"
+#include "chain/compress.h"
 #include "chain/engine.h"
 #include "cli.h"
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "libvirt.h"
 #include "progress.h"
 
 #define MAX_DISKS 64
@@ -52,13 +54,33 @@ backup_usage (FILE *fp)
   fprintf (
     fp,
     "Usage: knib backup --qmp SOCKET --vm NAME --repo DIR [OPTIONS]\n"
+    "       knib backup --image vda=PATH [--image vdb=PATH...] --vm NAME\n"
+    "                   --repo DIR [OPTIONS]\n"
+    "       knib backup --domain NAME --repo DIR [--quiesce[=try]] [OPTIONS]\n"
     "\n"
     "Back up the disks of a running VM into the repository, all at one\n"
     "point in time: an incremental of the VM's last backup when its dirty\n"
     "bitmaps allow it, else a full backup (the output says why).\n"
     "\n"
+    "With --image instead of --qmp the VM is stopped: knib opens its disk\n"
+    "images in qemu-storage-daemon (which keeps the VM from starting on\n"
+    "them meanwhile) and backs them up the same way, in the same chain:\n"
+    "the dirty bitmaps live in the qcow2 images.  Raw and qcow2 v2 images\n"
+    "cannot hold them, so every offline backup of those disks is full.\n"
+    "\n"
     "  --qmp SOCKET       the VM's QMP socket (a monitor of knib's own)\n"
-    "  --vm NAME          the VM's name in the repository\n"
+    "  --image DISK=PATH  a disk of the stopped VM and its image (repeat\n"
+    "                     per disk; the format is what qemu-img info finds)\n"
+    "  --image-format DISK=FORMAT\n"
+    "                     open that image as raw or qcow2, whatever it\n"
+    "                     holds (for raw images a guest may have written)\n"
+    "  --domain NAME      a libvirt domain, running or stopped, as knib's\n"
+    "                     libvirt hook recorded it (see knib libvirt)\n"
+    "  --quiesce[=try]    freeze the guest's filesystems for the point in\n"
+    "                     time (libvirt's domfsfreeze, through the guest\n"
+    "                     agent); =try: go on without, with a warning\n"
+    "  --vm NAME          the VM's name in the repository (default: the\n"
+    "                     domain's name)\n"
     "  --repo DIR         the repository (made when missing)\n"
     "  --auto             incremental when possible, else full (default)\n"
     "  --full             a full backup, starting a new chain\n"
@@ -70,6 +92,15 @@ backup_usage (FILE *fp)
     "  --scratch DIR      fleecing images and sockets (default " ENGINE_DEFAULT_SCRATCH
     ")\n"
     "  --timeout SECONDS  give up when QEMU is silent this long\n"
+    "  --compress TYPE    zstd, zlib or none: store every cluster that\n"
+    "                     shrinks compressed (default: the compress\n"
+    "                     setting, none unless knib.conf says otherwise)\n"
+    "  --level N          compression level: zstd 1-22 (default 3), zlib\n"
+    "                     1-9 (default 6)\n"
+    "  --threads N        compression threads (default: the\n"
+    "                     compression-threads setting; 0: one per core)\n"
+    "  --rate-limit MBPS  write at most this many MiB/s (default: none, or\n"
+    "                     compression-rate-limit when compressing)\n"
     "  --json             print one JSON summary on stdout\n"
     "  -q, --quiet        no progress bar\n");
 }
@@ -78,14 +109,19 @@ static void
 recover_usage (FILE *fp)
 {
   fprintf (fp,
-           "Usage: knib recover --vm NAME --repo DIR [--qmp SOCKET] "
-           "[--scratch DIR]\n"
+           "Usage: knib recover --vm NAME --repo DIR [--qmp SOCKET | --image "
+           "DISK=PATH...]\n"
+           "                    [--scratch DIR]\n"
            "\n"
            "Repair what a killed knib left behind: unfinished backups in the\n"
            "repository, scratch files, and with --qmp the exports, jobs,\n"
            "fleecing nodes and bitmaps in QEMU.  Bitmaps are merged, never\n"
-           "dropped, so no guest write is lost from tracking.  Every backup\n"
-           "does this on its own first.\n");
+           "dropped, so no guest write is lost from tracking; inconsistent\n"
+           "ones (left by a QEMU that was killed) are removed.  With --image\n"
+           "the same is done in the images of a stopped VM.  Every backup\n"
+           "does this on its own first.  A compression that was killed is\n"
+           "finished (or its partial copy removed), as the next 'knib\n"
+           "compress' would.\n");
 }
 
 static void
@@ -113,13 +149,14 @@ result_json (const char *vm, const struct engine_result *r)
     const struct engine_disk_result *d = &r->disks.ptr[i];
     json_array_append_new (
       disks,
-      json_pack ("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:f}", "name",
+      json_pack ("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:f, s:s}", "name",
                  d->name, "kind", chain_kind_name (d->kind), "reason",
                  d->reason, "virtual_size", (json_int_t) d->virtual_size,
                  "bytes_read", (json_int_t) d->bytes_read, "bytes_zero",
                  (json_int_t) d->bytes_zero, "bytes_written",
                  (json_int_t) d->bytes_written, "extents",
-                 (json_int_t) d->extents, "seconds", d->seconds));
+                 (json_int_t) d->extents, "seconds", d->seconds, "compression",
+                 chain_compression_name (d->compression)));
   }
   for (i = 0; i < r->notes.len; i++)
     json_array_append_new (notes, json_string (r->notes.ptr[i]));
@@ -152,6 +189,9 @@ print_human (const char *vm, const struct engine_result *r)
             (unsigned long long) d->extents, d->seconds);
     if (d->reason)
       printf ("         full because %s\n", d->reason);
+    if (d->compression != CHAIN_COMPRESSION_NONE)
+      printf ("         compressed with %s\n",
+              chain_compression_name (d->compression));
   }
   printf ("done in %.1f s\n", r->seconds);
 }
@@ -185,6 +225,14 @@ struct common_opts {
   size_t ndisks;
   char *copies[MAX_DISKS];
   size_t ncopies;
+  struct offline_image images[MAX_DISKS];
+  size_t nimages;
+  char *image_args[MAX_DISKS];  /* "vda\0PATH": images point in */
+  char *format_args[MAX_DISKS]; /* "vda\0raw" */
+  size_t nformats;
+  struct cli_compression comp;
+  const char *domain;  /* --domain */
+  const char *quiesce; /* --quiesce: "on" or "try" */
 };
 
 enum {
@@ -201,7 +249,60 @@ enum {
   OPT_TIMEOUT,
   OPT_CONNECTIONS,
   OPT_JSON,
+  OPT_IMAGE,
+  OPT_IMAGE_FORMAT,
+  OPT_COMPRESS,
+  OPT_LEVEL,
+  OPT_THREADS,
+  OPT_RATE_LIMIT,
+  OPT_DOMAIN,
+  OPT_QUIESCE,
 };
+
+/* "NAME=VALUE" copied into *copy as "NAME\0VALUE"; *value points in. */
+static int
+split_assignment (const char *cmd, const char *opt, const char *arg,
+                  char **copy, const char **value)
+{
+  char *eq;
+
+  *copy = strdup (arg);
+  if (*copy == NULL)
+    return cli_usage_error (cmd, "%s: out of memory", opt);
+  eq = strchr (*copy, '=');
+  if (eq == NULL || eq[1] == '\0')
+    return cli_usage_error (cmd, "%s '%s': expected DISK=%s", opt, arg,
+                            strcmp (opt, "--image") == 0 ? "PATH" : "FORMAT");
+  *eq = '\0';
+  *value = eq + 1;
+  if (name_check ("disk", *copy) == -1)
+    return cli_usage_error (cmd, "%s: %s", opt, get_error ());
+  return -1;
+}
+
+/* Give each --image-format to its --image. */
+static int
+apply_formats (const char *cmd, struct common_opts *co)
+{
+  size_t i, j;
+
+  for (i = 0; i < co->nformats; i++) {
+    const char *name = co->format_args[i];
+    const char *format = name + strlen (name) + 1;
+
+    if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0)
+      return cli_usage_error (cmd, "--image-format %s=%s: raw or qcow2", name,
+                              format);
+    for (j = 0; j < co->nimages; j++)
+      if (strcmp (co->images[j].disk, name) == 0)
+        break;
+    if (j == co->nimages)
+      return cli_usage_error (cmd, "--image-format %s: no --image %s=PATH",
+                              name, name);
+    co->images[j].format = format;
+  }
+  return -1;
+}
 
 /* Parse the options both commands share; returns -1 on success, or an
  * exit status to return. */
@@ -223,6 +324,14 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
     { "timeout", required_argument, NULL, OPT_TIMEOUT },
     { "connections", required_argument, NULL, OPT_CONNECTIONS },
     { "json", no_argument, NULL, OPT_JSON },
+    { "image", required_argument, NULL, OPT_IMAGE },
+    { "image-format", required_argument, NULL, OPT_IMAGE_FORMAT },
+    { "compress", required_argument, NULL, OPT_COMPRESS },
+    { "level", required_argument, NULL, OPT_LEVEL },
+    { "threads", required_argument, NULL, OPT_THREADS },
+    { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
+    { "domain", required_argument, NULL, OPT_DOMAIN },
+    { "quiesce", optional_argument, NULL, OPT_QUIESCE },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -234,6 +343,7 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
   co->eo.chain_size = cli->cfg.chain_size;
   co->eo.timeout_ms
     = cli->cfg.timeout > INT32_MAX / 1000 ? -1 : (int) cli->cfg.timeout * 1000;
+  cli_compression_init (cli, &co->comp, false);
   while ((c = getopt_long (argc, argv, "qh", opts, NULL)) != -1) {
     switch (c) {
     case OPT_QMP:
@@ -284,6 +394,58 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
     case OPT_JSON:
       co->json = true;
       break;
+    case OPT_IMAGE: {
+      struct offline_image *im = &co->images[co->nimages];
+      int st;
+
+      if (co->nimages + 1 >= MAX_DISKS)
+        return cli_usage_error (cmd, "--image: too many disks");
+      st = split_assignment (cmd, "--image", optarg,
+                             &co->image_args[co->nimages], &im->path);
+      im->disk = co->image_args[co->nimages++];
+      if (st != -1)
+        return st;
+      co->eo.images = co->images;
+      co->eo.n_images = co->nimages;
+      break;
+    }
+    case OPT_IMAGE_FORMAT: {
+      const char *format;
+      int st;
+
+      if (co->nformats + 1 >= MAX_DISKS)
+        return cli_usage_error (cmd, "--image-format: too many disks");
+      st = split_assignment (cmd, "--image-format", optarg,
+                             &co->format_args[co->nformats++], &format);
+      if (st != -1)
+        return st;
+      break;
+    }
+    case OPT_COMPRESS:
+    case OPT_LEVEL:
+    case OPT_THREADS:
+    case OPT_RATE_LIMIT: {
+      static const char *const names[]
+        = { "compress", "level", "threads", "rate-limit" };
+      int st;
+
+      if (strcmp (cmd, "backup") != 0)
+        return cli_usage_error (cmd, "unknown option");
+      st = cli_compression_option (cmd, names[c - OPT_COMPRESS], optarg,
+                                   &co->comp);
+      if (st != -1)
+        return st;
+      break;
+    }
+    case OPT_DOMAIN:
+    case OPT_QUIESCE:
+      if (strcmp (cmd, "backup") != 0)
+        return cli_usage_error (cmd, "unknown option");
+      if (c == OPT_DOMAIN)
+        co->domain = optarg;
+      else
+        co->quiesce = optarg ? optarg : "on";
+      break;
     case 'q':
       co->quiet = true;
       break;
@@ -296,8 +458,24 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
   }
   if (optind != argc)
     return cli_usage_error (cmd, "unexpected argument '%s'", argv[optind]);
+  if (co->domain != NULL && (co->eo.qmp_socket != NULL || co->nimages > 0))
+    return cli_usage_error (cmd, "--domain finds the QMP socket or the "
+                                 "images itself: leave out --qmp and --image");
+  if (co->domain != NULL && co->eo.vm == NULL)
+    co->eo.vm = co->domain;
   if (co->eo.vm == NULL || co->repo == NULL)
     return cli_usage_error (cmd, "--vm and --repo are required");
+  if (co->eo.qmp_socket != NULL && co->nimages > 0)
+    return cli_usage_error (cmd, "--qmp is for a running VM, --image for a "
+                                 "stopped one: give one of them");
+  if (apply_formats (cmd, co) != -1)
+    return EXIT_USAGE;
+  if (cli_compression_check (cmd, &co->comp) != -1)
+    return EXIT_USAGE;
+  co->eo.compression = co->comp.type;
+  co->eo.compression_level = co->comp.level;
+  co->eo.compression_threads = co->comp.threads;
+  co->eo.rate_limit = co->comp.rate_limit;
   if (name_check ("vm", co->eo.vm) == -1) {
     cli_error ("%s", "");
     return EXIT_USAGE;
@@ -312,6 +490,10 @@ free_opts (struct common_opts *co)
 
   for (i = 0; i < co->ncopies; i++)
     free (co->copies[i]);
+  for (i = 0; i < co->nimages; i++)
+    free (co->image_args[i]);
+  for (i = 0; i < co->nformats; i++)
+    free (co->format_args[i]);
 }
 
 int
@@ -321,19 +503,29 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   struct engine_result r;
   struct chain_repo *repo = NULL;
   struct progress *bar = NULL;
+  struct libvirt_backup lb = { .domain = NULL };
   int status;
 
   status = parse_opts (cli, "backup", argc, argv, &co, backup_usage);
   if (status != -1)
     goto out;
   status = EXIT_FAILURE_;
-  if (co.eo.qmp_socket == NULL) {
-    status = cli_usage_error ("backup", "--qmp SOCKET is required");
+  if (co.eo.qmp_socket == NULL && co.nimages == 0 && co.domain == NULL) {
+    status
+      = cli_usage_error ("backup", "--qmp SOCKET (a running VM), --image "
+                                   "DISK=PATH (a stopped one) or --domain NAME "
+                                   "(libvirt's) is required");
     goto out;
   }
   repo = chain_repo_open (co.repo, true);
   if (repo == NULL) {
     cli_error ("%s", "");
+    goto out;
+  }
+  /* A libvirt domain: its socket or images; an offline backup tells
+   * libvirt's hook which images it holds. */
+  if (libvirt_backup_begin (&lb, co.domain, co.quiesce, &co.eo) == -1) {
+    cli_error ("backup of vm '%s'", co.eo.vm);
     goto out;
   }
   catch_signals ();
@@ -367,9 +559,26 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   status = fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
 out:
   progress_free (bar);
+  libvirt_backup_end (&lb);
   chain_repo_free (repo);
   free_opts (&co);
   return status;
+}
+
+/* What a killed "knib compress" left in the VM's backups. */
+static int
+recover_compression (struct chain_repo *repo, const char *vm,
+                     chain_string_vector *done)
+{
+  struct chain_lock *lock
+    = chain_lock_new (repo, vm, CHAIN_LOCK_EXCLUSIVE, "recover", 0);
+  int r;
+
+  if (lock == NULL)
+    return -1;
+  r = chain_compress_recover (lock, done);
+  chain_lock_free (lock);
+  return r;
 }
 
 int
@@ -390,7 +599,8 @@ cmd_recover (struct cli *cli, int argc, char **argv)
     cli_error ("%s", "");
     goto out;
   }
-  if (engine_recover (repo, &co.eo, &done) == -1) {
+  if (engine_recover (repo, &co.eo, &done) == -1
+      || recover_compression (repo, co.eo.vm, &done) == -1) {
     print_notes (&done);
     cli_error ("%s", "");
     goto out;

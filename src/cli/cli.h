@@ -3,7 +3,9 @@
 #define KNIB_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
+#include "chain/chain.h"
 #include "common/conf.h"
 
 /* Exit statuses (knib(1) lists them). */
@@ -35,6 +37,30 @@ int cli_usage_error (const char *cmd, const char *fmt, ...)
 /* The exit status for a QEMU error class (NULL: not a QEMU error). */
 int cli_exit_for_qemu_class (const char *cls);
 
+/* --compress, --level, --threads and --rate-limit, which "knib backup"
+ * and "knib compress" share (compress.c). */
+struct cli_compression {
+  enum chain_compression type;
+  int level;          /* 0: the library's default */
+  unsigned threads;   /* 0: one per core */
+  int64_t rate_limit; /* MiB/s; < 1: none */
+  bool rate_limit_set;
+};
+
+/* The defaults from the settings: compress (for a deferred compression
+ * "none" means zstd), compression-threads, compression-rate-limit. */
+void cli_compression_init (const struct cli *cli, struct cli_compression *c,
+                           bool deferred);
+
+/* Take option name ("compress", "level", "threads", "rate-limit") with
+ * its argument.  Returns -1 when it is fine, else EXIT_USAGE (said). */
+int cli_compression_option (const char *cmd, const char *name, const char *arg,
+                            struct cli_compression *c);
+
+/* After the options: check --level against the type; without
+ * compression the rate limit is --rate-limit alone.  -1 or EXIT_USAGE. */
+int cli_compression_check (const char *cmd, struct cli_compression *c);
+
 int cmd_qmp (struct cli *cli, int argc, char **argv);
 int cmd_backup (struct cli *cli, int argc, char **argv);
 int cmd_recover (struct cli *cli, int argc, char **argv);
@@ -42,5 +68,11 @@ int cmd_list (struct cli *cli, int argc, char **argv);
 int cmd_info (struct cli *cli, int argc, char **argv);
 int cmd_verify (struct cli *cli, int argc, char **argv);
 int cmd_restore (struct cli *cli, int argc, char **argv);
+int cmd_compress (struct cli *cli, int argc, char **argv);
+int cmd_delete (struct cli *cli, int argc, char **argv);
+int cmd_prune (struct cli *cli, int argc, char **argv);
+int cmd_merge (struct cli *cli, int argc, char **argv);
+int cmd_chain (struct cli *cli, int argc, char **argv);
+int cmd_libvirt (struct cli *cli, int argc, char **argv);
 
 #endif

@@ -22,6 +22,12 @@ static const struct command {
   { "info", cmd_info, "show one backup in detail" },
   { "verify", cmd_verify, "check a backup's chain or a VM's backups" },
   { "restore", cmd_restore, "write a backup's disks as new images" },
+  { "compress", cmd_compress, "rewrite a backup's images compressed" },
+  { "delete", cmd_delete, "delete backups without breaking a chain" },
+  { "prune", cmd_prune, "delete the backups a retention policy drops" },
+  { "merge", cmd_merge, "make a backup standalone (a full backup)" },
+  { "chain", cmd_chain, "'chain end': the next backup is full" },
+  { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
 };
 

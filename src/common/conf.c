@@ -37,6 +37,7 @@ static const struct key keys[] = {
   { "compression-threads", KEY_INT, OFF (compression_threads), 0, 1024 },
   { "compression-rate-limit", KEY_INT, OFF (compression_rate_limit), -1,
     1000000 },
+  { "hook-start-wait", KEY_INT, OFF (hook_start_wait), 0, 3600 },
 };
 
 void
@@ -54,6 +55,7 @@ config_init (struct knib_config *cfg)
   cfg->compression_min_free = 1.0;
   cfg->compression_threads = 0;
   cfg->compression_rate_limit = 0;
+  cfg->hook_start_wait = 10;
 }
 
 static int

@@ -19,6 +19,8 @@ struct knib_config {
   double compression_min_free;        /* ratio: 1.0 */
   int64_t compression_threads;        /* 0 = number of cores */
   int64_t compression_rate_limit;     /* MB/s, 0 = off */
+  int64_t hook_start_wait; /* seconds the libvirt hook lets a start wait
+                              for an offline backup: 10 */
 };
 
 void config_init (struct knib_config *cfg);

@@ -3,6 +3,7 @@
 #define KNIB_COMMON_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* A VM, disk or backup name is safe to use as one path component:
@@ -20,8 +21,14 @@ int parse_int64 (const char *what, const char *s, int64_t min, int64_t max,
 int parse_double (const char *what, const char *s, double min, double max,
                   double *out) __attribute__ ((warn_unused_result));
 
-/* Monotonic clock in milliseconds. */
+/* Write all len bytes of buf to fd, retrying short writes and EINTR.
+ * Returns 0, or -1 with errno set (no set_error: callers name the file). */
+int write_all (int fd, const void *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* Monotonic clock in milliseconds, and in seconds. */
 int64_t monotonic_ms (void);
+double monotonic_seconds (void);
 
 /* Milliseconds left until deadline (a monotonic_ms value), clamped to
  * [0, INT_MAX]; a deadline of -1 means "no deadline" and gives -1. */

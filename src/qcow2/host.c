@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -22,6 +23,10 @@
  * the image has been hashed (the repository drops them then), so the
  * hash does not read the image back from the disk. */
 #define QCOW2_WRITEBACK_WINDOW (UINT64_C (64) * 1024 * 1024)
+
+/* Zeros appended to a file that was empty are skipped (left as a hole)
+ * from this many bytes on, a file system block. */
+#define QCOW2_SPARSE_MIN 4096u
 
 int
 qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
@@ -52,8 +57,11 @@ qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
 int
 qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits)
 {
+  struct stat st;
+
   memset (h, 0, sizeof *h);
   h->fd = fd;
+  h->sparse = fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && st.st_size == 0;
   h->cluster_bits = cluster_bits;
   h->cluster_size = UINT64_C (1) << cluster_bits;
   h->range_clusters = h->cluster_size * 8 / (1u << QCOW2_REFCOUNT_ORDER);
@@ -147,6 +155,14 @@ out_append (struct qcow2_host *h, const void *data, uint64_t len)
 {
   const unsigned char *p = data;
 
+  /* A file that was empty reads zeros where nothing was written: leave
+   * the tails of tables and the like as holes, which take no space. */
+  if (p == NULL && h->sparse && len >= QCOW2_SPARSE_MIN) {
+    if (out_flush (h) == -1)
+      return -1;
+    h->end += len;
+    return 0;
+  }
   if (p != NULL && len >= h->buf_size) {
     if (out_flush (h) == -1)
       return -1;
@@ -325,8 +341,11 @@ have_pending (const struct qcow2_host *h)
   return h->pending_mixed || h->ones_first < h->ones_end;
 }
 
-/* Move end to the next cluster boundary (the tail of a cluster of
- * compressed data stays unused). */
+/* Move end to the next cluster boundary.  The tail of the cluster of
+ * compressed data it leaves becomes the hole that later compressed data
+ * fills.  Nothing reads what is there (compressed data says where it
+ * ends), so it is not written: what stays unused is a hole in the file
+ * too, and takes no space. */
 static int
 pad_to_cluster (struct qcow2_host *h)
 {
@@ -334,9 +353,57 @@ pad_to_cluster (struct qcow2_host *h)
 
   if (rem == 0)
     return 0;
-  if (out_append (h, NULL, h->cluster_size - rem) == -1)
+  h->hole = h->end;
+  h->hole_end = h->end + h->cluster_size - rem;
+  if (out_flush (h) == -1)
     return -1;
+  h->end = h->hole_end;
   pass_ranges (h);
+  return 0;
+}
+
+/* Write len bytes at offset, below end: into the write buffer, or the
+ * file for what is out of it already. */
+static int
+out_write_at (struct qcow2_host *h, const void *data, size_t len,
+              uint64_t offset)
+{
+  uint64_t buf_start = h->end - h->buf_len;
+  size_t before
+    = offset < buf_start ? (size_t) min_u64 (len, buf_start - offset) : 0;
+
+  if (before > 0 && qcow2_pwrite_all (h->fd, data, before, offset) == -1) {
+    h->failed = true;
+    return -1;
+  }
+  if (len > before)
+    memcpy (h->buf + (offset + before - buf_start),
+            (const unsigned char *) data + before, len - before);
+  return 0;
+}
+
+/* Put clen bytes of compressed data in the hole if they fit; *done says
+ * whether they went there. */
+static int
+fill_hole (struct qcow2_host *h, const void *data, size_t clen,
+           uint64_t *offset, bool *done)
+{
+  uint64_t cluster = h->hole >> h->cluster_bits;
+
+  *done = false;
+  if (h->hole + clen > h->hole_end)
+    return 0; /* smaller data may still fit */
+  if (cluster / h->range_clusters != h->cur_range
+      || h->cur_counts[cluster % h->range_clusters] == QCOW2_REFCOUNT_MAX) {
+    h->hole = h->hole_end; /* its refcount cannot change any more */
+    return 0;
+  }
+  if (out_write_at (h, data, clen, h->hole) == -1)
+    return -1;
+  count_clusters (h, cluster, 1);
+  *offset = h->hole;
+  h->hole += clen;
+  *done = true;
   return 0;
 }
 
@@ -382,6 +449,14 @@ qcow2_host_write_compressed (struct qcow2_host *h, const void *data,
   assert (clen >= 1 && clen <= h->cluster_size);
   if (check_usable (h) == -1)
     return -1;
+  if (h->hole < h->hole_end) {
+    bool done;
+
+    if (fill_hole (h, data, clen, offset, &done) == -1)
+      return -1;
+    if (done)
+      return 0;
+  }
   for (;;) {
     uint64_t index = (h->end >> h->cluster_bits) % h->range_clusters;
     bool aligned = (h->end & (h->cluster_size - 1)) == 0;

@@ -209,9 +209,17 @@ struct qcow2_host {
   uint16_t *pending_counts;
   uint64_t ones_first, ones_end; /* completed ranges of all ones waiting */
 
+  /* The free tail [hole, hole_end) of the last cluster of a run of
+   * compressed data that other clusters followed: later compressed data
+   * goes there when it fits, as QEMU does, instead of wasting it
+   * (hole == hole_end: none).  Only while that cluster's range is
+   * cur_range, whose refcounts can still change. */
+  uint64_t hole, hole_end;
+
   qcow2_offset_vector blocks; /* refcount block offset of each range */
   uint64_t written_back;      /* the file up to here is on disk */
   bool no_writeback;          /* the file does not support sync_file_range */
+  bool sparse; /* the file was empty: runs of zeros need not be written */
   bool failed;
 };
 

@@ -360,6 +360,8 @@ fill_info (const struct raw_header *h, struct qcow2_info *info)
   info->corrupt = (h->incompatible & QCOW2_INCOMPAT_CORRUPT) != 0;
   info->external_data_file = (h->incompatible & QCOW2_INCOMPAT_DATA_FILE) != 0;
   info->extended_l2 = (h->incompatible & QCOW2_INCOMPAT_EXTL2) != 0;
+  info->l1_table_offset = h->l1_offset;
+  info->l1_size = h->l1_size;
 }
 
 /* Everything but the magic, with the first got bytes of the file in b. */
@@ -407,6 +409,7 @@ probe_header (int fd, const unsigned char *b, size_t got, uint64_t size,
       || parse_backing (&h, c, cgot, info) == -1)
     return -1;
   fill_info (&h, info);
+  info->file_size = size;
   return 0;
 }
 

@@ -117,6 +117,9 @@ void qcow2_writer_get_stats (const struct qcow2_writer *w,
 
 uint32_t qcow2_writer_cluster_size (const struct qcow2_writer *w);
 
+/* The compression type its header records (opts->compression). */
+enum qcow2_compression qcow2_writer_compression (const struct qcow2_writer *w);
+
 /* Free the writer (it does not close fd).  An unfinished image is left
  * as it is: not valid qcow2, for the caller to remove.  NULL is a
  * no-op. */
@@ -146,6 +149,78 @@ ssize_t qcow2_compressor_compress (struct qcow2_compressor *c, const void *in,
 void qcow2_compressor_free (struct qcow2_compressor *c);
 
 /* -------------------------------------------------------------------- */
+/* Compressing on worker threads, writing in guest order                   */
+/* -------------------------------------------------------------------- */
+
+/* The pipeline sits in front of a writer.  One producer thread hands it
+ * guest data and zero ranges in increasing offset order (the writer's
+ * rule); worker threads compress whole clusters, each with its own
+ * qcow2_compressor; the producer's own calls write the results to the
+ * writer strictly in guest order.  A cluster that does not shrink is
+ * stored raw.
+ *
+ * Memory is bounded by the number of slots, fixed at creation whatever
+ * the disk's size: each slot holds one cluster and its compressed form
+ * (2 * slots * cluster size bytes).  When every slot is taken the
+ * producer waits for the oldest cluster and writes it.
+ *
+ * Errors (a worker's compression error, a write error) come back from
+ * the producer's next call, and the pipeline is broken from then on, as
+ * is the writer after a write error. */
+
+#define QCOW2_PIPELINE_MAX_THREADS 64u
+#define QCOW2_PIPELINE_MAX_SLOTS 1024u
+/* Default slots: four per worker, at least 16, but no more than this
+ * many bytes of clusters (and never fewer than 8 slots). */
+#define QCOW2_PIPELINE_DEFAULT_MEMORY (4u * 1024 * 1024)
+
+struct qcow2_pipeline_options {
+  /* false: no workers; data goes to the writer as it is (rate limited). */
+  bool compress;
+  int level;          /* compression level; 0: the library's default */
+  unsigned threads;   /* workers; 0: one per online CPU; at most
+                         QCOW2_PIPELINE_MAX_THREADS and the slots */
+  unsigned slots;     /* clusters in flight; 0: the default (see above);
+                         at most QCOW2_PIPELINE_MAX_SLOTS */
+  int64_t rate_limit; /* MiB (2^20 bytes) per second of image data written
+                         (compressed or raw); < 1: no limit */
+};
+
+struct qcow2_pipeline;
+
+/* A pipeline writing into w, which it borrows (w must outlive it, and
+ * while it lives only the pipeline writes guest data into w).  The
+ * clusters are compressed with w's compression type.  NULL with
+ * set_error when the options are invalid or threads cannot start. */
+struct qcow2_pipeline *
+qcow2_pipeline_new (struct qcow2_writer *w,
+                    const struct qcow2_pipeline_options *opts)
+  __attribute__ ((warn_unused_result));
+
+/* As qcow2_writer_write: len bytes of guest data at guest_offset, whole
+ * clusters except at the disk's end.  buf is copied: the caller may reuse
+ * it on return. */
+int qcow2_pipeline_write (struct qcow2_pipeline *p, uint64_t guest_offset,
+                          const void *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* As qcow2_writer_zero, written after everything submitted before. */
+int qcow2_pipeline_zero (struct qcow2_pipeline *p, uint64_t guest_offset,
+                         uint64_t len) __attribute__ ((warn_unused_result));
+
+/* Wait for every cluster in flight and write it.  Call it before
+ * qcow2_writer_finish. */
+int qcow2_pipeline_flush (struct qcow2_pipeline *p)
+  __attribute__ ((warn_unused_result));
+
+/* The workers it runs (0 without compression). */
+unsigned qcow2_pipeline_threads (const struct qcow2_pipeline *p);
+
+/* Stop the workers and free everything; clusters not flushed are lost.
+ * NULL is a no-op. */
+void qcow2_pipeline_free (struct qcow2_pipeline *p);
+
+/* -------------------------------------------------------------------- */
 /* Reading an image's header                                              */
 /* -------------------------------------------------------------------- */
 
@@ -169,6 +244,9 @@ struct qcow2_info {
   bool corrupt; /* incompatible bit 1: QEMU found the image corrupt */
   bool external_data_file; /* incompatible bit 2 */
   bool extended_l2;        /* incompatible bit 4 */
+  uint64_t l1_table_offset;
+  uint32_t l1_size; /* entries */
+  uint64_t file_size;
 };
 
 /* Read and validate the header of the qcow2 image in fd (borrowed; read
@@ -180,5 +258,53 @@ int qcow2_probe (int fd, struct qcow2_info *info)
   __attribute__ ((warn_unused_result));
 
 void qcow2_info_release (struct qcow2_info *info);
+
+/* -------------------------------------------------------------------- */
+/* Reading the clusters an image holds itself                             */
+/* -------------------------------------------------------------------- */
+
+/* What a run of guest clusters of one image is, not looking at its
+ * backing file. */
+enum qcow2_extent_kind {
+  QCOW2_EXTENT_UNALLOCATED, /* reads from the backing file, or as zeros */
+  QCOW2_EXTENT_ZERO,        /* reads as zeros, hiding the backing file */
+  QCOW2_EXTENT_DATA,        /* stored as it is, contiguous in the file */
+  QCOW2_EXTENT_COMPRESSED,  /* one cluster stored compressed */
+};
+
+struct qcow2_extent {
+  uint64_t offset; /* guest offset, a multiple of the cluster size */
+  uint64_t length; /* whole clusters, but at the end of the disk */
+  enum qcow2_extent_kind kind;
+  uint64_t host_offset; /* DATA: the file offset of offset's cluster */
+};
+
+struct qcow2_reader;
+
+/* Read the image in fd (borrowed, read with pread only): its header
+ * (qcow2_probe) and L1 table.  Images with encryption, an external data
+ * file or extended L2 entries are refused.  NULL with set_error. */
+struct qcow2_reader *qcow2_reader_new (int fd)
+  __attribute__ ((warn_unused_result));
+
+/* The header (borrowed). */
+const struct qcow2_info *qcow2_reader_info (const struct qcow2_reader *r);
+
+/* The longest run of clusters of one kind from guest offset (a multiple
+ * of the cluster size below the virtual size), at most max_len bytes
+ * (at least one cluster).  Table entries are checked: an entry that
+ * points outside the file or has reserved bits set is an error that
+ * names the guest offset, never a crash. */
+int qcow2_reader_map (struct qcow2_reader *r, uint64_t offset, uint64_t max_len,
+                      struct qcow2_extent *e)
+  __attribute__ ((warn_unused_result));
+
+/* Read len bytes of the DATA extent e, from guest offset e->offset + skip
+ * (inside e).  Bytes past the end of the file read as zeros. */
+int qcow2_reader_read (struct qcow2_reader *r, const struct qcow2_extent *e,
+                       uint64_t skip, void *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+void qcow2_reader_free (struct qcow2_reader *r);
 
 #endif

@@ -253,6 +253,12 @@ qcow2_writer_cluster_size (const struct qcow2_writer *w)
   return (uint32_t) w->cluster_size;
 }
 
+enum qcow2_compression
+qcow2_writer_compression (const struct qcow2_writer *w)
+{
+  return w->compression;
+}
+
 void
 qcow2_writer_get_stats (const struct qcow2_writer *w,
                         struct qcow2_writer_stats *stats)

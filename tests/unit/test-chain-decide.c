@@ -203,19 +203,25 @@ test_incremental_requested (void **state)
   chain_manifest_vector_release (&h.backups);
 }
 
-/* A deleted latest backup cannot be a parent (its bitmap is gone). */
+/* A deleted chain tip is kept (state removed) precisely so that it stays
+ * the parent: its bitmap is the one still recording in QEMU. */
 static void
 test_latest_removed (void **state)
 {
   struct history h = { empty_vector, 0 };
-  struct chain_manifest *m;
+  struct chain_manifest *tip, *m;
 
-  step (&h, 8, CHAIN_MODE_AUTO, F);
-  m = step (&h, 8, CHAIN_MODE_AUTO, I);
+  step (&h, 3, CHAIN_MODE_AUTO, F);
+  tip = step (&h, 3, CHAIN_MODE_AUTO, I);
+  tip->state = CHAIN_STATE_REMOVED;
+  m = step (&h, 3, CHAIN_MODE_AUTO, I);
+  assert_string_equal (m->parent, tip->id);
+  assert_int_equal (m->position, 3);
+  /* It still counts in the chain. */
   m->state = CHAIN_STATE_REMOVED;
-  m = step (&h, 8, CHAIN_MODE_AUTO, F);
-  assert_string_equal (m->reason,
-                       "the latest backup 20261123T203115Z was deleted");
+  m = step (&h, 3, CHAIN_MODE_AUTO, F);
+  assert_string_equal (m->reason, "chain 20261123T203015Z already holds 3 "
+                                  "backups (chain size 3)");
   chain_manifest_vector_release (&h.backups);
 }
 

@@ -49,7 +49,7 @@ struct reader {
 };
 
 static int
-write_all (int fd, const void *buf, size_t len, uint64_t offset)
+pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
 {
   const char *p = buf;
   ssize_t r;
@@ -80,7 +80,7 @@ zero_range (int fd, uint64_t offset, uint64_t length)
     return 0;
   while (length > 0) {
     n = length < sizeof zeroes ? length : sizeof zeroes;
-    if (write_all (fd, zeroes, n, offset) == -1)
+    if (pwrite_all (fd, zeroes, n, offset) == -1)
       return -1;
     offset += n;
     length -= n;
@@ -108,7 +108,7 @@ consume (void *opaque, struct nbd_chunk *chunk)
   if (r->out_fd >= 0) {
     switch (chunk->kind) {
     case NBD_RANGE_DATA:
-      if (write_all (r->out_fd, chunk->data, chunk->length, chunk->offset)
+      if (pwrite_all (r->out_fd, chunk->data, chunk->length, chunk->offset)
           == -1)
         return -1;
       break;
