@@ -19,9 +19,13 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "libvirt.h"
+#include "qmp/agent.h"
 #include "progress.h"
 
 #define MAX_DISKS 64
+
+/* How long the guest agent may take to freeze or thaw. */
+#define QGA_FREEZE_TIMEOUT_MS 60000
 
 static volatile sig_atomic_t cancelled;
 
@@ -57,6 +61,8 @@ backup_usage (FILE *fp)
     "       knib backup --image vda=PATH [--image vdb=PATH...] --vm NAME\n"
     "                   --repo DIR [OPTIONS]\n"
     "       knib backup --domain NAME --repo DIR [--quiesce[=try]] [OPTIONS]\n"
+    "       knib backup --qmp SOCKET --qga SOCKET --quiesce[=try] --vm NAME\n"
+    "                   --repo DIR [OPTIONS]\n"
     "\n"
     "Back up the disks of a running VM into the repository, all at one\n"
     "point in time: an incremental of the VM's last backup when its dirty\n"
@@ -79,6 +85,12 @@ backup_usage (FILE *fp)
     "  --quiesce[=try]    freeze the guest's filesystems for the point in\n"
     "                     time (libvirt's domfsfreeze, through the guest\n"
     "                     agent); =try: go on without, with a warning\n"
+    "  --qga SOCKET       with --qmp: freeze through the guest agent's\n"
+    "                     unix socket itself (QEMU's chardev of the\n"
+    "                     org.qemu.guest_agent.0 virtserialport)\n"
+    "  --qga-timeout SECONDS\n"
+    "                     how long the guest agent may take to answer\n"
+    "                     at all (default 10)\n"
     "  --vm NAME          the VM's name in the repository (default: the\n"
     "                     domain's name)\n"
     "  --repo DIR         the repository (made when missing)\n"
@@ -233,6 +245,8 @@ struct common_opts {
   struct cli_compression comp;
   const char *domain;  /* --domain */
   const char *quiesce; /* --quiesce: "on" or "try" */
+  const char *qga;     /* --qga: the guest agent's socket */
+  int qga_timeout_ms;  /* --qga-timeout */
 };
 
 enum {
@@ -257,6 +271,8 @@ enum {
   OPT_RATE_LIMIT,
   OPT_DOMAIN,
   OPT_QUIESCE,
+  OPT_QGA,
+  OPT_QGA_TIMEOUT,
 };
 
 /* "NAME=VALUE" copied into *copy as "NAME\0VALUE"; *value points in. */
@@ -332,6 +348,8 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
     { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
     { "domain", required_argument, NULL, OPT_DOMAIN },
     { "quiesce", optional_argument, NULL, OPT_QUIESCE },
+    { "qga", required_argument, NULL, OPT_QGA },
+    { "qga-timeout", required_argument, NULL, OPT_QGA_TIMEOUT },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -343,6 +361,7 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
   co->eo.chain_size = cli->cfg.chain_size;
   co->eo.timeout_ms
     = cli->cfg.timeout > INT32_MAX / 1000 ? -1 : (int) cli->cfg.timeout * 1000;
+  co->qga_timeout_ms = QGA_SYNC_TIMEOUT_MS;
   cli_compression_init (cli, &co->comp, false);
   while ((c = getopt_long (argc, argv, "qh", opts, NULL)) != -1) {
     switch (c) {
@@ -446,6 +465,17 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
       else
         co->quiesce = optarg ? optarg : "on";
       break;
+    case OPT_QGA:
+    case OPT_QGA_TIMEOUT:
+      if (strcmp (cmd, "backup") != 0)
+        return cli_usage_error (cmd, "unknown option");
+      if (c == OPT_QGA)
+        co->qga = optarg;
+      else if (parse_int64 ("--qga-timeout", optarg, 1, 3600, &v) == -1)
+        return cli_usage_error (cmd, "%s", get_error ());
+      else
+        co->qga_timeout_ms = (int) v * 1000;
+      break;
     case 'q':
       co->quiet = true;
       break;
@@ -461,6 +491,20 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
   if (co->domain != NULL && (co->eo.qmp_socket != NULL || co->nimages > 0))
     return cli_usage_error (cmd, "--domain finds the QMP socket or the "
                                  "images itself: leave out --qmp and --image");
+  if (co->quiesce != NULL && strcmp (co->quiesce, "on") != 0
+      && strcmp (co->quiesce, "try") != 0)
+    return cli_usage_error (cmd,
+                            "--quiesce=%s: expected --quiesce or "
+                            "--quiesce=try",
+                            co->quiesce);
+  if (co->qga != NULL && co->domain != NULL)
+    return cli_usage_error (cmd, "--domain freezes through libvirt's guest "
+                                 "agent channel: leave out --qga");
+  if (co->qga != NULL && co->eo.qmp_socket == NULL)
+    return cli_usage_error (cmd, "--qga is for a running VM: give --qmp");
+  if (co->qga != NULL && co->quiesce == NULL)
+    return cli_usage_error (cmd, "--qga is for --quiesce: give --quiesce or "
+                                 "--quiesce=try");
   if (co->domain != NULL && co->eo.vm == NULL)
     co->eo.vm = co->domain;
   if (co->eo.vm == NULL || co->repo == NULL)
@@ -496,6 +540,84 @@ free_opts (struct common_opts *co)
     free (co->format_args[i]);
 }
 
+/* --quiesce --qga: freeze through the guest agent's socket itself. */
+struct qga_quiesce {
+  const char *socket;
+  int sync_timeout_ms;
+  bool quiesce_try;
+  struct qga_client *agent; /* kept from freeze to thaw */
+  bool frozen;              /* thaw is due */
+};
+
+static int qga_thaw (void *opaque);
+
+static int
+qga_freeze (void *opaque)
+{
+  struct qga_quiesce *q = opaque;
+  json_t *ret = NULL;
+
+  q->agent
+    = qga_client_connect (q->socket, q->sync_timeout_ms, QGA_FREEZE_TIMEOUT_MS);
+  if (q->agent != NULL) {
+    if (qga_client_execute (q->agent, "guest-fsfreeze-freeze", NULL, &ret)
+        == 0) {
+      json_decref (ret);
+      q->frozen = true;
+      return 0;
+    }
+    /* An error reply: the agent thawed what it had frozen.  No reply:
+     * it may have frozen them, so thaw anyway, on a new connection. */
+    if (get_errno () != EREMOTEIO)
+      q->frozen = true;
+    error_prepend ("the guest agent did not freeze the filesystems");
+  }
+  error_prepend ("quiesce");
+  if (!q->quiesce_try) {
+    CLEANUP_FREE char *err = strdup (get_error ());
+    int errnum = get_errno ();
+
+    /* The engine thaws only after a freeze that worked. */
+    if (q->frozen && qga_thaw (q) == -1)
+      fprintf (stderr, "knib: warning: %s\n", get_error ());
+    set_error (0, "%s (--quiesce=try goes on without)",
+               err ? err : "quiesce failed");
+    error_set_errno (errnum);
+    return -1;
+  }
+  fprintf (stderr, "knib: warning: %s: the backup is not quiesced\n",
+           get_error ());
+  error_clear ();
+  return 0;
+}
+
+static int
+qga_thaw (void *opaque)
+{
+  struct qga_quiesce *q = opaque;
+
+  if (!q->frozen)
+    return 0;
+  q->frozen = false;
+  if (q->agent == NULL
+      || qga_client_execute (q->agent, "guest-fsfreeze-thaw", NULL, NULL)
+           == -1) {
+    /* Once more on a new connection: the old one may be unusable. */
+    qga_client_free (q->agent);
+    q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
+                                   QGA_FREEZE_TIMEOUT_MS);
+    if (q->agent == NULL
+        || qga_client_execute (q->agent, "guest-fsfreeze-thaw", NULL, NULL)
+             == -1) {
+      error_prepend ("the guest's filesystems may still be frozen: run "
+                     "guest-fsfreeze-thaw on the guest agent socket %s",
+                     q->socket);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int
 cmd_backup (struct cli *cli, int argc, char **argv)
 {
@@ -504,6 +626,7 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   struct chain_repo *repo = NULL;
   struct progress *bar = NULL;
   struct libvirt_backup lb = { .domain = NULL };
+  struct qga_quiesce qq = { .socket = NULL };
   int status;
 
   status = parse_opts (cli, "backup", argc, argv, &co, backup_usage);
@@ -524,9 +647,18 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   }
   /* A libvirt domain: its socket or images; an offline backup tells
    * libvirt's hook which images it holds. */
-  if (libvirt_backup_begin (&lb, co.domain, co.quiesce, &co.eo) == -1) {
+  if (libvirt_backup_begin (&lb, co.domain, co.qga ? NULL : co.quiesce, &co.eo)
+      == -1) {
     cli_error ("backup of vm '%s'", co.eo.vm);
     goto out;
+  }
+  if (co.qga != NULL) {
+    qq.socket = co.qga;
+    qq.sync_timeout_ms = co.qga_timeout_ms;
+    qq.quiesce_try = strcmp (co.quiesce, "try") == 0;
+    co.eo.freeze = qga_freeze;
+    co.eo.thaw = qga_thaw;
+    co.eo.quiesce_opaque = &qq;
   }
   catch_signals ();
   bar = progress_new (!co.json && !co.quiet);
@@ -559,6 +691,7 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   status = fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
 out:
   progress_free (bar);
+  qga_client_free (qq.agent);
   libvirt_backup_end (&lb);
   chain_repo_free (repo);
   free_opts (&co);

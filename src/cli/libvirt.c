@@ -513,8 +513,9 @@ libvirt_backup_begin (struct libvirt_backup *lb, const char *domain,
       return -1;
     }
     if (domain == NULL) {
-      set_error (EINVAL, "--quiesce: knib freezes a guest through libvirt's "
-                         "guest agent channel: give --domain");
+      set_error (EINVAL, "--quiesce: knib freezes a guest through its guest "
+                         "agent: give --qga SOCKET (the agent's socket) or "
+                         "--domain NAME (libvirt's channel)");
       return -1;
     }
   }

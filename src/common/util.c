@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -102,6 +104,31 @@ parse_double (const char *what, const char *s, double min, double max,
   }
   *out = v;
   return 0;
+}
+
+int
+unix_connect (const char *what, const char *path)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd;
+
+  if (strlen (path) >= sizeof addr.sun_path) {
+    set_error (ENAMETOOLONG, "%s: socket path '%s' is longer than %zu bytes",
+               what, path, sizeof addr.sun_path - 1);
+    return -1;
+  }
+  strcpy (addr.sun_path, path);
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd == -1) {
+    set_error (errno, "%s: socket", what);
+    return -1;
+  }
+  if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
+    set_error (errno, "%s: cannot connect to '%s'", what, path);
+    close (fd);
+    return -1;
+  }
+  return fd;
 }
 
 int

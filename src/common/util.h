@@ -21,6 +21,12 @@ int parse_int64 (const char *what, const char *s, int64_t min, int64_t max,
 int parse_double (const char *what, const char *s, double min, double max,
                   double *out) __attribute__ ((warn_unused_result));
 
+/* Connect a stream socket to the unix socket at path.  Returns the fd
+ * (close-on-exec), or -1 with set_error "WHAT: cannot connect to 'PATH':
+ * ...". */
+int unix_connect (const char *what, const char *path)
+  __attribute__ ((warn_unused_result));
+
 /* Write all len bytes of buf to fd, retrying short writes and EINTR.
  * Returns 0, or -1 with errno set (no set_error: callers name the file). */
 int write_all (int fd, const void *buf, size_t len)

@@ -455,26 +455,9 @@ qmp_client_new_fd (int fd, int timeout_ms)
 struct qmp_client *
 qmp_client_connect (const char *path, int timeout_ms)
 {
-  struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  int fd;
+  int fd = unix_connect ("qmp", path);
 
-  if (strlen (path) >= sizeof addr.sun_path) {
-    set_error (ENAMETOOLONG, "qmp: socket path '%s' is longer than %zu bytes",
-               path, sizeof addr.sun_path - 1);
-    return NULL;
-  }
-  strcpy (addr.sun_path, path);
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd == -1) {
-    set_error (errno, "qmp: socket");
-    return NULL;
-  }
-  if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
-    set_error (errno, "qmp: cannot connect to '%s'", path);
-    close (fd);
-    return NULL;
-  }
-  return client_open (fd, timeout_ms, path);
+  return fd == -1 ? NULL : client_open (fd, timeout_ms, path);
 }
 
 void

@@ -1,0 +1,260 @@
+/* test-qmp-agent.c: the guest agent client against a fake agent. */
+#include <config.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "qmp/agent.h"
+
+#define assert_contains(haystack, needle)                                      \
+  do {                                                                         \
+    const char *_h = (haystack), *_n = (needle);                               \
+    if (_h == NULL || strstr (_h, _n) == NULL)                                 \
+      fail_msg ("\"%s\" does not contain \"%s\"", _h ? _h : "(null)", _n);     \
+  } while (0)
+
+/* The fake agent's behaviour. */
+enum script {
+  AGENT_SILENT,     /* reads, never answers */
+  AGENT_FREEZE_OK,  /* stale bytes, the delimiter, sync, freeze: 2 */
+  AGENT_FREEZE_ERR, /* sync, then an error reply to the freeze */
+  AGENT_STALE_SYNC, /* a stale sync reply after the delimiter first */
+  AGENT_CLOSES,     /* hangs up after the request */
+};
+
+struct agent {
+  int fd;
+  enum script script;
+  pthread_t thread;
+  char line0[512]; /* the first request, sentinel included */
+  char line1[512]; /* the command after the sync */
+};
+
+/* One line (up to "\n") from the client; 0 when it hung up. */
+static int
+agent_read_line (int fd, char *buf, size_t cap)
+{
+  size_t n = 0;
+
+  while (n + 1 < cap) {
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    char ch;
+
+    if (poll (&pfd, 1, 5000) != 1 || read (fd, &ch, 1) != 1)
+      break;
+    if (ch == '\n') {
+      buf[n] = '\0';
+      return 1;
+    }
+    buf[n++] = ch;
+  }
+  buf[n] = '\0';
+  return 0;
+}
+
+static void
+agent_send (int fd, const char *text, size_t len)
+{
+  if (send (fd, text, len, MSG_NOSIGNAL) != (ssize_t) len)
+    fprintf (stderr, "fake agent: send failed\n");
+}
+
+static void
+agent_sends (int fd, const char *text)
+{
+  agent_send (fd, text, strlen (text));
+}
+
+static void *
+agent_run (void *opaque)
+{
+  struct agent *a = opaque;
+  char buf[512];
+  const char *p;
+  long id;
+
+  if (!agent_read_line (a->fd, a->line0, sizeof a->line0))
+    return NULL;
+  if (a->script == AGENT_SILENT) {
+    while (agent_read_line (a->fd, buf, sizeof buf))
+      ;
+    return NULL;
+  }
+  if (a->script == AGENT_CLOSES) {
+    shutdown (a->fd, SHUT_RDWR);
+    return NULL;
+  }
+  p = strstr (a->line0, "\"id\":");
+  id = p ? strtol (p + 5, NULL, 10) : -1;
+  /* A previous client's reply, half a line, then the delimiter. */
+  agent_sends (a->fd, "{\"return\": {}}\n{\"return\": 12");
+  if (a->script == AGENT_STALE_SYNC) {
+    agent_send (a->fd, "\xff", 1);
+    agent_sends (a->fd, "{\"return\": 7}\n");
+  }
+  else
+    agent_send (a->fd, "garbage\x01\xfe\xff", 10);
+  snprintf (buf, sizeof buf, "{\"return\": %ld}\n", id);
+  agent_sends (a->fd, buf);
+  if (!agent_read_line (a->fd, a->line1, sizeof a->line1))
+    return NULL;
+  if (a->script == AGENT_FREEZE_ERR)
+    agent_sends (a->fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                        "\"failed to freeze /: Device or resource busy\"}}\n");
+  else
+    agent_sends (a->fd, "{\"return\": 2}\n");
+  while (agent_read_line (a->fd, buf, sizeof buf))
+    ;
+  return NULL;
+}
+
+/* A client on one end of a socketpair, the fake agent on the other. */
+static struct qga_client *
+start (struct agent *a, enum script script, int sync_timeout_ms)
+{
+  int sv[2];
+
+  assert_int_equal (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  memset (a, 0, sizeof *a);
+  a->fd = sv[1];
+  a->script = script;
+  assert_int_equal (pthread_create (&a->thread, NULL, agent_run, a), 0);
+  return qga_client_new_fd (sv[0], "qga.sock", sync_timeout_ms, 2000);
+}
+
+static void
+finish (struct agent *a, struct qga_client *c)
+{
+  qga_client_free (c);
+  pthread_join (a->thread, NULL);
+  close (a->fd);
+}
+
+static void
+sync_skips_stale_bytes_then_freezes (void **state)
+{
+  struct agent a;
+  struct qga_client *c = start (&a, AGENT_FREEZE_OK, 2000);
+  json_t *ret = NULL;
+
+  (void) state;
+  if (c == NULL)
+    fail_msg ("sync failed: %s", get_error ());
+  assert_int_equal ((unsigned char) a.line0[0], 0xff);
+  assert_contains (a.line0 + 1, "\"execute\":\"guest-sync-delimited\"");
+  assert_contains (a.line0 + 1, "\"arguments\":{\"id\":");
+  assert_int_equal (qga_client_execute (c, "guest-fsfreeze-freeze", NULL, &ret),
+                    0);
+  assert_true (json_is_integer (ret));
+  assert_int_equal (json_integer_value (ret), 2);
+  json_decref (ret);
+  finish (&a, c);
+  assert_string_equal (a.line1, "{\"execute\":\"guest-fsfreeze-freeze\"}");
+}
+
+static void
+sync_skips_a_stale_reply_after_the_delimiter (void **state)
+{
+  struct agent a;
+  struct qga_client *c = start (&a, AGENT_STALE_SYNC, 2000);
+
+  (void) state;
+  if (c == NULL)
+    fail_msg ("sync failed: %s", get_error ());
+  assert_int_equal (qga_client_execute (c, "guest-fsfreeze-thaw", NULL, NULL),
+                    0);
+  finish (&a, c);
+  assert_string_equal (a.line1, "{\"execute\":\"guest-fsfreeze-thaw\"}");
+}
+
+static void
+error_reply_is_eremoteio (void **state)
+{
+  struct agent a;
+  struct qga_client *c = start (&a, AGENT_FREEZE_ERR, 2000);
+  json_t *ret = (json_t *) &a;
+
+  (void) state;
+  if (c == NULL)
+    fail_msg ("sync failed: %s", get_error ());
+  assert_int_equal (qga_client_execute (c, "guest-fsfreeze-freeze", NULL, &ret),
+                    -1);
+  assert_null (ret);
+  assert_int_equal (get_errno (), EREMOTEIO);
+  assert_contains (get_error (), "guest agent 'guest-fsfreeze-freeze': "
+                                 "failed to freeze /: Device or resource busy");
+  finish (&a, c);
+}
+
+static void
+silence_times_out_with_a_clear_error (void **state)
+{
+  struct agent a;
+  int64_t t0 = monotonic_ms ();
+  struct qga_client *c = start (&a, AGENT_SILENT, 300);
+  int64_t took = monotonic_ms () - t0;
+
+  (void) state;
+  assert_null (c);
+  assert_int_equal (get_errno (), ETIMEDOUT);
+  assert_string_equal (get_error (),
+                       "no guest agent answered on qga.sock within 0.3 s (is "
+                       "qemu-guest-agent running in the guest?)");
+  assert_true (took >= 250 && took < 3000);
+  pthread_join (a.thread, NULL);
+  close (a.fd);
+}
+
+static void
+hang_up_is_an_error (void **state)
+{
+  struct agent a;
+  struct qga_client *c = start (&a, AGENT_CLOSES, 2000);
+
+  (void) state;
+  assert_null (c);
+  assert_int_equal (get_errno (), ECONNRESET);
+  assert_contains (get_error (), "guest-sync-delimited");
+  pthread_join (a.thread, NULL);
+  close (a.fd);
+}
+
+static void
+connect_to_a_missing_socket_fails (void **state)
+{
+  (void) state;
+  assert_null (qga_client_connect ("/nonexistent/qga.sock", 100, 100));
+  assert_int_equal (get_errno (), ENOENT);
+  assert_contains (get_error (), "cannot connect to '/nonexistent/qga.sock'");
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (sync_skips_stale_bytes_then_freezes),
+    cmocka_unit_test (sync_skips_a_stale_reply_after_the_delimiter),
+    cmocka_unit_test (error_reply_is_eremoteio),
+    cmocka_unit_test (silence_times_out_with_a_clear_error),
+    cmocka_unit_test (hang_up_is_an_error),
+    cmocka_unit_test (connect_to_a_missing_socket_fails),
+  };
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
