@@ -175,6 +175,13 @@ set -- "$REPO/vms/vm/$id3"/.compressing-vda.qcow2.*
 [ "$(manifest_field "$id3" compression)" = none ] || fail "kill -9 changed the manifest"
 verify_ok "after kill -9 mid-compression"
 restore_equals "$id3" oracle3.qcow2
+# knib recover (as every backup does first) removes the dead copy.
+knib_run rec.out rec.err recover --repo "$REPO" --vm vm
+[ "$rc" -eq 0 ] || fail "knib recover after kill -9 mid-compression: $(cat rec.err)"
+grep -q "removed the partial compressed copy" rec.out \
+  || fail "knib recover did not report the partial copy: $(cat rec.out rec.err)"
+set -- "$REPO/vms/vm/$id3"/.compressing-vda.qcow2.*
+[ ! -e "$1" ] || fail "knib recover left the partial copy: $(ls -a "$REPO/vms/vm/$id3")"
 
 # 7. kill -9 while the images are swapped (after the journal): the next
 #    run (here a finalize) finishes the swap.

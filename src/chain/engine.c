@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chain/compress.h"
 #include "chain/engine.h"
 #include "chain/internal.h"
 #include "chain/live.h"
@@ -146,8 +147,12 @@ static int
 recover_files (struct chain_lock *lock, const struct engine_options *o,
                chain_string_vector *done)
 {
+  /* A killed "knib compress" too: its partial copies go, a finalize it
+   * journalled is rolled forward (copies still being written are locked
+   * by their writer and left alone). */
   if (chain_repo_recover_vm (lock, done) == -1
-      || recover_scratch (o, done) == -1)
+      || recover_scratch (o, done) == -1
+      || chain_compress_recover (lock, done) == -1)
     return -1;
   return 0;
 }

@@ -698,22 +698,6 @@ out:
   return status;
 }
 
-/* What a killed "knib compress" left in the VM's backups. */
-static int
-recover_compression (struct chain_repo *repo, const char *vm,
-                     chain_string_vector *done)
-{
-  struct chain_lock *lock
-    = chain_lock_new (repo, vm, CHAIN_LOCK_EXCLUSIVE, "recover", 0);
-  int r;
-
-  if (lock == NULL)
-    return -1;
-  r = chain_compress_recover (lock, done);
-  chain_lock_free (lock);
-  return r;
-}
-
 int
 cmd_recover (struct cli *cli, int argc, char **argv)
 {
@@ -732,8 +716,7 @@ cmd_recover (struct cli *cli, int argc, char **argv)
     cli_error ("%s", "");
     goto out;
   }
-  if (engine_recover (repo, &co.eo, &done) == -1
-      || recover_compression (repo, co.eo.vm, &done) == -1) {
+  if (engine_recover (repo, &co.eo, &done) == -1) {
     print_notes (&done);
     cli_error ("%s", "");
     goto out;
