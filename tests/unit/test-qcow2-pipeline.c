@@ -28,6 +28,8 @@
 #include "qcow2/internal.h"
 #include "qcow2/qcow2.h"
 
+#include "qcow2-fixture.h"
+
 #define KiB (UINT64_C (1) << 10)
 #define MiB (UINT64_C (1) << 20)
 
@@ -43,9 +45,6 @@
     if (_h == NULL || strstr (_h, _n) == NULL)                                 \
       fail_msg ("\"%s\" does not contain \"%s\"", _h ? _h : "(null)", _n);     \
   } while (0)
-
-static char tmpdir[256];
-static bool have_qemu_img;
 
 /* ---- fault injection and allocation counting (ld --wrap) ---- */
 
@@ -89,139 +88,7 @@ __wrap_malloc (size_t n)
 
 /* ---- running programs ---- */
 
-/* Run argv (no shell); stdout and stderr go to *output (may be NULL).
- * Returns the exit status, or -1 when it did not exit. */
-static int
-run (const char *const argv[], char **output)
-{
-  int p[2], status;
-  pid_t pid;
-  char *out = NULL;
-  size_t len = 0, cap = 0;
-  ssize_t n;
-
-  if (pipe2 (p, O_CLOEXEC) == -1)
-    fail_msg ("pipe: %m");
-  pid = fork ();
-  if (pid == -1)
-    fail_msg ("fork: %m");
-  if (pid == 0) {
-    dup2 (p[1], 1);
-    dup2 (p[1], 2);
-    execvp (argv[0], (char *const *) argv);
-    _exit (127);
-  }
-  close (p[1]);
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      out = realloc (out, cap);
-      assert_non_null (out);
-    }
-    n = read (p[0], out + len, cap - len - 1);
-    if (n == -1 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    len += (size_t) n;
-  }
-  out[len] = '\0';
-  close (p[0]);
-  while (waitpid (pid, &status, 0) == -1)
-    assert_int_equal (errno, EINTR);
-  if (output != NULL)
-    *output = out;
-  else
-    free (out);
-  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
-}
-
-static void
-run_ok (const char *const argv[])
-{
-  char *out;
-  int status = run (argv, &out);
-
-  if (status != 0)
-    fail_msg ("%s %s: exit %d:\n%s", argv[0], argv[1], status, out);
-  free (out);
-}
-
-static void
-need_qemu_img (void)
-{
-  if (!have_qemu_img) {
-    print_message ("qemu-img is not installed (apt-get install qemu-utils)\n");
-    skip ();
-  }
-}
-
-static void
-check_clean (const char *path)
-{
-  const char *argv[] = { "qemu-img", "check", "-f", "qcow2", path, NULL };
-
-  run_ok (argv);
-}
-
-static void
-compare_with (const char *image, const char *raw)
-{
-  const char *argv[]
-    = { "qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, raw, NULL };
-
-  run_ok (argv);
-}
-
 /* ---- data ---- */
-
-static void
-tmp_path (char *buf, size_t size, const char *name)
-{
-  snprintf (buf, size, "%s/%s", tmpdir, name);
-}
-
-static uint64_t
-xorshift (uint64_t *s)
-{
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
-static void
-fill_random (unsigned char *buf, size_t len, uint64_t seed)
-{
-  uint64_t s = seed * UINT64_C (0x9e3779b97f4a7c15) + 1;
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    buf[i] = (unsigned char) (xorshift (&s) >> 24);
-}
-
-static void
-fill_text (unsigned char *buf, size_t len, uint64_t seed)
-{
-  size_t pos = 0;
-  int line = 0;
-
-  while (pos < len) {
-    char tmp[80];
-    int n = snprintf (tmp, sizeof tmp, "seed %llu line %d of some text\n",
-                      (unsigned long long) seed, line++);
-    size_t k = (size_t) n < len - pos ? (size_t) n : len - pos;
-
-    memcpy (buf + pos, tmp, k);
-    pos += k;
-  }
-}
-
-static void
-pwrite_full (int fd, const void *buf, size_t len, uint64_t off)
-{
-  assert_int_equal (qcow2_pwrite_all (fd, buf, len, off), 0);
-}
 
 static double
 now_s (void)
