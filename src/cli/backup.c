@@ -520,10 +520,8 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
   co->eo.compression_level = co->comp.level;
   co->eo.compression_threads = co->comp.threads;
   co->eo.rate_limit = co->comp.rate_limit;
-  if (name_check ("vm", co->eo.vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", co->eo.vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 

@@ -88,10 +88,8 @@ chain_parse (struct cli *cli, int argc, char **argv, const char **repo,
                             argv[optind + 1]);
   if (*repo == NULL || eo->vm == NULL)
     return cli_usage_error ("chain", "--repo and --vm are required");
-  if (name_check ("vm", eo->vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", eo->vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 

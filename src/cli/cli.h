@@ -34,6 +34,10 @@ void cli_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 int cli_usage_error (const char *cmd, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
 
+/* For option parsers: true when name is NULL or a valid WHAT name;
+ * otherwise print why ("knib: invalid vm name ...") and return false. */
+bool cli_name_ok (const char *what, const char *name);
+
 /* The exit status for a QEMU error class (NULL: not a QEMU error). */
 int cli_exit_for_qemu_class (const char *cls);
 

@@ -173,10 +173,8 @@ delete_parse (int argc, char **argv, struct delete_opts *o)
     return cli_usage_error ("delete", "--repo is required");
   if (o->n == 0)
     return cli_usage_error ("delete", "name the backups to delete");
-  if (o->vm != NULL && name_check ("vm", o->vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", o->vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 
@@ -383,10 +381,8 @@ prune_parse (int argc, char **argv, struct prune_opts *o)
   if (o->policy.keep_last + o->policy.keep_daily + o->policy.keep_weekly == 0)
     return cli_usage_error ("prune", "this would delete every backup: keep "
                                      "some, or use 'knib delete'");
-  if (name_check ("vm", o->vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", o->vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 

@@ -82,10 +82,8 @@ info_parse (int argc, char **argv, struct info_opts *o)
     return cli_usage_error ("info", "unexpected argument '%s'", argv[optind]);
   if (o->repo == NULL)
     return cli_usage_error ("info", "--repo is required");
-  if (o->vm != NULL && name_check ("vm", o->vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", o->vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 

@@ -112,10 +112,8 @@ list_parse (int argc, char **argv, struct list_opts *o)
     return cli_usage_error ("list", "unexpected argument '%s'", argv[optind]);
   if (o->repo == NULL)
     return cli_usage_error ("list", "--repo is required");
-  if (o->vm != NULL && name_check ("vm", o->vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", o->vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "common/debug.h"
 #include "common/error.h"
+#include "common/util.h"
 
 static const struct command {
   const char *name;
@@ -60,6 +61,15 @@ cli_usage_error (const char *cmd, const char *fmt, ...)
   fprintf (stderr, "\nTry 'knib %s%s--help' for more information.\n",
            cmd ? cmd : "", cmd ? " " : "");
   return EXIT_USAGE;
+}
+
+bool
+cli_name_ok (const char *what, const char *name)
+{
+  if (name == NULL || name_check (what, name) == 0)
+    return true;
+  cli_error ("%s", "");
+  return false;
 }
 
 int

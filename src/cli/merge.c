@@ -69,10 +69,8 @@ merge_parse (int argc, char **argv, const char **repo, const char **vm,
   *id = argv[optind];
   if (*repo == NULL)
     return cli_usage_error ("merge", "--repo is required");
-  if (*vm != NULL && name_check ("vm", *vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", *vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 

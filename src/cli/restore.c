@@ -115,11 +115,8 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
                             argv[optind]);
   if (o->repo == NULL || o->ro.to == NULL)
     return cli_usage_error ("restore", "--repo and --to are required");
-  if ((o->ro.vm != NULL && name_check ("vm", o->ro.vm) == -1)
-      || (o->ro.disk != NULL && name_check ("disk", o->ro.disk) == -1)) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", o->ro.vm) || !cli_name_ok ("disk", o->ro.disk))
     return EXIT_USAGE;
-  }
   return -1;
 }
 

@@ -106,10 +106,8 @@ verify_parse (int argc, char **argv, struct verify_opts *o)
     return cli_usage_error ("verify", "--repo is required");
   if (o->vm == NULL && o->id == NULL)
     return cli_usage_error ("verify", "give a BACKUP or a VM");
-  if (o->vm != NULL && name_check ("vm", o->vm) == -1) {
-    cli_error ("%s", "");
+  if (!cli_name_ok ("vm", o->vm))
     return EXIT_USAGE;
-  }
   return -1;
 }
 
