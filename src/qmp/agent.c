@@ -125,29 +125,13 @@ static int
 agent_write (struct qga_client *c, const char *text, size_t len,
              int64_t deadline)
 {
-  struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
-  size_t done = 0;
+  int r = qmp_send_all (c->fd, text, len, deadline);
 
-  while (done < len) {
-    ssize_t n;
-    int r = poll (&pfd, 1, deadline_remaining_ms (deadline));
-
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r <= 0) {
-      set_error (r == 0 ? ETIMEDOUT : errno, r == 0 ? "timed out" : "poll");
-      return -1;
-    }
-    n = send (c->fd, text + done, len - done, MSG_NOSIGNAL);
-    if (n == -1 && (errno == EINTR || errno == EAGAIN))
-      continue;
-    if (n == -1) {
-      set_error (errno, "write to the guest agent socket '%s'", c->name);
-      return -1;
-    }
-    done += n;
-  }
-  return 0;
+  if (r == QMP_SEND_WAIT_FAILED)
+    set_error (errno, errno == ETIMEDOUT ? "timed out" : "poll");
+  else if (r == QMP_SEND_FAILED)
+    set_error (errno, "write to the guest agent socket '%s'", c->name);
+  return r == 0 ? 0 : -1;
 }
 
 /* Send a request (one JSON line, prefixed by 0xFF when sentinel). */

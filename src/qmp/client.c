@@ -131,36 +131,19 @@ static int
 client_write (struct qmp_client *c, const char *text, size_t len,
               int64_t deadline)
 {
-  struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
-  size_t done = 0;
+  int r;
 
   debug (DEBUG_QMP, "-> %.*s", (int) (len ? len - 1 : 0), text);
-  while (done < len) {
-    ssize_t n;
-    int r = poll (&pfd, 1, deadline_remaining_ms (deadline));
-
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r <= 0) {
-      if (r == 0)
-        set_error (ETIMEDOUT, "QEMU did not take the command within %.1f s",
-                   c->timeout_ms / 1000.0);
-      else
-        set_error (errno, "poll");
-      client_break (c);
-      return -1;
-    }
-    n = send (c->fd, text + done, len - done, MSG_NOSIGNAL);
-    if (n == -1 && (errno == EINTR || errno == EAGAIN))
-      continue;
-    if (n == -1) {
-      set_error (errno, "write to QEMU");
-      client_break (c);
-      return -1;
-    }
-    done += n;
-  }
-  return 0;
+  r = qmp_send_all (c->fd, text, len, deadline);
+  if (r == 0)
+    return 0;
+  if (r == QMP_SEND_WAIT_FAILED && errno == ETIMEDOUT)
+    set_error (ETIMEDOUT, "QEMU did not take the command within %.1f s",
+               c->timeout_ms / 1000.0);
+  else
+    set_error (errno, r == QMP_SEND_WAIT_FAILED ? "poll" : "write to QEMU");
+  client_break (c);
+  return -1;
 }
 
 static int

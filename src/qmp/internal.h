@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -58,6 +59,17 @@ int qmp_message_classify (const json_t *msg, enum qmp_message_kind *kind)
  * invalid JSON or a value that is not an object, ENOMEM when jansson ran
  * out of memory. */
 json_t *qmp_message_parse (const char *line, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* Send all of text to fd (never SIGPIPE), waiting for room until
+ * deadline.  Returns 0; QMP_SEND_WAIT_FAILED with errno (ETIMEDOUT when
+ * the deadline passed) when waiting failed; QMP_SEND_FAILED with errno
+ * when send failed.  No set_error: each client words its own. */
+enum {
+  QMP_SEND_WAIT_FAILED = -2,
+  QMP_SEND_FAILED = -1,
+};
+int qmp_send_all (int fd, const char *text, size_t len, int64_t deadline)
   __attribute__ ((warn_unused_result));
 
 #endif
