@@ -24,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chain/engine.h" /* ENGINE_DEFAULT_SCRATCH */
 #include "common/cleanup.h"
 #include "common/conf.h"
 #include "common/error.h"
@@ -297,7 +296,7 @@ clean_scratch (const char *name)
   DIR *d;
 
   if (root == NULL || root[0] != '/')
-    root = ENGINE_DEFAULT_SCRATCH;
+    root = KNIB_DEFAULT_SCRATCH;
   d = opendir (root);
   if (d == NULL)
     return;

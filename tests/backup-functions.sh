@@ -210,6 +210,7 @@ proc_state () {
 start_stopping () {
   _stop=$1 _vm=$2 _sock=$3 _sout=$4
   shift 4
+  require_test_hooks
   (
     [ -z "${FSIZE_LIMIT:-}" ] || ulimit -f "$FSIZE_LIMIT"
     KNIB_TEST_STOP_AT=$_stop

@@ -21,6 +21,7 @@ state () {
 # stopped_backup N: an offline backup that stops itself as it starts
 # copying; its pid in $KNIB_PID, its daemon's in $DAEMON_PID.
 stopped_backup () {
+  require_test_hooks
   # shellcheck disable=SC2086
   ( KNIB_TEST_STOP_AT=copy exec "$KNIB" backup --json --timeout 60 \
       --repo "$REPO" --scratch "$SCRATCH" $OFFLINE >"b$1.json" 2>"b$1.err" ) &

@@ -88,6 +88,7 @@ check 4 vdb "$B"
 # says that it is the lock.
 img_write "$A" qcow2 0x16 5M 64k
 offline_oracle 5 "$A" "$B"
+require_test_hooks
 # shellcheck disable=SC2086
 ( KNIB_TEST_STOP_AT=copy exec "$KNIB" backup --json --timeout 60 --repo "$REPO" \
     --scratch "$SCRATCH" $OFFLINE >b5.json 2>b5.err ) &

@@ -154,6 +154,7 @@ cmp -s state-before.txt state-after.txt \
 
 # 6. kill -9 while the copy is written: the original is intact, the
 #    chain verifies, and the next run removes the partial copy.
+require_test_hooks
 (
   KNIB_TEST_STOP_AT="compress"
   export KNIB_TEST_STOP_AT

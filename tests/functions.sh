@@ -44,6 +44,15 @@ require () {
   done
 }
 
+# Skip (exit 77) unless knib was built with --enable-test-hooks, which
+# the steps below need (KNIB_TEST_STOP_AT).
+require_test_hooks () {
+  [ "${KNIB_TEST_HOOKS:-no}" = yes ] || {
+    echo "SKIP: knib was built without --enable-test-hooks" >&2
+    exit 77
+  }
+}
+
 # kvm when /dev/kvm can be opened for reading and writing, else tcg.
 qemu_accel () {
   if [ -r /dev/kvm ] && [ -w /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then

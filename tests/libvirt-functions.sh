@@ -202,6 +202,7 @@ lv_backup_fails () {
 # lv_backup_stopped N ARG...: the same in the background, stopped
 # (SIGSTOP) when it starts copying; its pid in $BG_PID.
 lv_backup_stopped () {
+  require_test_hooks
   _n=$1
   shift
   KNIB_TEST_STOP_AT=copy "$KNIB" backup --domain "$DOM" --repo "$REPO" \

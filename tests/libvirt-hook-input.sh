@@ -158,6 +158,7 @@ cmp -s before.lst after.lst || fail "bad input wrote: $(diff before.lst after.ls
 
 # Prepare while an offline backup holds the image: the start is refused
 # after hook-start-wait (1 s here), with knib's message on stderr.
+require_test_hooks
 qemu-io -f qcow2 -c "write -P 0x11 0 1M" "$A" >/dev/null
 KNIB_TEST_STOP_AT=copy "$KNIB" backup --image "vda=$A" --vm web01 \
   --repo "$TMPDIR_TEST/repo" --scratch "$TMPDIR_TEST/kscratch" -q \

@@ -16,7 +16,9 @@
 #include "common/util.h"
 #include "internal.h"
 
+#ifdef ENABLE_TEST_HOOKS
 enum chain_crash_point chain_crash_point = CHAIN_CRASH_NONE;
+#endif
 
 struct chain_backup {
   struct chain_repo *repo;
@@ -58,12 +60,11 @@ take_parent (struct chain_backup *b, const char *parent)
       at = i;
     }
   if (latest == NULL || strcmp (latest->id, parent) != 0) {
-    set_error (0,
+    set_error (-EINVAL,
                "vm '%s': parent '%s' is not the latest backup that can be "
                "a parent (%s%s%s is): decide again",
                b->lock->vm, parent, latest ? "'" : "",
                latest ? latest->id : "none", latest ? "'" : "");
-    errno = EINVAL;
     goto out;
   }
   b->parent = latest;
@@ -102,7 +103,7 @@ make_partial (struct chain_backup *b, const char *vm_dir, int64_t now)
     }
     chain_id_make (t, seq, b->m->id);
     free (b->partial);
-    b->partial = chain_sprintf ("%s/%s" CHAIN_PARTIAL_SUFFIX, vm_dir, b->m->id);
+    b->partial = str_printf ("%s/%s" CHAIN_PARTIAL_SUFFIX, vm_dir, b->m->id);
     if (b->partial == NULL)
       return -1;
     if (mkdir (b->partial, 0700) == 0)
@@ -113,7 +114,7 @@ make_partial (struct chain_backup *b, const char *vm_dir, int64_t now)
     }
     seq++;
   }
-  b->final = chain_sprintf ("%s/%s", vm_dir, b->m->id);
+  b->final = str_printf ("%s/%s", vm_dir, b->m->id);
   return b->final ? 0 : -1;
 }
 
@@ -168,7 +169,7 @@ chain_backup_free (struct chain_backup *b)
     return;
   if (!b->committed && !b->aborted && !b->crashed && b->partial != NULL) {
     int saved = errno;
-    if (chain_remove_tree_quiet (b->partial) == -1)
+    if (fs_remove_tree_quiet (b->partial) == -1)
       debug (DEBUG_CHAIN, "cannot remove '%s': %m", b->partial);
     errno = saved;
   }
@@ -206,7 +207,7 @@ default_image (const char *disk)
 
   if (name_check ("disk", disk) == -1)
     return NULL;
-  image = chain_sprintf ("%s.qcow2", disk);
+  image = str_printf ("%s.qcow2", disk);
   if (image != NULL && name_check ("image", image) == -1) {
     free (image);
     return NULL;
@@ -221,7 +222,7 @@ chain_backup_disk_path (struct chain_backup *b, const char *disk)
 
   if (image == NULL)
     return NULL;
-  return chain_sprintf ("%s/%s", b->partial, image);
+  return str_printf ("%s/%s", b->partial, image);
 }
 
 int
@@ -237,14 +238,13 @@ chain_backup_backing_file (struct chain_backup *b, const char *disk,
     return 0;
   pd = chain_manifest_find_disk (b->parent, disk);
   if (pd == NULL) {
-    set_error (0,
+    set_error (-ENOENT,
                "disk '%s' is not in parent backup '%s': it needs a full "
                "backup",
                disk, b->parent->id);
-    errno = ENOENT;
     return -1;
   }
-  *backing = chain_sprintf ("../%s/%s", b->parent->id, pd->image);
+  *backing = str_printf ("../%s/%s", b->parent->id, pd->image);
   return *backing ? 0 : -1;
 }
 
@@ -267,9 +267,8 @@ chain_backup_add_disk (struct chain_backup *b, const struct chain_disk *disk)
   if (disk->bitmap == NULL)
     copy.bitmap = b->bitmap;
   if (chain_manifest_find_disk (b->m, disk->name) != NULL) {
-    set_error (0, "disk '%s' was already added to backup '%s'", disk->name,
-               b->m->id);
-    errno = EEXIST;
+    set_error (-EEXIST, "disk '%s' was already added to backup '%s'",
+               disk->name, b->m->id);
     return -1;
   }
   return chain_manifest_add_disk (b->m, &copy);
@@ -310,7 +309,7 @@ chain_backup_write_file (struct chain_backup *b, const char *name,
   CLEANUP_CLOSE int fd = -1;
 
   if (name_check ("file", name) == -1
-      || (path = chain_sprintf ("%s/%s", b->partial, name)) == NULL)
+      || (path = str_printf ("%s/%s", b->partial, name)) == NULL)
     return -1;
   fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd == -1) {
@@ -350,8 +349,7 @@ static int
 check_disks (struct chain_backup *b)
 {
   if (b->m->disks.len == 0) {
-    set_error (0, "no disk was added");
-    errno = EINVAL;
+    set_error (-EINVAL, "no disk was added");
     return -1;
   }
   for (size_t i = 0; i < b->m->disks.len; i++) {
@@ -360,11 +358,10 @@ check_disks (struct chain_backup *b)
     if (d->kind == CHAIN_KIND_INCREMENTAL
         && (b->parent == NULL
             || chain_manifest_find_disk (b->parent, d->name) == NULL)) {
-      set_error (0,
+      set_error (-EINVAL,
                  "disk '%s' is incremental but the backup's parent has no "
                  "such disk",
                  d->name);
-      errno = EINVAL;
       return -1;
     }
   }
@@ -377,7 +374,7 @@ sync_images (struct chain_backup *b)
 {
   for (size_t i = 0; i < b->m->disks.len; i++) {
     struct chain_disk *d = &b->m->disks.ptr[i];
-    CLEANUP_FREE char *path = chain_sprintf ("%s/%s", b->partial, d->image);
+    CLEANUP_FREE char *path = str_printf ("%s/%s", b->partial, d->image);
     CLEANUP_CLOSE int fd = -1;
     struct stat st;
 
@@ -389,9 +386,8 @@ sync_images (struct chain_backup *b)
       return -1;
     }
     if (!S_ISREG (st.st_mode)) {
-      set_error (0, "disk '%s': image '%s' is not a regular file", d->name,
-                 path);
-      errno = EINVAL;
+      set_error (-EINVAL, "disk '%s': image '%s' is not a regular file",
+                 d->name, path);
       return -1;
     }
     if (d->hash[0] == '\0' && chain_hash_fd (fd, d->hash) == -1) {
@@ -403,7 +399,7 @@ sync_images (struct chain_backup *b)
       return -1;
     }
   }
-  return chain_fsync_path (b->partial);
+  return fs_fsync_path (b->partial);
 }
 
 /* Step 2: vm.json describes the VM as this backup saw it. */
@@ -438,6 +434,7 @@ out:
   return r;
 }
 
+#ifdef ENABLE_TEST_HOOKS
 static int
 crash (struct chain_backup *b)
 {
@@ -445,6 +442,18 @@ crash (struct chain_backup *b)
   set_error (0, "simulated crash");
   return -1;
 }
+
+/* Stop as if killed at point (the tests' fault injection). */
+#define CRASH_AT(b, point)                                                     \
+  do {                                                                         \
+    if (chain_crash_point == (point))                                          \
+      return crash (b);                                                        \
+  } while (0)
+#else
+#define CRASH_AT(b, point)                                                     \
+  do {                                                                         \
+  } while (0)
+#endif
 
 static int
 commit (struct chain_backup *b)
@@ -455,24 +464,21 @@ commit (struct chain_backup *b)
   normalize_kind (b);
   if (check_disks (b) == -1 || sync_images (b) == -1)
     return -1;
-  if (chain_crash_point == CHAIN_CRASH_AFTER_IMAGES)
-    return crash (b);
+  CRASH_AT (b, CHAIN_CRASH_AFTER_IMAGES);
   b->m->finished = now > b->m->created ? now : b->m->created;
   if (chain_manifest_validate (b->m) == -1 || update_vm (b) == -1)
     return -1;
-  manifest = chain_sprintf ("%s/" CHAIN_MANIFEST_FILE, b->partial);
+  manifest = str_printf ("%s/" CHAIN_MANIFEST_FILE, b->partial);
   if (manifest == NULL || chain_manifest_commit (b->m, manifest) == -1)
     return -1;
-  if (chain_crash_point == CHAIN_CRASH_AFTER_MANIFEST)
-    return crash (b);
+  CRASH_AT (b, CHAIN_CRASH_AFTER_MANIFEST);
   if (rename (b->partial, b->final) == -1) {
     set_error (errno, "cannot rename '%s' to '%s'", b->partial, b->final);
     return -1;
   }
   b->committed = true; /* the commit point */
-  if (chain_crash_point == CHAIN_CRASH_AFTER_RENAME)
-    return crash (b);
-  if (chain_fsync_path (b->lock->dir) == -1) {
+  CRASH_AT (b, CHAIN_CRASH_AFTER_RENAME);
+  if (fs_fsync_path (b->lock->dir) == -1) {
     error_prepend ("committed, but");
     return -1;
   }
@@ -486,9 +492,8 @@ int
 chain_backup_commit (struct chain_backup *b)
 {
   if (b->committed || b->aborted || b->crashed) {
-    set_error (0, "backup '%s' of vm '%s' was already %s", b->m->id, b->m->vm,
-               b->committed ? "committed" : "aborted");
-    errno = EINVAL;
+    set_error (-EINVAL, "backup '%s' of vm '%s' was already %s", b->m->id,
+               b->m->vm, b->committed ? "committed" : "aborted");
     return -1;
   }
   if (commit (b) == -1) {
@@ -502,16 +507,15 @@ int
 chain_backup_abort (struct chain_backup *b)
 {
   if (b->committed) {
-    set_error (0, "backup '%s' of vm '%s' is committed: delete it instead",
+    set_error (-EINVAL,
+               "backup '%s' of vm '%s' is committed: delete it instead",
                b->m->id, b->m->vm);
-    errno = EINVAL;
     return -1;
   }
   if (b->aborted)
     return 0;
   b->aborted = true;
-  if (chain_remove_tree (b->partial) == -1
-      || chain_fsync_path (b->lock->dir) == -1) {
+  if (fs_remove_tree (b->partial) == -1 || fs_fsync_path (b->lock->dir) == -1) {
     backup_error (b);
     return -1;
   }
@@ -560,11 +564,11 @@ remove_temp_files (const char *dir, chain_string_vector *removed)
   }
   closedir (d);
   for (size_t i = 0; r == 0 && i < names.len; i++) {
-    CLEANUP_FREE char *path = chain_sprintf ("%s/%s", dir, names.ptr[i]);
-    if (path == NULL || chain_remove_tree (path) == -1)
+    CLEANUP_FREE char *path = str_printf ("%s/%s", dir, names.ptr[i]);
+    if (path == NULL || fs_remove_tree (path) == -1)
       r = -1;
     else
-      r = note (removed, chain_sprintf ("removed temporary file '%s'", path));
+      r = note (removed, str_printf ("removed temporary file '%s'", path));
   }
   chain_string_vector_release (&names);
   return r;
@@ -574,7 +578,7 @@ static int
 recover_entry (struct chain_lock *lock, const char *name,
                chain_string_vector *removed)
 {
-  CLEANUP_FREE char *path = chain_sprintf ("%s/%s", lock->dir, name);
+  CLEANUP_FREE char *path = str_printf ("%s/%s", lock->dir, name);
   size_t n = strlen (name), sl = strlen (CHAIN_PARTIAL_SUFFIX);
   char id[CHAIN_ID_MAX];
   struct stat st;
@@ -587,11 +591,11 @@ recover_entry (struct chain_lock *lock, const char *name,
     id[n - sl] = '\0';
     if (!chain_id_is_valid (id))
       return 0;
-    if (chain_remove_tree (path) == -1)
+    if (fs_remove_tree (path) == -1)
       return -1;
-    return note (removed,
-                 chain_sprintf ("removed unfinished backup '%s' of vm '%s'", id,
-                                lock->vm));
+    return note (
+      removed,
+      str_printf ("removed unfinished backup '%s' of vm '%s'", id, lock->vm));
   }
   if (chain_id_is_valid (name))
     return remove_temp_files (path, removed);
@@ -633,7 +637,7 @@ chain_repo_recover_vm (struct chain_lock *lock, chain_string_vector *removed)
   if (r == 0)
     r = remove_temp_files (lock->dir, removed);
   if (r == 0 && removed->len > before)
-    r = chain_fsync_path (lock->dir);
+    r = fs_fsync_path (lock->dir);
   chain_string_vector_release (&names);
   if (r == -1)
     error_prepend ("recovery of vm '%s'", lock->vm);

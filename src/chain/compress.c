@@ -14,10 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chain/compress.h"
+#include "chain/chain.h"
 #include "common/cleanup.h"
 #include "common/debug.h"
 #include "common/error.h"
+#include "common/testhook.h"
 #include "common/util.h"
 #include "internal.h"
 #include "qcow2/qcow2.h"
@@ -59,14 +60,12 @@ static int
 check_stop (const struct job *j)
 {
   if (j->o->cancel && *j->o->cancel) {
-    set_error (0, "interrupted");
-    error_set_errno (EINTR);
+    set_error (-EINTR, "interrupted");
     return -1;
   }
   if (j->deadline >= 0 && deadline_remaining_ms (j->deadline) == 0) {
-    set_error (0, "timed out after %" PRId64 " s (--timeout)",
+    set_error (-ETIMEDOUT, "timed out after %" PRId64 " s (--timeout)",
                j->o->timeout_ms / 1000);
-    error_set_errno (ETIMEDOUT);
     return -1;
   }
   return 0;
@@ -78,9 +77,9 @@ lock_vm (struct job *j, enum chain_lock_mode mode)
   struct chain_lock *lock = chain_lock_new (
     j->repo, j->r->vm, mode, "compress", deadline_remaining_ms (j->deadline));
 
-  /* chain_lock_new reports a conflict in errno alone. */
-  if (lock == NULL && errno == EWOULDBLOCK && j->deadline >= 0)
-    error_set_errno (ETIMEDOUT);
+  /* A conflict that outlived the deadline is a timeout. */
+  if (lock == NULL && get_errno () == EWOULDBLOCK && j->deadline >= 0)
+    set_error (-ETIMEDOUT, "%s", get_error ());
   return lock;
 }
 
@@ -92,8 +91,7 @@ lock_vm (struct job *j, enum chain_lock_mode mode)
 static char *
 ready_path (const char *dir, const struct chain_disk *d)
 {
-  return chain_sprintf ("%s/" COMPRESSED_PREFIX "%s.%s", dir, d->image,
-                        d->hash);
+  return str_printf ("%s/" COMPRESSED_PREFIX "%s.%s", dir, d->image, d->hash);
 }
 
 static bool
@@ -121,7 +119,7 @@ make_partial (const char *dir, const char *image, char **path)
   struct stat a, b;
   int fd;
 
-  *path = chain_sprintf ("%s/" COMPRESSING_PREFIX "%s.XXXXXX", dir, image);
+  *path = str_printf ("%s/" COMPRESSING_PREFIX "%s.XXXXXX", dir, image);
   if (*path == NULL)
     return -1;
   fd = mkostemp (*path, O_CLOEXEC);
@@ -167,7 +165,7 @@ remove_dead_partials (const char *dir, chain_string_vector *done)
     if (strncmp (e->d_name, COMPRESSING_PREFIX, strlen (COMPRESSING_PREFIX))
         != 0)
       continue;
-    path = chain_sprintf ("%s/%s", dir, e->d_name);
+    path = str_printf ("%s/%s", dir, e->d_name);
     if (path == NULL) {
       r = -1;
       break;
@@ -179,10 +177,9 @@ remove_dead_partials (const char *dir, chain_string_vector *done)
       if (unlink (path) == -1)
         r = (set_error (errno, "cannot remove '%s'", path), -1);
       else
-        chain_note_add (done,
-                        chain_sprintf ("removed the partial compressed copy "
-                                       "'%s' of a killed run",
-                                       path));
+        chain_note_add (done, str_printf ("removed the partial compressed copy "
+                                          "'%s' of a killed run",
+                                          path));
     }
     close (fd);
   }
@@ -196,8 +193,8 @@ static int
 roll_forward (struct chain_repo *repo, const char *vm, const char *id,
               const char *dir, chain_string_vector *done)
 {
-  CLEANUP_FREE char *journal = chain_sprintf ("%s/" JOURNAL_NAME, dir);
-  CLEANUP_FREE char *manifest = chain_sprintf ("%s/" CHAIN_MANIFEST_FILE, dir);
+  CLEANUP_FREE char *journal = str_printf ("%s/" JOURNAL_NAME, dir);
+  CLEANUP_FREE char *manifest = str_printf ("%s/" CHAIN_MANIFEST_FILE, dir);
   struct chain_manifest *m, *old = NULL;
   int r = -1;
 
@@ -234,18 +231,18 @@ roll_forward (struct chain_repo *repo, const char *vm, const char *id,
       goto out;
     }
   }
-  if (chain_fsync_path (dir) == -1 || chain_manifest_commit (m, manifest) == -1)
+  if (fs_fsync_path (dir) == -1 || chain_manifest_commit (m, manifest) == -1)
     goto out;
   if (unlink (journal) == -1) {
     set_error (errno, "cannot remove '%s'", journal);
     goto out;
   }
-  if (chain_fsync_path (dir) == -1)
+  if (fs_fsync_path (dir) == -1)
     goto out;
   chain_note_add (done,
-                  chain_sprintf ("finished compressing backup '%s' of vm '%s' "
-                                 "(a killed run had begun to swap its images)",
-                                 id, vm));
+                  str_printf ("finished compressing backup '%s' of vm '%s' "
+                              "(a killed run had begun to swap its images)",
+                              id, vm));
   r = 0;
 out:
   chain_manifest_free (m);
@@ -281,7 +278,7 @@ remove_stale_copies (struct chain_repo *repo, const char *vm, const char *id,
 
     if (strncmp (e->d_name, COMPRESSED_PREFIX, strlen (COMPRESSED_PREFIX)) != 0)
       continue;
-    path = chain_sprintf ("%s/%s", dir, e->d_name);
+    path = str_printf ("%s/%s", dir, e->d_name);
     if (path == NULL) {
       r = -1;
       break;
@@ -297,10 +294,9 @@ remove_stale_copies (struct chain_repo *repo, const char *vm, const char *id,
     if (unlink (path) == -1)
       r = (set_error (errno, "cannot remove '%s'", path), -1);
     else
-      chain_note_add (done,
-                      chain_sprintf ("removed the compressed copy '%s': its "
-                                     "image was compressed or changed since",
-                                     path));
+      chain_note_add (done, str_printf ("removed the compressed copy '%s': its "
+                                        "image was compressed or changed since",
+                                        path));
   }
   closedir (d);
   chain_manifest_free (m);
@@ -339,7 +335,7 @@ chain_compress_recover (struct chain_lock *lock, chain_string_vector *done)
   }
   closedir (d);
   for (size_t i = 0; r == 0 && i < ids.len; i++) {
-    CLEANUP_FREE char *dir = chain_sprintf ("%s/%s", lock->dir, ids.ptr[i]);
+    CLEANUP_FREE char *dir = str_printf ("%s/%s", lock->dir, ids.ptr[i]);
 
     if (dir == NULL
         || roll_forward (lock->repo, lock->vm, ids.ptr[i], dir, done) == -1
@@ -385,7 +381,7 @@ job_init (struct job *j, struct chain_repo *repo, const char *id,
   vmdir = chain_repo_vm_dir (repo, r->vm);
   if (vmdir == NULL)
     return -1;
-  j->dir = chain_sprintf ("%s/%s", vmdir, id);
+  j->dir = str_printf ("%s/%s", vmdir, id);
   return j->dir ? 0 : -1;
 }
 
@@ -644,7 +640,7 @@ copy_clusters (struct copy *c)
       return -1;
     off += e.length;
     if (first && c->j->r->disks.ptr == c->cd)
-      chain_test_stop_point ("compress");
+      test_stop_point ("compress");
     first = false;
     if (o->progress)
       o->progress (o->opaque, c->d->name, off, size);
@@ -673,7 +669,7 @@ copy_ready (struct copy *c)
     c->partial = NULL;
     if (chain_string_vector_append (&c->j->made, ready) == 0)
       ready = NULL; /* the job owns it */
-    if (chain_fsync_path (c->j->dir) == 0)
+    if (fs_fsync_path (c->j->dir) == 0)
       r = 0;
   }
   chain_lock_free (lock);
@@ -840,15 +836,14 @@ check_ready (struct job *j, const struct chain_manifest *m,
 static int
 swap_in (struct job *j, struct chain_manifest *m, char *const *ready)
 {
-  CLEANUP_FREE char *journal = chain_sprintf ("%s/" JOURNAL_NAME, j->dir);
-  CLEANUP_FREE char *manifest
-    = chain_sprintf ("%s/" CHAIN_MANIFEST_FILE, j->dir);
+  CLEANUP_FREE char *journal = str_printf ("%s/" JOURNAL_NAME, j->dir);
+  CLEANUP_FREE char *manifest = str_printf ("%s/" CHAIN_MANIFEST_FILE, j->dir);
 
   if (journal == NULL || manifest == NULL
       || chain_manifest_commit (m, journal) == -1)
     return -1;
   j->swapping = true;
-  chain_test_stop_point ("finalize");
+  test_stop_point ("finalize");
   for (size_t i = 0; i < m->disks.len; i++) {
     CLEANUP_FREE char *image = NULL;
 
@@ -863,14 +858,13 @@ swap_in (struct job *j, struct chain_manifest *m, char *const *ready)
       return -1;
     }
   }
-  if (chain_fsync_path (j->dir) == -1
-      || chain_manifest_commit (m, manifest) == -1)
+  if (fs_fsync_path (j->dir) == -1 || chain_manifest_commit (m, manifest) == -1)
     return -1;
   if (unlink (journal) == -1) {
     set_error (errno, "cannot remove '%s'", journal);
     return -1;
   }
-  return chain_fsync_path (j->dir);
+  return fs_fsync_path (j->dir);
 }
 
 /* The ready copy of each uncompressed disk, checked, in ready[]; m's
@@ -969,13 +963,12 @@ run_phases (struct chain_repo *repo, const char *id,
   if (first (&j) == 0 && (second == NULL || second (&j) == 0))
     ret = 0;
   else {
-    CLEANUP_FREE char *err = strdup (get_error ());
-    int errnum = get_errno ();
+    struct error_saved err;
 
+    error_save (&err);
     job_undo (&j);
-    set_error (0, "compress backup '%s' of vm '%s': %s", id, r->vm,
-               err ? err : "failed");
-    error_set_errno (errnum);
+    error_restore (&err);
+    error_prepend ("compress backup '%s' of vm '%s'", id, r->vm);
   }
   job_release (&j);
   return ret;

@@ -100,9 +100,8 @@ chain_decide (const chain_manifest_vector *backups, int64_t chain_size,
     return set_reason (d, NULL);
   if (why != NULL) {
     if (mode == CHAIN_MODE_INCREMENTAL) {
-      set_error (0, "an incremental backup is not possible: %s", why);
+      set_error (-EINVAL, "an incremental backup is not possible: %s", why);
       free (why);
-      errno = EINVAL;
       return -1;
     }
     d->kind = CHAIN_KIND_FULL;

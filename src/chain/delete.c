@@ -226,8 +226,7 @@ chain_delete_plan (const chain_manifest_vector *backups,
     int x = find_node (&p, ids[k]);
 
     if (x < 0) {
-      set_error (0, "no backup '%s'", ids[k]);
-      errno = ENOENT;
+      set_error (-ENOENT, "no backup '%s'", ids[k]);
       goto out;
     }
     p.nodes[x].asked = true;
@@ -297,7 +296,7 @@ static int
 mark_removed (struct chain_lock *lock, const char *id)
 {
   CLEANUP_FREE char *path
-    = chain_sprintf ("%s/%s/" CHAIN_MANIFEST_FILE, lock->dir, id);
+    = str_printf ("%s/%s/" CHAIN_MANIFEST_FILE, lock->dir, id);
   struct chain_manifest *m;
   int r;
 
@@ -317,19 +316,19 @@ mark_removed (struct chain_lock *lock, const char *id)
 static int
 remove_backup (struct chain_lock *lock, const char *id)
 {
-  CLEANUP_FREE char *dir = chain_sprintf ("%s/%s", lock->dir, id);
+  CLEANUP_FREE char *dir = str_printf ("%s/%s", lock->dir, id);
   CLEANUP_FREE char *gone
-    = chain_sprintf ("%s/" CHAIN_TEMP_PREFIX "deleted-%s", lock->dir, id);
+    = str_printf ("%s/" CHAIN_TEMP_PREFIX "deleted-%s", lock->dir, id);
 
-  if (dir == NULL || gone == NULL || chain_remove_tree (gone) == -1)
+  if (dir == NULL || gone == NULL || fs_remove_tree (gone) == -1)
     return -1;
   if (rename (dir, gone) == -1) {
     set_error (errno, "cannot rename '%s' to '%s'", dir, gone);
     return -1;
   }
-  if (chain_fsync_path (lock->dir) == -1)
+  if (fs_fsync_path (lock->dir) == -1)
     return -1;
-  return chain_remove_tree (gone);
+  return fs_remove_tree (gone);
 }
 
 static int
@@ -440,9 +439,9 @@ chain_delete (struct chain_repo *repo, const char *vm, const char *const *ids,
     return -1;
   for (size_t i = 0; i < n; i++)
     if (!chain_id_is_valid (ids[i])) {
-      set_error (0, "invalid backup id '%s': ids look like 20261123T203015Z",
+      set_error (-EINVAL,
+                 "invalid backup id '%s': ids look like 20261123T203015Z",
                  ids[i]);
-      errno = EINVAL;
       return -1;
     }
   lock = chain_lock_new (repo, vm, CHAIN_LOCK_EXCLUSIVE, "delete", 0);
@@ -562,9 +561,8 @@ vm_exists (struct chain_repo *repo, const char *vm)
     return -1;
   if (stat (dir, &st) == 0 && S_ISDIR (st.st_mode))
     return 0;
-  set_error (0, "vm '%s' has no backups in repository '%s'", vm,
+  set_error (-ENOENT, "vm '%s' has no backups in repository '%s'", vm,
              chain_repo_path (repo));
-  errno = ENOENT;
   return -1;
 }
 

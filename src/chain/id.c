@@ -172,8 +172,7 @@ chain_time_parse (const char *s, int64_t *t)
   *t = v;
   return 0;
 bad:
-  set_error (0, "'%s' is not a UTC time like 2026-11-23T20:30:15Z", s);
-  errno = EINVAL;
+  set_error (-EINVAL, "'%s' is not a UTC time like 2026-11-23T20:30:15Z", s);
   return -1;
 }
 
@@ -227,9 +226,15 @@ chain_compression_parse (const char *s, enum chain_compression *c)
   else if (strcmp (s, "zstd") == 0)
     *c = CHAIN_COMPRESSION_ZSTD;
   else {
-    set_error (0, "unknown compression '%s' (known: none, zlib, zstd)", s);
-    errno = EINVAL;
+    set_error (-EINVAL, "unknown compression '%s' (known: none, zlib, zstd)",
+               s);
     return -1;
   }
   return 0;
+}
+
+bool
+chain_is_temp_name (const char *name)
+{
+  return strncmp (name, CHAIN_TEMP_PREFIX, strlen (CHAIN_TEMP_PREFIX)) == 0;
 }

@@ -54,9 +54,8 @@ open_image (const char *path)
     return -1;
   }
   if (!S_ISREG (st.st_mode)) {
-    set_error (0, "image '%s' is not a regular file", path);
     close (fd);
-    errno = EINVAL;
+    set_error (-EINVAL, "image '%s' is not a regular file", path);
     return -1;
   }
   return fd;
@@ -91,21 +90,19 @@ chain_disk_expected_backing (const struct chain_manifest *parent,
   if (disk->kind != CHAIN_KIND_INCREMENTAL)
     return 0;
   if (parent == NULL) {
-    set_error (0, "disk '%s' is incremental but its backup has no parent",
+    set_error (-EINVAL, "disk '%s' is incremental but its backup has no parent",
                disk->name);
-    errno = EINVAL;
     return -1;
   }
   pd = chain_manifest_find_disk (parent, disk->name);
   if (pd == NULL) {
-    set_error (0,
+    set_error (-EINVAL,
                "disk '%s' is incremental but parent backup '%s' has no such "
                "disk",
                disk->name, parent->id);
-    errno = EINVAL;
     return -1;
   }
-  *backing = chain_sprintf ("../%s/%s", parent->id, pd->image);
+  *backing = str_printf ("../%s/%s", parent->id, pd->image);
   return *backing ? 0 : -1;
 }
 
@@ -114,8 +111,8 @@ chain_qemu_path (const char *path)
 {
   /* "a:b/c" would be protocol "a" to QEMU; "./a:b/c" is a file. */
   if (path[0] == '/')
-    return chain_sprintf ("%s", path);
-  return chain_sprintf ("./%s", path);
+    return str_printf ("%s", path);
+  return str_printf ("./%s", path);
 }
 
 int

@@ -8,6 +8,9 @@
 #include <jansson.h>
 
 #include "chain.h"
+#include "common/fs.h"
+#include "common/jsonutil.h"
+#include "common/util.h"
 
 #define CHAIN_REPO_FILE "knib-repo.json"
 #define CHAIN_VMS_DIR "vms"
@@ -15,10 +18,7 @@
 #define CHAIN_MANIFEST_FILE "manifest.json"
 #define CHAIN_LOCK_FILE ".lock"
 #define CHAIN_PARTIAL_SUFFIX ".partial"
-#define CHAIN_TEMP_PREFIX ".tmp-"
-
-/* The largest JSON file read (manifests and vm.json are far smaller). */
-#define CHAIN_JSON_MAX (16u * 1024 * 1024)
+#define CHAIN_TEMP_PREFIX FS_TEMP_PREFIX
 
 /* How often a blocking lock retries. */
 #define CHAIN_LOCK_RETRY_MS 50
@@ -37,57 +37,8 @@ struct chain_lock {
   int fd;
 };
 
-/* fsutil.c */
-
-/* asprintf that records ENOMEM with set_error. */
-char *chain_sprintf (const char *fmt, ...)
-  __attribute__ ((format (printf, 1, 2), warn_unused_result));
-
-/* mkdir 0700; an existing directory is fine. */
-int chain_mkdir (const char *path) __attribute__ ((warn_unused_result));
-
-/* fsync a file or directory by path. */
-int chain_fsync_path (const char *path) __attribute__ ((warn_unused_result));
-
-/* Read a JSON object from path; errors "WHAT 'PATH': ..." (ENOENT kept
- * in errno for a missing file). */
-json_t *chain_json_load (const char *path, const char *what)
-  __attribute__ ((warn_unused_result));
-
-/* Replace dir/name with j atomically: .tmp-NAME.XXXXXX, fsync, rename,
- * fsync dir.  Errors "WHAT 'PATH': ...". */
-int chain_json_commit (const json_t *j, const char *dir, const char *name,
-                       const char *what) __attribute__ ((warn_unused_result));
-
-/* rm -r path (no error when it is already gone).  Does not follow
- * symbolic links. */
-int chain_remove_tree (const char *path) __attribute__ ((warn_unused_result));
-
-/* The same, recording no error (for cleanup paths): -1 with errno. */
-int chain_remove_tree_quiet (const char *path);
-
+/* A name of the repository's own temporary files (CHAIN_TEMP_PREFIX). */
 bool chain_is_temp_name (const char *name);
-
-/* jsonutil.c: errors are "WHERE'KEY' must be ..." with errno EINVAL;
- * where is "" or a prefix such as "disk 'vda': ". */
-
-int chain_invalid (const char *fmt, ...)
-  __attribute__ ((format (printf, 1, 2)));
-
-/* Every key of keys (NULL-terminated) present, and no other. */
-int chain_json_check_keys (const json_t *o, const char *const *keys,
-                           const char *where)
-  __attribute__ ((warn_unused_result));
-
-/* A string (borrowed from o), or with nullable also null (NULL). */
-int chain_json_get_string (const json_t *o, const char *key, const char *where,
-                           bool nullable, const char **out)
-  __attribute__ ((warn_unused_result));
-
-/* An integer in [min, max]; what describes it ("a positive integer"). */
-int chain_json_get_int (const json_t *o, const char *key, const char *where,
-                        int64_t min, int64_t max, const char *what,
-                        int64_t *out) __attribute__ ((warn_unused_result));
 
 /* id.c */
 
@@ -193,6 +144,7 @@ int chain_delete_unneeded (struct chain_lock *lock,
  * set, chain_backup_commit stops there as if knib had been killed (it
  * returns -1 and the backup object forgets the partial directory, so
  * that chain_backup_free leaves everything as a crash would). */
+#ifdef ENABLE_TEST_HOOKS
 enum chain_crash_point {
   CHAIN_CRASH_NONE,
   CHAIN_CRASH_AFTER_IMAGES,   /* images fsynced, no manifest */
@@ -200,13 +152,6 @@ enum chain_crash_point {
   CHAIN_CRASH_AFTER_RENAME,   /* renamed: committed */
 };
 extern enum chain_crash_point chain_crash_point;
-
-/* Tests stop knib at a named point of a backup ("transaction", "copy",
- * "commit") with KNIB_TEST_STOP_AT=NAME, to kill it or to write to the
- * disk exactly there: the process stops itself with SIGSTOP. */
-void chain_test_stop_point (const char *name);
-
-/* Append line (taken, may be NULL) to notes; dropped when out of memory. */
-void chain_note_add (chain_string_vector *notes, char *line);
+#endif
 
 #endif

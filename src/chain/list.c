@@ -158,7 +158,7 @@ static bool
 backup_dir_exists (struct chain_repo *repo, const char *vm, const char *id)
 {
   CLEANUP_FREE char *path
-    = chain_sprintf ("%s/" CHAIN_VMS_DIR "/%s/%s", repo->path, vm, id);
+    = str_printf ("%s/" CHAIN_VMS_DIR "/%s/%s", repo->path, vm, id);
   struct stat st;
 
   return path != NULL && stat (path, &st) == 0 && S_ISDIR (st.st_mode);
@@ -202,9 +202,9 @@ struct chain_manifest *
 chain_backup_find (struct chain_repo *repo, const char *vm, const char *id)
 {
   if (id == NULL || !chain_id_is_valid (id)) {
-    set_error (0, "invalid backup id '%s': ids look like 20261123T203015Z",
+    set_error (-EINVAL,
+               "invalid backup id '%s': ids look like 20261123T203015Z",
                id ? id : "");
-    errno = EINVAL;
     return NULL;
   }
   if (vm == NULL)
@@ -212,9 +212,8 @@ chain_backup_find (struct chain_repo *repo, const char *vm, const char *id)
   if (name_check ("vm", vm) == -1)
     return NULL;
   if (!backup_dir_exists (repo, vm, id)) {
-    set_error (0, "vm '%s' has no backup '%s' in repository '%s'", vm, id,
+    set_error (-ENOENT, "vm '%s' has no backup '%s' in repository '%s'", vm, id,
                repo->path);
-    errno = ENOENT;
     return NULL;
   }
   return chain_manifest_load_backup (repo, vm, id);
@@ -228,11 +227,10 @@ load_parent (struct chain_repo *repo, const struct chain_manifest *m)
 
   p = chain_manifest_load_backup (repo, m->vm, m->parent);
   if (p == NULL && errno == ENOENT) {
-    set_error (0,
+    set_error (-ENOENT,
                "backup '%s' of vm '%s': its parent '%s' is missing from "
                "the repository: the chain is broken",
                m->id, m->vm, m->parent);
-    errno = ENOENT;
     return NULL;
   }
   if (p == NULL) {
@@ -240,18 +238,19 @@ load_parent (struct chain_repo *repo, const struct chain_manifest *m)
     return NULL;
   }
   if (p->kind == CHAIN_KIND_ISOLATED)
-    chain_invalid ("backup '%s' of vm '%s': its parent '%s' is an isolated "
-                   "backup: the chain is broken",
-                   m->id, m->vm, p->id);
+    jsonutil_invalid ("backup '%s' of vm '%s': its parent '%s' is an isolated "
+                      "backup: the chain is broken",
+                      m->id, m->vm, p->id);
   else if (strcmp (p->chain, m->chain) != 0)
-    chain_invalid ("backup '%s' of vm '%s': its parent '%s' belongs to chain "
-                   "'%s', not '%s': the chain is broken",
-                   m->id, m->vm, p->id, p->chain, m->chain);
+    jsonutil_invalid (
+      "backup '%s' of vm '%s': its parent '%s' belongs to chain "
+      "'%s', not '%s': the chain is broken",
+      m->id, m->vm, p->id, p->chain, m->chain);
   else if (p->position != m->position - 1)
-    chain_invalid ("backup '%s' of vm '%s': its parent '%s' is at position "
-                   "%lld, not %lld: the chain is broken",
-                   m->id, m->vm, p->id, (long long) p->position,
-                   (long long) m->position - 1);
+    jsonutil_invalid ("backup '%s' of vm '%s': its parent '%s' is at position "
+                      "%lld, not %lld: the chain is broken",
+                      m->id, m->vm, p->id, (long long) p->position,
+                      (long long) m->position - 1);
   else
     return p;
   chain_manifest_free (p);
@@ -301,9 +300,9 @@ chain_backup_image_path (struct chain_repo *repo,
   if (name_check ("vm", m->vm) == -1 || name_check ("image", disk->image) == -1)
     return NULL;
   if (!chain_id_is_valid (m->id)) {
-    chain_invalid ("invalid backup id '%s'", m->id);
+    jsonutil_invalid ("invalid backup id '%s'", m->id);
     return NULL;
   }
-  return chain_sprintf ("%s/" CHAIN_VMS_DIR "/%s/%s/%s", repo->path, m->vm,
-                        m->id, disk->image);
+  return str_printf ("%s/" CHAIN_VMS_DIR "/%s/%s/%s", repo->path, m->vm, m->id,
+                     disk->image);
 }

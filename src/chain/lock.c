@@ -94,11 +94,10 @@ set_conflict_error (const struct chain_lock *lock, int waited_ms)
   char who[400] = "", what[100], waited[64] = "", host[256];
 
   if (fcntl (lock->fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_RDLCK) {
-    set_error (0,
+    set_error (-EWOULDBLOCK,
                "vm '%s' is being read by another knib (a restore or verify "
                "is running): wait for it to finish",
                lock->vm);
-    errno = EWOULDBLOCK;
     return;
   }
   our_host (host);
@@ -117,32 +116,29 @@ set_conflict_error (const struct chain_lock *lock, int waited_ms)
     snprintf (what, sizeof what, "a backup or delete is running");
   if (waited_ms > 0)
     snprintf (waited, sizeof waited, " (waited %.1f s)", waited_ms / 1000.0);
-  set_error (0,
+  set_error (-EWOULDBLOCK,
              "vm '%s' is locked by another knib%s: %s; wait for it to "
              "finish%s",
              lock->vm, who, what, waited);
-  errno = EWOULDBLOCK;
 }
 
 static int
 open_lock_file (struct chain_lock *lock)
 {
-  CLEANUP_FREE char *path = chain_sprintf ("%s/" CHAIN_LOCK_FILE, lock->dir);
+  CLEANUP_FREE char *path = str_printf ("%s/" CHAIN_LOCK_FILE, lock->dir);
   struct stat st;
 
   if (path == NULL)
     return -1;
   if (lock->mode == CHAIN_LOCK_EXCLUSIVE) {
-    CLEANUP_FREE char *vms
-      = chain_sprintf ("%s/" CHAIN_VMS_DIR, lock->repo->path);
-    if (vms == NULL || chain_mkdir (vms) == -1 || chain_mkdir (lock->dir) == -1)
+    CLEANUP_FREE char *vms = str_printf ("%s/" CHAIN_VMS_DIR, lock->repo->path);
+    if (vms == NULL || fs_mkdir (vms) == -1 || fs_mkdir (lock->dir) == -1)
       return -1;
   }
   else if (stat (lock->dir, &st) == -1) {
     if (errno == ENOENT) {
-      set_error (0, "vm '%s' has no backups in repository '%s'", lock->vm,
+      set_error (-ENOENT, "vm '%s' has no backups in repository '%s'", lock->vm,
                  lock->repo->path);
-      errno = ENOENT;
     }
     else
       set_error (errno, "vm '%s': '%s'", lock->vm, lock->dir);
@@ -266,8 +262,7 @@ chain_lock_check_exclusive (const struct chain_lock *lock,
 {
   if (lock == NULL || lock->repo != repo
       || lock->mode != CHAIN_LOCK_EXCLUSIVE) {
-    set_error (0, "%s needs the exclusive lock of the vm", what);
-    errno = EINVAL;
+    set_error (-EINVAL, "%s needs the exclusive lock of the vm", what);
     return -1;
   }
   return 0;

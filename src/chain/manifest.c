@@ -40,14 +40,14 @@ check_disk_keys (const json_t *o, const char *where)
   int r;
 
   if (json_object_get (o, CHAIN_KEY_BEFORE_COMPRESSION) == NULL)
-    return chain_json_check_keys (o, disk_keys, where);
+    return jsonutil_check_keys (o, disk_keys, where);
   c = json_copy ((json_t *) o);
   if (c == NULL) {
     set_error (ENOMEM, "manifest disk");
     return -1;
   }
   json_object_del (c, CHAIN_KEY_BEFORE_COMPRESSION);
-  r = chain_json_check_keys (c, disk_keys, where);
+  r = jsonutil_check_keys (c, disk_keys, where);
   json_decref (c);
   return r;
 }
@@ -170,39 +170,41 @@ validate_disk (const struct chain_manifest *m, size_t i)
     return -1;
   }
   if (strcmp (d->image, CHAIN_MANIFEST_FILE) == 0)
-    return chain_invalid ("disk '%s': image '%s' is the manifest's name",
-                          d->name, d->image);
+    return jsonutil_invalid ("disk '%s': image '%s' is the manifest's name",
+                             d->name, d->image);
   if (d->kind == CHAIN_KIND_ISOLATED)
-    return chain_invalid ("disk '%s': 'kind' must be full or incremental",
-                          d->name);
+    return jsonutil_invalid ("disk '%s': 'kind' must be full or incremental",
+                             d->name);
   if (d->kind == CHAIN_KIND_INCREMENTAL && m->kind != CHAIN_KIND_INCREMENTAL)
-    return chain_invalid ("disk '%s': is incremental in %s backup", d->name,
-                          a_kind (m->kind));
+    return jsonutil_invalid ("disk '%s': is incremental in %s backup", d->name,
+                             a_kind (m->kind));
   if (d->virtual_size > INT64_MAX || d->bytes_read > INT64_MAX
       || d->bytes_written > INT64_MAX || d->extents > INT64_MAX
       || d->bytes_before_compression > INT64_MAX)
-    return chain_invalid ("disk '%s': a size or count is too large", d->name);
+    return jsonutil_invalid ("disk '%s': a size or count is too large",
+                             d->name);
   if (d->cluster_size < MIN_CLUSTER || d->cluster_size > MAX_CLUSTER
       || (d->cluster_size & (d->cluster_size - 1)) != 0)
-    return chain_invalid (
+    return jsonutil_invalid (
       "disk '%s': 'cluster-size' must be a power of two from "
       "%u to %u, not %u",
       d->name, MIN_CLUSTER, MAX_CLUSTER, d->cluster_size);
   if (d->bitmap == NULL || d->bitmap[0] == '\0' || !is_printable (d->bitmap)
       || strlen (d->bitmap) > 1023)
-    return chain_invalid ("disk '%s': 'bitmap' must be a bitmap name", d->name);
+    return jsonutil_invalid ("disk '%s': 'bitmap' must be a bitmap name",
+                             d->name);
   if (!is_hex_hash (d->hash))
-    return chain_invalid (
+    return jsonutil_invalid (
       "disk '%s': 'xxh3-128' must be 32 lowercase hex digits", d->name);
   if (d->reason != NULL && !is_printable (d->reason))
-    return chain_invalid ("disk '%s': 'reason' holds control characters",
-                          d->name);
+    return jsonutil_invalid ("disk '%s': 'reason' holds control characters",
+                             d->name);
   for (size_t j = 0; j < i; j++) {
     if (strcmp (m->disks.ptr[j].name, d->name) == 0)
-      return chain_invalid ("disk '%s' is listed twice", d->name);
+      return jsonutil_invalid ("disk '%s' is listed twice", d->name);
     if (strcmp (m->disks.ptr[j].image, d->image) == 0)
-      return chain_invalid ("disks '%s' and '%s' have the same image '%s'",
-                            m->disks.ptr[j].name, d->name, d->image);
+      return jsonutil_invalid ("disks '%s' and '%s' have the same image '%s'",
+                               m->disks.ptr[j].name, d->name, d->image);
   }
   return 0;
 }
@@ -214,55 +216,56 @@ validate_links (const struct chain_manifest *m)
   case CHAIN_KIND_FULL:
   case CHAIN_KIND_ISOLATED:
     if (m->parent[0] != '\0')
-      return chain_invalid ("%s backup has no parent, but 'parent' is '%s'",
-                            a_kind (m->kind), m->parent);
+      return jsonutil_invalid ("%s backup has no parent, but 'parent' is '%s'",
+                               a_kind (m->kind), m->parent);
     if (strcmp (m->chain, m->id) != 0)
-      return chain_invalid ("the 'chain' of %s backup is its own id, not '%s'",
-                            a_kind (m->kind), m->chain);
+      return jsonutil_invalid (
+        "the 'chain' of %s backup is its own id, not '%s'", a_kind (m->kind),
+        m->chain);
     if (m->position != 1)
-      return chain_invalid ("the 'position' of %s backup is 1, not %" PRId64,
-                            a_kind (m->kind), m->position);
+      return jsonutil_invalid ("the 'position' of %s backup is 1, not %" PRId64,
+                               a_kind (m->kind), m->position);
     return 0;
   case CHAIN_KIND_INCREMENTAL:
     if (m->parent[0] == '\0')
-      return chain_invalid ("an incremental backup needs a 'parent'");
+      return jsonutil_invalid ("an incremental backup needs a 'parent'");
     if (!chain_id_is_valid (m->parent))
-      return chain_invalid ("'parent' is not a backup id: '%s'", m->parent);
+      return jsonutil_invalid ("'parent' is not a backup id: '%s'", m->parent);
     if (chain_id_compare (m->parent, m->id) >= 0)
-      return chain_invalid ("'parent' %s does not sort before the backup %s",
-                            m->parent, m->id);
+      return jsonutil_invalid ("'parent' %s does not sort before the backup %s",
+                               m->parent, m->id);
     if (!chain_id_is_valid (m->chain))
-      return chain_invalid ("'chain' is not a backup id: '%s'", m->chain);
+      return jsonutil_invalid ("'chain' is not a backup id: '%s'", m->chain);
     if (chain_id_compare (m->chain, m->parent) > 0)
-      return chain_invalid ("'chain' %s sorts after 'parent' %s", m->chain,
-                            m->parent);
+      return jsonutil_invalid ("'chain' %s sorts after 'parent' %s", m->chain,
+                               m->parent);
     if (m->position < 2)
-      return chain_invalid (
+      return jsonutil_invalid (
         "the 'position' of an incremental backup is at least "
         "2, not %" PRId64,
         m->position);
     return 0;
   }
-  return chain_invalid ("'kind' is not full, incremental or isolated");
+  return jsonutil_invalid ("'kind' is not full, incremental or isolated");
 }
 
 int
 chain_manifest_validate (const struct chain_manifest *m)
 {
   if (!chain_id_is_valid (m->id))
-    return chain_invalid ("'id' is not a backup id: '%s'", m->id);
+    return jsonutil_invalid ("'id' is not a backup id: '%s'", m->id);
   if (name_check ("vm", m->vm) == -1)
     return -1;
   if (validate_links (m) == -1)
     return -1;
   if (m->state != CHAIN_STATE_COMPLETE && m->state != CHAIN_STATE_REMOVED)
-    return chain_invalid ("'state' is not complete or removed");
+    return jsonutil_invalid ("'state' is not complete or removed");
   if (m->finished < m->created)
-    return chain_invalid ("'finished' is before 'created'");
+    return jsonutil_invalid ("'finished' is before 'created'");
   if (m->reason == NULL || !is_printable (m->reason))
-    return chain_invalid ("'reason' must be a line of text");
+    return jsonutil_invalid ("'reason' must be a line of text");
   if (m->disks.len == 0)
-    return chain_invalid ("'disks' is empty");
+    return jsonutil_invalid ("'disks' is empty");
   for (size_t i = 0; i < m->disks.len; i++)
     if (validate_disk (m, i) == -1)
       return -1;
@@ -327,8 +330,8 @@ get_u64 (const json_t *o, const char *key, const char *where, uint64_t *out)
 {
   int64_t v;
 
-  if (chain_json_get_int (o, key, where, 0, INT64_MAX, "a non-negative integer",
-                          &v)
+  if (jsonutil_get_int (o, key, where, 0, INT64_MAX, "a non-negative integer",
+                        &v)
       == -1)
     return -1;
   *out = (uint64_t) v;
@@ -340,7 +343,7 @@ get_kind (const json_t *o, const char *where, bool disk, enum chain_kind *k)
 {
   const char *s;
 
-  if (chain_json_get_string (o, "kind", where, false, &s) == -1)
+  if (jsonutil_get_string (o, "kind", where, false, &s) == -1)
     return -1;
   if (strcmp (s, "full") == 0)
     *k = CHAIN_KIND_FULL;
@@ -349,7 +352,7 @@ get_kind (const json_t *o, const char *where, bool disk, enum chain_kind *k)
   else if (strcmp (s, "isolated") == 0 && !disk)
     *k = CHAIN_KIND_ISOLATED;
   else
-    return chain_invalid (
+    return jsonutil_invalid (
       "%s'kind' must be %s, not '%s'", where,
       disk ? "full or incremental" : "full, incremental or isolated", s);
   return 0;
@@ -360,14 +363,14 @@ get_id (const json_t *o, const char *key, bool nullable, char out[CHAIN_ID_MAX])
 {
   const char *s;
 
-  if (chain_json_get_string (o, key, "", nullable, &s) == -1)
+  if (jsonutil_get_string (o, key, "", nullable, &s) == -1)
     return -1;
   if (s == NULL) {
     out[0] = '\0';
     return 0;
   }
   if (!chain_id_is_valid (s))
-    return chain_invalid ("'%s' is not a backup id: '%s'", key, s);
+    return jsonutil_invalid ("'%s' is not a backup id: '%s'", key, s);
   strcpy (out, s);
   return 0;
 }
@@ -377,7 +380,7 @@ get_time (const json_t *o, const char *key, int64_t *t)
 {
   const char *s;
 
-  if (chain_json_get_string (o, key, "", false, &s) == -1)
+  if (jsonutil_get_string (o, key, "", false, &s) == -1)
     return -1;
   if (chain_time_parse (s, t) == -1) {
     error_prepend ("'%s'", key);
@@ -395,26 +398,26 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
 
   snprintf (where, sizeof where, "disk %zu: ", i + 1);
   if (!json_is_object (o))
-    return chain_invalid ("%snot a JSON object", where);
+    return jsonutil_invalid ("%snot a JSON object", where);
   if (json_is_string (json_object_get (o, "name"))
       && name_is_valid (json_string_value (json_object_get (o, "name"))))
     snprintf (where, sizeof where,
               "disk '%s': ", json_string_value (json_object_get (o, "name")));
   if (check_disk_keys (o, where) == -1
-      || chain_json_get_string (o, "name", where, false, &name) == -1
-      || chain_json_get_string (o, "image", where, false, &image) == -1
+      || jsonutil_get_string (o, "name", where, false, &name) == -1
+      || jsonutil_get_string (o, "image", where, false, &image) == -1
       || get_kind (o, where, true, &d->kind) == -1
       || get_u64 (o, "virtual-size", where, &d->virtual_size) == -1
-      || chain_json_get_int (o, "cluster-size", where, 0, MAX_CLUSTER,
-                             "a power of two from 512 to 2097152", &cluster)
+      || jsonutil_get_int (o, "cluster-size", where, 0, MAX_CLUSTER,
+                           "a power of two from 512 to 2097152", &cluster)
            == -1
-      || chain_json_get_string (o, "bitmap", where, false, &bitmap) == -1
+      || jsonutil_get_string (o, "bitmap", where, false, &bitmap) == -1
       || get_u64 (o, "bytes-read", where, &d->bytes_read) == -1
       || get_u64 (o, "bytes-written", where, &d->bytes_written) == -1
       || get_u64 (o, "extents", where, &d->extents) == -1
-      || chain_json_get_string (o, "xxh3-128", where, false, &hash) == -1
-      || chain_json_get_string (o, "compression", where, false, &comp) == -1
-      || chain_json_get_string (o, "reason", where, true, &reason) == -1)
+      || jsonutil_get_string (o, "xxh3-128", where, false, &hash) == -1
+      || jsonutil_get_string (o, "compression", where, false, &comp) == -1
+      || jsonutil_get_string (o, "reason", where, true, &reason) == -1)
     return -1;
   if (json_object_get (o, CHAIN_KEY_BEFORE_COMPRESSION) != NULL
       && get_u64 (o, CHAIN_KEY_BEFORE_COMPRESSION, where,
@@ -427,8 +430,8 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
     return -1;
   }
   if (!is_hex_hash (hash))
-    return chain_invalid ("%s'xxh3-128' must be 32 lowercase hex digits",
-                          where);
+    return jsonutil_invalid ("%s'xxh3-128' must be 32 lowercase hex digits",
+                             where);
   strcpy (d->hash, hash);
   if (!dup_or_null (name, &d->name) || !dup_or_null (image, &d->image)
       || !dup_or_null (bitmap, &d->bitmap)
@@ -446,35 +449,35 @@ fill_from_json (struct chain_manifest *m, const json_t *j)
   const json_t *disks;
 
   if (!json_is_object (j))
-    return chain_invalid ("not a JSON object");
-  if (chain_json_check_keys (j, manifest_keys, "") == -1
+    return jsonutil_invalid ("not a JSON object");
+  if (jsonutil_check_keys (j, manifest_keys, "") == -1
       || get_id (j, "id", false, m->id) == -1
-      || chain_json_get_string (j, "vm", "", false, &vm) == -1
+      || jsonutil_get_string (j, "vm", "", false, &vm) == -1
       || get_id (j, "parent", true, m->parent) == -1
       || get_id (j, "chain", false, m->chain) == -1
-      || chain_json_get_int (j, "position", "", 1, INT64_MAX,
-                             "a positive integer", &m->position)
+      || jsonutil_get_int (j, "position", "", 1, INT64_MAX,
+                           "a positive integer", &m->position)
            == -1
       || get_kind (j, "", false, &m->kind) == -1
-      || chain_json_get_string (j, "state", "", false, &state) == -1
+      || jsonutil_get_string (j, "state", "", false, &state) == -1
       || get_time (j, "created", &m->created) == -1
       || get_time (j, "finished", &m->finished) == -1
-      || chain_json_get_string (j, "reason", "", false, &reason) == -1)
+      || jsonutil_get_string (j, "reason", "", false, &reason) == -1)
     return -1;
   if (strcmp (state, "complete") == 0)
     m->state = CHAIN_STATE_COMPLETE;
   else if (strcmp (state, "removed") == 0)
     m->state = CHAIN_STATE_REMOVED;
   else
-    return chain_invalid ("'state' must be complete or removed, not '%s'",
-                          state);
+    return jsonutil_invalid ("'state' must be complete or removed, not '%s'",
+                             state);
   if (!dup_or_null (vm, &m->vm) || !dup_or_null (reason, &m->reason)) {
     set_error (ENOMEM, "strdup");
     return -1;
   }
   disks = json_object_get (j, "disks");
   if (!json_is_array (disks))
-    return chain_invalid ("'disks' must be an array");
+    return jsonutil_invalid ("'disks' must be an array");
   for (size_t i = 0; i < json_array_size (disks); i++) {
     struct chain_disk d = { 0 };
 
@@ -508,7 +511,7 @@ chain_manifest_from_json (const json_t *j)
 struct chain_manifest *
 chain_manifest_load (const char *path)
 {
-  json_t *j = chain_json_load (path, "manifest");
+  json_t *j = jsonutil_load (path, "manifest");
   struct chain_manifest *m;
 
   if (j == NULL)
@@ -529,19 +532,18 @@ chain_manifest_load_backup (struct chain_repo *repo, const char *vm,
   CLEANUP_FREE char *path = NULL;
   struct chain_manifest *m;
 
-  path = chain_sprintf ("%s/" CHAIN_VMS_DIR "/%s/%s/" CHAIN_MANIFEST_FILE,
-                        repo->path, vm, id);
+  path = str_printf ("%s/" CHAIN_VMS_DIR "/%s/%s/" CHAIN_MANIFEST_FILE,
+                     repo->path, vm, id);
   if (path == NULL)
     return NULL;
   m = chain_manifest_load (path);
   if (m == NULL)
     return NULL;
   if (strcmp (m->vm, vm) != 0 || strcmp (m->id, id) != 0) {
-    set_error (0,
+    set_error (-EINVAL,
                "manifest '%s': it describes backup '%s' of vm '%s', not "
                "backup '%s' of vm '%s' (was it moved?)",
                path, m->id, m->vm, id, vm);
-    errno = EINVAL;
     chain_manifest_free (m);
     return NULL;
   }
@@ -567,8 +569,7 @@ chain_manifest_commit (const struct chain_manifest *m, const char *path)
   j = chain_manifest_to_json (m);
   if (j == NULL)
     return -1;
-  r = chain_json_commit (j, dirname (dir_copy), basename (base_copy),
-                         "manifest");
+  r = jsonutil_commit (j, dirname (dir_copy), basename (base_copy), "manifest");
   json_decref (j);
   return r;
 }

@@ -76,9 +76,9 @@ write_disk (struct chain_lock *lock, const struct chain_manifest *m,
   CLEANUP_CLOSE int fd = -1;
   struct stat st;
 
-  md->image = chain_sprintf ("%s/%s/%s", lock->dir, m->id, md->disk->image);
-  md->temp = chain_sprintf ("%s/%s/" CHAIN_TEMP_PREFIX "merge-%s.XXXXXX",
-                            lock->dir, m->id, md->disk->image);
+  md->image = str_printf ("%s/%s/%s", lock->dir, m->id, md->disk->image);
+  md->temp = str_printf ("%s/%s/" CHAIN_TEMP_PREFIX "merge-%s.XXXXXX",
+                         lock->dir, m->id, md->disk->image);
   if (md->image == NULL || md->temp == NULL)
     return -1;
   fd = mkostemp (md->temp, O_CLOEXEC);
@@ -120,10 +120,10 @@ update_manifest (struct chain_lock *lock, struct chain_manifest *m,
                  const struct merge_disk *mds, size_t n)
 {
   CLEANUP_FREE char *path
-    = chain_sprintf ("%s/%s/" CHAIN_MANIFEST_FILE, lock->dir, m->id);
+    = str_printf ("%s/%s/" CHAIN_MANIFEST_FILE, lock->dir, m->id);
   CLEANUP_FREE char *reason
-    = chain_sprintf ("merged: backup %lld of chain %s made standalone",
-                     (long long) m->position, m->chain);
+    = str_printf ("merged: backup %lld of chain %s made standalone",
+                  (long long) m->position, m->chain);
 
   if (path == NULL || reason == NULL || set_string (&m->reason, reason) == -1)
     return -1;
@@ -179,20 +179,20 @@ merge_images (struct chain_lock *lock, struct chain_manifest *m,
     mds[i].temp = NULL;
   }
   {
-    CLEANUP_FREE char *dir = chain_sprintf ("%s/%s", lock->dir, m->id);
-    if (dir == NULL || chain_fsync_path (dir) == -1)
+    CLEANUP_FREE char *dir = str_printf ("%s/%s", lock->dir, m->id);
+    if (dir == NULL || fs_fsync_path (dir) == -1)
       goto out;
   }
-  add_line (done, chain_sprintf ("backup %s: %zu image%s rewritten from "
-                                 "chain %s (%zu backup%s) as standalone "
-                                 "images",
-                                 m->id, n, n == 1 ? "" : "s", m->chain,
-                                 chain.len, chain.len == 1 ? "" : "s"));
+  add_line (done, str_printf ("backup %s: %zu image%s rewritten from "
+                              "chain %s (%zu backup%s) as standalone "
+                              "images",
+                              m->id, n, n == 1 ? "" : "s", m->chain, chain.len,
+                              chain.len == 1 ? "" : "s"));
   r = update_manifest (lock, m, mds, n);
   if (r == 0)
-    add_line (done, chain_sprintf ("backup %s: now a full backup, the "
-                                   "first of its own chain",
-                                   m->id));
+    add_line (done, str_printf ("backup %s: now a full backup, the "
+                                "first of its own chain",
+                                m->id));
 out:
   for (size_t i = 0; i < n; i++) {
     if (mds[i].temp != NULL)
@@ -222,14 +222,14 @@ renumber (struct chain_lock *lock, chain_manifest_vector *list, size_t x,
       continue;
     if (strcmp (m->chain, p->chain) != 0 || m->position != p->position + 1) {
       CLEANUP_FREE char *path
-        = chain_sprintf ("%s/%s/" CHAIN_MANIFEST_FILE, lock->dir, m->id);
+        = str_printf ("%s/%s/" CHAIN_MANIFEST_FILE, lock->dir, m->id);
 
       strcpy (m->chain, p->chain);
       m->position = p->position + 1;
       if (path == NULL || chain_manifest_commit (m, path) == -1)
         return -1;
-      add_line (done, chain_sprintf ("backup %s: now backup %lld of chain %s",
-                                     m->id, (long long) m->position, m->chain));
+      add_line (done, str_printf ("backup %s: now backup %lld of chain %s",
+                                  m->id, (long long) m->position, m->chain));
     }
     if (renumber (lock, list, i, done, depth + 1) == -1)
       return -1;
@@ -265,11 +265,10 @@ merge_locked (struct chain_lock *lock, const char *id,
   if (m == NULL)
     return -1;
   if (m->state == CHAIN_STATE_REMOVED) {
-    set_error (0,
+    set_error (-EINVAL,
                "backup '%s' was deleted (its files are kept only for the "
                "backups that depend on it): merge one of those instead",
                id);
-    errno = EINVAL;
     goto out;
   }
   if (m->kind == CHAIN_KIND_INCREMENTAL) {
@@ -277,8 +276,8 @@ merge_locked (struct chain_lock *lock, const char *id,
       goto out;
   }
   else
-    add_line (done, chain_sprintf ("backup %s: a %s backup, standalone already",
-                                   id, chain_kind_name (m->kind)));
+    add_line (done, str_printf ("backup %s: a %s backup, standalone already",
+                                id, chain_kind_name (m->kind)));
   /* Also after an interrupted merge: finish what it left. */
   if (renumber_descendants (lock, id, done) == -1
       || chain_delete_unneeded (lock, deleted) == -1)

@@ -42,7 +42,7 @@ dir_is_empty (const char *path, bool *empty)
 static int
 check_repo_file (const char *path, const char *file)
 {
-  json_t *j = chain_json_load (file, "repository file");
+  json_t *j = jsonutil_load (file, "repository file");
   const json_t *format, *version;
   const char *key;
   json_t *v;
@@ -90,11 +90,11 @@ out:
 static int
 init_repo (const char *path)
 {
-  CLEANUP_FREE char *vms = chain_sprintf ("%s/" CHAIN_VMS_DIR, path);
+  CLEANUP_FREE char *vms = str_printf ("%s/" CHAIN_VMS_DIR, path);
   json_t *j;
   int r;
 
-  if (vms == NULL || chain_mkdir (vms) == -1)
+  if (vms == NULL || fs_mkdir (vms) == -1)
     return -1;
   j = json_pack ("{s:s, s:i}", "format", CHAIN_REPO_FORMAT, "version",
                  CHAIN_REPO_VERSION);
@@ -102,7 +102,7 @@ init_repo (const char *path)
     set_error (ENOMEM, "json_pack");
     return -1;
   }
-  r = chain_json_commit (j, path, CHAIN_REPO_FILE, "repository file");
+  r = jsonutil_commit (j, path, CHAIN_REPO_FILE, "repository file");
   json_decref (j);
   if (r == 0)
     debug (DEBUG_CHAIN, "created repository '%s'", path);
@@ -112,7 +112,7 @@ init_repo (const char *path)
 static int
 open_or_create (const char *path, bool create)
 {
-  CLEANUP_FREE char *file = chain_sprintf ("%s/" CHAIN_REPO_FILE, path);
+  CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, path);
   struct stat st;
   bool empty;
 
@@ -144,16 +144,15 @@ open_or_create (const char *path, bool create)
   if (create && empty)
     return init_repo (path);
   if (create)
-    set_error (0,
+    set_error (-EINVAL,
                "'%s' is not empty and is not a knib repository: knib will "
                "not write into it; choose a new or empty directory",
                path);
   else
-    set_error (0,
+    set_error (-EINVAL,
                "'%s' is not a knib repository (it has no %s): create one "
                "first",
                path, CHAIN_REPO_FILE);
-  errno = EINVAL;
   return -1;
 }
 
@@ -218,7 +217,7 @@ chain_repo_vm_dir (const struct chain_repo *repo, const char *vm)
 {
   if (name_check ("vm", vm) == -1)
     return NULL;
-  return chain_sprintf ("%s/" CHAIN_VMS_DIR "/%s", repo->path, vm);
+  return str_printf ("%s/" CHAIN_VMS_DIR "/%s", repo->path, vm);
 }
 
 static int
@@ -230,7 +229,7 @@ compare_strings (const void *a, const void *b)
 int
 chain_vm_list (struct chain_repo *repo, chain_string_vector *vms)
 {
-  CLEANUP_FREE char *dir = chain_sprintf ("%s/" CHAIN_VMS_DIR, repo->path);
+  CLEANUP_FREE char *dir = str_printf ("%s/" CHAIN_VMS_DIR, repo->path);
   DIR *d;
   struct dirent *e;
   struct stat st;

@@ -59,8 +59,7 @@ chain_restore_format_parse (const char *s, enum chain_restore_format *f)
   else if (strcmp (s, "raw") == 0)
     *f = CHAIN_RESTORE_RAW;
   else {
-    set_error (0, "unknown image format '%s': use qcow2 or raw", s);
-    errno = EINVAL;
+    set_error (-EINVAL, "unknown image format '%s': use qcow2 or raw", s);
     return -1;
   }
   return 0;
@@ -113,8 +112,7 @@ check_disk_chain (struct restore *r, const struct chain_disk *top)
         == -1)
       goto out;
     if (errors.len > 0) {
-      set_error (0, "%s", errors.ptr[0]);
-      errno = EINVAL;
+      set_error (-EINVAL, "%s", errors.ptr[0]);
       goto out;
     }
     if (disk->kind != CHAIN_KIND_INCREMENTAL)
@@ -149,9 +147,9 @@ target_path (struct restore *r, const struct chain_disk *disk, bool several)
   const char *ext = chain_restore_format_name (r->o->format);
 
   if (several || is_directory (to))
-    return chain_sprintf (
-      "%s%s%s.%s", to, to[strlen (to) - 1] == '/' ? "" : "/", disk->name, ext);
-  return chain_sprintf ("%s", to);
+    return str_printf ("%s%s%s.%s", to, to[strlen (to) - 1] == '/' ? "" : "/",
+                       disk->name, ext);
+  return str_printf ("%s", to);
 }
 
 /* Nothing is in the way of path, or force replaces a file there. */
@@ -167,24 +165,21 @@ check_target (struct restore *r, const char *path)
     return -1;
   }
   if (S_ISDIR (st.st_mode)) {
-    set_error (0, "restore target '%s' is a directory", path);
-    errno = EISDIR;
+    set_error (-EISDIR, "restore target '%s' is a directory", path);
     return -1;
   }
   if (!S_ISREG (st.st_mode) && !S_ISLNK (st.st_mode)) {
-    set_error (0,
+    set_error (-EEXIST,
                "restore target '%s' exists and is not a regular file; knib "
                "only restores to new files",
                path);
-    errno = EEXIST;
     return -1;
   }
   if (!r->o->force) {
-    set_error (0,
+    set_error (-EEXIST,
                "restore target '%s' already exists: choose another path or "
                "force it to be replaced (--force)",
                path);
-    errno = EEXIST;
     return -1;
   }
   return 0;
@@ -242,9 +237,9 @@ plan (struct restore *r)
   bool several;
 
   if (r->m->state == CHAIN_STATE_REMOVED) {
-    set_error (0, "it was deleted (its files are kept only for the backups "
-                  "that depend on it)");
-    errno = ENOENT;
+    set_error (-ENOENT,
+               "it was deleted (its files are kept only for the backups "
+               "that depend on it)");
     return -1;
   }
   if (r->o->disk != NULL) {
@@ -255,9 +250,8 @@ plan (struct restore *r)
     if (d == NULL) {
       CLEANUP_FREE char *names = disk_names (r->m);
 
-      set_error (0, "it has no disk '%s' (it has %s)", r->o->disk,
+      set_error (-ENOENT, "it has no disk '%s' (it has %s)", r->o->disk,
                  names ? names : "others");
-      errno = ENOENT;
       return -1;
     }
     return add_target (r, d, false);
@@ -267,18 +261,17 @@ plan (struct restore *r)
     struct stat st;
 
     if (lstat (to, &st) == 0) {
-      set_error (0,
+      set_error (-ENOTDIR,
                  "it has %zu disks: '%s' must be a directory (or choose one "
                  "disk)",
                  disks->len, to);
-      errno = ENOTDIR;
       return -1;
     }
     if (mkdir (to, 0700) == -1) {
       set_error (errno, "cannot make directory '%s'", to);
       return -1;
     }
-    r->made_dir = chain_sprintf ("%s", to);
+    r->made_dir = str_printf ("%s", to);
     if (r->made_dir == NULL)
       return -1;
   }
@@ -300,8 +293,8 @@ make_temp (struct target *t)
     set_error (ENOMEM, "restore");
     return -1;
   }
-  t->temp = chain_sprintf ("%s/.knib-restore-%s.XXXXXX", dirname (dir_copy),
-                           basename (base_copy));
+  t->temp = str_printf ("%s/.knib-restore-%s.XXXXXX", dirname (dir_copy),
+                        basename (base_copy));
   if (t->temp == NULL)
     return -1;
   fd = mkstemp (t->temp);
@@ -359,8 +352,7 @@ convert (struct restore *r, struct target *t)
     if (progress (r, t, false) == -1) {
       if (command_stop (cmd) == -1)
         debug (DEBUG_CHAIN, "stopping qemu-img: %s", get_error ());
-      set_error (0, "the restore was interrupted");
-      errno = ECANCELED;
+      set_error (-ECANCELED, "the restore was interrupted");
       goto out;
     }
   }
@@ -411,7 +403,7 @@ install (struct restore *r, struct target *t)
   }
   free (t->temp);
   t->temp = NULL;
-  return chain_fsync_path (dirname (dir_copy));
+  return fs_fsync_path (dirname (dir_copy));
 }
 
 static int

@@ -272,9 +272,8 @@ verify_vm (struct verify *v, const char *vm)
   if (chain_backup_list (v->repo, vm, &list, &problems) == -1)
     goto out;
   if (list.len == 0 && problems.len == 0) {
-    set_error (0, "vm '%s' has no backups in repository '%s'", vm,
+    set_error (-ENOENT, "vm '%s' has no backups in repository '%s'", vm,
                chain_repo_path (v->repo));
-    errno = ENOENT;
     goto out;
   }
   for (size_t i = 0; i < problems.len; i++)

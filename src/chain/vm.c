@@ -43,7 +43,7 @@ static int
 disks_from_json (struct chain_vm *vm, const json_t *disks)
 {
   if (!json_is_array (disks))
-    return chain_invalid ("'disks' must be an array");
+    return jsonutil_invalid ("'disks' must be an array");
   for (size_t i = 0; i < json_array_size (disks); i++) {
     const json_t *o = json_array_get (disks, i);
     struct chain_vm_disk d = { 0 };
@@ -53,11 +53,11 @@ disks_from_json (struct chain_vm *vm, const json_t *disks)
 
     snprintf (where, sizeof where, "disk %zu: ", i + 1);
     if (!json_is_object (o))
-      return chain_invalid ("%snot a JSON object", where);
-    if (chain_json_check_keys (o, disk_keys, where) == -1
-        || chain_json_get_string (o, "name", where, false, &name) == -1
-        || chain_json_get_int (o, "virtual-size", where, 0, INT64_MAX,
-                               "a non-negative integer", &size)
+      return jsonutil_invalid ("%snot a JSON object", where);
+    if (jsonutil_check_keys (o, disk_keys, where) == -1
+        || jsonutil_get_string (o, "name", where, false, &name) == -1
+        || jsonutil_get_int (o, "virtual-size", where, 0, INT64_MAX,
+                             "a non-negative integer", &size)
              == -1)
       return -1;
     if (name_check ("disk", name) == -1)
@@ -81,15 +81,15 @@ chain_end_from_json (struct chain_vm *vm, const json_t *end)
   if (json_is_null (end))
     return 0;
   if (!json_is_object (end))
-    return chain_invalid ("'chain-end' must be an object or null");
-  if (chain_json_check_keys (end, end_keys, "chain-end: ") == -1
-      || chain_json_get_string (end, "reason", "chain-end: ", false, &reason)
+    return jsonutil_invalid ("'chain-end' must be an object or null");
+  if (jsonutil_check_keys (end, end_keys, "chain-end: ") == -1
+      || jsonutil_get_string (end, "reason", "chain-end: ", false, &reason)
            == -1
-      || chain_json_get_string (end, "after", "chain-end: ", true, &after)
-           == -1)
+      || jsonutil_get_string (end, "after", "chain-end: ", true, &after) == -1)
     return -1;
   if (after != NULL && !chain_id_is_valid (after))
-    return chain_invalid ("chain-end: 'after' is not a backup id: '%s'", after);
+    return jsonutil_invalid ("chain-end: 'after' is not a backup id: '%s'",
+                             after);
   snprintf (vm->chain_end_after, CHAIN_ID_MAX, "%s", after ? after : "");
   if (!dup_or_null (reason, &vm->chain_end_reason)) {
     set_error (ENOMEM, "strdup");
@@ -103,14 +103,14 @@ fill_from_json (struct chain_vm *vm, const json_t *j, const char *expect)
 {
   const char *name, *uuid, *definition, *updated;
 
-  if (chain_json_check_keys (j, vm_keys, "") == -1
-      || chain_json_get_string (j, "name", "", false, &name) == -1
-      || chain_json_get_string (j, "uuid", "", true, &uuid) == -1
-      || chain_json_get_string (j, "definition", "", true, &definition) == -1
-      || chain_json_get_string (j, "updated", "", false, &updated) == -1)
+  if (jsonutil_check_keys (j, vm_keys, "") == -1
+      || jsonutil_get_string (j, "name", "", false, &name) == -1
+      || jsonutil_get_string (j, "uuid", "", true, &uuid) == -1
+      || jsonutil_get_string (j, "definition", "", true, &definition) == -1
+      || jsonutil_get_string (j, "updated", "", false, &updated) == -1)
     return -1;
   if (strcmp (name, expect) != 0)
-    return chain_invalid ("it describes vm '%s', not '%s'", name, expect);
+    return jsonutil_invalid ("it describes vm '%s', not '%s'", name, expect);
   if (chain_time_parse (updated, &vm->updated) == -1) {
     error_prepend ("'updated'");
     return -1;
@@ -136,10 +136,10 @@ chain_vm_load (struct chain_repo *repo, const char *name)
 
   if (dir == NULL)
     return NULL;
-  path = chain_sprintf ("%s/" CHAIN_VM_FILE, dir);
+  path = str_printf ("%s/" CHAIN_VM_FILE, dir);
   if (path == NULL)
     return NULL;
-  j = chain_json_load (path, "vm file");
+  j = jsonutil_load (path, "vm file");
   if (j == NULL)
     return NULL;
   vm = calloc (1, sizeof *vm);
@@ -207,7 +207,7 @@ chain_vm_save (struct chain_lock *lock, const struct chain_vm *vm)
     set_error (ENOMEM, "vm file '%s/" CHAIN_VM_FILE "'", lock->dir);
     return -1;
   }
-  r = chain_json_commit (j, lock->dir, CHAIN_VM_FILE, "vm file");
+  r = jsonutil_commit (j, lock->dir, CHAIN_VM_FILE, "vm file");
   json_decref (j);
   return r;
 }

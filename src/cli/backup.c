@@ -12,8 +12,8 @@
 #include <jansson.h>
 
 #include "chain/chain.h"
-#include "chain/compress.h"
-#include "chain/engine.h"
+#include "chain/chain.h"
+#include "backup/backup.h"
 #include "cli.h"
 #include "common/cleanup.h"
 #include "common/error.h"
@@ -101,7 +101,7 @@ backup_usage (FILE *fp)
     "  --disk vda[,vdb]   only these disks (default: every writable disk)\n"
     "  --chain-size N     backups per chain (default: chain-size of the\n"
     "                     settings, 8; 1: every backup full; 0: unlimited)\n"
-    "  --scratch DIR      fleecing images and sockets (default " ENGINE_DEFAULT_SCRATCH
+    "  --scratch DIR      fleecing images and sockets (default " KNIB_DEFAULT_SCRATCH
     ")\n"
     "  --timeout SECONDS  give up when QEMU is silent this long\n"
     "  --compress TYPE    zstd, zlib or none: store every cluster that\n"
@@ -152,13 +152,13 @@ print_notes (const chain_string_vector *notes)
 }
 
 static json_t *
-result_json (const char *vm, const struct engine_result *r)
+result_json (const char *vm, const struct backup_result *r)
 {
   json_t *disks = json_array (), *notes = json_array ();
   size_t i;
 
   for (i = 0; i < r->disks.len; i++) {
-    const struct engine_disk_result *d = &r->disks.ptr[i];
+    const struct backup_disk_result *d = &r->disks.ptr[i];
     json_array_append_new (
       disks,
       json_pack ("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:f, s:s}", "name",
@@ -180,7 +180,7 @@ result_json (const char *vm, const struct engine_result *r)
 }
 
 static void
-print_human (const char *vm, const struct engine_result *r)
+print_human (const char *vm, const struct backup_result *r)
 {
   size_t i;
 
@@ -191,7 +191,7 @@ print_human (const char *vm, const struct engine_result *r)
   if (r->reason && r->reason[0])
     printf ("  why: %s\n", r->reason);
   for (i = 0; i < r->disks.len; i++) {
-    const struct engine_disk_result *d = &r->disks.ptr[i];
+    const struct backup_disk_result *d = &r->disks.ptr[i];
     char rd[32], wr[32];
 
     progress_format_bytes (d->bytes_read, rd, sizeof rd);
@@ -230,7 +230,7 @@ add_disks (const char *arg, const char **disks, size_t *n, char **copies,
 
 struct common_opts {
   const char *repo;
-  struct engine_options eo;
+  struct backup_options eo;
   bool json;
   bool quiet;
   const char *disks[MAX_DISKS];
@@ -572,15 +572,13 @@ qga_freeze (void *opaque)
   }
   error_prepend ("quiesce");
   if (!q->quiesce_try) {
-    CLEANUP_FREE char *err = strdup (get_error ());
-    int errnum = get_errno ();
+    struct error_saved err;
 
-    /* The engine thaws only after a freeze that worked. */
+    /* The backup thaws only after a freeze that worked. */
+    error_save (&err);
     if (q->frozen && qga_thaw (q) == -1)
       fprintf (stderr, "knib: warning: %s\n", get_error ());
-    set_error (0, "%s (--quiesce=try goes on without)",
-               err ? err : "quiesce failed");
-    error_set_errno (errnum);
+    error_restore (&err);
     return -1;
   }
   fprintf (stderr, "knib: warning: %s: the backup is not quiesced\n",
@@ -620,7 +618,7 @@ int
 cmd_backup (struct cli *cli, int argc, char **argv)
 {
   struct common_opts co = { .repo = NULL };
-  struct engine_result r;
+  struct backup_result r;
   struct chain_repo *repo = NULL;
   struct progress *bar = NULL;
   struct libvirt_backup lb = { .domain = NULL };
@@ -663,12 +661,12 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   co.eo.progress = on_progress;
   co.eo.opaque = bar;
   co.eo.cancel = &cancelled;
-  if (engine_backup (repo, &co.eo, &r) == -1) {
+  if (backup_run (repo, &co.eo, &r) == -1) {
     progress_free (bar);
     bar = NULL;
     print_notes (&r.notes);
     cli_error ("%s", "");
-    engine_result_release (&r);
+    backup_result_release (&r);
     goto out;
   }
   progress_free (bar);
@@ -685,7 +683,7 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   }
   else
     print_human (co.eo.vm, &r);
-  engine_result_release (&r);
+  backup_result_release (&r);
   status = fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
 out:
   progress_free (bar);
@@ -714,7 +712,7 @@ cmd_recover (struct cli *cli, int argc, char **argv)
     cli_error ("%s", "");
     goto out;
   }
-  if (engine_recover (repo, &co.eo, &done) == -1) {
+  if (backup_recover (repo, &co.eo, &done) == -1) {
     print_notes (&done);
     cli_error ("%s", "");
     goto out;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "chain/chain.h"
-#include "chain/engine.h"
+#include "backup/backup.h"
 #include "cli.h"
 #include "common/error.h"
 #include "common/util.h"
@@ -39,7 +39,7 @@ chain_usage (FILE *fp)
 
 static int
 chain_parse (struct cli *cli, int argc, char **argv, const char **repo,
-             const char **reason, struct engine_options *eo)
+             const char **reason, struct backup_options *eo)
 {
   static const struct option opts[] = {
     { "repo", required_argument, NULL, OPT_REPO },
@@ -97,7 +97,7 @@ int
 cmd_chain (struct cli *cli, int argc, char **argv)
 {
   const char *repo_path = NULL, *reason = "knib chain end";
-  struct engine_options eo = { .vm = NULL };
+  struct backup_options eo = { .vm = NULL };
   chain_string_vector done = empty_vector;
   struct chain_repo *repo;
   int status, r;
@@ -110,7 +110,7 @@ cmd_chain (struct cli *cli, int argc, char **argv)
     cli_error ("chain end");
     return EXIT_FAILURE_;
   }
-  r = engine_end_chain (repo, &eo, reason, &done);
+  r = backup_end_chain (repo, &eo, reason, &done);
   for (size_t i = 0; i < done.len; i++)
     printf ("%s\n", done.ptr[i]);
   if (r == -1)

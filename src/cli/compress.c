@@ -11,7 +11,7 @@
 #include <jansson.h>
 
 #include "chain/chain.h"
-#include "chain/compress.h"
+#include "chain/chain.h"
 #include "cli.h"
 #include "common/error.h"
 #include "common/util.h"

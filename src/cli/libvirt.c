@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "chain/engine.h"
+#include "backup/backup.h"
 #include "cli.h"
 #include "common/cleanup.h"
 #include "common/command.h"
@@ -305,7 +305,7 @@ libvirt_says_running (const char *domain)
 
 /* A running domain: knib's QMP socket, and libvirt's aliases as names. */
 static int
-setup_running (struct libvirt_backup *lb, struct engine_options *eo)
+setup_running (struct libvirt_backup *lb, struct backup_options *eo)
 {
   struct stat st;
   size_t i, n = 0;
@@ -345,7 +345,7 @@ setup_running (struct libvirt_backup *lb, struct engine_options *eo)
 }
 
 static bool
-selected (const struct engine_options *eo, const char *target)
+selected (const struct backup_options *eo, const char *target)
 {
   size_t i;
 
@@ -360,7 +360,7 @@ selected (const struct engine_options *eo, const char *target)
 /* Which disks of a stopped domain knib backs up: every writable disk
  * (not a CD-ROM or floppy), or those of --disk. */
 static int
-offline_disk (const struct libvirt_backup *lb, const struct engine_options *eo,
+offline_disk (const struct libvirt_backup *lb, const struct backup_options *eo,
               const struct domain_disk *d, bool *take)
 {
   *take = false;
@@ -383,7 +383,7 @@ offline_disk (const struct libvirt_backup *lb, const struct engine_options *eo,
 
 /* A stopped domain: its images, from its definition. */
 static int
-setup_stopped (struct libvirt_backup *lb, struct engine_options *eo)
+setup_stopped (struct libvirt_backup *lb, struct backup_options *eo)
 {
   const char **paths;
   size_t i, n = 0;
@@ -470,7 +470,7 @@ load_domain (struct libvirt_backup *lb, bool *running)
 }
 
 static int
-setup_domain (struct libvirt_backup *lb, struct engine_options *eo)
+setup_domain (struct libvirt_backup *lb, struct backup_options *eo)
 {
   bool running;
 
@@ -500,7 +500,7 @@ setup_domain (struct libvirt_backup *lb, struct engine_options *eo)
 
 int
 libvirt_backup_begin (struct libvirt_backup *lb, const char *domain,
-                      const char *quiesce, struct engine_options *eo)
+                      const char *quiesce, struct backup_options *eo)
 {
   memset (lb, 0, sizeof *lb);
   lb->domain = domain;

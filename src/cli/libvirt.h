@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "chain/engine.h"
+#include "backup/backup.h"
 #include "domain/domain.h"
 
 /* What a backup of a domain needs while it runs. */
@@ -14,17 +14,17 @@ struct libvirt_backup {
   bool frozen;
   struct domain_info info; /* the domain as the hook or libvirt saw it */
   char *definition;        /* its persistent XML, stored with the backup */
-  struct engine_rename *renames;
+  struct backup_rename *renames;
   struct offline_image *images;
   struct domain_hold *hold; /* an offline backup's images, for the hook */
 };
 
-/* Before engine_backup: with domain, fill eo from the hook's records (a
+/* Before backup_run: with domain, fill eo from the hook's records (a
  * running domain's QMP socket and disk names, or a stopped one's images)
  * and libvirt (the definition); quiesce is NULL, "on" or "try".  Without
  * a domain only an offline backup's hold is taken.  -1 with set_error. */
 int libvirt_backup_begin (struct libvirt_backup *lb, const char *domain,
-                          const char *quiesce, struct engine_options *eo)
+                          const char *quiesce, struct backup_options *eo)
   __attribute__ ((warn_unused_result));
 
 /* After it: drop the hold, free.  Safe after a failed begin. */

@@ -667,8 +667,7 @@ static int
 prepare (struct command *cmd)
 {
   if (cmd->used) {
-    set_error (0, "command '%s' was already run", cmd->program);
-    errno = EINVAL;
+    set_error (-EINVAL, "command '%s' was already run", cmd->program);
     return -1;
   }
   cmd->used = true;
@@ -748,12 +747,11 @@ finish (struct command *cmd, int *exit_status)
   if (WIFSIGNALED (cmd->status)) {
     abbrev = sigabbrev_np (WTERMSIG (cmd->status));
     if (abbrev)
-      set_error (0, "%s: killed by SIG%s%s%s", cmd->name, abbrev, sep,
+      set_error (-EINTR, "%s: killed by SIG%s%s%s", cmd->name, abbrev, sep,
                  tail ? tail : "");
     else
-      set_error (0, "%s: killed by signal %d%s%s", cmd->name,
+      set_error (-EINTR, "%s: killed by signal %d%s%s", cmd->name,
                  WTERMSIG (cmd->status), sep, tail ? tail : "");
-    errno = EINTR;
     return -1;
   }
   code = WEXITSTATUS (cmd->status);
@@ -763,9 +761,8 @@ finish (struct command *cmd, int *exit_status)
   }
   if (code == 0)
     return 0;
-  set_error (0, "%s: exit status %d%s%s", cmd->name, code, sep,
+  set_error (-EIO, "%s: exit status %d%s%s", cmd->name, code, sep,
              tail ? tail : "");
-  errno = EIO;
   return -1;
 }
 
@@ -779,10 +776,8 @@ timed_out (struct command *cmd)
   cmd->timed_out = true;
   tail = stderr_tail (cmd);
   format_duration (when, sizeof when, cmd->timeout_ms);
-  set_error (0, "%s: timed out after %s%s%s", cmd->name, when, tail ? ": " : "",
-             tail ? tail : "");
-  error_set_errno (ETIMEDOUT);
-  errno = ETIMEDOUT;
+  set_error (-ETIMEDOUT, "%s: timed out after %s%s%s", cmd->name, when,
+             tail ? ": " : "", tail ? tail : "");
   return -1;
 }
 
@@ -811,9 +806,8 @@ drain (struct command *cmd, int *fd, bool is_stdout)
     }
     if (cmd->out.len + n > cmd->max_stdout) {
       terminate (cmd);
-      set_error (0, "%s: more than %zu bytes of output: stopped it", cmd->name,
-                 cmd->max_stdout);
-      errno = EFBIG;
+      set_error (-EFBIG, "%s: more than %zu bytes of output: stopped it",
+                 cmd->name, cmd->max_stdout);
       return -1;
     }
     if (bytes_append (&cmd->out, buf, n) == -1)
@@ -1036,8 +1030,7 @@ static int
 check_started (struct command *cmd)
 {
   if (cmd->pid == -1) {
-    set_error (0, "command '%s' was not started", cmd->program);
-    errno = EINVAL;
+    set_error (-EINVAL, "command '%s' was not started", cmd->program);
     return -1;
   }
   return 0;
@@ -1052,9 +1045,7 @@ command_wait (struct command *cmd, int timeout_ms, int *exit_status)
     return -1;
   if (!wait_exit (cmd, deadline_after_ms (timeout_ms))) {
     format_duration (when, sizeof when, timeout_ms);
-    set_error (0, "%s: still running after %s", cmd->name, when);
-    error_set_errno (ETIMEDOUT);
-    errno = ETIMEDOUT;
+    set_error (-ETIMEDOUT, "%s: still running after %s", cmd->name, when);
     return -1;
   }
   load_memfd_stderr (cmd);
@@ -1072,10 +1063,8 @@ command_stop (struct command *cmd)
   if (terminate (cmd)) {
     load_memfd_stderr (cmd);
     format_duration (when, sizeof when, cmd->grace_ms);
-    set_error (0, "%s: did not stop within %s of SIGTERM: killed it", cmd->name,
-               when);
-    error_set_errno (ETIMEDOUT);
-    errno = ETIMEDOUT;
+    set_error (-ETIMEDOUT, "%s: did not stop within %s of SIGTERM: killed it",
+               cmd->name, when);
     return -1;
   }
   load_memfd_stderr (cmd);

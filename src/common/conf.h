@@ -7,6 +7,11 @@
 
 #define KNIB_CONFIG_PATH "/etc/knib/knib.conf"
 
+/* Where knib keeps fleecing images and NBD sockets while a backup runs
+ * (one private directory per run below it); the hook shares it with
+ * QEMU's user. */
+#define KNIB_DEFAULT_SCRATCH "/var/tmp/knib"
+
 struct knib_config {
   int64_t chain_size;    /* chain-size: 8; 1 all full; <1 unlimited */
   int64_t timeout;       /* timeout (s): 43200 */

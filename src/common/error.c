@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.c: per-thread last-error storage with context prefixes. */
 #include <config.h>
 
@@ -26,6 +27,7 @@ set_error (int errnum, const char *fmt, ...)
 {
   va_list ap;
   char *base = NULL, *msg = NULL;
+  int code = errnum < 0 ? -errnum : errnum;
 
   va_start (ap, fmt);
   if (vasprintf (&base, fmt, ap) == -1)
@@ -33,11 +35,11 @@ set_error (int errnum, const char *fmt, ...)
   va_end (ap);
 
   if (base == NULL) {
-    store (NULL, errnum ? errnum : ENOMEM);
+    store (NULL, code ? code : ENOMEM);
     return;
   }
-  if (errnum == 0) {
-    store (base, 0);
+  if (errnum <= 0) {
+    store (base, code);
     return;
   }
   if (asprintf (&msg, "%s: %s", base, strerror (errnum)) == -1)
@@ -74,10 +76,20 @@ error_prepend (const char *fmt, ...)
 }
 
 void
-error_set_errno (int errnum)
+error_save (struct error_saved *s)
 {
-  last_errno = errnum;
-  errno = errnum;
+  s->msg = last_msg;
+  s->errnum = last_errno;
+  last_msg = NULL;
+  last_errno = 0;
+}
+
+void
+error_restore (struct error_saved *s)
+{
+  store (s->msg, s->errnum);
+  s->msg = NULL;
+  s->errnum = 0;
 }
 
 const char *

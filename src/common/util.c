@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,8 +56,7 @@ name_check (const char *what, const char *name)
   }
   why = name_problem (name);
   if (why != NULL) {
-    set_error (0, "invalid %s name '%s': %s", what, name, why);
-    error_set_errno (EINVAL);
+    set_error (-EINVAL, "invalid %s name '%s': %s", what, name, why);
     return -1;
   }
   return 0;
@@ -193,4 +194,21 @@ deadline_remaining_ms (int64_t deadline)
   if (left > INT_MAX)
     return INT_MAX;
   return (int) left;
+}
+
+char *
+str_printf (const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int r;
+
+  va_start (ap, fmt);
+  r = vasprintf (&s, fmt, ap);
+  va_end (ap);
+  if (r == -1) {
+    set_error (ENOMEM, "asprintf");
+    return NULL;
+  }
+  return s;
 }

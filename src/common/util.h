@@ -32,6 +32,10 @@ int unix_connect (const char *what, const char *path)
 int write_all (int fd, const void *buf, size_t len)
   __attribute__ ((warn_unused_result));
 
+/* asprintf that records ENOMEM with set_error. */
+char *str_printf (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2), warn_unused_result));
+
 /* Monotonic clock in milliseconds, and in seconds. */
 int64_t monotonic_ms (void);
 double monotonic_seconds (void);

@@ -35,19 +35,10 @@ parse (const char *xml, size_t len)
   doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, PARSE_FLAGS);
   if (doc == NULL) {
     e = xmlGetLastError ();
-    set_error (0, "malformed domain XML: %s",
+    /* libxml2's messages end with a newline. */
+    set_error (-EINVAL, "malformed domain XML: %.*s",
+               e && e->message ? (int) strcspn (e->message, "\n") : 15,
                e && e->message ? e->message : "cannot parse it");
-    if (e && e->message) {
-      /* libxml2's messages end with a newline. */
-      char *msg = strdup (get_error ());
-
-      if (msg != NULL) {
-        msg[strcspn (msg, "\n")] = '\0';
-        set_error (0, "%s", msg);
-        free (msg);
-      }
-    }
-    error_set_errno (EINVAL);
     return NULL;
   }
   if (xmlDocGetRootElement (doc) == NULL

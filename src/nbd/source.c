@@ -34,10 +34,8 @@ nbd_error_set (int errnum, const char *msg)
   if (errnum && n > m + 2 && strcmp (msg + n - m, tail) == 0
       && strncmp (msg + n - m - 2, ": ", 2) == 0)
     set_error (errnum, "%.*s", (int) (n - m - 2), msg);
-  else {
-    set_error (0, "%s", msg);
-    errno = errnum;
-  }
+  else
+    set_error (-errnum, "%s", msg);
 }
 
 void

@@ -196,11 +196,10 @@ agent_sync (struct qga_client *c, int sync_timeout_ms)
   }
 fail:
   if (get_errno () == ETIMEDOUT) {
-    set_error (0,
+    set_error (-ETIMEDOUT,
                "no guest agent answered on %s within %g s (is "
                "qemu-guest-agent running in the guest?)",
                c->name, sync_timeout_ms / 1000.0);
-    error_set_errno (ETIMEDOUT);
   }
   else
     error_prepend ("guest agent on %s: guest-sync-delimited", c->name);
@@ -280,9 +279,8 @@ qga_client_execute (struct qga_client *c, const char *command, json_t *args,
     json_decref (req);
     c->broken = true;
     if (get_errno () == ETIMEDOUT) {
-      set_error (0, "guest agent '%s': no answer on %s within %g s", command,
-                 c->name, c->timeout_ms / 1000.0);
-      error_set_errno (ETIMEDOUT);
+      set_error (-ETIMEDOUT, "guest agent '%s': no answer on %s within %g s",
+                 command, c->name, c->timeout_ms / 1000.0);
     }
     else
       error_prepend ("guest agent '%s'", command);
@@ -293,8 +291,8 @@ qga_client_execute (struct qga_client *c, const char *command, json_t *args,
     const char *desc = json_string_value (
       json_object_get (json_object_get (msg, "error"), "desc"));
 
-    set_error (0, "guest agent '%s': %s", command, desc ? desc : "failed");
-    error_set_errno (EREMOTEIO);
+    set_error (-EREMOTEIO, "guest agent '%s': %s", command,
+               desc ? desc : "failed");
     json_decref (msg);
     return -1;
   }

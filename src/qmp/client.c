@@ -196,8 +196,7 @@ reply_error (struct qmp_client *c, const json_t *msg)
     set_error (ENOMEM, "%s (%s)", desc, cls);
     return -1;
   }
-  set_error (0, "%s", desc);
-  error_set_errno (EREMOTEIO);
+  set_error (-EREMOTEIO, "%s", desc);
   return -1;
 }
 

@@ -60,8 +60,7 @@ job_conclude (struct qmp_client *c, const char *job_id, const char *error)
   if (qmp_client_execute (c, "job-dismiss", args, NULL) == -1)
     return -1;
   if (error != NULL) {
-    set_error (0, "%s", error);
-    error_set_errno (EIO);
+    set_error (-EIO, "%s", error);
     return -1;
   }
   return 0;

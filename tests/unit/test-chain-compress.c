@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "chain/chain.h"
-#include "chain/compress.h"
+#include "chain/chain.h"
 #include "common/cleanup.h"
 #include "common/command.h"
 #include "common/error.h"

@@ -50,7 +50,7 @@ teardown (void **state)
   struct fixture *f = *state;
 
   chain_repo_free (f->repo);
-  assert_int_equal (chain_remove_tree (f->dir), 0);
+  assert_int_equal (fs_remove_tree (f->dir), 0);
   free (f->dir);
   free (f);
   return 0;

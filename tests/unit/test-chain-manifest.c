@@ -46,7 +46,7 @@ teardown (void **state)
 {
   struct fixture *f = *state;
 
-  assert_int_equal (chain_remove_tree (f->dir), 0);
+  assert_int_equal (fs_remove_tree (f->dir), 0);
   free (f->dir);
   free (f->path);
   free (f);

@@ -44,7 +44,7 @@ teardown (void **state)
 {
   struct fixture *f = *state;
 
-  assert_int_equal (chain_remove_tree (f->dir), 0);
+  assert_int_equal (fs_remove_tree (f->dir), 0);
   free (f->dir);
   free (f->repo);
   free (f);

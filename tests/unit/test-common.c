@@ -88,16 +88,39 @@ error_prepend_without_an_error_says_unknown (void **state)
 }
 
 static void
-error_set_errno_changes_only_the_code (void **state)
+set_error_negative_code_has_no_system_text (void **state)
 {
-  set_error (0, "command refused");
-  error_set_errno (EREMOTEIO);
+  set_error (-EREMOTEIO, "command refused");
   assert_string_equal (get_error (), "command refused");
   assert_int_equal (get_errno (), EREMOTEIO);
   assert_int_equal (errno, EREMOTEIO);
   error_prepend ("qmp");
+  assert_string_equal (get_error (), "qmp: command refused");
   assert_int_equal (get_errno (), EREMOTEIO);
   assert_int_equal (errno, EREMOTEIO);
+}
+
+static void
+error_save_restore_keeps_the_error (void **state)
+{
+  struct error_saved saved;
+
+  set_error (ENOENT, "image '%s'", "a.qcow2");
+  error_save (&saved);
+  assert_int_equal (get_errno (), 0);
+  set_error (EIO, "teardown failed");
+  error_restore (&saved);
+  assert_string_equal (get_error (),
+                       "image 'a.qcow2': No such file or directory");
+  assert_int_equal (get_errno (), ENOENT);
+  assert_int_equal (errno, ENOENT);
+  assert_null (saved.msg);
+  /* Saving no error restores no error. */
+  error_clear ();
+  error_save (&saved);
+  set_error (EIO, "teardown failed");
+  error_restore (&saved);
+  assert_int_equal (get_errno (), 0);
 }
 
 static void
@@ -663,7 +686,8 @@ main (void)
     cmocka_unit_test (set_error_keeps_a_long_message_whole),
     cmocka_unit_test (error_prepend_adds_context_and_keeps_errno),
     cmocka_unit_test (error_prepend_without_an_error_says_unknown),
-    cmocka_unit_test (error_set_errno_changes_only_the_code),
+    cmocka_unit_test (set_error_negative_code_has_no_system_text),
+    cmocka_unit_test (error_save_restore_keeps_the_error),
     cmocka_unit_test (get_error_is_never_null),
     cmocka_unit_test (errors_are_per_thread),
     cmocka_unit_test (vector_append_grows_and_keeps_order),

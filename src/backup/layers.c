@@ -14,8 +14,9 @@
 
 #include <jansson.h>
 
-#include "chain/internal.h"
-#include "chain/live.h"
+#include "backup/internal.h"
+#include "common/fs.h"
+#include "common/util.h"
 #include "common/error.h"
 #include "qmp/qmp.h"
 
@@ -90,10 +91,10 @@ live_bitmap_below_why (struct qmp_client *c, const struct live_disk *d,
     }
   }
   if (below != NULL) {
-    *why = chain_sprintf ("bitmap %s of %s is no longer on the active layer: "
-                          "a snapshot put '%s' on top of '%s', which holds "
-                          "it",
-                          name, d->name, d->filename, below);
+    *why = str_printf ("bitmap %s of %s is no longer on the active layer: "
+                       "a snapshot put '%s' on top of '%s', which holds "
+                       "it",
+                       name, d->name, d->filename, below);
     if (*why == NULL) {
       json_decref (nodes);
       return -1;

@@ -1,15 +1,17 @@
-/* steps.c: what the long operations of the repository share. */
+/* SPDX-License-Identifier: Apache-2.0 */
+/* testhook.c: the stop points of a build with --enable-test-hooks. */
 #include <config.h>
 
+#ifdef ENABLE_TEST_HOOKS
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/debug.h"
-#include "internal.h"
+#include "common/testhook.h"
 
 void
-chain_test_stop_point (const char *name)
+test_stop_point (const char *name)
 {
   const char *at = getenv ("KNIB_TEST_STOP_AT");
 
@@ -18,10 +20,4 @@ chain_test_stop_point (const char *name)
     raise (SIGSTOP);
   }
 }
-
-void
-chain_note_add (chain_string_vector *notes, char *line)
-{
-  if (line != NULL && chain_string_vector_append (notes, line) == -1)
-    free (line);
-}
+#endif

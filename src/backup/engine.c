@@ -18,14 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chain/compress.h"
-#include "chain/engine.h"
-#include "chain/internal.h"
-#include "chain/live.h"
+#include "chain/chain.h"
+#include "backup/backup.h"
+#include "backup/internal.h"
+#include "common/fs.h"
+#include "common/util.h"
 #include "common/cleanup.h"
 #include "common/debug.h"
 #include "common/error.h"
-#include "common/util.h"
+#include "common/testhook.h"
 #include "nbd/nbd.h"
 #include "qcow2/qcow2.h"
 #include "qmp/qmp.h"
@@ -34,38 +35,38 @@
  * read-only exports, but its NBD server runs in the main loop: on a
  * 2-core host one connection copied 1 GiB in 2.1 s, two in 3.3 s, four
  * in 3.8 s. */
-#define ENGINE_CONNECTIONS 1u
+#define BACKUP_CONNECTIONS 1u
 
 static void
-disk_result_release (struct engine_disk_result *d)
+disk_result_release (struct backup_disk_result *d)
 {
   free (d->name);
   free (d->reason);
 }
 
 void
-engine_result_release (struct engine_result *r)
+backup_result_release (struct backup_result *r)
 {
   size_t i;
 
   for (i = 0; i < r->disks.len; i++)
     disk_result_release (&r->disks.ptr[i]);
-  engine_disk_result_vector_reset (&r->disks);
+  backup_disk_result_vector_reset (&r->disks);
   chain_string_vector_release (&r->notes);
   free (r->reason);
   r->reason = NULL;
 }
 
 static const char *
-scratch_root (const struct engine_options *o)
+scratch_root (const struct backup_options *o)
 {
-  return o->scratch ? o->scratch : ENGINE_DEFAULT_SCRATCH;
+  return o->scratch ? o->scratch : KNIB_DEFAULT_SCRATCH;
 }
 
 /* Scratch directories are "<vm>.<pid>": remove those of runs that are
  * no longer alive. */
 static int
-recover_scratch (const struct engine_options *o, chain_string_vector *done)
+recover_scratch (const struct backup_options *o, chain_string_vector *done)
 {
   const char *root = scratch_root (o);
   DIR *dir = opendir (root);
@@ -86,15 +87,15 @@ recover_scratch (const struct engine_options *o, chain_string_vector *done)
     }
     if (kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
       continue;
-    path = chain_sprintf ("%s/%s", root, e->d_name);
+    path = str_printf ("%s/%s", root, e->d_name);
     /* Its qemu-storage-daemon must let go of the images first. */
     if (path == NULL || offline_daemon_reap (path, done) == -1
-        || chain_remove_tree (path) == -1) {
+        || fs_remove_tree (path) == -1) {
       closedir (dir);
       return -1;
     }
     chain_note_add (
-      done, chain_sprintf ("removed scratch files of a killed run: %s", path));
+      done, str_printf ("removed scratch files of a killed run: %s", path));
   }
   closedir (dir);
   return 0;
@@ -130,7 +131,7 @@ latest_bitmap (struct chain_repo *repo, const char *vm,
         break;
       continue;
     }
-    name = chain_sprintf (CHAIN_BITMAP_PREFIX "%s", m->id);
+    name = str_printf (CHAIN_BITMAP_PREFIX "%s", m->id);
     if (name == NULL || chain_string_vector_append (older, name) == -1) {
       free (name);
       set_error (ENOMEM, "bitmap names");
@@ -144,7 +145,7 @@ latest_bitmap (struct chain_repo *repo, const char *vm,
 /* Leftovers in the repository and the scratch directory (and the
  * daemons of killed offline runs, before this run starts its own). */
 static int
-recover_files (struct chain_lock *lock, const struct engine_options *o,
+recover_files (struct chain_lock *lock, const struct backup_options *o,
                chain_string_vector *done)
 {
   /* A killed "knib compress" too: its partial copies go, a finalize it
@@ -175,7 +176,7 @@ recover_qemu (struct chain_repo *repo, struct qmp_client *c,
 
 /* The run's private directory "<root>/<vm>.<pid>" (*dir, made 0700). */
 static int
-make_scratch_dir (const struct engine_options *o, char **dir)
+make_scratch_dir (const struct backup_options *o, char **dir)
 {
   const char *root = scratch_root (o);
   char *path;
@@ -184,7 +185,7 @@ make_scratch_dir (const struct engine_options *o, char **dir)
     set_error (errno, "scratch directory '%s'", root);
     return -1;
   }
-  path = chain_sprintf ("%s/%s.%ld", root, o->vm, (long) getpid ());
+  path = str_printf ("%s/%s.%ld", root, o->vm, (long) getpid ());
   if (path == NULL)
     return -1;
   /* Its sockets ("nbd.sock", "qmp.sock") must fit in a sockaddr_un. */
@@ -207,7 +208,7 @@ make_scratch_dir (const struct engine_options *o, char **dir)
 }
 
 static struct qmp_client *
-connect_qmp (const struct engine_options *o)
+connect_qmp (const struct backup_options *o)
 {
   struct qmp_client *c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
 
@@ -217,7 +218,7 @@ connect_qmp (const struct engine_options *o)
 }
 
 int
-engine_recover (struct chain_repo *repo, const struct engine_options *o,
+backup_recover (struct chain_repo *repo, const struct backup_options *o,
                 chain_string_vector *done)
 {
   struct chain_lock *lock;
@@ -259,7 +260,7 @@ out:
   else
     qmp_client_free (c);
   if (scratch != NULL)
-    chain_remove_tree_quiet (scratch);
+    fs_remove_tree_quiet (scratch);
   free (scratch);
   chain_lock_free (lock);
   return r;
@@ -272,13 +273,13 @@ struct disk_job {
   enum chain_kind kind;
   char *reason;
   char *fleece_path;
-  struct engine_disk_result result;
+  struct backup_disk_result result;
 };
 
 struct run {
   struct chain_repo *repo;
-  const struct engine_options *o;
-  struct engine_result *r;
+  const struct backup_options *o;
+  struct backup_result *r;
   struct chain_lock *lock;
   struct qmp_client *c;            /* owned by daemon when there is one */
   struct offline_daemon *daemon;   /* a stopped VM's images */
@@ -333,7 +334,7 @@ disk_names (const live_disk_vector *disks)
 static int
 select_disks (struct run *run)
 {
-  const struct engine_options *o = run->o;
+  const struct backup_options *o = run->o;
   size_t i, n = 0;
 
   if (run->daemon != NULL)
@@ -427,10 +428,10 @@ bitmap_usable (struct run *run, const struct live_disk *d, const char *name,
       return false;
   }
   else if (stale != NULL)
-    old_why = chain_sprintf ("bitmap %s of %s is missing: QEMU did not shut "
-                             "down cleanly (it left bitmap %s inconsistent) "
-                             "and lost the bitmaps it added since it started",
-                             name, d->name, stale->name);
+    old_why = str_printf ("bitmap %s of %s is missing: QEMU did not shut "
+                          "down cleanly (it left bitmap %s inconsistent) "
+                          "and lost the bitmaps it added since it started",
+                          name, d->name, stale->name);
   if (old_why != NULL) {
     free (*why);
     *why = old_why;
@@ -450,9 +451,9 @@ offline_full_reason (struct run *run, const struct live_disk *d, bool *oom)
   if (run->daemon == NULL || d->persistent_bitmaps)
     return NULL;
   vol = live_disk_volatile_why (d);
-  why = vol ? chain_sprintf ("%s: every backup of it while the VM is "
-                             "stopped is full",
-                             vol)
+  why = vol ? str_printf ("%s: every backup of it while the VM is "
+                          "stopped is full",
+                          vol)
             : NULL;
   *oom = why == NULL;
   return why;
@@ -463,7 +464,7 @@ offline_full_reason (struct run *run, const struct live_disk *d, bool *oom)
 static int
 decide_all_full (struct run *run, const char *first_reason)
 {
-  char *why = chain_sprintf ("no disk can be incremental: %s", first_reason);
+  char *why = str_printf ("no disk can be incremental: %s", first_reason);
 
   if (why == NULL)
     return -1;
@@ -504,19 +505,18 @@ decide_disks (struct run *run)
       continue;
     }
     else if ((pd = chain_manifest_find_disk (parent, d->name)) == NULL)
-      make_full (job, chain_sprintf ("disk %s is not in backup %s", d->name,
-                                     parent->id));
+      make_full (
+        job, str_printf ("disk %s is not in backup %s", d->name, parent->id));
     else if (pd->virtual_size != d->virtual_size)
-      make_full (job,
-                 chain_sprintf ("disk %s was resized from %" PRIu64
-                                " to %" PRIu64 " bytes",
-                                d->name, pd->virtual_size, d->virtual_size));
+      make_full (job, str_printf ("disk %s was resized from %" PRIu64
+                                  " to %" PRIu64 " bytes",
+                                  d->name, pd->virtual_size, d->virtual_size));
     else if (live_bitmap_below_why (run->c, d, pd->bitmap, &why) == -1)
       goto out;
     else if (why != NULL) /* a snapshot put a layer on top of it */
       make_full (job, why);
     else if (!bitmap_usable (run, d, pd->bitmap, &why))
-      make_full (job, why ? why : chain_sprintf ("bitmap %s", pd->bitmap));
+      make_full (job, why ? why : str_printf ("bitmap %s", pd->bitmap));
     else
       job->kind = CHAIN_KIND_INCREMENTAL;
     if (job->kind == CHAIN_KIND_FULL && job->reason == NULL) {
@@ -528,8 +528,8 @@ decide_disks (struct run *run)
   }
   if (parent != NULL && first_reason
       && run->o->mode == CHAIN_MODE_INCREMENTAL) {
-    set_error (0, "an incremental backup is not possible: %s", first_reason);
-    error_set_errno (EINVAL);
+    set_error (-EINVAL, "an incremental backup is not possible: %s",
+               first_reason);
     goto out;
   }
   for (i = 0; i < run->n && run->jobs[i].kind != CHAIN_KIND_INCREMENTAL; i++)
@@ -608,14 +608,14 @@ make_scratch (struct run *run)
   /* An offline run made it already, for the daemon's socket. */
   if (run->scratch == NULL && make_scratch_dir (run->o, &run->scratch) == -1)
     return -1;
-  run->nbd_socket = chain_sprintf ("%s/nbd.sock", run->scratch);
+  run->nbd_socket = str_printf ("%s/nbd.sock", run->scratch);
   if (run->nbd_socket == NULL)
     return -1;
   for (i = 0; i < run->n; i++) {
     struct disk_job *job = &run->jobs[i];
 
     job->fleece_path
-      = chain_sprintf ("%s/fleece-%s.qcow2", run->scratch, job->disk->name);
+      = str_printf ("%s/fleece-%s.qcow2", run->scratch, job->disk->name);
     if (job->fleece_path == NULL
         || create_fleece (job->fleece_path, job->disk->virtual_size) == -1)
       return -1;
@@ -664,7 +664,7 @@ static int
 copy_chunk (void *opaque, struct nbd_chunk *chunk)
 {
   struct copy_state *cs = opaque;
-  const struct engine_options *o = cs->run->o;
+  const struct backup_options *o = cs->run->o;
   int r;
 
   if (o->cancel && *o->cancel) {
@@ -682,7 +682,7 @@ copy_chunk (void *opaque, struct nbd_chunk *chunk)
       || chunk->kind != cs->last_kind)
     cs->job->result.extents++;
   if (cs->end == 0 && cs->job == &cs->run->jobs[0])
-    chain_test_stop_point ("copy");
+    test_stop_point ("copy");
   cs->end = chunk->offset + chunk->length;
   cs->last_kind = chunk->kind;
   if (o->progress)
@@ -715,7 +715,7 @@ copy_disk (struct run *run, struct disk_job *job)
     .export_name = d->name,
     .bitmap = job->kind == CHAIN_KIND_INCREMENTAL ? run->keep : NULL,
     .connections
-    = run->o->connections ? run->o->connections : ENGINE_CONNECTIONS,
+    = run->o->connections ? run->o->connections : BACKUP_CONNECTIONS,
     .timeout_ms = run->o->timeout_ms,
   };
   struct nbd_read_options ro = {
@@ -798,7 +798,7 @@ static int
 fill_result (struct run *run)
 {
   const struct chain_manifest *m = chain_backup_manifest (run->b);
-  struct engine_result *r = run->r;
+  struct backup_result *r = run->r;
   size_t i;
 
   snprintf (r->id, sizeof r->id, "%s", m->id);
@@ -808,14 +808,14 @@ fill_result (struct run *run)
   if (r->reason == NULL)
     goto nomem;
   for (i = 0; i < run->n; i++) {
-    struct engine_disk_result dr = run->jobs[i].result;
+    struct backup_disk_result dr = run->jobs[i].result;
 
     dr.name = strdup (run->jobs[i].disk->name);
     dr.kind = run->jobs[i].kind;
     dr.virtual_size = run->jobs[i].disk->virtual_size;
     dr.reason = run->jobs[i].reason ? strdup (run->jobs[i].reason) : NULL;
     if (dr.name == NULL
-        || engine_disk_result_vector_append (&r->disks, dr) == -1) {
+        || backup_disk_result_vector_append (&r->disks, dr) == -1) {
       disk_result_release (&dr);
       goto nomem;
     }
@@ -831,12 +831,12 @@ nomem:
 static int
 store_definition (struct run *run)
 {
-  const struct engine_options *o = run->o;
+  const struct backup_options *o = run->o;
 
   if (chain_backup_set_vm_info (run->b, o->uuid, o->definition) == -1)
     return -1;
   if (o->definition != NULL
-      && chain_backup_write_file (run->b, ENGINE_DEFINITION_FILE, o->definition,
+      && chain_backup_write_file (run->b, BACKUP_DEFINITION_FILE, o->definition,
                                   strlen (o->definition))
            == -1)
     return -1;
@@ -848,21 +848,17 @@ store_definition (struct run *run)
 static int
 quiesce (struct run *run, bool freeze)
 {
-  const struct engine_options *o = run->o;
-  CLEANUP_FREE char *err = NULL;
-  int errnum;
+  const struct backup_options *o = run->o;
+  struct error_saved err;
 
   if (freeze)
     return o->freeze ? o->freeze (o->quiesce_opaque) : 0;
   if (o->thaw == NULL)
     return 0;
-  err = strdup (get_error ());
-  errnum = get_errno ();
+  error_save (&err);
   if (o->thaw (o->quiesce_opaque) == -1)
-    chain_note_add (&run->r->notes,
-                    chain_sprintf ("warning: %s", get_error ()));
-  set_error (0, "%s", err ? err : "");
-  error_set_errno (errnum);
+    chain_note_add (&run->r->notes, str_printf ("warning: %s", get_error ()));
+  error_restore (&err);
   return 0;
 }
 
@@ -896,13 +892,13 @@ backup_disks (struct run *run)
   }
   if (fill_result (run) == -1)
     return -1;
-  chain_test_stop_point ("commit");
+  test_stop_point ("commit");
   return chain_backup_commit (run->b);
 }
 
 /* libvirt's device ids ("virtio-disk0") become knib's names ("vda"). */
 static int
-rename_disks (const struct engine_options *o, live_disk_vector *disks)
+rename_disks (const struct backup_options *o, live_disk_vector *disks)
 {
   size_t i, j;
 
@@ -932,9 +928,9 @@ finish_qemu (struct run *run, bool success)
   if (run->live_started
       && live_stop (run->c, run->targets, run->n, run->server_started, success)
            == -1)
-    chain_note_add (&run->r->notes, chain_sprintf ("warning: %s (knib recover "
-                                                   "repairs it)",
-                                                   get_error ()));
+    chain_note_add (&run->r->notes, str_printf ("warning: %s (knib recover "
+                                                "repairs it)",
+                                                get_error ()));
   if (!success || run->d.kind == CHAIN_KIND_ISOLATED)
     return;
   for (i = 0; i < run->n; i++)
@@ -942,9 +938,9 @@ finish_qemu (struct run *run, bool success)
                             chain_backup_bitmap (run->b),
                             run->targets[i].old_bitmap, NULL)
         == -1)
-      chain_note_add (&run->r->notes,
-                      chain_sprintf ("warning: %s (the next backup repairs it)",
-                                     get_error ()));
+      chain_note_add (
+        &run->r->notes,
+        str_printf ("warning: %s (the next backup repairs it)", get_error ()));
 }
 
 static int
@@ -968,7 +964,7 @@ check_socket (const char *path)
 static int
 open_qemu (struct run *run)
 {
-  const struct engine_options *o = run->o;
+  const struct backup_options *o = run->o;
 
   if (o->images == NULL) {
     run->c = connect_qmp (o);
@@ -993,11 +989,10 @@ stop_daemon (struct run *run)
     return;
   run->c = NULL; /* the daemon's */
   if (offline_daemon_stop (run->daemon) == -1)
-    chain_note_add (
-      &run->r->notes,
-      chain_sprintf ("warning: %s: the next backup of these disks "
-                     "may be full",
-                     get_error ()));
+    chain_note_add (&run->r->notes,
+                    str_printf ("warning: %s: the next backup of these disks "
+                                "may be full",
+                                get_error ()));
   offline_daemon_free (run->daemon);
   run->daemon = NULL;
 }
@@ -1019,7 +1014,7 @@ run_release (struct run *run)
   chain_decision_release (&run->d);
   chain_backup_free (run->b);
   if (run->scratch)
-    chain_remove_tree_quiet (run->scratch);
+    fs_remove_tree_quiet (run->scratch);
   free (run->scratch);
   free (run->nbd_socket);
   qmp_client_free (run->c);
@@ -1027,8 +1022,8 @@ run_release (struct run *run)
 }
 
 int
-engine_backup (struct chain_repo *repo, const struct engine_options *o,
-               struct engine_result *r)
+backup_run (struct chain_repo *repo, const struct backup_options *o,
+            struct backup_result *r)
 {
   struct run run = { .repo = repo, .o = o, .r = r };
   double start = monotonic_seconds ();
@@ -1070,14 +1065,13 @@ engine_backup (struct chain_repo *repo, const struct engine_options *o,
          o->vm, chain_kind_name (run.d.kind), run.d.reason);
   committed = backup_disks (&run) == 0;
   if (!committed) {
-    CLEANUP_FREE char *err = strdup (get_error ());
-    int errnum = get_errno ();
+    struct error_saved err;
 
+    error_save (&err);
     finish_qemu (&run, false);
     if (chain_backup_abort (run.b) == -1)
-      chain_note_add (&r->notes, chain_sprintf ("warning: %s", get_error ()));
-    set_error (0, "%s", err ? err : "backup failed");
-    error_set_errno (errnum); /* the text already ends with strerror */
+      chain_note_add (&r->notes, str_printf ("warning: %s", get_error ()));
+    error_restore (&err);
     goto out;
   }
   finish_qemu (&run, true);
@@ -1089,14 +1083,11 @@ out:
     error_prepend ("backup of vm '%s'", o->vm);
   {
     /* Releasing must not clobber the error being returned. */
-    CLEANUP_FREE char *err = ret == -1 ? strdup (get_error ()) : NULL;
-    int errnum = get_errno ();
+    struct error_saved err;
 
+    error_save (&err);
     run_release (&run);
-    if (err) {
-      set_error (0, "%s", err);
-      error_set_errno (errnum); /* the text already ends with strerror */
-    }
+    error_restore (&err);
   }
   return ret;
 }

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chain/engine.h"
-#include "chain/internal.h"
-#include "chain/live.h"
-#include "common/error.h"
+#include "backup/backup.h"
+#include "backup/internal.h"
+#include "common/fs.h"
 #include "common/util.h"
+#include "common/error.h"
 #include "qmp/qmp.h"
 
 static void
@@ -22,7 +22,7 @@ add_line (chain_string_vector *done, char *line)
 
 /* Every knib bitmap of every disk of the running VM goes. */
 static int
-remove_bitmaps (const struct engine_options *o, chain_string_vector *done)
+remove_bitmaps (const struct backup_options *o, chain_string_vector *done)
 {
   struct qmp_client *c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
   live_disk_vector disks = empty_vector;
@@ -39,8 +39,8 @@ remove_bitmaps (const struct engine_options *o, chain_string_vector *done)
     if (live_bitmaps_prune (c, &disks.ptr[i], NULL, NULL, done) == -1)
       goto out;
   if (done->len == before)
-    add_line (done, chain_sprintf ("no knib bitmap was left on the VM's "
-                                   "disks"));
+    add_line (done, str_printf ("no knib bitmap was left on the VM's "
+                                "disks"));
   r = 0;
 out:
   live_disk_vector_release (&disks);
@@ -49,7 +49,7 @@ out:
 }
 
 int
-engine_end_chain (struct chain_repo *repo, const struct engine_options *o,
+backup_end_chain (struct chain_repo *repo, const struct backup_options *o,
                   const char *reason, chain_string_vector *done)
 {
   struct chain_lock *lock;
@@ -65,13 +65,13 @@ engine_end_chain (struct chain_repo *repo, const struct engine_options *o,
       || (vm = chain_vm_load (repo, o->vm)) == NULL)
     goto out;
   if (vm->chain_end_after[0])
-    add_line (done, chain_sprintf ("vm %s: the chain ends after backup %s: "
-                                   "the next backup is full (%s)",
-                                   o->vm, vm->chain_end_after, reason));
+    add_line (done, str_printf ("vm %s: the chain ends after backup %s: "
+                                "the next backup is full (%s)",
+                                o->vm, vm->chain_end_after, reason));
   else
-    add_line (done, chain_sprintf ("vm %s: no backup yet: the next backup is "
-                                   "full anyway",
-                                   o->vm));
+    add_line (done, str_printf ("vm %s: no backup yet: the next backup is "
+                                "full anyway",
+                                o->vm));
   if (o->qmp_socket != NULL && remove_bitmaps (o, done) == -1)
     goto out;
   r = 0;

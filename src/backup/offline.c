@@ -20,13 +20,13 @@
 
 #include <jansson.h>
 
-#include "chain/internal.h"
-#include "chain/offline.h"
+#include "backup/internal.h"
+#include "common/fs.h"
+#include "common/util.h"
 #include "common/cleanup.h"
 #include "common/command.h"
 #include "common/debug.h"
 #include "common/error.h"
-#include "common/util.h"
 
 #define DAEMON_PROGRAM "qemu-storage-daemon"
 
@@ -70,7 +70,7 @@ is_lock_error (const char *msg)
 static void
 set_in_use_error (const struct offline_disk *od, const char *msg)
 {
-  set_error (0,
+  set_error (-EBUSY,
              "disk '%s': image '%s' is in use by another process, which "
              "holds its lock (%s): if the VM is running, back it up live "
              "with --qmp SOCKET instead of --image",
@@ -78,7 +78,6 @@ set_in_use_error (const struct offline_disk *od, const char *msg)
              strstr (msg, "shared \"write\" lock")
                ? "Failed to get shared \"write\" lock"
                : "Failed to get \"write\" lock");
-  error_set_errno (EBUSY);
 }
 
 /* What "qemu-img info" says of an image: its format (unless given: then
@@ -109,8 +108,7 @@ probe_image (struct offline_disk *od)
   info = json_loads (command_get_stdout (cmd, NULL), 0, &jerr);
   format = json_string_value (json_object_get (info, "format"));
   if (format == NULL) {
-    set_error (0, "qemu-img info: no format in its output");
-    error_set_errno (EPROTO);
+    set_error (-EPROTO, "qemu-img info: no format in its output");
     goto out;
   }
   compat = json_string_value (json_object_get (
@@ -153,18 +151,17 @@ disk_init (struct offline_disk *od, const struct offline_image *im)
   char *abs;
 
   if (!node_name_ok (im->disk)) {
-    set_error (0,
+    set_error (-EINVAL,
                "the name cannot be part of a QEMU node name: use at most %zu "
                "letters, digits, '-', '.' and '_'",
                31 - (sizeof LIVE_FLEECE_PREFIX - 1));
-    error_set_errno (EINVAL);
     return -1;
   }
 
   od->disk = strdup (im->disk);
   od->format = im->format ? strdup (im->format) : NULL;
-  od->node = chain_sprintf (OFFLINE_DISK_PREFIX "%s", im->disk);
-  od->file_node = chain_sprintf (OFFLINE_FILE_PREFIX "%s", im->disk);
+  od->node = str_printf (OFFLINE_DISK_PREFIX "%s", im->disk);
+  od->file_node = str_printf (OFFLINE_FILE_PREFIX "%s", im->disk);
   if (od->disk == NULL || (im->format && od->format == NULL) || od->node == NULL
       || od->file_node == NULL) {
     set_error (ENOMEM, "out of memory");
@@ -172,9 +169,8 @@ disk_init (struct offline_disk *od, const struct offline_image *im)
   }
   if (od->format && strcmp (od->format, "qcow2") != 0
       && strcmp (od->format, "raw") != 0) {
-    set_error (0, "image format '%s': knib reads qcow2 and raw images",
+    set_error (-EINVAL, "image format '%s': knib reads qcow2 and raw images",
                od->format);
-    error_set_errno (EINVAL);
     return -1;
   }
   abs = realpath (im->path, NULL);
@@ -186,11 +182,10 @@ disk_init (struct offline_disk *od, const struct offline_image *im)
   if (probe_image (od) == -1)
     return -1;
   if (strcmp (od->format, "qcow2") != 0 && strcmp (od->format, "raw") != 0) {
-    set_error (0,
+    set_error (-EINVAL,
                "image '%s' is %s: knib reads qcow2 and raw images (convert "
                "it with qemu-img convert)",
                od->path, od->format);
-    error_set_errno (EINVAL);
     return -1;
   }
   return 0;
@@ -298,7 +293,7 @@ start_failed (const struct offline_daemon *d, int status)
 
   if (is_lock_error (err)) {
     for (i = 0; i < d->n; i++) {
-      CLEANUP_FREE char *bracketed = chain_sprintf ("[%s]", d->disks[i].path);
+      CLEANUP_FREE char *bracketed = str_printf ("[%s]", d->disks[i].path);
 
       if (bracketed != NULL && strstr (err, bracketed) != NULL) {
         set_in_use_error (&d->disks[i], err);
@@ -309,9 +304,8 @@ start_failed (const struct offline_daemon *d, int status)
   /* Its first line holds QEMU's error; the rest is advice. */
   end = strchr (err, '\n');
   msg = end ? strndup (err, end - err) : strdup (err);
-  set_error (0, "%s exited with status %d: %s", DAEMON_PROGRAM, status,
+  set_error (-EIO, "%s exited with status %d: %s", DAEMON_PROGRAM, status,
              msg && msg[0] ? msg : "(no message)");
-  error_set_errno (EIO);
 }
 
 /* Wait until the daemon's monitor answers, or it exits. */
@@ -360,8 +354,8 @@ offline_daemon_start (const struct offline_image *images, size_t n,
   }
   d->disks = calloc (n, sizeof *d->disks);
   d->map = calloc (n, sizeof *d->map);
-  d->socket = chain_sprintf ("%s/" OFFLINE_QMP_SOCKET, dir);
-  d->pid_file = chain_sprintf ("%s/" OFFLINE_PID_FILE, dir);
+  d->socket = str_printf ("%s/" OFFLINE_QMP_SOCKET, dir);
+  d->pid_file = str_printf ("%s/" OFFLINE_PID_FILE, dir);
   d->stopped = true;
   if (d->disks == NULL || d->map == NULL || d->socket == NULL
       || d->pid_file == NULL) {
@@ -374,8 +368,7 @@ offline_daemon_start (const struct offline_image *images, size_t n,
     d->n++;
     for (j = 0; j < i; j++)
       if (strcmp (images[j].disk, images[i].disk) == 0) {
-        set_error (0, "disk '%s' is named twice", images[i].disk);
-        error_set_errno (EINVAL);
+        set_error (-EINVAL, "disk '%s' is named twice", images[i].disk);
         goto fail;
       }
     if (disk_init (&d->disks[i], &images[i]) == -1) {
@@ -420,10 +413,11 @@ offline_daemon_explain (const struct offline_daemon *d)
     set_in_use_error (raw, msg ? msg : "");
   }
   else if (nraw > 1) {
-    error_prepend ("a raw image is in use by another process, which holds "
-                   "its lock: if the VM is running, back it up live with "
-                   "--qmp SOCKET instead of --image");
-    error_set_errno (EBUSY);
+    set_error (-EBUSY,
+               "a raw image is in use by another process, which holds "
+               "its lock: if the VM is running, back it up live with "
+               "--qmp SOCKET instead of --image: %s",
+               get_error ());
   }
 }
 
@@ -467,13 +461,12 @@ offline_daemon_free (struct offline_daemon *d)
     return;
   {
     /* Freeing must not clobber the caller's error. */
-    CLEANUP_FREE char *err = strdup (get_error ());
-    int errnum = get_errno ();
+    struct error_saved err;
 
+    error_save (&err);
     if (offline_daemon_stop (d) == -1)
       debug (DEBUG_CHAIN, "%s", get_error ());
-    set_error (0, "%s", err ? err : "");
-    error_set_errno (errnum);
+    error_restore (&err);
   }
   command_free (d->cmd);
   for (i = 0; i < d->n; i++)
@@ -533,7 +526,7 @@ wait_gone (pid_t pid, const char *dir, int ms)
 int
 offline_daemon_reap (const char *dir, chain_string_vector *done)
 {
-  CLEANUP_FREE char *pid_file = chain_sprintf ("%s/" OFFLINE_PID_FILE, dir);
+  CLEANUP_FREE char *pid_file = str_printf ("%s/" OFFLINE_PID_FILE, dir);
   char buf[32] = "";
   int64_t pid;
   ssize_t len;
@@ -560,14 +553,13 @@ offline_daemon_reap (const char *dir, chain_string_vector *done)
   if (!wait_gone ((pid_t) pid, dir, OFFLINE_STOP_GRACE_MS)) {
     kill ((pid_t) pid, SIGKILL);
     if (!wait_gone ((pid_t) pid, dir, 5000)) {
-      set_error (0, "%s (pid %ld) of a killed run does not stop",
+      set_error (-EBUSY, "%s (pid %ld) of a killed run does not stop",
                  DAEMON_PROGRAM, (long) pid);
-      error_set_errno (EBUSY);
       return -1;
     }
   }
-  line = chain_sprintf ("stopped the %s of a killed run (pid %ld)",
-                        DAEMON_PROGRAM, (long) pid);
+  line = str_printf ("stopped the %s of a killed run (pid %ld)", DAEMON_PROGRAM,
+                     (long) pid);
   if (line && chain_string_vector_append (done, line) == -1)
     free (line);
   return 0;

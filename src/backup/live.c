@@ -8,12 +8,13 @@
 
 #include <jansson.h>
 
-#include "chain/internal.h"
-#include "chain/live.h"
+#include "backup/internal.h"
+#include "common/fs.h"
+#include "common/util.h"
 #include "common/cleanup.h"
 #include "common/debug.h"
 #include "common/error.h"
-#include "common/util.h"
+#include "common/testhook.h"
 
 /* Run a command whose arguments were built with json_pack: a NULL args
  * means json_pack failed (out of memory), not "no arguments". */
@@ -305,12 +306,12 @@ live_disk_volatile_why (const struct live_disk *d)
   if (d->persistent_bitmaps)
     return NULL;
   if (strcmp (d->driver, "qcow2") == 0)
-    return chain_sprintf ("%s is a qcow2 v2 (compat=0.10) image, which "
-                          "cannot store a persistent dirty bitmap",
-                          d->name);
-  return chain_sprintf ("%s is a %s image, which cannot store a persistent "
-                        "dirty bitmap",
-                        d->name, d->driver);
+    return str_printf ("%s is a qcow2 v2 (compat=0.10) image, which "
+                       "cannot store a persistent dirty bitmap",
+                       d->name);
+  return str_printf ("%s is a %s image, which cannot store a persistent "
+                     "dirty bitmap",
+                     d->name, d->driver);
 }
 
 const struct live_bitmap *
@@ -395,7 +396,7 @@ live_check_foreign_jobs (struct qmp_client *c)
 static char *
 node_name (const char *prefix, const char *disk)
 {
-  return chain_sprintf ("%s%s", prefix, disk);
+  return str_printf ("%s%s", prefix, disk);
 }
 
 static int
@@ -500,7 +501,7 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
       error_prepend ("disk %s: fleecing node", targets[i].disk->name);
       goto fail;
     }
-  chain_test_stop_point ("transaction");
+  test_stop_point ("transaction");
   if (exec_packed (c, "transaction", build_transaction (targets, n), NULL)
       == -1) {
     error_prepend ("the backup transaction failed");
@@ -526,13 +527,12 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
   return 0;
 
 fail : {
-  CLEANUP_FREE char *saved = strdup (get_error ());
-  int saved_errno = get_errno ();
+  struct error_saved err;
 
+  error_save (&err);
   (void) live_stop (c, targets, n, *server_started, false);
   *server_started = false;
-  set_error (0, "%s", saved ? saved : "live backup start failed");
-  error_set_errno (saved_errno); /* the text already ends with strerror */
+  error_restore (&err);
 }
   return -1;
 }
@@ -683,7 +683,7 @@ live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
       error_prepend ("disk %s: removing bitmap %s", d->name, name);
       return -1;
     }
-    line = chain_sprintf ("removed bitmap %s of %s", name, d->name);
+    line = str_printf ("removed bitmap %s of %s", name, d->name);
     if (removed && line && chain_string_vector_append (removed, line) == 0)
       line = NULL;
     free (line);
@@ -726,7 +726,7 @@ recover_exports_and_jobs (struct qmp_client *c, chain_string_vector *done)
     if (qmp_client_execute (c, "nbd-server-stop", NULL, NULL) == -1
         && get_errno () != EREMOTEIO)
       goto fail;
-    note (done, chain_sprintf ("stopped the NBD server of a killed backup"));
+    note (done, str_printf ("stopped the NBD server of a killed backup"));
   }
   json_array_foreach (list, i, e)
   {
@@ -734,7 +734,7 @@ recover_exports_and_jobs (struct qmp_client *c, chain_string_vector *done)
     if (has_prefix (id, LIVE_EXPORT_PREFIX)) {
       if (remove_export (c, id) == -1)
         goto fail;
-      note (done, chain_sprintf ("removed export %s", id));
+      note (done, str_printf ("removed export %s", id));
     }
   }
   json_decref (list);
@@ -748,7 +748,7 @@ recover_exports_and_jobs (struct qmp_client *c, chain_string_vector *done)
     if (has_prefix (id, LIVE_JOB_PREFIX)) {
       if (cancel_job (c, id) == -1)
         goto fail;
-      note (done, chain_sprintf ("cancelled job %s", id));
+      note (done, str_printf ("cancelled job %s", id));
     }
   }
   json_decref (list);
@@ -782,8 +782,8 @@ recover_nodes (struct qmp_client *c, chain_string_vector *done)
       json_decref (list);
       return -1;
     }
-    note (done, chain_sprintf ("removed fleecing node %s (%s)", node,
-                               file ? file : ""));
+    note (done,
+          str_printf ("removed fleecing node %s (%s)", node, file ? file : ""));
     /* The file itself is in knib's scratch directory: that is the
      * caller's to clean. */
   }
@@ -812,10 +812,10 @@ recover_keep (struct qmp_client *c, const struct live_disk *d,
   if (!covered) {
     if (remove_bitmap (c, d->node, k->name) == -1)
       return -1;
-    note (done, chain_sprintf ("removed bitmap %s of %s: it was frozen and "
-                               "no newer bitmap tracked the writes since "
-                               "(the next backup of %s is full)",
-                               k->name, d->name, d->name));
+    note (done, str_printf ("removed bitmap %s of %s: it was frozen and "
+                            "no newer bitmap tracked the writes since "
+                            "(the next backup of %s is full)",
+                            k->name, d->name, d->name));
     return 0;
   }
   if (exec_packed (c, "block-dirty-bitmap-enable",
@@ -823,8 +823,7 @@ recover_keep (struct qmp_client *c, const struct live_disk *d,
                    NULL)
       == -1)
     return -1;
-  note (done,
-        chain_sprintf ("enabled bitmap %s of %s again", k->name, d->name));
+  note (done, str_printf ("enabled bitmap %s of %s again", k->name, d->name));
   return 0;
 }
 
@@ -841,8 +840,8 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
   if (k != NULL && k->inconsistent) {
     if (remove_bitmap (c, d->node, k->name) == -1)
       return -1;
-    note (done, chain_sprintf ("removed inconsistent bitmap %s of %s", k->name,
-                               d->name));
+    note (done, str_printf ("removed inconsistent bitmap %s of %s", k->name,
+                            d->name));
     gone = k;
     k = NULL;
   }
@@ -868,12 +867,12 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
     if (remove_bitmap (c, d->node, b->name) == -1)
       return -1;
     if (k != NULL)
-      note (done, chain_sprintf ("merged bitmap %s of %s into %s and removed "
-                                 "it",
-                                 b->name, d->name, k->name));
+      note (done, str_printf ("merged bitmap %s of %s into %s and removed "
+                              "it",
+                              b->name, d->name, k->name));
     else
       note (done,
-            chain_sprintf ("removed stale bitmap %s of %s", b->name, d->name));
+            str_printf ("removed stale bitmap %s of %s", b->name, d->name));
   }
   return k != NULL ? recover_keep (c, d, k, covered, done) : 0;
 }

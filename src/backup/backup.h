@@ -1,23 +1,26 @@
-/* engine.h: a whole backup of a VM, running or stopped, and recovery. */
-#ifndef KNIB_CHAIN_ENGINE_H
-#define KNIB_CHAIN_ENGINE_H
+/* backup.h: a whole backup of a VM, running or stopped, and recovery. */
+#ifndef KNIB_BACKUP_BACKUP_H
+#define KNIB_BACKUP_BACKUP_H
 
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "chain/chain.h"
-#include "chain/offline.h"
+#include "common/conf.h"
 
-/* Where knib keeps fleecing images and NBD sockets while a backup runs
- * (one private directory per run below it). */
-#define ENGINE_DEFAULT_SCRATCH "/var/tmp/knib"
+/* A disk image of a stopped VM. */
+struct offline_image {
+  const char *disk;   /* the device name: "vda" */
+  const char *path;   /* the image file */
+  const char *format; /* "qcow2" or "raw"; NULL: what qemu-img info finds */
+};
 
 /* Progress of one disk: done of total bytes of the disk passed. */
-typedef void (*engine_progress_fn) (void *opaque, const char *disk,
+typedef void (*backup_progress_fn) (void *opaque, const char *disk,
                                     uint64_t done, uint64_t total);
 
-struct engine_options {
+struct backup_options {
   const char *qmp_socket; /* the VM's QMP socket (knib's own monitor) */
   /* Or, for a stopped VM, its disk images (n_images of them): knib opens
    * them in qemu-storage-daemon and backs them up the same way. */
@@ -28,10 +31,10 @@ struct engine_options {
   int64_t chain_size;   /* 1: every backup full; < 1: unlimited */
   const char **disks;   /* NULL-terminated device names; NULL: every
                             writable disk */
-  const char *scratch;  /* NULL: ENGINE_DEFAULT_SCRATCH */
+  const char *scratch;  /* NULL: KNIB_DEFAULT_SCRATCH */
   int timeout_ms;       /* QMP and NBD silence limit */
   unsigned connections; /* NBD connections per disk (0: default) */
-  engine_progress_fn progress;
+  backup_progress_fn progress;
   void *opaque;
   /* Set (by a signal handler) to stop the backup: it fails cleanly. */
   volatile sig_atomic_t *cancel;
@@ -47,10 +50,10 @@ struct engine_options {
   /* A VM that libvirt runs (knib backup --domain): */
   /* disks that QEMU calls by another device id than knib does (libvirt's
    * alias "virtio-disk0" is disk "vda"): n_renames of them; */
-  const struct engine_rename *renames;
+  const struct backup_rename *renames;
   size_t n_renames;
   /* what vm.json records (NULL: keep what it has), and the definition
-   * also beside the images as ENGINE_DEFINITION_FILE, so that the VM
+   * also beside the images as BACKUP_DEFINITION_FILE, so that the VM
    * can be made again as it was at that backup; */
   const char *uuid;
   const char *definition;
@@ -64,15 +67,15 @@ struct engine_options {
 };
 
 /* QEMU's device id of a disk, and knib's name for it. */
-struct engine_rename {
+struct backup_rename {
   const char *device;
   const char *disk;
 };
 
 /* The VM's definition (domain XML) in each backup's directory. */
-#define ENGINE_DEFINITION_FILE "domain.xml"
+#define BACKUP_DEFINITION_FILE "domain.xml"
 
-struct engine_disk_result {
+struct backup_disk_result {
   char *name;
   enum chain_kind kind;
   char *reason; /* why full, or NULL */
@@ -84,35 +87,34 @@ struct engine_disk_result {
   double seconds;
   enum chain_compression compression;
 };
-DEFINE_VECTOR_TYPE (engine_disk_result_vector, struct engine_disk_result)
+DEFINE_VECTOR_TYPE (backup_disk_result_vector, struct backup_disk_result)
 
-struct engine_result {
+struct backup_result {
   char id[CHAIN_ID_MAX];
   char parent[CHAIN_ID_MAX];
   enum chain_kind kind;
   char *reason;
-  engine_disk_result_vector disks;
+  backup_disk_result_vector disks;
   double seconds;
   chain_string_vector notes; /* what recovery did, warnings */
 };
 
-void engine_result_release (struct engine_result *r);
+void backup_result_release (struct backup_result *r);
 
 /* Back up the VM: lock it, repair leftovers, decide, fleece all disks at
  * one point in time, copy through NBD into qcow2 images, commit, tear
  * down and rotate the bitmaps.  Returns 0, or -1 with set_error; on
  * failure nothing is left in QEMU or the repository and every guest
  * write stays tracked.  r->notes is filled either way. */
-int engine_backup (struct chain_repo *repo, const struct engine_options *o,
-                   struct engine_result *r)
-  __attribute__ ((warn_unused_result));
+int backup_run (struct chain_repo *repo, const struct backup_options *o,
+                struct backup_result *r) __attribute__ ((warn_unused_result));
 
-/* What engine_backup repairs before it starts, on its own: partial
+/* What backup_run repairs before it starts, on its own: partial
  * backups, knib's exports, jobs, fleecing nodes and stale bitmaps in
  * QEMU or (images) in the images of a stopped VM (neither: only the
  * repository), scratch files and daemons of dead runs.  One line per
  * repair goes to done. */
-int engine_recover (struct chain_repo *repo, const struct engine_options *o,
+int backup_recover (struct chain_repo *repo, const struct backup_options *o,
                     chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 
@@ -121,7 +123,7 @@ int engine_recover (struct chain_repo *repo, const struct engine_options *o,
  * o->qmp_socket also remove every knib bitmap from the running VM's
  * disks (a stopped VM's stay in its images until the next backup's
  * rotation).  One line per thing done goes to done. */
-int engine_end_chain (struct chain_repo *repo, const struct engine_options *o,
+int backup_end_chain (struct chain_repo *repo, const struct backup_options *o,
                       const char *reason, chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 

@@ -1,10 +1,10 @@
-/* fsutil.c: directories, fsync, atomic JSON files and tree removal. */
+/* SPDX-License-Identifier: Apache-2.0 */
+/* fs.c: directories, fsync, atomic file replacement and tree removal. */
 #include <config.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,27 +13,11 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
-#include "internal.h"
-
-char *
-chain_sprintf (const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int r;
-
-  va_start (ap, fmt);
-  r = vasprintf (&s, fmt, ap);
-  va_end (ap);
-  if (r == -1) {
-    set_error (ENOMEM, "asprintf");
-    return NULL;
-  }
-  return s;
-}
+#include "common/fs.h"
+#include "common/util.h"
 
 int
-chain_mkdir (const char *path)
+fs_mkdir (const char *path)
 {
   struct stat st;
 
@@ -48,7 +32,7 @@ chain_mkdir (const char *path)
 }
 
 int
-chain_fsync_path (const char *path)
+fs_fsync_path (const char *path)
 {
   CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC);
 
@@ -63,11 +47,11 @@ chain_fsync_path (const char *path)
   return 0;
 }
 
-/* Read a whole small file; NUL-terminated. */
-static char *
-read_file (const char *path, const char *what, size_t *len)
+char *
+fs_read_file (const char *path, const char *what, size_t max, size_t *len)
 {
-  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO in place of the file must not block the reader. */
+  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   CLEANUP_FREE char *buf = NULL;
   size_t cap = 0, n = 0;
   struct stat st;
@@ -82,19 +66,19 @@ read_file (const char *path, const char *what, size_t *len)
     return NULL;
   }
   if (!S_ISREG (st.st_mode)) {
-    set_error (0, "%s '%s': not a regular file", what, path);
-    errno = EINVAL;
+    set_error (-EINVAL, "%s '%s': not a regular file", what, path);
     return NULL;
   }
   for (;;) {
     if (n + 1 >= cap) {
       char *nb;
-      if (cap >= CHAIN_JSON_MAX) {
-        set_error (EFBIG, "%s '%s': larger than %u bytes", what, path,
-                   CHAIN_JSON_MAX);
+      if (cap >= max) {
+        set_error (EFBIG, "%s '%s': larger than %zu bytes", what, path, max);
         return NULL;
       }
       cap = cap ? cap * 2 : 4096;
+      if (cap > max)
+        cap = max;
       nb = realloc (buf, cap);
       if (nb == NULL) {
         set_error (errno, "%s '%s'", what, path);
@@ -118,79 +102,25 @@ read_file (const char *path, const char *what, size_t *len)
   return STEAL_PTR (buf);
 }
 
-json_t *
-chain_json_load (const char *path, const char *what)
-{
-  CLEANUP_FREE char *text = NULL;
-  json_error_t err;
-  json_t *j;
-  size_t len;
-
-  text = read_file (path, what, &len);
-  if (text == NULL)
-    return NULL;
-  if (len == 0) {
-    set_error (0, "%s '%s': the file is empty", what, path);
-    errno = EINVAL;
-    return NULL;
-  }
-  j = json_loadb (text, len, JSON_REJECT_DUPLICATES, &err);
-  if (j == NULL) {
-    set_error (0, "%s '%s': invalid JSON at line %d: %s", what, path, err.line,
-               err.text);
-    errno = EINVAL;
-    return NULL;
-  }
-  if (!json_is_object (j)) {
-    json_decref (j);
-    set_error (0, "%s '%s': not a JSON object", what, path);
-    errno = EINVAL;
-    return NULL;
-  }
-  return j;
-}
-
-static int
-write_all (int fd, const char *buf, size_t len)
-{
-  while (len > 0) {
-    ssize_t r = write (fd, buf, len);
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r == -1)
-      return -1;
-    buf += r;
-    len -= r;
-  }
-  return 0;
-}
-
 int
-chain_json_commit (const json_t *j, const char *dir, const char *name,
-                   const char *what)
+fs_replace_file (const char *dir, const char *name, const void *data,
+                 size_t len, const char *what)
 {
-  CLEANUP_FREE char *text = NULL;
   CLEANUP_FREE char *tmp = NULL;
   CLEANUP_FREE char *path = NULL;
   CLEANUP_CLOSE int fd = -1;
 
-  path = chain_sprintf ("%s/%s", dir, name);
-  tmp = chain_sprintf ("%s/" CHAIN_TEMP_PREFIX "%s.XXXXXX", dir, name);
-  text = json_dumps (j, JSON_INDENT (2));
+  path = str_printf ("%s/%s", dir, name);
+  tmp = str_printf ("%s/" FS_TEMP_PREFIX "%s.XXXXXX", dir, name);
   if (path == NULL || tmp == NULL)
     return -1;
-  if (text == NULL) {
-    set_error (ENOMEM, "%s '%s/%s': json_dumps", what, dir, name);
-    return -1;
-  }
   fd = mkostemp (tmp, O_CLOEXEC);
   if (fd == -1) {
     set_error (errno, "%s '%s': cannot create a temporary file in '%s'", what,
                path, dir);
     return -1;
   }
-  if (write_all (fd, text, strlen (text)) == -1 || write_all (fd, "\n", 1) == -1
-      || fsync (fd) == -1) {
+  if (write_all (fd, data, len) == -1 || fsync (fd) == -1) {
     set_error (errno, "%s '%s': cannot write '%s'", what, path, tmp);
     unlink (tmp);
     return -1;
@@ -205,7 +135,7 @@ chain_json_commit (const json_t *j, const char *dir, const char *name,
     unlink (tmp);
     return -1;
   }
-  if (chain_fsync_path (dir) == -1) {
+  if (fs_fsync_path (dir) == -1) {
     error_prepend ("%s '%s'", what, path);
     return -1;
   }
@@ -285,13 +215,13 @@ remove_at (int dirfd, const char *name, const char *path, char **failed)
 }
 
 int
-chain_remove_tree_quiet (const char *path)
+fs_remove_tree_quiet (const char *path)
 {
   return remove_at (AT_FDCWD, path, path, NULL);
 }
 
 int
-chain_remove_tree (const char *path)
+fs_remove_tree (const char *path)
 {
   CLEANUP_FREE char *failed = NULL;
 
@@ -299,10 +229,4 @@ chain_remove_tree (const char *path)
     return 0;
   set_error (errno, "cannot remove '%s'", failed ? failed : path);
   return -1;
-}
-
-bool
-chain_is_temp_name (const char *name)
-{
-  return strncmp (name, CHAIN_TEMP_PREFIX, strlen (CHAIN_TEMP_PREFIX)) == 0;
 }

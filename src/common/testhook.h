@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* testhook.h: points where the test suite stops knib, only in a build
+ * configured with --enable-test-hooks (never in a default build). */
+#ifndef KNIB_COMMON_TESTHOOK_H
+#define KNIB_COMMON_TESTHOOK_H
+
+#ifdef ENABLE_TEST_HOOKS
+/* Tests stop knib at a named point of a long operation ("transaction",
+ * "copy", "commit", "compress", "finalize") with KNIB_TEST_STOP_AT=NAME,
+ * to kill it or to write to the disk exactly there: the process stops
+ * itself with SIGSTOP. */
+void test_stop_point (const char *name);
+#else
+static inline void
+test_stop_point (const char *name)
+{
+  (void) name;
+}
+#endif
+
+#endif
