@@ -42,6 +42,8 @@ for tool in apt-get apt-cache dpkg-deb depmod readelf cpio gzip mkfs.fat \
   command -v "$tool" >/dev/null 2>&1 ||
     die "$tool is not installed (scripts/deps installs what the build needs)"
 done
+[ -r /usr/lib/SYSLINUX/mbr.bin ] ||
+  die "/usr/lib/SYSLINUX/mbr.bin is missing (scripts/deps installs syslinux)"
 
 mkdir -p "$cache" || die "cannot create $cache (set KNIB_GUEST_CACHE)"
 exec 9>>"$cache/lock"
@@ -51,9 +53,12 @@ if [ -f "$out" ]; then
   exit 0
 fi
 
+# Builds that were killed left their work directories: none runs now.
+rm -rf "$cache"/build.*
 start=$(date +%s)
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 cd "$work"
 mkdir debs pkgs initrd root boot
 
