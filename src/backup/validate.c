@@ -94,8 +94,9 @@ static const char *const dead_ends[] = {
   NULL,
 };
 
-char *
-validate_dead_end (const char *text)
+/* The start of the line of the last dead end in text, or NULL. */
+static const char *
+dead_end_at (const char *text)
 {
   const char *hit = NULL;
 
@@ -114,7 +115,15 @@ validate_dead_end (const char *text)
     return NULL;
   while (hit > text && hit[-1] != '\n')
     hit--;
-  return strndup (hit, strcspn (hit, "\r\n"));
+  return hit;
+}
+
+char *
+validate_dead_end (const char *text)
+{
+  const char *hit = dead_end_at (text);
+
+  return hit ? strndup (hit, strcspn (hit, "\r\n")) : NULL;
 }
 
 /* A copy of line without control characters and ANSI escape sequences,
@@ -505,15 +514,22 @@ dead_end (struct run *run, char **why)
   *why = NULL;
   read_events (run);
   if (run->panicked) {
-    *why = strdup ("the guest kernel panicked (GUEST_PANICKED event)");
+    console = read_console (run, &len);
+    line = console ? validate_dead_end (console) : NULL;
+    *why = line ? str_printf ("the guest kernel panicked (GUEST_PANICKED "
+                              "event); the console says: %s",
+                              line)
+                : strdup ("the guest kernel panicked (GUEST_PANICKED event)");
+    free (line);
     return true;
   }
-  if (run->powered_off) {
-    *why = strdup ("the guest powered off");
+  if (!backup_vm_alive (run->vm, why)) {
+    if (run->powered_off) {
+      free (*why);
+      *why = strdup ("the guest powered off");
+    }
     return true;
   }
-  if (!backup_vm_alive (run->vm, why))
-    return true;
   screen = read_screen (run);
   if (screen != NULL && (line = validate_dead_end (screen)) != NULL) {
     *why = str_printf ("the screen says: %s", line);
@@ -553,6 +569,21 @@ gather_evidence (struct run *run, const char *why)
                                   "mode, or nothing): see the screenshot"));
   chain_string_vector_release (&lines);
   console = read_console (run, &len);
+  /* What led to a dead end the console shows (a panic's cause comes
+   * before its stack trace). */
+  if (console != NULL && dead_end_at (console) != NULL) {
+    const char *at = dead_end_at (console);
+    CLEANUP_FREE char *upto
+      = strndup (console, at - console + strcspn (at, "\r\n"));
+
+    if (upto != NULL && validate_tail_lines (upto, TAIL_LINES / 2, &lines) == 0
+        && lines.len > 0) {
+      evidence_add (run->r, strdup ("the serial console up to its dead end:"));
+      for (size_t i = 0; i < lines.len; i++)
+        evidence_add (run->r, str_printf ("  console: %s", lines.ptr[i]));
+    }
+    chain_string_vector_release (&lines);
+  }
   if (console != NULL && console[0] != '\0'
       && validate_tail_lines (console, TAIL_LINES, &lines) == 0
       && lines.len > 0) {
@@ -695,10 +726,10 @@ argv_text (const char *const *argv)
     if (i > 0)
       strcat (s, " ");
     if (q)
-      strcat (s, "'");
+      strcat (s, "\"");
     strcat (s, argv[i]);
     if (q)
-      strcat (s, "'");
+      strcat (s, "\"");
   }
   return s;
 }

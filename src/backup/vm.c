@@ -531,8 +531,9 @@ build_command (struct backup_vm *vm, const struct hardware *hw,
   command_add_args (cmd, "-name", "knib-vm", "-S", "-nodefaults",
                     "-no-user-config", "-nic", "none", "-display", "none",
                     NULL);
-  /* A panicked or powered-off guest stays, for its screenshot. */
-  command_add_args (cmd, "-action", "panic=pause", "-no-shutdown", NULL);
+  /* A panicked guest stays, for its screenshot.  (Not -no-shutdown:
+   * with it QEMU pauses on SIGTERM too, and would outlive knib.) */
+  command_add_args (cmd, "-action", "panic=pause", NULL);
   command_add_arg (cmd, "-machine");
   command_add_argf (cmd, "%s,accel=%s%s%s", hw->machine, hw->accel,
                     hw->pflash ? ",pflash0=knib-pflash0,pflash1=knib-pflash1"
