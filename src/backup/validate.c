@@ -82,9 +82,10 @@ static const char *const dead_ends[] = {
   "No bootable device", /* SeaBIOS */
   "Boot failed: not a bootable disk",
   "No bootable option or device was found", /* OVMF */
-  "grub rescue>",                           /* GRUB without its modules */
-  "Kernel panic - not syncing",             /* Linux */
-  "Missing operating system", /* an MBR without an active partition */
+  "UEFI Interactive Shell",     /* OVMF, when no boot option worked */
+  "grub rescue>",               /* GRUB without its modules */
+  "Kernel panic - not syncing", /* Linux */
+  "Missing operating system",   /* an MBR without an active partition */
   "Operating system not found",
   "BOOTMGR is missing",
   "A disk read error occurred",

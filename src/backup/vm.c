@@ -39,6 +39,8 @@
 #define AGENT_FILE "qga.sock"
 #define CONSOLE_FILE "console.log"
 #define NVRAM_FILE "nvram.fd"
+/* In a directory kept on purpose (--keep): not a leftover. */
+#define KEPT_FILE "kept"
 
 /* Memory that QEMU itself needs beside the guest's. */
 #define QEMU_OVERHEAD_MIB 256
@@ -786,6 +788,9 @@ backup_vm_free (struct backup_vm *vm)
   command_free (vm->cmd);
   if (vm->dir != NULL && !vm->keep && fs_remove_tree (vm->dir) == -1)
     debug (DEBUG_CHAIN, "%s", get_error ());
+  if (vm->dir != NULL && vm->keep
+      && fs_replace_file (vm->dir, KEPT_FILE, "", 0, "scratch") == -1)
+    debug (DEBUG_CHAIN, "%s", get_error ());
   if (vm->owner_fd >= 0)
     close (vm->owner_fd);
   free (vm->dir);
@@ -808,8 +813,10 @@ is_stale (const char *dir, int *fd)
   CLEANUP_FREE char *owner = str_printf ("%s/" OWNER_FILE, dir);
   struct stat st;
 
+  CLEANUP_FREE char *kept = str_printf ("%s/" KEPT_FILE, dir);
+
   *fd = -1;
-  if (owner == NULL)
+  if (owner == NULL || kept == NULL || access (kept, F_OK) == 0)
     return false;
   *fd = open (owner, O_RDWR | O_CLOEXEC);
   if (*fd == -1)
