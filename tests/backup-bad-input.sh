@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-bad-input.sh: knib backup given bad input (no socket, a socket
 # that is not QMP, an unknown disk, bad VM names, a foreign or newer
 # repository, a corrupt manifest) fails at once with a clear message and

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-live.sh: full and incremental backups of a running VM with two
 # disks; every backup equals a copy of the disks taken at its point in
 # time (qemu-img compare), incrementals hold only dirty clusters, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* engine.c: a whole backup of a running VM, and recovery after a kill.
  *
  * The order of things is DESIGN.md's "The backup, live": lock, repair,

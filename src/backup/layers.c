@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layers.c: a bitmap that an external snapshot left below the active layer.
  *
  * After an external snapshot (libvirt's snapshot-create-as --disk-only,

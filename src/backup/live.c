@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* live.c: the QMP side of a backup: disks, bitmaps, fleecing, exports. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chain.h: the backup repository: manifests, chains, locks, commit, recovery. */
 #ifndef KNIB_CHAIN_H
 #define KNIB_CHAIN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* compress.c: "knib compress": a backup's images rewritten compressed. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backup.c: "knib backup" and "knib recover". */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chain.c: "knib chain end": end a VM's chain so that its next backup is full. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cli.h: what the sub-commands of the knib command share. */
 #ifndef KNIB_CLI_H
 #define KNIB_CLI_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* compress.c: "knib compress", and the compression options "knib backup" shares. */
 #include <config.h>
 

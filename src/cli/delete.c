@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* delete.c: "knib delete" and "knib prune": removing backups safely. */
 #include <config.h>
 

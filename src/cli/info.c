@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* info.c: "knib info": one backup in detail, disk by disk. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libvirt.c: "knib libvirt enable|disable|status", and backups by domain.
  *
  * libvirt is reached only through virsh, run as an argv (never a shell),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* list.c: "knib list": the backups in a repository, per VM. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: the knib command: global options, then one sub-command. */
 #include <config.h>
 

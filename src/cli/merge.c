@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* merge.c: "knib merge": make a backup standalone, shortening its chain. */
 #include <config.h>
 

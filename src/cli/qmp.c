@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qmp.c: "knib qmp": run QMP commands, watch events, or a small QMP shell. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* restore.c: "knib restore": a backup's disks as new qcow2 or raw images. */
 #include <config.h>
 

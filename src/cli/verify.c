@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* verify.c: "knib verify": check a backup's chain or all of a VM's backups. */
 #include <config.h>
 

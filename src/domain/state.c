@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state.c: knib's directories, and the hook's records of each domain. */
 #include <config.h>
 

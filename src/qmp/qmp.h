@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qmp.h: the QMP client: greeting, commands with ids, queued events, jobs. */
 #ifndef KNIB_QMP_H
 #define KNIB_QMP_H
