@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: what the files of src/backup share: the QMP side of a
  * backup in a running QEMU (live.c, layers.c) and the daemon that opens a
  * stopped VM's images (offline.c). */

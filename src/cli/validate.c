@@ -17,9 +17,7 @@
 #include "show.h"
 
 enum {
-  OPT_REPO = 256,
-  OPT_VM,
-  OPT_BOOT_TIMEOUT,
+  OPT_BOOT_TIMEOUT = CLI_OPT_FIRST,
   OPT_EXPECT_EXIT,
   OPT_EXPECT_OUTPUT,
   OPT_COMMAND_TIMEOUT,
@@ -28,26 +26,15 @@ enum {
   OPT_MEMORY,
   OPT_CPUS,
   OPT_KEEP,
-  OPT_JSON,
   OPT_NO_WAIT,
   OPT_SCRATCH,
 };
 
 struct validate_cli {
-  const char *repo;
-  bool json;
+  struct cli_common common;
   bool expect_exit_set;
   struct validate_options o;
 };
-
-static volatile sig_atomic_t cancelled;
-
-static void
-on_signal (int sig)
-{
-  (void) sig;
-  cancelled = 1;
-}
 
 static void
 validate_usage (FILE *fp)
@@ -90,6 +77,7 @@ validate_usage (FILE *fp)
     "      --no-wait           fail when validation-jobs-per-host are running\n"
     "      --scratch DIR       where the VM's files go (default " KNIB_DEFAULT_SCRATCH
     ")\n"
+    "      --timeout S         QEMU's monitor may be silent this long\n"
     "      --json              one JSON object\n"
     "  -h, --help              show this help\n"
     "\n"
@@ -99,6 +87,7 @@ validate_usage (FILE *fp)
     BACKUP_VM_DEFAULT_MEMORY_MIB, BACKUP_VM_DEFAULT_CPUS);
 }
 
+/* A number of seconds, or -1 (said). */
 static int
 seconds_arg (const char *name, const char *arg, int *out)
 {
@@ -107,15 +96,67 @@ seconds_arg (const char *name, const char *arg, int *out)
   if (parse_int64 (name, arg, 1, 86400, &v) == -1)
     return cli_usage_error ("validate", "%s", get_error ());
   *out = (int) v;
-  return -1;
+  return 0;
 }
 
+/* One of validate's own options: 0, or -1 (said). */
 static int
-validate_parse (int argc, char **argv, struct validate_cli *v)
+validate_option (struct validate_cli *v, int c, const char *arg)
+{
+  struct validate_options *o = &v->o;
+  int64_t n;
+
+  switch (c) {
+  case OPT_BOOT_TIMEOUT:
+    return seconds_arg ("--boot-timeout", arg, &o->boot_timeout);
+  case OPT_COMMAND_TIMEOUT:
+    return seconds_arg ("--command-timeout", arg, &o->command_timeout);
+  case OPT_EXPECT_EXIT:
+    if (parse_int64 ("--expect-exit", arg, 0, 255, &n) == -1)
+      return cli_usage_error ("validate", "%s", get_error ());
+    o->expect_exit = (int) n;
+    v->expect_exit_set = true;
+    return 0;
+  case OPT_EXPECT_OUTPUT:
+    o->expect_output = arg;
+    return 0;
+  case OPT_NO_SCREENSHOT:
+    o->screenshot = false;
+    return 0;
+  case OPT_ACCEL:
+    if (backup_vm_accel_parse (arg, &o->vm_options.accel) == -1)
+      return cli_usage_error ("validate", "--accel: %s", get_error ());
+    return 0;
+  case OPT_MEMORY:
+    if (parse_int64 ("--memory", arg, 16, 16 * 1024 * 1024, &n) == -1)
+      return cli_usage_error ("validate", "%s (MiB)", get_error ());
+    o->vm_options.memory_mib = (uint64_t) n;
+    return 0;
+  case OPT_CPUS:
+    if (parse_int64 ("--cpus", arg, 1, 255, &n) == -1)
+      return cli_usage_error ("validate", "%s", get_error ());
+    o->vm_options.cpus = (unsigned) n;
+    return 0;
+  case OPT_KEEP:
+    o->vm_options.keep = true;
+    return 0;
+  case OPT_NO_WAIT:
+    o->no_wait = true;
+    return 0;
+  case OPT_SCRATCH:
+    o->vm_options.scratch = arg;
+    return 0;
+  default:
+    return cli_usage_error ("validate", "unknown option");
+  }
+}
+
+/* 0, or -1 (said); --help stops the parse at once. */
+static int
+validate_parse (struct cli *cli, int argc, char **argv, struct validate_cli *v)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
+    CLI_COMMON_OPTIONS,
     { "boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT },
     { "expect-exit", required_argument, NULL, OPT_EXPECT_EXIT },
     { "expect-output", required_argument, NULL, OPT_EXPECT_OUTPUT },
@@ -127,76 +168,20 @@ validate_parse (int argc, char **argv, struct validate_cli *v)
     { "keep", no_argument, NULL, OPT_KEEP },
     { "no-wait", no_argument, NULL, OPT_NO_WAIT },
     { "scratch", required_argument, NULL, OPT_SCRATCH },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   struct validate_options *o = &v->o;
-  int64_t n;
-  int c, st;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
-    st = -1;
-    switch (c) {
-    case OPT_REPO:
-      v->repo = optarg;
-      break;
-    case OPT_VM:
-      o->vm = optarg;
-      break;
-    case OPT_BOOT_TIMEOUT:
-      st = seconds_arg ("--boot-timeout", optarg, &o->boot_timeout);
-      break;
-    case OPT_COMMAND_TIMEOUT:
-      st = seconds_arg ("--command-timeout", optarg, &o->command_timeout);
-      break;
-    case OPT_EXPECT_EXIT:
-      if (parse_int64 ("--expect-exit", optarg, 0, 255, &n) == -1)
-        return cli_usage_error ("validate", "%s", get_error ());
-      o->expect_exit = (int) n;
-      v->expect_exit_set = true;
-      break;
-    case OPT_EXPECT_OUTPUT:
-      o->expect_output = optarg;
-      break;
-    case OPT_NO_SCREENSHOT:
-      o->screenshot = false;
-      break;
-    case OPT_ACCEL:
-      if (backup_vm_accel_parse (optarg, &o->vm_options.accel) == -1)
-        return cli_usage_error ("validate", "--accel: %s", get_error ());
-      break;
-    case OPT_MEMORY:
-      if (parse_int64 ("--memory", optarg, 16, 16 * 1024 * 1024, &n) == -1)
-        return cli_usage_error ("validate", "%s (MiB)", get_error ());
-      o->vm_options.memory_mib = (uint64_t) n;
-      break;
-    case OPT_CPUS:
-      if (parse_int64 ("--cpus", optarg, 1, 255, &n) == -1)
-        return cli_usage_error ("validate", "%s", get_error ());
-      o->vm_options.cpus = (unsigned) n;
-      break;
-    case OPT_KEEP:
-      o->vm_options.keep = true;
-      break;
-    case OPT_NO_WAIT:
-      o->no_wait = true;
-      break;
-    case OPT_SCRATCH:
-      o->vm_options.scratch = optarg;
-      break;
-    case OPT_JSON:
-      v->json = true;
-      break;
-    case 'h':
-      validate_usage (stdout);
-      return EXIT_OK;
-    default:
-      return cli_usage_error ("validate", "unknown option");
-    }
-    if (st >= 0)
-      return st;
-  }
+  cli_common_init (cli, &v->common);
+  while ((r = cli_next_option ("validate", argc, argv, opts, &v->common, &c))
+         > 0)
+    if (validate_option (v, c, optarg) == -1)
+      return -1;
+  if (r == -1)
+    return -1;
+  if (v->common.help)
+    return 0;
   /* BACKUP, then the command (getopt moved BACKUP before "--"). */
   if (optind < argc && strcmp (argv[optind], "--") != 0)
     o->id = argv[optind++];
@@ -208,8 +193,8 @@ validate_parse (int argc, char **argv, struct validate_cli *v)
     return cli_usage_error ("validate", "no BACKUP given");
   if (!chain_id_is_valid (o->id))
     return cli_usage_error ("validate", "'%s' is not a backup id", o->id);
-  if (v->repo == NULL)
-    return cli_usage_error ("validate", "--repo is required");
+  if (cli_common_check ("validate", &v->common, true, false) == -1)
+    return -1;
   if (v->expect_exit_set && o->expect_output != NULL)
     return cli_usage_error ("validate",
                             "give --expect-exit or --expect-output, not both");
@@ -217,9 +202,10 @@ validate_parse (int argc, char **argv, struct validate_cli *v)
     return cli_usage_error ("validate",
                             "--expect-exit and --expect-output check a "
                             "command: give it after --");
-  if (!cli_name_ok ("vm", o->vm))
-    return EXIT_USAGE;
-  return -1;
+  o->vm = v->common.vm;
+  if (v->common.timeout_set)
+    o->vm_options.timeout_ms = v->common.timeout_ms;
+  return 0;
 }
 
 static void
@@ -287,10 +273,9 @@ print_text (const struct validate_result *r)
 int
 cmd_validate (struct cli *cli, int argc, char **argv)
 {
-  struct validate_cli v = { .repo = NULL };
+  struct validate_cli v = { .common = { .repo = NULL } };
   struct validate_result r;
   struct chain_repo *repo;
-  struct sigaction sa = { .sa_handler = on_signal };
   int status;
 
   v.o.boot_timeout = VALIDATE_DEFAULT_BOOT_TIMEOUT;
@@ -299,23 +284,23 @@ cmd_validate (struct cli *cli, int argc, char **argv)
   v.o.vm_options.timeout_ms = 60000;
   v.o.jobs_per_host = cli->cfg.validation_jobs_per_host;
   v.o.waiting = on_waiting;
-  v.o.cancel = &cancelled;
-  status = validate_parse (argc, argv, &v);
-  if (status >= 0)
-    return status;
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGHUP, &sa, NULL);
-  signal (SIGPIPE, SIG_IGN);
-  repo = chain_repo_open (v.repo, false);
+  v.o.cancel = &cli_interrupted;
+  if (validate_parse (cli, argc, argv, &v) == -1)
+    return EXIT_USAGE;
+  if (v.common.help) {
+    validate_usage (stdout);
+    return EXIT_OK;
+  }
+  cli_catch_signals ();
+  repo = chain_repo_open (v.common.repo, false);
   if (repo == NULL || backup_validate (repo, &v.o, &r) == -1) {
     cli_error ("validate");
-    chain_repo_free (repo);
     if (repo != NULL)
       validate_result_release (&r);
-    return EXIT_FAILURE_;
+    chain_repo_free (repo);
+    return cli_exit_status_failed ();
   }
-  if (v.json)
+  if (v.common.json)
     print_json (&r);
   else
     print_text (&r);
