@@ -347,6 +347,8 @@ slot_take (const char *root, const struct validate_options *o, int *slot)
     set_error (errno, "calloc");
     return -1;
   }
+  for (int64_t i = 0; i < limit; i++)
+    fds[i] = -1;
   for (int64_t i = 0; i < limit; i++) {
     CLEANUP_FREE char *path
       = str_printf ("%s/validate-%lld.lock", dir, (long long) i);
@@ -392,7 +394,7 @@ slot_take (const char *root, const struct validate_options *o, int *slot)
   }
 out:
   for (int64_t i = 0; i < limit; i++)
-    if (fds[i] > 0)
+    if (fds[i] >= 0)
       close (fds[i]);
   return r;
 }

@@ -786,6 +786,10 @@ backup_vm_free (struct backup_vm *vm)
   if (vm->cmd != NULL && !vm->exited && command_stop (vm->cmd) == -1)
     debug (DEBUG_CHAIN, "%s", get_error ());
   command_free (vm->cmd);
+  /* --keep keeps what a VM that ran left; a start that failed leaves
+   * nothing. */
+  if (vm->keep && vm->powered_on == 0)
+    vm->keep = false;
   if (vm->dir != NULL && !vm->keep && fs_remove_tree (vm->dir) == -1)
     debug (DEBUG_CHAIN, "%s", get_error ());
   if (vm->dir != NULL && vm->keep
