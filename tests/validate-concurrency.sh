@@ -13,12 +13,7 @@ id=$(backup_image spin "$TMPDIR_TEST/spin.raw")
   --memory 256 --scratch "$SCRATCH" --boot-timeout 20 >"$TMPDIR_TEST/a" 2>&1 &
 a=$!
 track_pid $a
-i=0
-until pgrep -f "qemu-system-x86_64.*$SCRATCH" >/dev/null; do
-  i=$((i + 1))
-  [ "$i" -le 600 ] || fail "the first validation started no QEMU: $(cat "$TMPDIR_TEST/a")"
-  sleep 0.1
-done
+qemu_started $a "$TMPDIR_TEST/a"
 
 # --no-wait: fails at once, saying why.
 rc=0

@@ -40,15 +40,35 @@ repo_hash () {
     -print0 | sort -z | xargs -0 sha256sum) | sha256sum
 }
 
-# no_leftovers: no QEMU of the test's scratch directory runs, no VM
-# directory or overlay is left in it.
-no_leftovers () {
+# qemu_started PID LOG: wait (up to 60 s) until a validation QEMU of the
+# test's scratch directory runs; knib PID must live meanwhile (else LOG
+# says why).
+qemu_started () {
+  i=0
+  until pgrep -f "qemu-system-x86_64.*$SCRATCH" >/dev/null; do
+    i=$((i + 1))
+    [ "$i" -le 600 ] || fail "no validation QEMU started: $(cat "$2")"
+    kill -0 "$1" 2>/dev/null || fail "knib ended early: $(cat "$2")"
+    sleep 0.1
+  done
+}
+
+# qemu_gone [SECONDS]: wait (default 10 s) until no validation QEMU of
+# the test's scratch directory runs.
+qemu_gone () {
   i=0
   while pgrep -f "qemu-system-x86_64.*$SCRATCH" >/dev/null; do
     i=$((i + 1))
-    [ "$i" -le 100 ] || fail "a validation QEMU still runs: $(pgrep -af "qemu-system-x86_64.*$SCRATCH")"
+    [ "$i" -le $((${1:-10} * 10)) ] ||
+      fail "a validation QEMU still runs: $(pgrep -af "qemu-system-x86_64.*$SCRATCH")"
     sleep 0.1
   done
+}
+
+# no_leftovers: no QEMU of the test's scratch directory runs, no VM
+# directory or overlay is left in it.
+no_leftovers () {
+  qemu_gone
   left=$(find "$SCRATCH" -mindepth 1 -maxdepth 1 -name 'vm-*' 2>/dev/null)
   [ -z "$left" ] || fail "scratch left behind: $left"
   ! find "$SCRATCH" -name '*.qcow2' 2>/dev/null | grep -q . ||

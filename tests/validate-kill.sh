@@ -15,24 +15,13 @@ before=$(repo_hash)
 knib_pid=$!
 track_pid $knib_pid
 # Mid-boot: its QEMU runs.
-i=0
-until pgrep -f "qemu-system-x86_64.*$SCRATCH" >/dev/null; do
-  i=$((i + 1))
-  [ "$i" -le 600 ] || fail "no validation QEMU started: $(cat "$TMPDIR_TEST/out")"
-  kill -0 $knib_pid 2>/dev/null || fail "knib ended early: $(cat "$TMPDIR_TEST/out")"
-  sleep 0.1
-done
+qemu_started $knib_pid "$TMPDIR_TEST/out"
 sleep 2
 kill -9 $knib_pid
 wait $knib_pid 2>/dev/null || :
 
 # QEMU dies with knib; the scratch directory stays until the next run.
-i=0
-while pgrep -f "qemu-system-x86_64.*$SCRATCH" >/dev/null; do
-  i=$((i + 1))
-  [ "$i" -le 300 ] || fail "QEMU outlived the killed knib"
-  sleep 0.1
-done
+qemu_gone 30
 ls -d "$SCRATCH"/vm-* >/dev/null 2>&1 || fail "the killed run left no scratch to find"
 [ "$(repo_hash)" = "$before" ] || fail "the killed validation changed the repository"
 [ ! -d "$(validation_dir spin "$id")" ] || fail "a killed validation wrote its files"

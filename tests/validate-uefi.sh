@@ -42,12 +42,7 @@ cmp -s "$kept/nvram.fd" /usr/share/OVMF/OVMF_VARS_4M.fd &&
   fail "the VM did not write its own NVRAM copy (or it is not used)"
 [ "$(sha256sum /usr/share/OVMF/OVMF_VARS_4M.fd)" = "$vars" ] ||
   fail "the NVRAM template changed"
-i=0
-while pgrep -f "qemu-system-x86_64.*$SCRATCH" >/dev/null; do
-  i=$((i + 1))
-  [ "$i" -le 100 ] || fail "QEMU still runs"
-  sleep 0.1
-done
+qemu_gone
 
 # A later run (here one refused at once) leaves a kept directory alone.
 vknib validate --repo "$REPO" "$id" --scratch "$SCRATCH" --memory 16000000 \
