@@ -50,4 +50,18 @@ grep -q '"No bootable device' "$TMPDIR_TEST/json" ||
   grep -q 'No bootable device' "$TMPDIR_TEST/json" || fail "json: no evidence"
 [ "$(repo_hash)" = "$before" ] || fail "the second validation changed the repository"
 no_leftovers
+
+# Where /dev/kvm works, the same under KVM (a blank disk needs no guest
+# kernel, which nested KVM could hang).
+if [ "$(qemu_accel)" = kvm ]; then
+  rc=0
+  vknib validate --repo "$REPO" "$id" --accel kvm --memory 256 \
+    --scratch "$SCRATCH" --boot-timeout 120 >"$TMPDIR_TEST/kvm" 2>&1 || rc=$?
+  cat "$TMPDIR_TEST/kvm"
+  [ "$rc" -eq 1 ] || fail "validate --accel kvm exited $rc"
+  grep -q "(kvm)" "$TMPDIR_TEST/kvm" || fail "not run under KVM"
+  grep -q "the screen says: No bootable device" "$TMPDIR_TEST/kvm" ||
+    fail "KVM: no 'No bootable device'"
+  no_leftovers
+fi
 echo OK

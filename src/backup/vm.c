@@ -541,7 +541,10 @@ build_command (struct backup_vm *vm, const struct hardware *hw,
                     hw->pflash ? ",pflash0=knib-pflash0,pflash1=knib-pflash1"
                                : "",
                     hw->secure ? ",smm=on" : "");
-  if (strcmp (hw->accel, "kvm") == 0)
+  /* The host's CPU under KVM; but nested KVM refuses some of its MSRs
+   * (QEMU dies on an assertion), so a host that is itself a VM keeps
+   * QEMU's default model. */
+  if (strcmp (hw->accel, "kvm") == 0 && !host_is_a_vm ())
     command_add_args (cmd, "-cpu", "host", NULL);
   command_add_arg (cmd, "-m");
   command_add_argf (cmd, "%llu", (unsigned long long) hw->memory_mib);
@@ -623,8 +626,15 @@ wait_ready (struct backup_vm *vm, int timeout_ms)
       vm->c = qmp_client_connect (vm->qmp_path, timeout_ms);
       if (vm->c != NULL)
         return 0;
-      if (get_errno () != ECONNREFUSED) /* bound, not yet listening */
+      if (get_errno () != ECONNREFUSED) { /* refused: not yet listening */
+        /* QEMU that dies as it starts (a CPU model KVM refuses) breaks
+         * the connection: its own message says why. */
+        if (command_wait (vm->cmd, 2000, &status) == 0) {
+          vm->exited = true;
+          start_failed (vm, status);
+        }
         return -1;
+      }
     }
     if (deadline != -1 && deadline_remaining_ms (deadline) == 0) {
       set_error (ETIMEDOUT, "%s did not start in %d s", QEMU_PROGRAM,
@@ -685,8 +695,11 @@ backup_vm_start (struct chain_repo *repo, const struct chain_manifest *m,
   debug (DEBUG_CHAIN, "%s started (pid %ld, %s, %llu MiB, %u vCPUs) in %s",
          QEMU_PROGRAM, (long) command_pid (vm->cmd), hw.accel,
          (unsigned long long) hw.memory_mib, hw.cpus, vm->dir);
-  if (wait_ready (vm, o->timeout_ms) == -1)
+  if (wait_ready (vm, o->timeout_ms) == -1) {
+    error_prepend ("machine '%s' (%s, %llu MiB, %u vCPUs)", hw.machine,
+                   hw.accel, (unsigned long long) hw.memory_mib, hw.cpus);
     goto fail;
+  }
   for (size_t i = 0; i < m->disks.len; i++)
     free (overlays[i]);
   free (overlays);
