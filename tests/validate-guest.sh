@@ -51,6 +51,8 @@ grep -q '"exit-code": 3' "$TMPDIR_TEST/json" || fail "no exit-code 3 in the JSON
 grep -q '"stdout": "a,b' "$TMPDIR_TEST/json" || fail "the argument was split"
 "$KNIB" info --repo "$REPO" "$id" | grep -q "^validation  *FAILED" ||
   fail "the manifest does not hold the last result"
+[ ! -e "$(validation_dir guest "$id")/screen.png" ] ||
+  fail "the earlier screenshot stayed, though this validation took none"
 
 # Direct kernel boot, as a definition stored with the backup asks: the
 # guest's own kernel and initramfs (from its boot partition), another

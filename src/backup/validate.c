@@ -669,11 +669,15 @@ step_screenshot (struct run *run)
   size_t len = 0;
   char *why;
 
+  /* An earlier validation's screenshot would not show this one. */
+  if (path == NULL
+      || chain_backup_remove_validation_file (run->repo, run->m,
+                                              CHAIN_VALIDATION_SCREENSHOT)
+           == -1)
+    return -1;
   if (!run->o->screenshot)
     return add_step (v, "screenshot", CHAIN_CHECK_SKIPPED, 0,
                      strdup ("--no-screenshot"));
-  if (path == NULL)
-    return -1;
   if (!backup_vm_alive (run->vm, &why)) {
     char *msg = str_printf ("no screen to take: %s", why ? why : "");
 
@@ -695,15 +699,13 @@ step_screenshot (struct run *run)
     return add_step (v, "screenshot", CHAIN_CHECK_FAILED,
                      monotonic_seconds () - start,
                      strdup ("QEMU's screendump is not a PNG image"));
-  if (chain_backup_write_validation_file (
-        run->repo, run->m, CHAIN_VALIDATION_SCREENSHOT, data, len)
+  if (chain_backup_write_validation_file (run->repo, run->m,
+                                          CHAIN_VALIDATION_SCREENSHOT, data,
+                                          len, &run->r->screenshot)
       == -1)
     return -1;
   v->screenshot = strdup (CHAIN_VALIDATION_DIR "/" CHAIN_VALIDATION_SCREENSHOT);
-  run->r->screenshot = str_printf (
-    "%s/vms/%s/%s/" CHAIN_VALIDATION_DIR "/" CHAIN_VALIDATION_SCREENSHOT,
-    chain_repo_path (run->repo), run->m->vm, run->m->id);
-  if (v->screenshot == NULL || run->r->screenshot == NULL)
+  if (v->screenshot == NULL)
     return -1;
   return add_step (v, "screenshot", CHAIN_CHECK_PASSED,
                    monotonic_seconds () - start,
@@ -904,15 +906,13 @@ store_console (struct run *run)
   if (data == NULL)
     return 0;
   if (chain_backup_write_validation_file (run->repo, run->m,
-                                          CHAIN_VALIDATION_CONSOLE, data, len)
+                                          CHAIN_VALIDATION_CONSOLE, data, len,
+                                          &run->r->console)
       == -1)
     return -1;
   run->r->validation->console
     = strdup (CHAIN_VALIDATION_DIR "/" CHAIN_VALIDATION_CONSOLE);
-  run->r->console = str_printf (
-    "%s/vms/%s/%s/" CHAIN_VALIDATION_DIR "/" CHAIN_VALIDATION_CONSOLE,
-    chain_repo_path (run->repo), run->m->vm, run->m->id);
-  return run->r->validation->console && run->r->console ? 0 : -1;
+  return run->r->validation->console ? 0 : -1;
 }
 
 /* The chain must be whole before QEMU reads it. */
@@ -956,8 +956,7 @@ static int
 load_definition (struct run *run)
 {
   CLEANUP_FREE char *path
-    = str_printf ("%s/vms/%s/%s/" BACKUP_DEFINITION_FILE,
-                  chain_repo_path (run->repo), run->m->vm, run->m->id);
+    = chain_backup_file_path (run->repo, run->m, BACKUP_DEFINITION_FILE);
   size_t len;
 
   if (path == NULL)

@@ -626,12 +626,26 @@ int chain_backup_set_validation (struct chain_repo *repo, const char *vm,
                                  const struct chain_validation *v)
   __attribute__ ((warn_unused_result));
 
+/* The path of a file in backup m's directory: name is a valid name
+ * (BACKUP_DEFINITION_FILE), or "validation/" and one. */
+char *chain_backup_file_path (struct chain_repo *repo,
+                              const struct chain_manifest *m, const char *name)
+  __attribute__ ((warn_unused_result));
+
 /* Store a file of the validation, <backup dir>/validation/<name>
- * (name a valid name), atomically (made 0600, the directory 0700). */
+ * (name a valid name), atomically (made 0600, the directory 0700); with
+ * path not NULL *path gets where it is. */
 int chain_backup_write_validation_file (struct chain_repo *repo,
                                         const struct chain_manifest *m,
                                         const char *name, const void *data,
-                                        size_t len)
+                                        size_t len, char **path)
+  __attribute__ ((warn_unused_result));
+
+/* Remove that file, when it is there (a screenshot that a later
+ * validation did not take again). */
+int chain_backup_remove_validation_file (struct chain_repo *repo,
+                                         const struct chain_manifest *m,
+                                         const char *name)
   __attribute__ ((warn_unused_result));
 
 /* ---- Reading backups: usage, links, verify, restore ---- */

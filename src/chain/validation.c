@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
@@ -318,19 +319,52 @@ chain_backup_set_validation (struct chain_repo *repo, const char *vm,
   return r;
 }
 
+char *
+chain_backup_file_path (struct chain_repo *repo, const struct chain_manifest *m,
+                        const char *name)
+{
+  size_t n = strlen (CHAIN_VALIDATION_DIR "/");
+  const char *base
+    = strncmp (name, CHAIN_VALIDATION_DIR "/", n) == 0 ? name + n : name;
+
+  if (name_check ("file", base) == -1)
+    return NULL;
+  return str_printf ("%s/" CHAIN_VMS_DIR "/%s/%s/%s", repo->path, m->vm, m->id,
+                     name);
+}
+
 int
 chain_backup_write_validation_file (struct chain_repo *repo,
                                     const struct chain_manifest *m,
                                     const char *name, const void *data,
-                                    size_t len)
+                                    size_t len, char **path)
 {
   CLEANUP_FREE char *dir = NULL;
 
   if (name_check ("file", name) == -1)
     return -1;
-  dir = str_printf ("%s/" CHAIN_VMS_DIR "/%s/%s/" CHAIN_VALIDATION_DIR,
-                    repo->path, m->vm, m->id);
-  if (dir == NULL || fs_mkdir (dir) == -1)
+  dir = chain_backup_file_path (repo, m, CHAIN_VALIDATION_DIR);
+  if (dir == NULL || fs_mkdir (dir) == -1
+      || fs_replace_file (dir, name, data, len, "validation file") == -1)
     return -1;
-  return fs_replace_file (dir, name, data, len, "validation file");
+  if (path != NULL && (*path = str_printf ("%s/%s", dir, name)) == NULL)
+    return -1;
+  return 0;
+}
+
+int
+chain_backup_remove_validation_file (struct chain_repo *repo,
+                                     const struct chain_manifest *m,
+                                     const char *name)
+{
+  CLEANUP_FREE char *rel = str_printf (CHAIN_VALIDATION_DIR "/%s", name);
+  CLEANUP_FREE char *path = rel ? chain_backup_file_path (repo, m, rel) : NULL;
+
+  if (path == NULL)
+    return -1;
+  if (unlink (path) == -1 && errno != ENOENT) {
+    set_error (errno, "validation file '%s'", path);
+    return -1;
+  }
+  return 0;
 }
