@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,13 +28,17 @@
 /* How long the guest agent may take to freeze or thaw. */
 #define QGA_FREEZE_TIMEOUT_MS 60000
 
+/* Counts the signals: the first stops the backup, and each one
+ * interrupts whatever knib waits for then (a second one cuts the cleanup
+ * after the first short). */
 static volatile sig_atomic_t cancelled;
 
 static void
 on_signal (int sig)
 {
   (void) sig;
-  cancelled = 1;
+  if (cancelled < SIG_ATOMIC_MAX)
+    cancelled++;
 }
 
 /* SIGINT, SIGTERM and SIGHUP stop the backup cleanly: it fails, rolls
@@ -555,8 +560,8 @@ qga_freeze (void *opaque)
   struct qga_quiesce *q = opaque;
   json_t *ret = NULL;
 
-  q->agent
-    = qga_client_connect (q->socket, q->sync_timeout_ms, QGA_FREEZE_TIMEOUT_MS);
+  q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
+                                 QGA_FREEZE_TIMEOUT_MS, &cancelled);
   if (q->agent != NULL) {
     if (qga_client_execute (q->agent, "guest-fsfreeze-freeze", NULL, &ret)
         == 0) {
@@ -603,7 +608,7 @@ qga_thaw (void *opaque)
     /* Once more on a new connection: the old one may be unusable. */
     qga_client_free (q->agent);
     q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
-                                   QGA_FREEZE_TIMEOUT_MS);
+                                   QGA_FREEZE_TIMEOUT_MS, &cancelled);
     if (q->agent == NULL
         || qga_client_execute (q->agent, "guest-fsfreeze-thaw", NULL, NULL)
              == -1) {

@@ -2,6 +2,7 @@
 #ifndef KNIB_NBD_H
 #define KNIB_NBD_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +49,9 @@ struct nbd_read_options {
                             clusters (at least one), never above the
                             server's maximum block size */
   int timeout_ms;        /* none: fail when the server is silent this long */
+  /* Set (by a signal handler) to stop the copy: it fails with EINTR
+   * without waiting for the reads in flight.  NULL: never. */
+  volatile sig_atomic_t *cancel;
 };
 
 /* Where and what to read. */
