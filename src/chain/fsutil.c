@@ -67,7 +67,9 @@ chain_fsync_path (const char *path)
 static char *
 read_file (const char *path, const char *what, size_t *len)
 {
-  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC);
+  /* Non-blocking: a FIFO in place of the file must not hang knib at
+   * open; it is refused below. */
+  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   CLEANUP_FREE char *buf = NULL;
   size_t cap = 0, n = 0;
   struct stat st;

@@ -252,6 +252,7 @@ struct common_opts {
   const char *quiesce; /* --quiesce: "on" or "try" */
   const char *qga;     /* --qga: the guest agent's socket */
   int qga_timeout_ms;  /* --qga-timeout */
+  char *scratch;       /* --scratch, absolute */
 };
 
 enum {
@@ -327,6 +328,43 @@ apply_formats (const char *cmd, struct common_opts *co)
 
 /* Parse the options both commands share; returns -1 on success, or an
  * exit status to return. */
+/* --scratch DIR as an absolute path: QEMU, which opens the files in
+ * it, does not run in knib's directory.  NULL with set_error when it
+ * cannot be one QEMU takes (QMP carries paths as UTF-8 JSON text). */
+static char *
+scratch_path (const char *arg)
+{
+  CLEANUP_FREE char *cwd = NULL;
+  char *path = NULL;
+  json_t *text;
+
+  if (arg[0] == '\0') {
+    set_error (0, "--scratch: the directory name is empty");
+    return NULL;
+  }
+  if (arg[0] != '/') {
+    cwd = getcwd (NULL, 0);
+    if (cwd == NULL) {
+      set_error (errno, "--scratch '%s': cannot get the current directory",
+                 arg);
+      return NULL;
+    }
+  }
+  if (asprintf (&path, "%s%s%s", cwd ? cwd : "", cwd ? "/" : "", arg) == -1) {
+    set_error (ENOMEM, "--scratch");
+    return NULL;
+  }
+  text = json_string (path);
+  if (text == NULL) {
+    free (path);
+    set_error (0, "--scratch: the directory name is not valid UTF-8, which "
+                  "QEMU cannot take: choose another directory");
+    return NULL;
+  }
+  json_decref (text);
+  return path;
+}
+
 static int
 parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
             struct common_opts *co, void (*usage) (FILE *))
@@ -403,7 +441,11 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
       co->eo.chain_size = v;
       break;
     case OPT_SCRATCH:
-      co->eo.scratch = optarg;
+      free (co->scratch);
+      co->scratch = scratch_path (optarg);
+      if (co->scratch == NULL)
+        return cli_usage_error (cmd, "%s", get_error ());
+      co->eo.scratch = co->scratch;
       break;
     case OPT_TIMEOUT:
       if (parse_int64 ("--timeout", optarg, 1, 2000000, &v) == -1)
@@ -535,6 +577,7 @@ free_opts (struct common_opts *co)
 {
   size_t i;
 
+  free (co->scratch);
   for (i = 0; i < co->ncopies; i++)
     free (co->copies[i]);
   for (i = 0; i < co->nimages; i++)
