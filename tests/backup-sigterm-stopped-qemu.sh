@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # backup-sigterm-stopped-qemu.sh: SIGTERM ends a knib backup that waits on
-# a QEMU that does not answer (stopped with SIGSTOP), at the greeting and
-# in the middle of the session: knib exits at once saying it was
+# a QEMU that does not answer (stopped with SIGSTOP), at the greeting, in
+# the middle of the session and while it copies: knib exits at once (the
+# cleanup it cannot do in QEMU cut short) saying it was
 # interrupted, leaves nothing in the repository or the scratch directory,
 # and once QEMU goes on the next backup succeeds, equals its oracle and
 # leaves nothing in QEMU.  Unsignalled, a stopped QEMU is named as such.
@@ -59,7 +60,21 @@ echo "ok: mid-session: exit $rc: $(cat mid.json.err)"
 kill -CONT "$QEMU"
 check_repo_clean vm vda
 
-# 2. QEMU stopped before knib connects: no greeting comes.
+# 2. QEMU stopped while knib copies: knib waits on QEMU's NBD server
+# (more data than the reads knib keeps in flight).
+hmp_write "$S2" vda 0x05 8M 40M
+start_stopping copy vm "$S" copy.json --timeout 600 --full
+kill -STOP "$QEMU"
+kill -CONT "$KNIB_PID"
+wait_for_poll "$KNIB_PID"
+kill -TERM "$KNIB_PID"
+expect_prompt_exit "$KNIB_PID" "copy"
+expect_failure copy.json.err "copy" "interrupted"
+echo "ok: copy: exit $rc: $(cat copy.json.err)"
+kill -CONT "$QEMU"
+check_repo_clean vm vda
+
+# 3. QEMU stopped before knib connects: no greeting comes.
 kill -STOP "$QEMU"
 "$KNIB" backup --json --timeout 600 --qmp "$S" --vm vm --repo "$REPO" \
   --scratch "$SCRATCH" >greet.json 2>greet.json.err &
@@ -71,7 +86,7 @@ expect_prompt_exit "$KNIB_PID" "greeting"
 expect_failure greet.json.err "greeting" "interrupted while waiting for greeting"
 echo "ok: greeting: exit $rc: $(cat greet.json.err)"
 
-# 3. Unsignalled, knib names the stopped QEMU when it gives up.
+# 4. Unsignalled, knib names the stopped QEMU when it gives up.
 knib_run stopped.json stopped.json.err backup --json --timeout 2 --qmp "$S" \
   --vm vm --repo "$REPO" --scratch "$SCRATCH"
 expect_failure stopped.json.err "stopped QEMU" \

@@ -508,6 +508,12 @@ nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
       error_prepend ("nbd block status at %" PRIu64, offset);
       return -1;
     }
+    if (!call.done && ctx->cancel != NULL && *ctx->cancel != 0) {
+      /* Closing retires the command, which refers to call. */
+      nbd_source_close_all (s);
+      set_error (EINTR, "nbd block status at %" PRIu64 ": interrupted", offset);
+      return -1;
+    }
   }
   if (s->h[0])
     (void) nbd_aio_command_completed (s->h[0], cookie);
@@ -536,6 +542,7 @@ nbd_source_plan (struct nbd_source *s, const struct nbd_read_options *o,
   if (nbd_read_options_resolve (o, &opts) == -1)
     return -1;
   ctx.timeout_ms = opts.timeout_ms;
+  ctx.cancel = opts.cancel;
   nbd_walk_init (&walk, s->size, opts.cluster_size, opts.window_size,
                  s->bitmap != NULL, nbd_source_block_status, &ctx, fn, opaque);
   while ((r = nbd_walk_step (&walk)) == 1)
