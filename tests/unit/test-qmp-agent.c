@@ -371,13 +371,21 @@ on_usr1 (int sig)
   signals++;
 }
 
+static volatile sig_atomic_t kick_stop;
+
+/* Signal every 100 ms until told to stop: a signal before the client
+ * waits only makes it wait as after a signal; the next one interrupts
+ * it. */
 static void *
 kick (void *arg)
 {
   struct timespec ts = { 0, 100 * 1000000L };
 
-  nanosleep (&ts, NULL);
-  pthread_kill (*(pthread_t *) arg, SIGUSR1);
+  while (!kick_stop) {
+    nanosleep (&ts, NULL);
+    if (!kick_stop)
+      pthread_kill (*(pthread_t *) arg, SIGUSR1);
+  }
   return NULL;
 }
 
@@ -392,12 +400,14 @@ a_signal_interrupts_the_wait_for_the_agent (void **state)
   (void) state;
   sigemptyset (&sa.sa_mask);
   assert_int_equal (sigaction (SIGUSR1, &sa, NULL), 0);
+  kick_stop = 0;
   assert_int_equal (pthread_create (&kicker, NULL, kick, &self), 0);
   c = start_cancellable (&a, AGENT_SILENT, 60000, &signals);
   assert_null (c);
   assert_int_equal (get_errno (), EINTR);
   assert_contains (get_error (), "interrupted while waiting for the guest "
                                  "agent");
+  kick_stop = 1;
   pthread_join (kicker, NULL);
   signal (SIGUSR1, SIG_DFL);
   pthread_join (a.thread, NULL);

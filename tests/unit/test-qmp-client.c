@@ -1355,19 +1355,26 @@ on_usr1 (int sig)
 struct kicker {
   pthread_t target, thread;
   int ms;
+  volatile sig_atomic_t stop;
 };
 
+/* A signal that comes before the client waits only makes the client
+ * wait as after a signal; the next one interrupts it.  So signal until
+ * told to stop. */
 static void *
 kick (void *arg)
 {
   struct kicker *k = arg;
 
-  sleep_ms (k->ms);
-  pthread_kill (k->target, SIGUSR1);
+  while (!k->stop) {
+    sleep_ms (k->ms);
+    if (!k->stop)
+      pthread_kill (k->target, SIGUSR1);
+  }
   return NULL;
 }
 
-/* SIGUSR1 (counted in signals) in ms, to this thread. */
+/* SIGUSR1 (counted in signals) every ms, to this thread. */
 static void
 kick_after (struct kicker *k, int ms)
 {
@@ -1377,12 +1384,14 @@ kick_after (struct kicker *k, int ms)
   assert_int_equal (sigaction (SIGUSR1, &sa, NULL), 0);
   k->target = pthread_self ();
   k->ms = ms;
+  k->stop = 0;
   assert_int_equal (pthread_create (&k->thread, NULL, kick, k), 0);
 }
 
 static void
 kick_finish (struct kicker *k)
 {
+  k->stop = 1;
   assert_int_equal (pthread_join (k->thread, NULL), 0);
   signal (SIGUSR1, SIG_DFL);
 }
