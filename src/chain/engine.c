@@ -718,6 +718,7 @@ copy_disk (struct run *run, struct disk_job *job)
     .connections
     = run->o->connections ? run->o->connections : ENGINE_CONNECTIONS,
     .timeout_ms = run->o->timeout_ms,
+    .cancel = run->o->cancel,
   };
   struct nbd_read_options ro = {
     .cluster_size = LIVE_GRANULARITY,

@@ -115,6 +115,7 @@ struct nbd_source {
   bool has_allocation; /* the server answers base:allocation */
   bool multi_conn;
   bool broken; /* a connection failed: nothing more can be read */
+  volatile sig_atomic_t *cancel; /* nbd_source_options' */
 };
 
 /* Run the connections until something happens: poll their sockets for at

@@ -64,6 +64,8 @@ struct nbd_source_options {
   unsigned connections;    /* 0 or 1: one; up to NBD_MAX_CONNECTIONS when
                               the server allows multi-conn */
   int timeout_ms;          /* connecting: <= 0 waits for ever */
+  volatile sig_atomic_t *cancel; /* set by a signal handler: stop waiting
+                                    for the handshake (EINTR); NULL */
 };
 
 /* One export, over one or more connections, used by one thread. */
