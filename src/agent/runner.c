@@ -128,6 +128,7 @@ static const struct arg_spec backup_args[] = {
   { "compress", ARG_STRING, "--compress", false, backup_compress },
   { "chain-size", ARG_INT, "--chain-size", false, NULL },
   { "scratch", ARG_STRING, "--scratch", false, NULL },
+  { "rate-limit", ARG_INT, "--rate-limit", false, NULL },
   AGENT_ARGS,
   { NULL, ARG_AGENT, NULL, false, NULL },
 };

@@ -1,0 +1,68 @@
+/* agent-raw.c: for the knibd tests, send raw bytes to its socket: the
+ * greeting is printed, then standard input is sent as it is (after
+ * qmp_capabilities unless -n), the sending side is shut, and every line
+ * knibd sends back is printed until it closes or 20 s pass. */
+#include <config.h>
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int
+main (int argc, char **argv)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  bool negotiate = true;
+  char buf[65536];
+  ssize_t n;
+  int fd;
+
+  if (argc > 1 && strcmp (argv[1], "-n") == 0) {
+    negotiate = false;
+    argc--;
+    argv++;
+  }
+  if (argc != 2 || strlen (argv[1]) >= sizeof addr.sun_path) {
+    fprintf (stderr, "usage: agent-raw [-n] SOCKET <INPUT\n");
+    return 2;
+  }
+  strcpy (addr.sun_path, argv[1]);
+  fd = socket (AF_UNIX, SOCK_STREAM, 0);
+  if (fd == -1 || connect (fd, (struct sockaddr *) &addr, sizeof addr) == -1) {
+    perror (argv[1]);
+    return 1;
+  }
+  if (negotiate) {
+    const char *cap = "{\"execute\": \"qmp_capabilities\"}\n";
+
+    if (write (fd, cap, strlen (cap)) != (ssize_t) strlen (cap))
+      return 1;
+  }
+  while ((n = read (0, buf, sizeof buf)) > 0)
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = send (fd, buf + done, n - done, MSG_NOSIGNAL);
+
+      if (w <= 0)
+        goto read_replies; /* knibd closed: print what it said */
+      done += w;
+    }
+read_replies:
+  shutdown (fd, SHUT_WR);
+  for (;;) {
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+    if (poll (&pfd, 1, 20000) <= 0)
+      break;
+    n = read (fd, buf, sizeof buf);
+    if (n <= 0)
+      break;
+    fwrite (buf, 1, n, stdout);
+  }
+  close (fd);
+  return 0;
+}
