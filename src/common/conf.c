@@ -34,7 +34,7 @@ static const struct key keys[] = {
   { "compression-retry-interval", KEY_INT, OFF (compression_retry_interval), 0,
     525600 },
   { "compression-timeout", KEY_INT, OFF (compression_timeout), 1, 31536000 },
-  { "compression-min-free", KEY_RATIO, OFF (compression_min_free), 0, 1000 },
+  { "compression-min-free", KEY_RATIO, OFF (compression_min_free), 0, 1000000 },
   { "compression-threads", KEY_INT, OFF (compression_threads), 0, 1024 },
   { "compression-rate-limit", KEY_INT, OFF (compression_rate_limit), -1,
     1000000 },
