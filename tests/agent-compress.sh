@@ -177,7 +177,7 @@ n=$(max_overlap compress-start)
 verify_ok "after ten backups"
 oracle "$S2" disk.qcow2 oracle-last.qcow2
 check_image vm "$(backup_id "$(tail -1 jobs.txt)")" vda oracle-last.qcow2
-[ "$(agent query-jobs failed=true | grep -o '"id":' | wc -l)" -eq 1 ] \
+[ "$(agent query-jobs failed=true | grep -o '"status":"failed"' | wc -l)" -eq 1 ] \
   || fail "jobs failed: $(agent query-jobs failed=true)"
 stop_knibd
 echo "agent-compress: ok"

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -193,4 +195,26 @@ deadline_remaining_ms (int64_t deadline)
   if (left > INT_MAX)
     return INT_MAX;
   return (int) left;
+}
+
+bool
+process_alive (pid_t pid)
+{
+  char path[64], buf[512];
+  FILE *fp;
+  size_t n;
+  const char *p;
+
+  if (pid <= 0 || (kill (pid, 0) == -1 && errno == ESRCH))
+    return false;
+  snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+  fp = fopen (path, "re");
+  if (fp == NULL)
+    return true; /* no /proc: trust kill */
+  n = fread (buf, 1, sizeof buf - 1, fp);
+  fclose (fp);
+  buf[n] = '\0';
+  /* "PID (COMM) STATE ...": COMM may hold anything, ')' included. */
+  p = strrchr (buf, ')');
+  return p == NULL || (p[1] != '\0' && p[2] != 'Z' && p[2] != 'X');
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* A VM, disk or backup name is safe to use as one path component:
  * 1 to 128 characters of [A-Za-z0-9._+:@-], not starting with '.' or '-'. */
@@ -31,6 +32,11 @@ int unix_connect (const char *what, const char *path)
  * Returns 0, or -1 with errno set (no set_error: callers name the file). */
 int write_all (int fd, const void *buf, size_t len)
   __attribute__ ((warn_unused_result));
+
+/* Process pid exists and has not exited: a zombie that its parent (or
+ * an init that is slow to reap) has not collected yet counts as gone,
+ * as does a process that kill (pid, 0) says is not there. */
+bool process_alive (pid_t pid);
 
 /* Monotonic clock in milliseconds, and in seconds. */
 int64_t monotonic_ms (void);
