@@ -40,8 +40,9 @@ main (int argc, char **argv)
   if (negotiate) {
     const char *cap = "{\"execute\": \"qmp_capabilities\"}\n";
 
-    if (write (fd, cap, strlen (cap)) != (ssize_t) strlen (cap))
-      return 1;
+    /* knibd may have refused the peer and closed already: read on. */
+    if (send (fd, cap, strlen (cap), MSG_NOSIGNAL) != (ssize_t) strlen (cap))
+      goto read_replies;
   }
   while ((n = read (0, buf, sizeof buf)) > 0)
     for (ssize_t done = 0; done < n;) {

@@ -308,7 +308,7 @@ submit (struct agent *a, enum job_type t, json_t *args)
 
   if (id == -1)
     return NULL;
-  runner_tick (a);
+  /* It starts in the main loop, after the reply went out. */
   return json_pack ("{s:I}", "id", (json_int_t) id);
 }
 
