@@ -425,9 +425,15 @@ job_argv (struct agent *a, const struct job *j)
     r |= argv_add_request (argv, restore_args, j->request);
     break;
   case JOB_VALIDATE:
+    /* knib verify --repo DIR [--vm VM] BACKUP | VM */
     r |= argv_add (argv, "verify") | argv_add (argv, "--json");
-    r |= argv_add_request (argv, validate_args, j->request);
-    if (json_object_get (j->request, "backup") == NULL)
+    r |= argv_add (argv, "--repo")
+         | argv_add (argv,
+                     json_string_value (json_object_get (j->request, "repo")));
+    if (j->backup != NULL)
+      r |= argv_add (argv, "--vm") | argv_add (argv, j->vm)
+           | argv_add (argv, j->backup);
+    else
       r |= argv_add (argv, j->vm);
     break;
   case JOB_COMPRESS_START:
@@ -745,19 +751,31 @@ read_file_bounded (const char *path, size_t max, bool tail)
   return buf;
 }
 
-/* The last line of a log that says something: the job's error. */
+/* The job's error from its log: the last line knib's main printed
+ * ("knib: ..."), else the last line that says something. */
 static char *
-last_line (const char *log)
+log_error (const char *log)
 {
   const char *end = log + strlen (log);
-  const char *start;
+  const char *last = NULL, *last_end = NULL;
 
-  while (end > log && (end[-1] == '\n' || end[-1] == ' '))
-    end--;
-  start = end;
-  while (start > log && start[-1] != '\n')
-    start--;
-  return end > start ? strndup (start, end - start) : NULL;
+  while (end > log) {
+    const char *start;
+
+    while (end > log && (end[-1] == '\n' || end[-1] == ' '))
+      end--;
+    start = end;
+    while (start > log && start[-1] != '\n')
+      start--;
+    if (end > start && last == NULL) {
+      last = start;
+      last_end = end;
+    }
+    if (end > start && strncmp (start, "knib: ", 6) == 0)
+      return strndup (start, end - start);
+    end = start;
+  }
+  return last ? strndup (last, last_end - last) : NULL;
 }
 
 /* -1 when the status file is missing (the supervisor was killed). */
@@ -838,7 +856,7 @@ job_finish (struct agent *a, struct job *j)
       result = NULL;
     }
     if (code != 0 && j->error == NULL && log != NULL)
-      j->error = last_line (log);
+      j->error = log_error (log);
     if (code != 0 && j->error == NULL) {
       if (code == -1)
         j->error = strdup ("the job was killed");
