@@ -8,6 +8,7 @@ AGENT=$TMPDIR_TEST/knibd.sock
 AGENT_STATE=$TMPDIR_TEST/knibd-state
 AGENT_CONF=$TMPDIR_TEST/knib.conf
 AGENT_LOG=$TMPDIR_TEST/knibd.log
+AGENT_METRICS=$TMPDIR_TEST/knib.prom
 KNIB_AGENT=$AGENT
 export KNIB_AGENT
 [ -f "$AGENT_CONF" ] || : >"$AGENT_CONF"
@@ -16,7 +17,8 @@ export KNIB_AGENT
 start_knibd () {
   rm -f "$AGENT"
   "$KNIBD" --foreground --socket "$AGENT" --state-dir "$AGENT_STATE" \
-    --config "$AGENT_CONF" --knib "$KNIB" >>"$AGENT_LOG" 2>&1 &
+    --config "$AGENT_CONF" --knib "$KNIB" --metrics-file "$AGENT_METRICS" \
+    >>"$AGENT_LOG" 2>&1 &
   KNIBD_PID=$!
   track_pid $KNIBD_PID
   wait_for_socket "$AGENT" 30

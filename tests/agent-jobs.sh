@@ -74,6 +74,17 @@ v=$(agent_job validate vm=vm "repo=$REPO")
 job_wait_ok "$v"
 agent query-jobs "id=$v" | grep -q '"result":{.*"success":true' \
   || fail "validate job: $(agent query-jobs "id=$v")"
+# The metrics textfile: node_exporter's format, this VM's figures.
+m=$AGENT_METRICS
+grep -q '^knib_last_validation_success{vm="vm"} 1$' "$m" || fail "metrics: $(cat "$m")"
+grep -q '^knib_jobs{state="cancelled"} 2$' "$m" || fail "metrics (cancelled): $(cat "$m")"
+grep -q '^knib_jobs{state="failed"} 1$' "$m" || fail "metrics (failed): $(cat "$m")"
+grep -q "^knib_last_backup_info{vm=\"vm\",kind=\"incremental\",id=\"$id2\"} 1\$" "$m" \
+  || fail "metrics (last backup): $(cat "$m")"
+bytes=$(sed -n 's/^knib_last_backup_bytes{vm="vm"} //p' "$m")
+[ "$bytes" -gt 0 ] || fail "metrics (bytes): $(cat "$m")"
+grep -q '^knib_last_backup_timestamp_seconds{vm="vm"} [0-9.]*$' "$m" \
+  || fail "metrics (time): $(cat "$m")"
 for i in 1 2; do
   hmp_write "$S2" vda 0x4$i 2M 64k
   j=$(backup)

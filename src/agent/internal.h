@@ -94,6 +94,10 @@ json_t *store_jobs_query (struct store *st, const json_t *filter)
 /* One job's log, NULL when there is no such job (ENOENT). */
 char *store_job_log (struct store *st, int64_t id, char **state)
   __attribute__ ((warn_unused_result));
+/* Per VM its last successful backup and its last finished validation,
+ * as query-jobs rows. */
+json_t *store_jobs_latest (struct store *st)
+  __attribute__ ((warn_unused_result));
 /* Counts of the jobs per state, as a JSON object. */
 json_t *store_jobs_count (struct store *st)
   __attribute__ ((warn_unused_result));
@@ -117,6 +121,7 @@ struct agent {
   struct store *store;
   job_vector jobs; /* queued and running, by id */
   long cores;
+  const char *metrics_file; /* NULL: none */
   /* Events go to the protocol's clients. */
   void (*emit) (struct agent *a, const char *event, json_t *data);
 };
@@ -140,6 +145,9 @@ void runner_reap (struct agent *a);
 /* Milliseconds until runner_tick has something to do (-1: nothing). */
 int runner_next_ms (struct agent *a);
 /* The knib sub-commands of a job's type, for query-commands. */
+
+/* metrics.c: rewrite the textfile (when there is one). */
+int metrics_write (struct agent *a) __attribute__ ((warn_unused_result));
 
 /* protocol.c: the QMP-framed socket. */
 struct server;

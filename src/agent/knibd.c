@@ -24,6 +24,7 @@
 
 #define DEFAULT_SOCKET "/run/knib/knibd.sock"
 #define DEFAULT_STATE_DIR "/var/lib/knib"
+#define DEFAULT_METRICS "/var/lib/prometheus/node-exporter/knib.prom"
 
 static struct server *server;
 
@@ -251,11 +252,12 @@ main (int argc, char **argv)
     { "db", required_argument, NULL, 'b' },
     { "config", required_argument, NULL, 'c' },
     { "knib", required_argument, NULL, 'k' },
+    { "metrics-file", required_argument, NULL, 'm' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
   };
-  struct agent a = { .jobs = empty_vector };
+  struct agent a = { .jobs = empty_vector, .metrics_file = DEFAULT_METRICS };
   const char *socket_path = DEFAULT_SOCKET, *db = NULL;
   const char *state_dir = DEFAULT_STATE_DIR;
   bool foreground = false;
@@ -281,6 +283,9 @@ main (int argc, char **argv)
       break;
     case 'k':
       a.knib = optarg;
+      break;
+    case 'm':
+      a.metrics_file = optarg[0] ? optarg : NULL;
       break;
     case 'h':
       usage (stdout);
@@ -312,6 +317,10 @@ main (int argc, char **argv)
   if (a.cores < 1)
     a.cores = 1;
   a.emit = emit;
+  /* The default textfile only where node_exporter's collector looks. */
+  if (a.metrics_file != NULL && strcmp (a.metrics_file, DEFAULT_METRICS) == 0
+      && access ("/var/lib/prometheus/node-exporter", W_OK) != 0)
+    a.metrics_file = NULL;
   sfd = signals_fd ();
   if (sfd == -1 || a.knib == NULL
       || setup (&a, socket_path, db, foreground) == -1) {

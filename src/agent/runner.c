@@ -911,6 +911,8 @@ job_finish (struct agent *a, struct job *j)
   json_decref (res);
   if (j->state != JOB_QUEUED)
     job_retire (a, j);
+  if (metrics_write (a) == -1)
+    fprintf (stderr, "knibd: %s\n", get_error ());
 }
 
 /* Drop a finished job from the queue. */

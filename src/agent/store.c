@@ -388,6 +388,40 @@ store_job_log (struct store *st, int64_t id, char **state)
 }
 
 json_t *
+store_jobs_latest (struct store *st)
+{
+  static const char sql[]
+    = "SELECT id, type, vm, backup, state, attempts, max_attempts, created, "
+      "started, finished, not_before, error, request, argv, result, pid "
+      "FROM jobs WHERE id IN ("
+      " SELECT max (id) FROM jobs WHERE type = 'backup' AND "
+      " state = 'succeeded' GROUP BY vm "
+      " UNION SELECT max (id) FROM jobs WHERE type = 'validate' AND "
+      " state IN ('succeeded', 'failed') GROUP BY vm) ORDER BY vm, type";
+  sqlite3_stmt *s = NULL;
+  json_t *arr = json_array ();
+
+  if (arr == NULL
+      || sqlite3_prepare_v2 (st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+    json_decref (arr);
+    store_fail (st, "metrics");
+    return NULL;
+  }
+  while (sqlite3_step (s) == SQLITE_ROW) {
+    json_t *o = row_object (s);
+
+    if (o == NULL || json_array_append_new (arr, o) == -1) {
+      sqlite3_finalize (s);
+      json_decref (arr);
+      set_error (ENOMEM, "metrics");
+      return NULL;
+    }
+  }
+  sqlite3_finalize (s);
+  return arr;
+}
+
+json_t *
 store_jobs_count (struct store *st)
 {
   sqlite3_stmt *s = NULL;
