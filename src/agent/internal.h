@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -98,6 +99,15 @@ char *store_job_log (struct store *st, int64_t id, char **state)
  * as query-jobs rows. */
 json_t *store_jobs_latest (struct store *st)
   __attribute__ ((warn_unused_result));
+/* Schedules: def is schedule-set's arguments; last-run starts at now. */
+int store_schedule_put (struct store *st, const char *name, const json_t *def,
+                        double now) __attribute__ ((warn_unused_result));
+int store_schedule_remove (struct store *st, const char *name)
+  __attribute__ ((warn_unused_result));
+int store_schedule_ran (struct store *st, const char *name, double when)
+  __attribute__ ((warn_unused_result));
+/* [{"name", "request" (the definition), "last-run"}] */
+json_t *store_schedules (struct store *st) __attribute__ ((warn_unused_result));
 /* Counts of the jobs per state, as a JSON object. */
 json_t *store_jobs_count (struct store *st)
   __attribute__ ((warn_unused_result));
@@ -122,6 +132,7 @@ struct agent {
   job_vector jobs; /* queued and running, by id */
   long cores;
   const char *metrics_file; /* NULL: none */
+  bool schedules;           /* there are schedules to watch */
   /* Events go to the protocol's clients. */
   void (*emit) (struct agent *a, const char *event, json_t *data);
 };
@@ -131,6 +142,14 @@ struct agent {
  * the finalize after the start).  Returns the job's id, or -1 with
  * set_error naming the bad argument. */
 int64_t runner_submit (struct agent *a, enum job_type type, json_t *args)
+  __attribute__ ((warn_unused_result));
+/* Check a request as runner_submit does, without queueing it. */
+int runner_check (enum job_type type, const json_t *args)
+  __attribute__ ((warn_unused_result));
+/* Queue a request checked already (it may hold members of knibd's own,
+ * such as a schedule's name and retention). */
+int64_t runner_submit_checked (struct agent *a, enum job_type type,
+                               json_t *args)
   __attribute__ ((warn_unused_result));
 /* Cancel a queued or running job: -1 with set_error when there is no
  * such job or it has finished. */
@@ -145,6 +164,23 @@ void runner_reap (struct agent *a);
 /* Milliseconds until runner_tick has something to do (-1: nothing). */
 int runner_next_ms (struct agent *a);
 /* The knib sub-commands of a job's type, for query-commands. */
+
+/* schedule.c: calendars and schedules. */
+struct calendar {
+  enum { CAL_MINUTELY, CAL_HOURLY, CAL_DAILY, CAL_WEEKLY } kind;
+  int hour, minute, second; /* CAL_DAILY */
+};
+int calendar_parse (const char *text, struct calendar *c)
+  __attribute__ ((warn_unused_result));
+/* The last time the calendar fires at or before now, and the first
+ * after now. */
+time_t calendar_prev (const struct calendar *c, time_t now);
+time_t calendar_next (const struct calendar *c, time_t now);
+int schedule_set (struct agent *a, json_t *args)
+  __attribute__ ((warn_unused_result));
+json_t *schedules_query (struct agent *a) __attribute__ ((warn_unused_result));
+/* Queue the backups that are due. */
+void schedules_tick (struct agent *a);
 
 /* metrics.c: rewrite the textfile (when there is one). */
 int metrics_write (struct agent *a) __attribute__ ((warn_unused_result));

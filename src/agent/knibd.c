@@ -184,6 +184,7 @@ setup (struct agent *a, const char *socket_path, const char *db_path,
   if (a->store == NULL || store_settings_apply (a->store, &a->cfg) == -1
       || runner_reconcile (a) == -1)
     return -1;
+  a->schedules = true; /* the first tick looks */
   server = server_new (a, socket_path, group);
   return server ? 0 : -1;
 }

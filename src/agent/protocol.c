@@ -269,6 +269,34 @@ cmd_prune (struct agent *a, json_t *args)
   return submit (a, JOB_PRUNE, args);
 }
 
+static json_t *
+cmd_schedule_set (struct agent *a, json_t *args)
+{
+  if (schedule_set (a, args) == -1)
+    return NULL;
+  return json_object ();
+}
+
+static json_t *
+cmd_schedule_remove (struct agent *a, json_t *args)
+{
+  const char *name = json_string_value (json_object_get (args, "name"));
+
+  if (name == NULL || json_object_size (args) != 1) {
+    set_error (0, "expected one argument 'name', a string");
+    return NULL;
+  }
+  if (store_schedule_remove (a->store, name) == -1)
+    return NULL;
+  return json_object ();
+}
+
+static json_t *
+cmd_query_schedules (struct agent *a, json_t *args)
+{
+  return schedules_query (a);
+}
+
 static json_t *cmd_query_commands (struct agent *a, json_t *args);
 
 static const struct command {
@@ -289,6 +317,9 @@ static const struct command {
   { "compress", cmd_compress },
   { "delete", cmd_delete },
   { "prune", cmd_prune },
+  { "schedule-set", cmd_schedule_set },
+  { "schedule-remove", cmd_schedule_remove },
+  { "query-schedules", cmd_query_schedules },
 };
 
 static json_t *

@@ -575,13 +575,25 @@ job_enqueue (struct agent *a, struct job *j)
   return j->id;
 }
 
+int
+runner_check (enum job_type type, const json_t *args)
+{
+  return request_check (type, args);
+}
+
 int64_t
 runner_submit (struct agent *a, enum job_type type, json_t *args)
 {
-  struct job *j;
-
   if (request_check (type, args) == -1)
     return -1;
+  return runner_submit_checked (a, type, args);
+}
+
+int64_t
+runner_submit_checked (struct agent *a, enum job_type type, json_t *args)
+{
+  struct job *j;
+
   j = job_new (type, args);
   if (j == NULL) {
     set_error (ENOMEM, "cannot queue the job");
@@ -800,6 +812,31 @@ read_status (const char *path, bool *signalled)
 
 static void job_retire (struct agent *a, struct job *j);
 
+/* A scheduled backup with a retention rule: its prune. */
+static void
+job_retention (struct agent *a, const struct job *j)
+{
+  const json_t *last = json_object_get (j->request, "keep-last");
+  json_auto_t *args = NULL;
+  struct job *n;
+
+  if (last == NULL)
+    return;
+  args = json_pack ("{s:s, s:O, s:O}", "vm", j->vm, "repo",
+                    json_object_get (j->request, "repo"), "keep-last", last);
+  if (args == NULL)
+    return;
+  if (json_object_get (j->request, "keep-daily") != NULL)
+    json_object_set (args, "keep-daily",
+                     json_object_get (j->request, "keep-daily"));
+  if (json_object_get (j->request, "keep-weekly") != NULL)
+    json_object_set (args, "keep-weekly",
+                     json_object_get (j->request, "keep-weekly"));
+  n = job_new (JOB_PRUNE, args);
+  if (n == NULL || job_enqueue (a, n) == -1)
+    fprintf (stderr, "knibd: job %" PRIi64 ": cannot queue its prune\n", j->id);
+}
+
 /* What follows a successful job: a backup with deferred compression
  * queues its compression, a compression start its finalize. */
 static void
@@ -816,6 +853,7 @@ job_follow (struct agent *a, const struct job *j, const json_t *result)
              json_pack ("{s:I, s:s, s:s, s:s?}", "job", (json_int_t) j->id,
                         "vm", j->vm, "backup", id, "kind",
                         json_string_value (json_object_get (result, "kind"))));
+    job_retention (a, j);
     if (compress == NULL || strcmp (compress, "deferred") != 0)
       return;
     args = json_pack ("{s:s, s:O, s:s}", "vm", j->vm, "repo",
@@ -1010,6 +1048,7 @@ runner_tick (struct agent *a)
   double now = now_wall ();
   int64_t mono = monotonic_ms ();
 
+  schedules_tick (a);
   /* Deadlines, kills, adopted processes (in reverse: finishing drops). */
   for (size_t i = a->jobs.len; i-- > 0;) {
     struct job *j = a->jobs.ptr[i];
@@ -1059,7 +1098,9 @@ runner_reap (struct agent *a)
 int
 runner_next_ms (struct agent *a)
 {
-  return a->jobs.len > 0 ? 500 : -1;
+  if (a->jobs.len > 0)
+    return 500;
+  return a->schedules ? 1000 : -1;
 }
 
 int

@@ -28,6 +28,9 @@ static const char schema[]
     " finished REAL NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0,"
     " deadline REAL NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);"
+    "CREATE TABLE IF NOT EXISTS schedules ("
+    " name TEXT PRIMARY KEY, definition TEXT NOT NULL,"
+    " last_run REAL NOT NULL);"
     "CREATE TABLE IF NOT EXISTS settings ("
     " key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
@@ -414,6 +417,91 @@ store_jobs_latest (struct store *st)
       sqlite3_finalize (s);
       json_decref (arr);
       set_error (ENOMEM, "metrics");
+      return NULL;
+    }
+  }
+  sqlite3_finalize (s);
+  return arr;
+}
+
+int
+store_schedule_put (struct store *st, const char *name, const json_t *def,
+                    double now)
+{
+  sqlite3_stmt *s = NULL;
+
+  if (sqlite3_prepare_v2 (st->db,
+                          "INSERT OR REPLACE INTO schedules VALUES (?, ?, ?)",
+                          -1, &s, NULL)
+      != SQLITE_OK)
+    return store_fail (st, "schedules");
+  if (bind_text (s, 1, name) != SQLITE_OK || bind_json (s, 2, def) != SQLITE_OK
+      || sqlite3_bind_double (s, 3, now) != SQLITE_OK) {
+    sqlite3_finalize (s);
+    return store_fail (st, "schedules");
+  }
+  return store_step_done (st, s, "schedules");
+}
+
+int
+store_schedule_remove (struct store *st, const char *name)
+{
+  sqlite3_stmt *s = NULL;
+
+  if (sqlite3_prepare_v2 (st->db, "DELETE FROM schedules WHERE name = ?", -1,
+                          &s, NULL)
+      != SQLITE_OK)
+    return store_fail (st, "schedules");
+  bind_text (s, 1, name);
+  if (store_step_done (st, s, "schedules") == -1)
+    return -1;
+  if (sqlite3_changes (st->db) == 0) {
+    set_error (ENOENT, "no schedule '%s'", name);
+    return -1;
+  }
+  return 0;
+}
+
+int
+store_schedule_ran (struct store *st, const char *name, double when)
+{
+  sqlite3_stmt *s = NULL;
+
+  if (sqlite3_prepare_v2 (st->db,
+                          "UPDATE schedules SET last_run = ? WHERE name = ?",
+                          -1, &s, NULL)
+      != SQLITE_OK)
+    return store_fail (st, "schedules");
+  sqlite3_bind_double (s, 1, when);
+  bind_text (s, 2, name);
+  return store_step_done (st, s, "schedules");
+}
+
+json_t *
+store_schedules (struct store *st)
+{
+  sqlite3_stmt *s = NULL;
+  json_t *arr = json_array ();
+
+  if (arr == NULL
+      || sqlite3_prepare_v2 (
+           st->db,
+           "SELECT name, definition, last_run FROM schedules ORDER BY name", -1,
+           &s, NULL)
+           != SQLITE_OK) {
+    json_decref (arr);
+    store_fail (st, "schedules");
+    return NULL;
+  }
+  while (sqlite3_step (s) == SQLITE_ROW) {
+    json_t *o = json_pack (
+      "{s:s, s:o?, s:f}", "name", (const char *) sqlite3_column_text (s, 0),
+      "request", column_json (s, 1), "last-run", sqlite3_column_double (s, 2));
+
+    if (o == NULL || json_array_append_new (arr, o) == -1) {
+      sqlite3_finalize (s);
+      json_decref (arr);
+      set_error (ENOMEM, "schedules");
       return NULL;
     }
   }
