@@ -117,11 +117,6 @@ int store_setting_put (struct store *st, const char *key, const char *value)
 int store_settings_apply (struct store *st, struct knib_config *cfg)
   __attribute__ ((warn_unused_result));
 
-/* proc.c: processes. */
-/* The start time of pid (field 22 of /proc/PID/stat), or -1 when it is
- * gone or a zombie. */
-int64_t proc_start_time (pid_t pid);
-
 /* The agent as a whole (knibd.c owns it). */
 struct agent {
   struct knib_config cfg;

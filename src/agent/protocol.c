@@ -236,39 +236,6 @@ cmd_query_agent (struct agent *a, json_t *args)
                     settings_object (&a->cfg));
 }
 
-static json_t *submit (struct agent *a, enum job_type t, json_t *args);
-
-static json_t *
-cmd_backup (struct agent *a, json_t *args)
-{
-  return submit (a, JOB_BACKUP, args);
-}
-static json_t *
-cmd_restore (struct agent *a, json_t *args)
-{
-  return submit (a, JOB_RESTORE, args);
-}
-static json_t *
-cmd_validate (struct agent *a, json_t *args)
-{
-  return submit (a, JOB_VALIDATE, args);
-}
-static json_t *
-cmd_compress (struct agent *a, json_t *args)
-{
-  return submit (a, JOB_COMPRESS_START, args);
-}
-static json_t *
-cmd_delete (struct agent *a, json_t *args)
-{
-  return submit (a, JOB_DELETE, args);
-}
-static json_t *
-cmd_prune (struct agent *a, json_t *args)
-{
-  return submit (a, JOB_PRUNE, args);
-}
-
 static json_t *
 cmd_schedule_set (struct agent *a, json_t *args)
 {
@@ -299,27 +266,29 @@ cmd_query_schedules (struct agent *a, json_t *args)
 
 static json_t *cmd_query_commands (struct agent *a, json_t *args);
 
+/* A command either runs a function or queues a job of a type. */
 static const struct command {
   const char *name;
   json_t *(*run) (struct agent *a, json_t *args);
+  enum job_type job;
 } commands[] = {
-  { "query-version", cmd_query_version },
-  { "query-commands", cmd_query_commands },
-  { "query-agent", cmd_query_agent },
-  { "query-settings", cmd_query_settings },
-  { "set-settings", cmd_set_settings },
-  { "query-jobs", cmd_query_jobs },
-  { "query-job-log", cmd_query_job_log },
-  { "job-cancel", cmd_job_cancel },
-  { "backup", cmd_backup },
-  { "restore", cmd_restore },
-  { "validate", cmd_validate },
-  { "compress", cmd_compress },
-  { "delete", cmd_delete },
-  { "prune", cmd_prune },
-  { "schedule-set", cmd_schedule_set },
-  { "schedule-remove", cmd_schedule_remove },
-  { "query-schedules", cmd_query_schedules },
+  { .name = "query-version", .run = cmd_query_version },
+  { .name = "query-commands", .run = cmd_query_commands },
+  { .name = "query-agent", .run = cmd_query_agent },
+  { .name = "query-settings", .run = cmd_query_settings },
+  { .name = "set-settings", .run = cmd_set_settings },
+  { .name = "query-jobs", .run = cmd_query_jobs },
+  { .name = "query-job-log", .run = cmd_query_job_log },
+  { .name = "job-cancel", .run = cmd_job_cancel },
+  { .name = "backup", .job = JOB_BACKUP },
+  { .name = "restore", .job = JOB_RESTORE },
+  { .name = "validate", .job = JOB_VALIDATE },
+  { .name = "compress", .job = JOB_COMPRESS_START },
+  { .name = "delete", .job = JOB_DELETE },
+  { .name = "prune", .job = JOB_PRUNE },
+  { .name = "schedule-set", .run = cmd_schedule_set },
+  { .name = "schedule-remove", .run = cmd_schedule_remove },
+  { .name = "query-schedules", .run = cmd_query_schedules },
 };
 
 static json_t *
@@ -396,7 +365,8 @@ agent_dispatch (struct agent *a, json_t *msg, bool *negotiated)
       json_auto_t *empty = json_object ();
 
       error_clear ();
-      ret = commands[i].run (a, args ? args : empty);
+      ret = commands[i].run ? commands[i].run (a, args ? args : empty)
+                            : submit (a, commands[i].job, args ? args : empty);
       reply = ret ? json_pack ("{s:o}", "return", ret)
                   : error_reply ("GenericError", get_error ());
       goto out;

@@ -702,7 +702,7 @@ job_spawn (struct agent *a, struct job *j)
   }
   setpgid (pid, pid);
   j->pid = pid;
-  j->pid_start = proc_start_time (pid);
+  j->pid_start = process_start_time (pid);
   return 0;
 }
 
@@ -1055,7 +1055,7 @@ runner_tick (struct agent *a)
 
     if (j->state != JOB_RUNNING)
       continue;
-    if (j->adopted && proc_start_time (j->pid) != j->pid_start) {
+    if (j->adopted && process_start_time (j->pid) != j->pid_start) {
       job_finish (a, j);
       continue;
     }
@@ -1140,7 +1140,7 @@ runner_reconcile (struct agent *a)
 
     if (j->state != JOB_RUNNING)
       continue;
-    if (j->pid > 0 && proc_start_time (j->pid) == j->pid_start) {
+    if (j->pid > 0 && process_start_time (j->pid) == j->pid_start) {
       j->adopted = true;
       fprintf (stderr, "knibd: job %" PRIi64 ": adopted (pid %d)\n", j->id,
                (int) j->pid);

@@ -38,6 +38,11 @@ int write_all (int fd, const void *buf, size_t len)
  * as does a process that kill (pid, 0) says is not there. */
 bool process_alive (pid_t pid);
 
+/* When process pid started, in clock ticks after boot (field 22 of
+ * /proc/PID/stat): with the pid, it names one process for good.  -1
+ * when it is gone (or a zombie) or /proc cannot say. */
+int64_t process_start_time (pid_t pid);
+
 /* Monotonic clock in milliseconds, and in seconds. */
 int64_t monotonic_ms (void);
 double monotonic_seconds (void);

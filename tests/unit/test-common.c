@@ -657,13 +657,15 @@ config_load_of_a_directory_fails (void **state)
 
 /* process_alive: a zombie is gone, as is a reaped pid. */
 static void
-process_alive_counts_a_zombie_as_gone (void **state)
+process_alive_and_start_time_count_a_zombie_as_gone (void **state)
 {
   pid_t pid;
   int st;
 
   assert_true (process_alive (getpid ()));
   assert_false (process_alive (0));
+  assert_true (process_start_time (getpid ()) > 0);
+  assert_int_equal (process_start_time (0), -1);
   pid = fork ();
   assert_true (pid >= 0);
   if (pid == 0)
@@ -672,6 +674,7 @@ process_alive_counts_a_zombie_as_gone (void **state)
   for (int i = 0; i < 500 && process_alive (pid); i++)
     usleep (10000);
   assert_false (process_alive (pid));
+  assert_int_equal (process_start_time (pid), -1);
   assert_int_equal (waitpid (pid, &st, 0), pid);
   assert_false (process_alive (pid));
 }
@@ -715,7 +718,7 @@ main (void)
     cmocka_unit_test (config_load_errors_name_the_file_and_line),
     cmocka_unit_test (config_load_missing_file_is_fine_unless_required),
     cmocka_unit_test (config_load_of_a_directory_fails),
-    cmocka_unit_test (process_alive_counts_a_zombie_as_gone),
+    cmocka_unit_test (process_alive_and_start_time_count_a_zombie_as_gone),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
