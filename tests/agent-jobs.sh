@@ -74,6 +74,16 @@ v=$(agent_job validate vm=vm "repo=$REPO")
 job_wait_ok "$v"
 agent query-jobs "id=$v" | grep -q '"result":{.*"success":true' \
   || fail "validate job: $(agent query-jobs "id=$v")"
+# list-backups: knib list's JSON; bad arguments refused.
+agent list-backups "repo=$REPO" vm=vm | grep -q "\"id\":\"$id2\"" \
+  || fail "list-backups: $(agent list-backups "repo=$REPO" vm=vm)"
+for bad in "vm=a/b repo=$REPO" "vm=vm" "repo=$REPO bogus=1"; do
+  # shellcheck disable=SC2086
+  "$KNIB" qmp "$AGENT" list-backups $bad >bad.out 2>&1 && fail "list-backups $bad was accepted"
+  grep -q "invalid vm name\|missing argument 'repo'\|takes 'repo' and 'vm' only" bad.out \
+    || fail "list-backups $bad: $(cat bad.out)"
+done
+
 # The metrics textfile: node_exporter's format, this VM's figures.
 m=$AGENT_METRICS
 grep -q '^knib_last_validation_success{vm="vm"} 1$' "$m" || fail "metrics: $(cat "$m")"

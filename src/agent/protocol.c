@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/command.h"
 #include "common/error.h"
 #include "common/util.h"
 #include "internal.h"
@@ -264,6 +265,60 @@ cmd_query_schedules (struct agent *a, json_t *args)
   return schedules_query (a);
 }
 
+/* knib list, at once (not a job: it only reads manifests); it holds up
+ * the other clients while it runs, at most LIST_TIMEOUT_MS. */
+#define LIST_TIMEOUT_MS 60000
+
+static json_t *
+cmd_list_backups (struct agent *a, json_t *args)
+{
+  const char *repo = json_string_value (json_object_get (args, "repo"));
+  const json_t *vm = json_object_get (args, "vm");
+  struct command *cmd;
+  const char *out;
+  json_t *ret;
+
+  if (repo == NULL || repo[0] == '\0') {
+    set_error (0, "missing argument 'repo', a string");
+    return NULL;
+  }
+  if (json_object_size (args) != 1 + (vm != NULL)) {
+    set_error (0, "list-backups takes 'repo' and 'vm' only");
+    return NULL;
+  }
+  if (vm != NULL
+      && (!json_is_string (vm)
+          || name_check ("vm", json_string_value (vm)) == -1)) {
+    if (!json_is_string (vm))
+      set_error (0, "argument 'vm' must be a string");
+    return NULL;
+  }
+  cmd = command_new (a->knib);
+  if (cmd == NULL)
+    return NULL;
+  if (a->config_path != NULL)
+    command_add_args (cmd, "--config", a->config_path, NULL);
+  command_add_args (cmd, "list", "--repo", repo, "--json", NULL);
+  if (vm != NULL)
+    command_add_arg (cmd, json_string_value (vm));
+  command_set_name (cmd, "knib list");
+  command_capture_stdout (cmd, 0);
+  command_set_timeout (cmd, LIST_TIMEOUT_MS);
+  /* Exit status 1 with a list: some backups could not be read, which
+   * the list's "problems" say. */
+  if (command_run (cmd, NULL) == -1
+      && command_get_stdout (cmd, NULL)[0] == '\0') {
+    command_free (cmd);
+    return NULL;
+  }
+  out = command_get_stdout (cmd, NULL);
+  ret = json_loads (out, 0, NULL);
+  if (ret == NULL)
+    set_error (EPROTO, "knib list: no JSON on its output");
+  command_free (cmd);
+  return ret;
+}
+
 static json_t *cmd_query_commands (struct agent *a, json_t *args);
 
 /* A command either runs a function or queues a job of a type. */
@@ -286,6 +341,7 @@ static const struct command {
   { .name = "compress", .job = JOB_COMPRESS_START },
   { .name = "delete", .job = JOB_DELETE },
   { .name = "prune", .job = JOB_PRUNE },
+  { .name = "list-backups", .run = cmd_list_backups },
   { .name = "schedule-set", .run = cmd_schedule_set },
   { .name = "schedule-remove", .run = cmd_schedule_remove },
   { .name = "query-schedules", .run = cmd_query_schedules },
