@@ -70,8 +70,18 @@ echo "$id2" >>ids-vm
 r=$(agent_job restore vm=vm "repo=$REPO" "backup=$id2" "to=$TMPDIR_TEST/restored.qcow2")
 job_wait_ok "$r"
 qemu-img compare -q oracle2.qcow2 restored.qcow2 || fail "the restore job's image differs from its oracle"
-v=$(agent_job validate vm=vm "repo=$REPO")
-job_wait_ok "$v"
+# knib job submit --wait: queued, followed, its exit status the job's.
+"$KNIB" job submit validate vm=vm "repo=$REPO" --wait >s.out 2>&1 \
+  || fail "knib job submit validate --wait: $(cat s.out)"
+v=$(sed -n 's/^job \([0-9]*\): succeeded$/\1/p' s.out)
+[ -n "$v" ] || fail "knib job submit --wait said: $(cat s.out)"
+rc=0; "$KNIB" job submit frob vm=vm >s.out 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "knib job submit frob exited $rc: $(cat s.out)"
+rc=0; "$KNIB" job submit backup vm vm >s.out 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "knib job submit with a word that is not KEY=VALUE exited $rc: $(cat s.out)"
+rc=0; "$KNIB" job submit backup vm=a/b "repo=$REPO" "qmp=$S" >s.out 2>&1 || rc=$?
+{ [ "$rc" -eq 1 ] && grep -q "invalid vm name 'a/b'" s.out; } \
+  || fail "knib job submit of vm a/b: $rc $(cat s.out)"
 agent query-jobs "id=$v" | grep -q '"result":{.*"success":true' \
   || fail "validate job: $(agent query-jobs "id=$v")"
 # list-backups: knib list's JSON; bad arguments refused.

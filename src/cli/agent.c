@@ -31,12 +31,14 @@ enum {
   OPT_SCHEDULED,
   OPT_FAILED,
   OPT_TIMEOUT,
+  OPT_WAIT,
 };
 
 struct agent_opts {
   const char *agent;
   bool json;
   int64_t timeout; /* job wait: seconds, 0 = none */
+  bool wait;       /* job submit --wait */
   json_t *filter;  /* knib jobs */
 };
 
@@ -81,6 +83,7 @@ agent_parse (const char *cmd, int argc, char **argv, struct agent_opts *o)
     { "scheduled", no_argument, NULL, OPT_SCHEDULED },
     { "failed", no_argument, NULL, OPT_FAILED },
     { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "wait", no_argument, NULL, OPT_WAIT },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -131,6 +134,9 @@ agent_parse (const char *cmd, int argc, char **argv, struct agent_opts *o)
         cli_error ("%s", "");
         return EXIT_USAGE;
       }
+      break;
+    case OPT_WAIT:
+      o->wait = true;
       break;
     case 'h':
       agent_usage (stdout);
@@ -330,6 +336,62 @@ job_wait (struct qmp_client *c, const struct agent_opts *o, int64_t id)
   return EXIT_FAILURE_;
 }
 
+static const char *const job_commands[] = {
+  "backup", "restore", "validate", "compress", "delete", "prune", NULL,
+};
+
+/* knib job submit COMMAND ARGS... [--wait] */
+static int
+job_submit (struct qmp_client *c, const struct agent_opts *o, int argc,
+            char **argv)
+{
+  json_t *args = NULL;
+  json_t *ret;
+  int64_t id;
+
+  if (cli_args_build (argc - 1, argv + 1, &args) == -1) {
+    cli_error ("job submit");
+    return EXIT_USAGE;
+  }
+  ret = agent_execute (c, argv[0], args);
+  if (ret == NULL)
+    return EXIT_FAILURE_;
+  id = json_integer_value (json_object_get (ret, "id"));
+  json_decref (ret);
+  if (!o->wait) {
+    if (o->json)
+      printf ("{\"id\":%" PRIi64 "}\n", id);
+    else
+      printf ("job %" PRIi64 ": queued\n", id);
+    return EXIT_OK;
+  }
+  return job_wait (c, o, id);
+}
+
+static int
+job_submit_main (const struct agent_opts *o, int argc, char **argv)
+{
+  struct qmp_client *c;
+  size_t i = 0;
+  int r;
+
+  if (argc < 1)
+    return cli_usage_error ("job", "expected a command to submit");
+  while (job_commands[i] != NULL && strcmp (job_commands[i], argv[0]) != 0)
+    i++;
+  if (job_commands[i] == NULL)
+    return cli_usage_error ("job",
+                            "'%s' is not a job (backup, restore, "
+                            "validate, compress, delete, prune)",
+                            argv[0]);
+  c = agent_connect (o);
+  if (c == NULL)
+    return EXIT_FAILURE_;
+  r = job_submit (c, o, argc, argv);
+  qmp_client_free (c);
+  return r;
+}
+
 int
 cmd_job (struct cli *cli, int argc, char **argv)
 {
@@ -340,6 +402,31 @@ cmd_job (struct cli *cli, int argc, char **argv)
   json_t *ret;
   int r;
 
+  if (argc >= 2 && strcmp (argv[1], "submit") == 0) {
+    /* Its KEY=VALUE words are no options: take out only these. */
+    int kept = 0;
+
+    o.agent = getenv ("KNIB_AGENT") ? getenv ("KNIB_AGENT") : DEFAULT_AGENT;
+    for (int i = 2; i < argc; i++) {
+      if (strcmp (argv[i], "--wait") == 0)
+        o.wait = true;
+      else if (strcmp (argv[i], "--json") == 0)
+        o.json = true;
+      else if (strcmp (argv[i], "--agent") == 0 && i + 1 < argc)
+        o.agent = argv[++i];
+      else if (strncmp (argv[i], "--agent=", 8) == 0)
+        o.agent = argv[i] + 8;
+      else if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0) {
+        agent_usage (stdout);
+        return EXIT_OK;
+      }
+      else if (strncmp (argv[i], "--", 2) == 0)
+        return cli_usage_error ("job", "unknown option '%s'", argv[i]);
+      else
+        argv[2 + kept++] = argv[i];
+    }
+    return job_submit_main (&o, kept, argv + 2);
+  }
   if ((r = agent_parse ("job", argc, argv, &o)) != -1)
     return r;
   if (argc - optind != 2)

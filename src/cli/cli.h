@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "chain/chain.h"
 #include "common/conf.h"
 
@@ -64,6 +66,13 @@ int cli_compression_option (const char *cmd, const char *name, const char *arg,
 /* After the options: check --level against the type; without
  * compression the rate limit is --rate-limit alone.  -1 or EXIT_USAGE. */
 int cli_compression_check (const char *cmd, struct cli_compression *c);
+
+/* QMP arguments from command-line words: one JSON object, or KEY=VALUE
+ * words (a dotted key nests, a value that is valid JSON is taken as
+ * such); *out NULL when there are none.  0, or -1 with set_error
+ * (qmp.c, which "knib job submit" shares). */
+int cli_args_build (int argc, char **argv, json_t **out)
+  __attribute__ ((warn_unused_result));
 
 int cmd_qmp (struct cli *cli, int argc, char **argv);
 int cmd_backup (struct cli *cli, int argc, char **argv);
