@@ -1,7 +1,8 @@
 /* agent-raw.c: for the knibd tests, send raw bytes to its socket: the
  * greeting is printed, then standard input is sent as it is (after
  * qmp_capabilities unless -n), the sending side is shut, and every line
- * knibd sends back is printed until it closes or 20 s pass. */
+ * knibd sends back is printed until it closes or 20 s pass.  With -d
+ * PATH TEXT..., each TEXT is one datagram to PATH (the hook's notices). */
 #include <config.h>
 
 #include <poll.h>
@@ -13,6 +14,27 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* -d PATH TEXT...: each TEXT as one datagram to PATH. */
+static int
+send_datagrams (int argc, char **argv)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_DGRAM, 0);
+
+  if (fd == -1 || strlen (argv[0]) >= sizeof addr.sun_path)
+    return 1;
+  strcpy (addr.sun_path, argv[0]);
+  for (int i = 1; i < argc; i++)
+    if (sendto (fd, argv[i], strlen (argv[i]), 0, (struct sockaddr *) &addr,
+                sizeof addr)
+        == -1) {
+      perror (argv[0]);
+      return 1;
+    }
+  close (fd);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -22,6 +44,8 @@ main (int argc, char **argv)
   ssize_t n;
   int fd;
 
+  if (argc > 2 && strcmp (argv[1], "-d") == 0)
+    return send_datagrams (argc - 2, argv + 2);
   if (argc > 1 && strcmp (argv[1], "-n") == 0) {
     negotiate = false;
     argc--;

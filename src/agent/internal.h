@@ -177,6 +177,11 @@ json_t *schedules_query (struct agent *a) __attribute__ ((warn_unused_result));
 /* Queue the backups that are due. */
 void schedules_tick (struct agent *a);
 
+/* notify.c: the hook's notices.  notify_open binds the datagram socket
+ * (0600) and returns it; notify_read takes every waiting notice. */
+int notify_open (const char *path) __attribute__ ((warn_unused_result));
+void notify_read (struct agent *a, int fd);
+
 /* metrics.c: rewrite the textfile (when there is one). */
 int metrics_write (struct agent *a) __attribute__ ((warn_unused_result));
 

@@ -20,6 +20,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "domain/domain.h"
 #include "internal.h"
 
 #define DEFAULT_SOCKET "/run/knib/knibd.sock"
@@ -27,6 +28,7 @@
 #define DEFAULT_METRICS "/var/lib/prometheus/node-exporter/knib.prom"
 
 static struct server *server;
+static int notify_fd = -1;
 
 static void
 emit (struct agent *a, const char *event, json_t *data)
@@ -145,7 +147,7 @@ hold_lock (const char *state_dir)
 
 static int
 setup (struct agent *a, const char *socket_path, const char *db_path,
-       bool foreground)
+       const char *notify_path, bool foreground)
 {
   CLEANUP_FREE char *jobs = NULL;
   CLEANUP_FREE char *db = NULL;
@@ -186,7 +188,14 @@ setup (struct agent *a, const char *socket_path, const char *db_path,
     return -1;
   a->schedules = true; /* the first tick looks */
   server = server_new (a, socket_path, group);
-  return server ? 0 : -1;
+  if (server == NULL)
+    return -1;
+  if (notify_path != NULL && notify_path[0] != '\0') {
+    notify_fd = notify_open (notify_path);
+    if (notify_fd == -1)
+      return -1;
+  }
+  return 0;
 }
 
 static int
@@ -208,7 +217,7 @@ signals_fd (void)
 static void
 main_loop (struct agent *a, int sfd)
 {
-  enum { MAX_FDS = 2 + 64 };
+  enum { MAX_FDS = 3 + 64 };
   struct pollfd pfds[MAX_FDS];
 
   for (;;) {
@@ -218,7 +227,8 @@ main_loop (struct agent *a, int sfd)
     runner_tick (a);
     pfds[0] = (struct pollfd) { .fd = sfd, .events = POLLIN };
     pfds[1] = (struct pollfd) { .fd = server_fd (server), .events = POLLIN };
-    n = 2 + server_poll_fill (server, pfds + 2, MAX_FDS - 2);
+    pfds[2] = (struct pollfd) { .fd = notify_fd, .events = POLLIN };
+    n = 3 + server_poll_fill (server, pfds + 3, MAX_FDS - 3);
     r = poll (pfds, n, runner_next_ms (a));
     if (r == -1 && errno != EINTR) {
       perror ("knibd: poll");
@@ -239,7 +249,9 @@ main_loop (struct agent *a, int sfd)
     }
     if (pfds[1].revents & POLLIN)
       server_accept (server);
-    server_poll_done (server, pfds + 2, n - 2);
+    if (pfds[2].revents & POLLIN)
+      notify_read (a, notify_fd);
+    server_poll_done (server, pfds + 3, n - 3);
   }
 }
 
@@ -254,6 +266,7 @@ main (int argc, char **argv)
     { "config", required_argument, NULL, 'c' },
     { "knib", required_argument, NULL, 'k' },
     { "metrics-file", required_argument, NULL, 'm' },
+    { "notify-socket", required_argument, NULL, 'n' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -261,6 +274,8 @@ main (int argc, char **argv)
   struct agent a = { .jobs = empty_vector, .metrics_file = DEFAULT_METRICS };
   const char *socket_path = DEFAULT_SOCKET, *db = NULL;
   const char *state_dir = DEFAULT_STATE_DIR;
+  const char *notify_path = NULL;
+  CLEANUP_FREE char *notify_default = NULL;
   bool foreground = false;
   CLEANUP_FREE char *knib = NULL;
   int c, sfd;
@@ -284,6 +299,9 @@ main (int argc, char **argv)
       break;
     case 'k':
       a.knib = optarg;
+      break;
+    case 'n':
+      notify_path = optarg;
       break;
     case 'm':
       a.metrics_file = optarg[0] ? optarg : NULL;
@@ -313,6 +331,20 @@ main (int argc, char **argv)
   }
   if (a.knib == NULL)
     a.knib = knib = default_knib ();
+  /* The hook's notices: beside the socket (the hook looks in /run/knib,
+   * or KNIB_RUN_DIR). */
+  if (notify_path == NULL) {
+    const char *slash = strrchr (socket_path, '/');
+    int dirlen = slash ? (int) (slash - socket_path) : 1;
+
+    if (asprintf (&notify_default, "%.*s/" DOMAIN_AGENT_NOTIFY, dirlen,
+                  slash ? socket_path : ".")
+        == -1) {
+      fprintf (stderr, "knibd: out of memory\n");
+      return 1;
+    }
+    notify_path = notify_default;
+  }
   a.state_dir = (char *) state_dir;
   a.cores = sysconf (_SC_NPROCESSORS_ONLN);
   if (a.cores < 1)
@@ -324,7 +356,7 @@ main (int argc, char **argv)
     a.metrics_file = NULL;
   sfd = signals_fd ();
   if (sfd == -1 || a.knib == NULL
-      || setup (&a, socket_path, db, foreground) == -1) {
+      || setup (&a, socket_path, db, notify_path, foreground) == -1) {
     fprintf (stderr, "knibd: %s\n",
              sfd == -1 ? strerror (errno) : get_error ());
     server_free (server);
@@ -339,6 +371,10 @@ main (int argc, char **argv)
   fprintf (stderr, "knibd: stopping; running jobs go on and the next knibd "
                    "adopts them\n");
   server_free (server);
+  if (notify_fd != -1) {
+    close (notify_fd);
+    unlink (notify_path);
+  }
   for (size_t i = 0; i < a.jobs.len; i++)
     job_free (a.jobs.ptr[i]);
   job_vector_reset (&a.jobs);
