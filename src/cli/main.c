@@ -27,6 +27,8 @@ static const struct command {
   { "delete", cmd_delete, "delete backups without breaking a chain" },
   { "prune", cmd_prune, "delete the backups a retention policy drops" },
   { "merge", cmd_merge, "make a backup standalone (a full backup)" },
+  { "files", cmd_files, "list, find, copy out, compare files in backups" },
+  { "export", cmd_export, "serve a backup's disk as a read-only NBD export" },
   { "chain", cmd_chain, "'chain end': the next backup is full" },
   { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },

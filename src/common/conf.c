@@ -11,7 +11,7 @@
 #include "error.h"
 #include "util.h"
 
-enum key_type { KEY_INT, KEY_BOOL, KEY_RATIO, KEY_COMPRESS };
+enum key_type { KEY_INT, KEY_BOOL, KEY_RATIO, KEY_COMPRESS, KEY_ACCEL };
 
 struct key {
   const char *name;
@@ -38,6 +38,7 @@ static const struct key keys[] = {
   { "compression-rate-limit", KEY_INT, OFF (compression_rate_limit), -1,
     1000000 },
   { "hook-start-wait", KEY_INT, OFF (hook_start_wait), 0, 3600 },
+  { "files-accel", KEY_ACCEL, OFF (files_accel), 0, 0 },
 };
 
 void
@@ -56,6 +57,7 @@ config_init (struct knib_config *cfg)
   cfg->compression_threads = 0;
   cfg->compression_rate_limit = 0;
   cfg->hook_start_wait = 10;
+  strcpy (cfg->files_accel, "auto");
 }
 
 static int
@@ -74,6 +76,20 @@ set_bool (const char *key, const char *value, bool *out)
   return 0;
 }
 
+/* One of three words (each shorter than the field). */
+static int
+set_choice (const char *key, const char *value, const char *a, const char *b,
+            const char *c, char *field)
+{
+  if (strcmp (value, a) != 0 && strcmp (value, b) != 0
+      && strcmp (value, c) != 0) {
+    set_error (0, "%s: '%s' is not one of %s, %s, %s", key, value, a, b, c);
+    return -1;
+  }
+  strcpy (field, value);
+  return 0;
+}
+
 static int
 set_key (struct knib_config *cfg, const struct key *k, const char *value)
 {
@@ -88,13 +104,9 @@ set_key (struct knib_config *cfg, const struct key *k, const char *value)
   case KEY_BOOL:
     return set_bool (k->name, value, (bool *) field);
   case KEY_COMPRESS:
-    if (strcmp (value, "none") != 0 && strcmp (value, "zstd") != 0
-        && strcmp (value, "zlib") != 0) {
-      set_error (0, "%s: '%s' is not one of none, zstd, zlib", k->name, value);
-      return -1;
-    }
-    strcpy (field, value);
-    return 0;
+    return set_choice (k->name, value, "none", "zstd", "zlib", field);
+  case KEY_ACCEL:
+    return set_choice (k->name, value, "auto", "kvm", "tcg", field);
   }
   set_error (EINVAL, "%s: bad key type", k->name);
   return -1;

@@ -21,6 +21,8 @@ struct knib_config {
   int64_t compression_rate_limit;     /* MB/s, 0 = off */
   int64_t hook_start_wait; /* seconds the libvirt hook lets a start wait
                               for an offline backup: 10 */
+  char files_accel[8];     /* files-accel: auto | kvm | tcg (libguestfs's
+                          appliance for "knib files") */
 };
 
 void config_init (struct knib_config *cfg);
