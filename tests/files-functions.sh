@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # files-functions.sh: helpers for the files-*.sh tests (sourced after
 # functions.sh): staged trees, a disk built from them by libguestfs
 # itself (GPT: ext4, XFS, an LVM volume), and the oracle that lists a

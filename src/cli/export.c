@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* export.c: "knib export": one disk of a backup point as a read-only NBD export. */
 #include <config.h>
 

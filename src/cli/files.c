@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* files.c: "knib files": list, find, copy out and compare files inside backups. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* diff.c: what differs between two listings of a tree (pure). */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* entry.c: entries of a backup's filesystems: stat, listing, checksums. */
 #include <config.h>
 

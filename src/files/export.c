@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* export.c: one disk of a backup point served read-only over NBD by qemu-storage-daemon. */
 #include <config.h>
 

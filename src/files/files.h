@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* files.h: files inside backups: list, find, copy out and compare, through libguestfs. */
 #ifndef KNIB_FILES_H
 #define KNIB_FILES_H

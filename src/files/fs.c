@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fs.c: a backup's filesystems, the guest's own tree, and resolving paths. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* get.c: copy files and trees out of a backup, never outside the target directory. */
 #include <config.h>
 

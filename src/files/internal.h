@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: what the files of src/files share: the session and its appliance. */
 #ifndef KNIB_FILES_INTERNAL_H
 #define KNIB_FILES_INTERNAL_H

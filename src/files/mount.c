@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mount.c: a read-only FUSE view of a backup's filesystems (libguestfs mount_local). */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* session.c: one backup point opened read-only in libguestfs's appliance. */
 #include <config.h>
 
