@@ -143,6 +143,11 @@ struct files_path {
 
 void files_path_release (struct files_path *p);
 
+/* path made absolute, without "." or ".." components or repeated
+ * slashes; ".." stops at the root ("/a/../../b" is "/b").  The caller
+ * frees it; NULL with set_error on ENOMEM. */
+char *files_normalise (const char *path) __attribute__ ((warn_unused_result));
+
 /* Resolve a path as the user wrote it (see above) and mount what it
  * needs (read-only, in the appliance).  "." and ".." components are
  * normalised away; ".." never climbs above the root. */

@@ -358,10 +358,8 @@ mount_guest (struct files_session *s)
   return dir;
 }
 
-/* Normalise path: absolute, no "." or "..", no double slashes; ".."
- * stops at the root. */
-static char *
-normalise (const char *path)
+char *
+files_normalise (const char *path)
 {
   size_t n = strlen (path);
   char *out = malloc (n + 2);
@@ -425,7 +423,7 @@ resolve_fs (struct files_session *s, const char *disk, const char *dev,
   if (root == NULL)
     return -1;
   out->root = strdup (root);
-  out->path = normalise (path);
+  out->path = files_normalise (path);
   if (out->path != NULL
       && asprintf (&out->display, "%s:%s:%s", fs->disk ? fs->disk : "lvm", dev,
                    out->path)
@@ -501,7 +499,7 @@ files_session_resolve (struct files_session *s, const char *spec,
   if (root == NULL)
     return -1;
   out->root = strdup (root);
-  out->path = normalise (spec);
+  out->path = files_normalise (spec);
   out->display = out->path ? strdup (out->path) : NULL;
   if (!out->root || !out->path || !out->display) {
     files_path_release (out);
