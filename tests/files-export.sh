@@ -46,7 +46,7 @@ SOCK=$TMPDIR_TEST/nbd.sock
   >export.out 2>export.err &
 EXPORT_PID=$!
 track_pid $EXPORT_PID
-wait_for_socket "$SOCK" 60 || fail "export did not listen: $(cat export.err)"
+wait_for_text export.out '"uri"' 60 || fail "export did not start: $(cat export.err)"
 grep -q "\"uri\": *\"nbd+unix:///vda?socket=$SOCK\"" export.out \
   || fail "export --json: $(cat export.out)"
 nbdcopy "nbd+unix:///vda?socket=$SOCK" exported.raw || fail "nbdcopy"

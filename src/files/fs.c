@@ -127,9 +127,12 @@ add_fs (struct files_session *s, const char *dev, const char *type, char **mps)
   struct files_fs fs = { NULL };
   const char *disk;
 
-  disk = strncmp (dev, "/dev/sd", 7) == 0 || strncmp (dev, "/dev/vd", 7) == 0
-           ? disk_of_device (s, dev)
-           : disk_of_lv (s, dev);
+  if (s->disks.len == 1)
+    disk = s->disks.ptr[0];
+  else if (strncmp (dev, "/dev/sd", 7) == 0 || strncmp (dev, "/dev/vd", 7) == 0)
+    disk = disk_of_device (s, dev);
+  else
+    disk = disk_of_lv (s, dev);
   fs.disk = disk ? strdup (disk) : NULL;
   fs.device = strdup (dev);
   fs.type = strdup (type);
@@ -200,8 +203,10 @@ no_filesystem_error (struct files_session *s)
   return -1;
 }
 
+/* The filesystems (once); with inspect, also where the guest mounts
+ * them (inspection reads every filesystem: only when needed). */
 static int
-load_filesystems (struct files_session *s)
+load_filesystems (struct files_session *s, bool with_inspection)
 {
   char **list, **mps = NULL;
   int r = 0;
@@ -213,7 +218,8 @@ load_filesystems (struct files_session *s)
     files_guestfs_error (s->g, "list filesystems");
     return -1;
   }
-  inspect (s);
+  if (with_inspection)
+    inspect (s);
   if (s->inspected == 1)
     mps = guestfs_inspect_get_mountpoints (s->g, s->os_root);
   for (size_t i = 0; r == 0 && list[i] != NULL; i += 2)
@@ -233,7 +239,7 @@ load_filesystems (struct files_session *s)
 int
 files_session_filesystems (struct files_session *s, files_fs_vector *out)
 {
-  if (load_filesystems (s) == -1)
+  if (load_filesystems (s, true) == -1)
     return -1;
   for (size_t i = 0; i < s->fs.len; i++) {
     const struct files_fs *f = &s->fs.ptr[i];
@@ -413,10 +419,11 @@ resolve_fs (struct files_session *s, const char *disk, const char *dev,
                dev, files_session_manifest (s)->id);
     return -1;
   }
-  if (disk != NULL && (fs->disk == NULL || strcmp (fs->disk, disk) != 0)) {
-    set_error (ENOENT, "filesystem '%s' is not on disk '%s' but on %s%s%s", dev,
-               disk, fs->disk ? "disk '" : "several disks",
-               fs->disk ? fs->disk : "", fs->disk ? "'" : "");
+  /* An LVM volume over several disks (disk NULL) takes any of them. */
+  if (disk != NULL && fs->disk != NULL && strcmp (fs->disk, disk) != 0) {
+    set_error (0, "filesystem '%s' is not on disk '%s' but on disk '%s'", dev,
+               disk, fs->disk);
+    error_set_errno (ENOENT);
     return -1;
   }
   root = mount_fs (s, dev);
@@ -466,7 +473,7 @@ files_session_resolve (struct files_session *s, const char *spec,
     set_error (ENOMEM, "path");
     return -1;
   }
-  if (load_filesystems (s) == -1)
+  if (load_filesystems (s, false) == -1)
     return -1;
   colon = strchr (copy, ':');
   if (colon != NULL) {
@@ -490,6 +497,7 @@ files_session_resolve (struct files_session *s, const char *spec,
     error_set_errno (EINVAL);
     return -1;
   }
+  inspect (s);
   if (s->inspected != 1) {
     if (s->fs.len != 1)
       return ambiguous (s, spec);
@@ -512,7 +520,7 @@ files_session_resolve (struct files_session *s, const char *spec,
 int
 files_session_mount_all (struct files_session *s)
 {
-  if (load_filesystems (s) == -1)
+  if (load_filesystems (s, true) == -1)
     return -1;
   for (size_t i = 0; i < s->fs.len; i++)
     if (mount_fs (s, s->fs.ptr[i].device) == NULL) {

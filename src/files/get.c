@@ -2,7 +2,9 @@
 /* get.c: copy files and trees out of a backup, never outside the target directory. */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,8 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/command.h"
+#include "common/debug.h"
 #include "common/error.h"
 #include "internal.h"
 
@@ -285,6 +289,119 @@ get_entry (struct get_ctx *c, int dirfd, const char *name,
   return r;
 }
 
+/* Remove name below dirfd and everything in it (never following a
+ * symlink).  Errors are ignored: this cleans up after a failure. */
+static void
+remove_tree_at (int at, const char *name)
+{
+  int fd = openat (at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  DIR *d;
+  struct dirent *de;
+
+  if (fd == -1) {
+    unlinkat (at, name, 0);
+    return;
+  }
+  d = fdopendir (fd);
+  if (d == NULL) {
+    close (fd);
+    return;
+  }
+  while ((de = readdir (d)) != NULL)
+    if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
+      remove_tree_at (dirfd (d), de->d_name);
+  closedir (d);
+  unlinkat (at, name, AT_REMOVEDIR);
+}
+
+/* A whole directory that is not in the target yet, in one stream: the
+ * appliance's tar (one round trip, not one per file) into GNU tar, which
+ * unpacks it in a new private directory inside the target (nothing
+ * planted there: tar refuses ".." and absolute names and makes
+ * dangerous symlinks last), then one rename puts it in place. */
+static int
+get_dir_stream (struct get_ctx *c, int dirfd, const char *name,
+                const struct files_entry *e)
+{
+  CLEANUP_FREE char *full = files_join (c->p->root, e->path);
+  char tmp[64], dev[64], dest[128];
+  struct command *cmd = NULL;
+  int fds[2] = { -1, -1 }, r = -1, st;
+  char *made;
+
+  snprintf (tmp, sizeof tmp, "/proc/self/fd/%d/.knib-get.XXXXXX", dirfd);
+  made = mkdtemp (tmp);
+  if (full == NULL || made == NULL) {
+    set_error (errno, "cannot make a scratch directory in the target");
+    return -1;
+  }
+  made = strrchr (tmp, '/') + 1;
+  snprintf (dest, sizeof dest, "/proc/self/fd/%d/%s/d", dirfd, made);
+  {
+    char sub[96];
+
+    snprintf (sub, sizeof sub, "%s/d", made);
+    if (mkdirat (dirfd, sub, 0700) == -1) {
+      set_error (errno, "scratch directory");
+      goto out;
+    }
+  }
+  if (pipe2 (fds, O_CLOEXEC) == -1) {
+    set_error (errno, "pipe");
+    goto out;
+  }
+  cmd = command_new ("tar");
+  if (cmd == NULL)
+    goto out;
+  snprintf (dev, sizeof dev, "/dev/fd/%d", fds[0]);
+  /* --ignore-zeros: read to the end of the stream (the appliance pads
+   * it past the end-of-archive blocks), so that it never sees a broken
+   * pipe. */
+  command_add_args (cmd, "-x", "--ignore-zeros", "-f", dev, "-C", dest,
+                    "--numeric-owner", "--same-permissions",
+                    "--delay-directory-restore", NULL);
+  command_add_arg (cmd, geteuid () == 0 ? "--same-owner" : "--no-same-owner");
+  if (c->o->xattrs)
+    command_add_args (cmd, "--xattrs", "--xattrs-include=*", "--acls", NULL);
+  command_pass_fd (cmd, fds[0]);
+  command_pass_fd (cmd, dirfd);
+  if (command_start (cmd) == -1)
+    goto out;
+  close (fds[0]);
+  fds[0] = -1;
+  snprintf (dev, sizeof dev, "/dev/fd/%d", fds[1]);
+  st = guestfs_tar_out_opts (
+    c->s->g, full, dev, GUESTFS_TAR_OUT_OPTS_NUMERICOWNER, 1,
+    GUESTFS_TAR_OUT_OPTS_XATTRS, c->o->xattrs ? 1 : 0,
+    GUESTFS_TAR_OUT_OPTS_ACLS, c->o->xattrs ? 1 : 0, -1);
+  if (st == -1)
+    files_guestfs_error (c->s->g, e->path);
+  close (fds[1]);
+  fds[1] = -1;
+  if (command_wait (cmd, -1, NULL) == -1 || st == -1)
+    goto out;
+  {
+    char sub[96];
+
+    snprintf (sub, sizeof sub, "%s/d", made);
+    if (renameat2 (dirfd, sub, dirfd, name, RENAME_NOREPLACE) == -1) {
+      set_error (errno, "cannot put '%s' in place", e->path);
+      goto out;
+    }
+  }
+  debug (DEBUG_CHAIN, "files: %s copied as one stream", e->path);
+  r = 0;
+
+out:
+  if (fds[0] != -1)
+    close (fds[0]);
+  if (fds[1] != -1)
+    close (fds[1]);
+  command_free (cmd);
+  remove_tree_at (dirfd, made);
+  return r;
+}
+
 /* Count what a copy will do, for the progress report. */
 static int
 count (struct get_ctx *c, const struct files_entry *top)
@@ -314,11 +431,19 @@ files_session_get (struct files_session *s, const struct files_path *p,
 {
   struct get_ctx c = { s, p, o, { NULL }, 0 };
   struct files_entry top;
+  struct stat sb;
+  bool stream;
   int eh, r = 0;
 
   if (files_session_stat (s, p, &top) == -1)
     return -1;
-  if (count (&c, &top) == -1) {
+  stream
+    = strcmp (p->path, "/") != 0 && top.type == FILES_DIRECTORY
+      && fstatat (dirfd, strrchr (top.path, '/') + 1, &sb, AT_SYMLINK_NOFOLLOW)
+           == -1
+      && errno == ENOENT;
+  /* A stream needs no totals (one round trip less per directory). */
+  if (!stream && count (&c, &top) == -1) {
     files_entry_release (&top);
     return -1;
   }
@@ -333,6 +458,14 @@ files_session_get (struct files_session *s, const struct files_path *p,
       r = get_entry (&c, dirfd, strrchr (kids.ptr[i].path, '/') + 1,
                      &kids.ptr[i]);
     files_entry_vector_release (&kids);
+  }
+  else if (stream) {
+    signal (SIGPIPE, SIG_IGN);
+    r = get_dir_stream (&c, dirfd, strrchr (top.path, '/') + 1, &top);
+    if (r == 0) {
+      c.st.files = c.st.total_files = 1;
+      report (&c);
+    }
   }
   else
     r = get_entry (&c, dirfd, strrchr (top.path, '/') + 1, &top);
