@@ -497,12 +497,12 @@ files_session_resolve (struct files_session *s, const char *spec,
     error_set_errno (EINVAL);
     return -1;
   }
-  inspect (s);
-  if (s->inspected != 1) {
-    if (s->fs.len != 1)
-      return ambiguous (s, spec);
+  /* One filesystem is the whole tree: no inspection needed. */
+  if (s->fs.len == 1)
     return resolve_fs (s, NULL, s->fs.ptr[0].device, spec, out);
-  }
+  inspect (s);
+  if (s->inspected != 1)
+    return ambiguous (s, spec);
   root = mount_guest (s);
   if (root == NULL)
     return -1;
