@@ -198,5 +198,7 @@ int cmd_validate (struct cli *cli, int argc, char **argv);
 int cmd_jobs (struct cli *cli, int argc, char **argv);
 int cmd_job (struct cli *cli, int argc, char **argv);
 int cmd_agent (struct cli *cli, int argc, char **argv);
+int cmd_files (struct cli *cli, int argc, char **argv);
+int cmd_export (struct cli *cli, int argc, char **argv);
 
 #endif

@@ -29,6 +29,8 @@ static const struct command {
   { "prune", cmd_prune, "delete the backups a retention policy drops" },
   { "validate", cmd_validate, "boot a backup in a throwaway VM and check it" },
   { "merge", cmd_merge, "make a backup standalone (a full backup)" },
+  { "files", cmd_files, "list, find, copy out, compare files in backups" },
+  { "export", cmd_export, "serve a backup's disk as a read-only NBD export" },
   { "chain", cmd_chain, "'chain end': the next backup is full" },
   { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
