@@ -511,9 +511,9 @@ decide_disks (struct run *run)
       make_full (job, str_printf ("disk %s was resized from %" PRIu64
                                   " to %" PRIu64 " bytes",
                                   d->name, pd->virtual_size, d->virtual_size));
-    else if (live_bitmap_below_why (run->c, d, pd->bitmap, &why) == -1)
+    else if (live_bitmap_fold (run->c, d, pd->bitmap, &why) == -1)
       goto out;
-    else if (why != NULL) /* a snapshot put a layer on top of it */
+    else if (why != NULL) /* snapshots broke the run of layers */
       make_full (job, why);
     else if (!bitmap_usable (run, d, pd->bitmap, &why))
       make_full (job, why ? why : str_printf ("bitmap %s", pd->bitmap));

@@ -89,12 +89,13 @@ const struct live_bitmap *live_disk_find_bitmap (const struct live_disk *d,
 bool live_bitmap_usable (const struct live_disk *d, const char *name,
                          char **why);
 
-/* Whether a snapshot left bitmap name of disk d below its active layer
- * (layers.c): then *why says so ("bitmap knib-X of vda is no longer on
- * the active layer: ..."), and the disk must be full; else *why is
- * NULL. */
-int live_bitmap_below_why (struct qmp_client *c, const struct live_disk *d,
-                           const char *name, char **why)
+/* External snapshots may have spread bitmap name of disk d over layers
+ * (layers.c): merge it from the contiguous run of layers below into the
+ * active layer's, which then holds every write since its backup.  When
+ * that cannot be proved (a layer in between without it, an inconsistent
+ * one below) *why says so and the disk must be full; else *why is NULL. */
+int live_bitmap_fold (struct qmp_client *c, const struct live_disk *d,
+                      const char *name, char **why)
   __attribute__ ((warn_unused_result));
 
 /* Fail (EBUSY) when a block job that is not knib's runs in QEMU. */
