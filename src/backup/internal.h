@@ -73,6 +73,25 @@ int live_disks_query (struct qmp_client *c, const struct live_node_map *map,
                       size_t n, live_disk_vector *disks)
   __attribute__ ((warn_unused_result));
 
+/* libvirt's device ids ("virtio-disk0") become knib's names ("vda"):
+ * each of the n renames. */
+int live_disks_rename (live_disk_vector *disks,
+                       const struct backup_rename *renames, size_t n)
+  __attribute__ ((warn_unused_result));
+
+/* Run a command whose arguments were built with json_pack: a NULL args
+ * means json_pack failed (out of memory), not "no arguments". */
+int live_exec_packed (struct qmp_client *c, const char *command, json_t *args,
+                      json_t **result) __attribute__ ((warn_unused_result));
+
+/* The node named node_name in a query-named-block-nodes reply, or NULL
+ * (layers.c). */
+json_t *live_find_node (json_t *nodes, const char *node_name);
+
+/* The name of the format node (not the protocol node, which shares its
+ * file name) of image filename in that reply, or NULL (borrowed). */
+const char *live_format_node_of (json_t *nodes, const char *filename);
+
 /* Why d's image cannot keep a dirty bitmap when its QEMU stops ("vdb is
  * a raw image, which cannot store a persistent dirty bitmap"), or NULL
  * when it can (or out of memory). */

@@ -27,10 +27,8 @@
 #include "common/error.h"
 #include "qmp/qmp.h"
 
-/* The format node (not the protocol node, which shares its file name)
- * of the image filename. */
-static json_t *
-find_format_node (json_t *nodes, const char *filename)
+const char *
+live_format_node_of (json_t *nodes, const char *filename)
 {
   json_t *n;
   size_t i;
@@ -41,8 +39,8 @@ find_format_node (json_t *nodes, const char *filename)
     const char *drv = json_string_value (json_object_get (n, "drv"));
 
     if (f != NULL && drv != NULL && strcmp (f, filename) == 0
-        && strcmp (drv, "qcow2") == 0)
-      return n;
+        && strcmp (drv, "file") != 0 && strcmp (drv, "host_device") != 0)
+      return json_string_value (json_object_get (n, "node-name"));
   }
   return NULL;
 }
@@ -63,8 +61,8 @@ find_bitmap (json_t *node, const char *name)
   return NULL;
 }
 
-static json_t *
-find_node (json_t *nodes, const char *node_name)
+json_t *
+live_find_node (json_t *nodes, const char *node_name)
 {
   json_t *n;
   size_t i;
@@ -92,10 +90,9 @@ collect_sources (json_t *nodes, json_t *top, const struct live_disk *d,
 
   for (; img != NULL; img = json_object_get (img, "backing-image")) {
     const char *f = json_string_value (json_object_get (img, "filename"));
-    json_t *n = f ? find_format_node (nodes, f) : NULL;
+    const char *node = f ? live_format_node_of (nodes, f) : NULL;
+    json_t *n = node ? live_find_node (nodes, node) : NULL;
     json_t *b = n ? find_bitmap (n, name) : NULL;
-    const char *node
-      = n ? json_string_value (json_object_get (n, "node-name")) : NULL;
 
     if (b == NULL) {
       if (gap == NULL)
@@ -140,7 +137,7 @@ live_bitmap_fold (struct qmp_client *c, const struct live_disk *d,
   }
   if (qmp_client_execute (c, "query-named-block-nodes", NULL, &nodes) == -1)
     goto out;
-  top = find_node (nodes, d->node);
+  top = live_find_node (nodes, d->node);
   if (top == NULL) {
     r = 0;
     goto out;

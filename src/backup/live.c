@@ -16,11 +16,9 @@
 #include "common/error.h"
 #include "common/testhook.h"
 
-/* Run a command whose arguments were built with json_pack: a NULL args
- * means json_pack failed (out of memory), not "no arguments". */
-static int
-exec_packed (struct qmp_client *c, const char *command, json_t *args,
-             json_t **result)
+int
+live_exec_packed (struct qmp_client *c, const char *command, json_t *args,
+                  json_t **result)
 {
   if (args == NULL) {
     set_error (ENOMEM, "qmp '%s': cannot build the arguments", command);
@@ -251,8 +249,8 @@ query_nodes (struct qmp_client *c, const struct live_node_map *map, size_t n,
   size_t i, j;
   int r = 0;
 
-  if (exec_packed (c, "query-named-block-nodes", json_pack ("{s:b}", "flat", 1),
-                   &nodes)
+  if (live_exec_packed (c, "query-named-block-nodes",
+                        json_pack ("{s:b}", "flat", 1), &nodes)
       == -1)
     return -1;
   if (!json_is_array (nodes)) {
@@ -298,6 +296,28 @@ live_disks_query (struct qmp_client *c, const struct live_node_map *map,
   if (r == -1)
     live_disk_vector_release (disks);
   return r;
+}
+
+int
+live_disks_rename (live_disk_vector *disks, const struct backup_rename *renames,
+                   size_t n)
+{
+  for (size_t i = 0; i < disks->len; i++)
+    for (size_t j = 0; j < n; j++) {
+      char *name;
+
+      if (strcmp (disks->ptr[i].name, renames[j].device) != 0)
+        continue;
+      name = strdup (renames[j].disk);
+      if (name == NULL) {
+        set_error (errno, "strdup");
+        return -1;
+      }
+      free (disks->ptr[i].name);
+      disks->ptr[i].name = name;
+      break;
+    }
+  return 0;
 }
 
 char *
@@ -406,12 +426,13 @@ add_fleece_node (struct qmp_client *c, struct live_target *t)
 
   if (node == NULL)
     return -1;
-  if (exec_packed (c, "blockdev-add",
-                   json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver",
-                              "qcow2", "node-name", node, "file", "driver",
-                              "file", "filename", t->fleece_path, "backing",
-                              t->disk->node, "discard", "unmap"),
-                   NULL)
+  if (live_exec_packed (c, "blockdev-add",
+                        json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}",
+                                   "driver", "qcow2", "node-name", node, "file",
+                                   "driver", "file", "filename", t->fleece_path,
+                                   "backing", t->disk->node, "discard",
+                                   "unmap"),
+                        NULL)
       == -1)
     return -1;
   t->node_added = true;
@@ -483,7 +504,7 @@ add_export (struct qmp_client *c, struct live_target *t)
     json_decref (args);
     args = NULL;
   }
-  if (exec_packed (c, "block-export-add", args, NULL) == -1)
+  if (live_exec_packed (c, "block-export-add", args, NULL) == -1)
     return -1;
   t->export_added = true;
   return 0;
@@ -502,7 +523,7 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
       goto fail;
     }
   test_stop_point ("transaction");
-  if (exec_packed (c, "transaction", build_transaction (targets, n), NULL)
+  if (live_exec_packed (c, "transaction", build_transaction (targets, n), NULL)
       == -1) {
     error_prepend ("the backup transaction failed");
     goto fail;
@@ -510,10 +531,10 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
   for (i = 0; i < n; i++)
     targets[i].job_started = true;
   debug (DEBUG_CHAIN, "transaction done: %zu disk(s) at one point in time", n);
-  if (exec_packed (c, "nbd-server-start",
-                   json_pack ("{s:{s:s, s:{s:s}}}", "addr", "type", "unix",
-                              "data", "path", nbd_socket),
-                   NULL)
+  if (live_exec_packed (c, "nbd-server-start",
+                        json_pack ("{s:{s:s, s:{s:s}}}", "addr", "type", "unix",
+                                   "data", "path", nbd_socket),
+                        NULL)
       == -1) {
     error_prepend ("cannot start QEMU's NBD server");
     goto fail;
@@ -561,7 +582,8 @@ remove_export (struct qmp_client *c, const char *id)
 {
   json_t *event = NULL;
 
-  if (exec_packed (c, "block-export-del", json_pack ("{s:s}", "id", id), NULL)
+  if (live_exec_packed (c, "block-export-del", json_pack ("{s:s}", "id", id),
+                        NULL)
         == -1
       && get_errno () == EREMOTEIO) {
     /* Already gone (the server stop took it): fine. */
@@ -580,7 +602,7 @@ remove_export (struct qmp_client *c, const char *id)
 static int
 cancel_job (struct qmp_client *c, const char *id)
 {
-  if (exec_packed (c, "job-cancel", json_pack ("{s:s}", "id", id), NULL)
+  if (live_exec_packed (c, "job-cancel", json_pack ("{s:s}", "id", id), NULL)
       == -1) {
     /* Concluded already (it failed on its own): dismiss it below. */
     if (get_errno () != EREMOTEIO)
@@ -595,9 +617,9 @@ cancel_job (struct qmp_client *c, const char *id)
 static int
 remove_bitmap (struct qmp_client *c, const char *node, const char *name)
 {
-  return exec_packed (c, "block-dirty-bitmap-remove",
-                      json_pack ("{s:s, s:s}", "node", node, "name", name),
-                      NULL);
+  return live_exec_packed (c, "block-dirty-bitmap-remove",
+                           json_pack ("{s:s, s:s}", "node", node, "name", name),
+                           NULL);
 }
 
 /* Give the new bitmap's tracking back to the old one (which is enabled
@@ -617,7 +639,7 @@ rollback_bitmaps (struct qmp_client *c, const struct live_target *t)
     "data", "node", t->disk->node, "target", t->old_bitmap, "bitmaps",
     t->new_bitmap, "type", "block-dirty-bitmap-remove", "data", "node",
     t->disk->node, "name", t->new_bitmap);
-  return exec_packed (c, "transaction", args, NULL);
+  return live_exec_packed (c, "transaction", args, NULL);
 }
 
 int
@@ -649,8 +671,8 @@ live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
     if (t->job_started && cancel_job (c, job) == -1)
       note_failure (&r, &first);
     if (t->node_added
-        && exec_packed (c, "blockdev-del",
-                        json_pack ("{s:s}", "node-name", fleece), NULL)
+        && live_exec_packed (c, "blockdev-del",
+                             json_pack ("{s:s}", "node-name", fleece), NULL)
              == -1)
       note_failure (&r, &first);
     t->node_added = false;
@@ -776,8 +798,8 @@ recover_nodes (struct qmp_client *c, chain_string_vector *done)
 
     if (!has_prefix (node, LIVE_FLEECE_PREFIX))
       continue;
-    if (exec_packed (c, "blockdev-del", json_pack ("{s:s}", "node-name", node),
-                     NULL)
+    if (live_exec_packed (c, "blockdev-del",
+                          json_pack ("{s:s}", "node-name", node), NULL)
         == -1) {
       json_decref (list);
       return -1;
@@ -818,9 +840,9 @@ recover_keep (struct qmp_client *c, const struct live_disk *d,
                             k->name, d->name, d->name));
     return 0;
   }
-  if (exec_packed (c, "block-dirty-bitmap-enable",
-                   json_pack ("{s:s, s:s}", "node", d->node, "name", k->name),
-                   NULL)
+  if (live_exec_packed (
+        c, "block-dirty-bitmap-enable",
+        json_pack ("{s:s, s:s}", "node", d->node, "name", k->name), NULL)
       == -1)
     return -1;
   note (done, str_printf ("enabled bitmap %s of %s again", k->name, d->name));
@@ -857,10 +879,10 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
       continue;
     /* Tracking that may be newer than keep's: give it to keep first. */
     if (k != NULL && !b->inconsistent
-        && exec_packed (c, "block-dirty-bitmap-merge",
-                        json_pack ("{s:s, s:s, s:[s]}", "node", d->node,
-                                   "target", k->name, "bitmaps", b->name),
-                        NULL)
+        && live_exec_packed (c, "block-dirty-bitmap-merge",
+                             json_pack ("{s:s, s:s, s:[s]}", "node", d->node,
+                                        "target", k->name, "bitmaps", b->name),
+                             NULL)
              == -1)
       return -1;
     covered = covered || (k != NULL && !b->inconsistent && b->recording);

@@ -28,6 +28,7 @@ static const struct command {
   { "prune", cmd_prune, "delete the backups a retention policy drops" },
   { "merge", cmd_merge, "make a backup standalone (a full backup)" },
   { "chain", cmd_chain, "'chain end': the next backup is full" },
+  { "snapshot", cmd_snapshot, "disk-only VM snapshots: create, list, ..." },
   { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
 };

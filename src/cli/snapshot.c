@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* snapshot.c: "knib snapshot create|list|delete|revert": disk-only VM
+ * snapshots that keep the VM's backups incremental. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "backup/backup.h"
+#include "chain/chain.h"
+#include "cli.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "libvirt.h"
+#include "progress.h"
+
+#define MAX_IMAGES 64
+
+static void
+snapshot_usage (FILE *fp)
+{
+  fprintf (
+    fp,
+    "Usage: knib snapshot create (--qmp SOCKET --vm NAME | --image DISK=PATH...\n"
+    "                             --vm NAME | --domain NAME) --repo DIR\n"
+    "                             [--name NAME] [--quiesce[=try]] [--json]\n"
+    "       knib snapshot list --vm NAME --repo DIR [--json]\n"
+    "       knib snapshot delete --vm NAME --repo DIR [--qmp SOCKET |\n"
+    "                            --domain NAME] [--json] NAME...\n"
+    "       knib snapshot revert --vm NAME --repo DIR [--json] NAME\n"
+    "\n"
+    "Disk-only snapshots: every writable disk of the VM gets a new qcow2\n"
+    "overlay beside its image, at one point in time (one QMP transaction\n"
+    "for a running QEMU, libvirt's snapshot-create-as --disk-only --atomic\n"
+    "for a domain, qemu-img for a stopped VM).  knib's dirty bitmaps go\n"
+    "with them, so the next backup stays incremental after create, delete\n"
+    "and revert.  The records are in the repository (snapshots.json).\n"
+    "\n"
+    "  create   take a snapshot (default name: the time, 20261204T230000Z)\n"
+    "  list     the snapshots: name, time, state, each disk's layer and\n"
+    "           its size, and the image each disk runs on\n"
+    "  delete   the newest snapshot is merged into the current volume; one\n"
+    "           that others depend on is marked removed and kept until it\n"
+    "           can be merged (live with --qmp: QEMU's block-stream)\n"
+    "  revert   with the VM stopped: each disk gets a fresh overlay on the\n"
+    "           snapshot's layer; start the VM on the images it prints\n"
+    "\n"
+    "  --qmp SOCKET       a running VM's QMP socket (knib's own monitor)\n"
+    "  --image DISK=PATH  a stopped VM's disk and its current image\n"
+    "  --domain NAME      a libvirt domain, running or stopped\n"
+    "  --vm NAME          the VM's name in the repository (default: the\n"
+    "                     domain's name)\n"
+    "  --repo DIR         the repository\n"
+    "  --name NAME        the snapshot's name (create)\n"
+    "  --quiesce[=try]    freeze the guest's filesystems for the point in\n"
+    "                     time (a libvirt domain's guest agent); =try: go\n"
+    "                     on without, with a warning\n"
+    "  --timeout SECONDS  give up when QEMU is silent this long\n"
+    "  --json             print JSON on stdout\n");
+}
+
+struct snap_opts {
+  const char *repo;
+  const char *domain;
+  const char *quiesce;
+  const char *name;
+  bool json;
+  struct snapshot_options so;
+  struct offline_image images[MAX_IMAGES];
+  char *image_args[MAX_IMAGES];
+  size_t nimages;
+};
+
+enum {
+  OPT_QMP = 256,
+  OPT_VM,
+  OPT_REPO,
+  OPT_IMAGE,
+  OPT_DOMAIN,
+  OPT_NAME,
+  OPT_QUIESCE,
+  OPT_TIMEOUT,
+  OPT_JSON,
+};
+
+static void
+free_opts (struct snap_opts *so)
+{
+  for (size_t i = 0; i < so->nimages; i++)
+    free (so->image_args[i]);
+}
+
+/* --image DISK=PATH */
+static int
+add_image (struct snap_opts *so, const char *arg)
+{
+  char *copy, *eq;
+
+  if (so->nimages + 1 >= MAX_IMAGES)
+    return cli_usage_error ("snapshot", "--image: too many disks");
+  copy = strdup (arg);
+  if (copy == NULL)
+    return cli_usage_error ("snapshot", "--image: out of memory");
+  so->image_args[so->nimages] = copy;
+  eq = strchr (copy, '=');
+  if (eq == NULL || eq[1] == '\0')
+    return cli_usage_error ("snapshot", "--image '%s': expected DISK=PATH",
+                            arg);
+  *eq = '\0';
+  if (name_check ("disk", copy) == -1)
+    return cli_usage_error ("snapshot", "--image: %s", get_error ());
+  so->images[so->nimages].disk = copy;
+  so->images[so->nimages].path = eq + 1;
+  so->nimages++;
+  so->so.images = so->images;
+  so->so.n_images = so->nimages;
+  return -1;
+}
+
+/* Parse the options; -1 to go on, else an exit status. */
+static int
+parse_opts (struct cli *cli, const char *sub, int argc, char **argv,
+            struct snap_opts *so)
+{
+  static const struct option opts[] = {
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "vm", required_argument, NULL, OPT_VM },
+    { "repo", required_argument, NULL, OPT_REPO },
+    { "image", required_argument, NULL, OPT_IMAGE },
+    { "domain", required_argument, NULL, OPT_DOMAIN },
+    { "name", required_argument, NULL, OPT_NAME },
+    { "quiesce", optional_argument, NULL, OPT_QUIESCE },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "json", no_argument, NULL, OPT_JSON },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool create = strcmp (sub, "create") == 0;
+  int64_t v;
+  int c, st;
+
+  so->so.timeout_ms
+    = cli->cfg.timeout > INT32_MAX / 1000 ? -1 : (int) cli->cfg.timeout * 1000;
+  optind = 0;
+  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_QMP:
+      so->so.qmp_socket = optarg;
+      break;
+    case OPT_VM:
+      so->so.vm = optarg;
+      break;
+    case OPT_REPO:
+      so->repo = optarg;
+      break;
+    case OPT_IMAGE:
+      if (!create)
+        return cli_usage_error ("snapshot", "--image is for 'create'");
+      if ((st = add_image (so, optarg)) != -1)
+        return st;
+      break;
+    case OPT_DOMAIN:
+      so->domain = optarg;
+      break;
+    case OPT_NAME:
+      if (!create)
+        return cli_usage_error ("snapshot", "--name is for 'create'");
+      so->name = optarg;
+      break;
+    case OPT_QUIESCE:
+      if (!create)
+        return cli_usage_error ("snapshot", "--quiesce is for 'create'");
+      so->quiesce = optarg ? optarg : "on";
+      break;
+    case OPT_TIMEOUT:
+      if (parse_int64 ("--timeout", optarg, 1, 2000000, &v) == -1)
+        return cli_usage_error ("snapshot", "%s", get_error ());
+      so->so.timeout_ms = (int) v * 1000;
+      break;
+    case OPT_JSON:
+      so->json = true;
+      break;
+    case 'h':
+      snapshot_usage (stdout);
+      return EXIT_OK;
+    default:
+      return cli_usage_error ("snapshot", "unknown option");
+    }
+  }
+  if (so->domain != NULL && so->so.vm == NULL)
+    so->so.vm = so->domain;
+  if (so->so.vm == NULL || so->repo == NULL)
+    return cli_usage_error ("snapshot", "--vm and --repo are required");
+  if (!cli_name_ok ("vm", so->so.vm) || !cli_name_ok ("snapshot", so->name))
+    return EXIT_USAGE;
+  if (so->domain != NULL && (so->so.qmp_socket != NULL || so->nimages > 0))
+    return cli_usage_error ("snapshot",
+                            "--domain finds the QMP socket or the images "
+                            "itself: leave out --qmp and --image");
+  if (so->so.qmp_socket != NULL && so->nimages > 0)
+    return cli_usage_error ("snapshot", "--qmp is for a running VM, --image "
+                                        "for a stopped one: give one of them");
+  if (create && so->so.qmp_socket == NULL && so->nimages == 0
+      && so->domain == NULL)
+    return cli_usage_error ("snapshot",
+                            "create: --qmp SOCKET (a running VM), --image "
+                            "DISK=PATH (a stopped one) or --domain NAME is "
+                            "required");
+  if (so->quiesce != NULL && strcmp (so->quiesce, "on") != 0
+      && strcmp (so->quiesce, "try") != 0)
+    return cli_usage_error ("snapshot",
+                            "--quiesce=%s: expected --quiesce or "
+                            "--quiesce=try",
+                            so->quiesce);
+  if (strcmp (sub, "revert") == 0 && so->so.qmp_socket != NULL)
+    return cli_usage_error ("snapshot", "revert: the VM must be stopped: "
+                                        "leave out --qmp");
+  return -1;
+}
+
+static void
+print_done (const struct snap_opts *so, const chain_string_vector *done,
+            bool ok)
+{
+  if (so->json && ok) {
+    json_t *a = json_array ();
+    char *s;
+
+    for (size_t i = 0; a && i < done->len; i++)
+      json_array_append_new (a, json_string (done->ptr[i]));
+    s = a ? json_dumps (json_pack ("{s:s, s:o}", "vm", so->so.vm, "done", a),
+                        JSON_COMPACT)
+          : NULL;
+    if (s)
+      printf ("%s\n", s);
+    free (s);
+    return;
+  }
+  for (size_t i = 0; i < done->len; i++)
+    fprintf (ok ? stdout : stderr, "%s%s\n", ok ? "" : "knib: ", done->ptr[i]);
+}
+
+static int64_t
+file_size (const char *path)
+{
+  struct stat st;
+
+  return stat (path, &st) == 0 ? (int64_t) st.st_blocks * 512 : -1;
+}
+
+static int
+snapshot_list (struct chain_repo *repo, const struct snap_opts *so)
+{
+  struct chain_snaps s;
+  size_t i, j;
+
+  if (chain_snaps_read (repo, so->so.vm, &s) == -1) {
+    cli_error ("snapshots of vm '%s'", so->so.vm);
+    return EXIT_FAILURE_;
+  }
+  if (so->json) {
+    json_t *snaps = json_array (), *tops = json_object (), *out;
+    char *text;
+
+    for (i = 0; i < s.snaps.len; i++) {
+      const struct chain_snap *n = &s.snaps.ptr[i];
+      json_t *disks = json_array ();
+      char t[CHAIN_TIME_MAX];
+
+      chain_time_format (n->time, t);
+      for (j = 0; j < n->layers.len; j++)
+        json_array_append_new (
+          disks, json_pack ("{s:s, s:s, s:I}", "disk", n->layers.ptr[j].disk,
+                            "layer", n->layers.ptr[j].file, "size",
+                            (json_int_t) file_size (n->layers.ptr[j].file)));
+      json_array_append_new (
+        snaps,
+        json_pack ("{s:s, s:s, s:s, s:o}", "name", n->name, "time", t, "state",
+                   n->removed ? "removed" : "active", "disks", disks));
+    }
+    for (i = 0; i < s.tops.len; i++)
+      json_object_set_new (
+        tops, s.tops.ptr[i].disk,
+        json_pack ("{s:s, s:I}", "image", s.tops.ptr[i].file, "size",
+                   (json_int_t) file_size (s.tops.ptr[i].file)));
+    out = json_pack ("{s:s, s:o, s:o}", "vm", so->so.vm, "snapshots", snaps,
+                     "disks", tops);
+    text = out ? json_dumps (out, JSON_COMPACT) : NULL;
+    if (text)
+      printf ("%s\n", text);
+    free (text);
+    json_decref (out);
+  }
+  else {
+    printf ("%-20s %-20s %-8s %-6s %10s  %s\n", "NAME", "TIME", "STATE", "DISK",
+            "SIZE", "LAYER");
+    for (i = 0; i < s.snaps.len; i++) {
+      const struct chain_snap *n = &s.snaps.ptr[i];
+      char t[CHAIN_TIME_MAX];
+
+      chain_time_format (n->time, t);
+      for (j = 0; j < n->layers.len; j++) {
+        char sz[32];
+
+        progress_format_bytes (file_size (n->layers.ptr[j].file), sz,
+                               sizeof sz);
+        printf ("%-20s %-20s %-8s %-6s %10s  %s\n", j ? "" : n->name,
+                j ? "" : t, j ? "" : (n->removed ? "removed" : "active"),
+                n->layers.ptr[j].disk, sz, n->layers.ptr[j].file);
+      }
+    }
+    for (i = 0; i < s.tops.len; i++) {
+      char sz[32];
+
+      progress_format_bytes (file_size (s.tops.ptr[i].file), sz, sizeof sz);
+      printf ("%-20s %-20s %-8s %-6s %10s  %s\n", "(current)", "", "",
+              s.tops.ptr[i].disk, sz, s.tops.ptr[i].file);
+    }
+  }
+  chain_snaps_release (&s);
+  return fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
+}
+
+int
+cmd_snapshot (struct cli *cli, int argc, char **argv)
+{
+  struct snap_opts so = { .repo = NULL };
+  struct libvirt_backup lb = { .domain = NULL };
+  struct backup_options eo = { .vm = NULL };
+  chain_string_vector done = empty_vector;
+  struct chain_repo *repo = NULL;
+  const char *sub;
+  char defname[CHAIN_ID_MAX];
+  int status, r = -1;
+
+  if (argc < 2 || argv[1][0] == '-') {
+    if (argc >= 2
+        && (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0)) {
+      snapshot_usage (stdout);
+      return EXIT_OK;
+    }
+    return cli_usage_error ("snapshot",
+                            "expected create, list, delete or revert");
+  }
+  sub = argv[1];
+  if (strcmp (sub, "create") != 0 && strcmp (sub, "list") != 0
+      && strcmp (sub, "delete") != 0 && strcmp (sub, "revert") != 0)
+    return cli_usage_error ("snapshot", "unknown sub-command '%s'", sub);
+  status = parse_opts (cli, sub, argc - 1, argv + 1, &so);
+  if (status != -1)
+    goto out;
+  status = EXIT_FAILURE_;
+  if (strcmp (sub, "delete") == 0 && optind + 1 >= argc) {
+    status = cli_usage_error ("snapshot", "delete: name the snapshots");
+    goto out;
+  }
+  if (strcmp (sub, "revert") == 0 && optind + 2 != argc) {
+    status = cli_usage_error ("snapshot", "revert: name one snapshot");
+    goto out;
+  }
+  if ((strcmp (sub, "create") == 0 || strcmp (sub, "list") == 0)
+      && optind + 1 != argc) {
+    status = cli_usage_error ("snapshot", "unexpected argument '%s'",
+                              argv[optind + 1]);
+    goto out;
+  }
+  for (int i = optind + 1; i < argc; i++)
+    if (!cli_name_ok ("snapshot", argv[i])) {
+      status = EXIT_USAGE;
+      goto out;
+    }
+  repo = chain_repo_open (so.repo, strcmp (sub, "create") == 0);
+  if (repo == NULL) {
+    cli_error ("%s", "");
+    goto out;
+  }
+  if (strcmp (sub, "list") == 0) {
+    status = snapshot_list (repo, &so);
+    goto out;
+  }
+  /* A libvirt domain: its QMP socket (running) or images (stopped). */
+  if (so.domain != NULL) {
+    eo.vm = so.so.vm;
+    if (libvirt_backup_begin (&lb, so.domain, so.quiesce, &eo) == -1) {
+      cli_error ("snapshot of vm '%s'", so.so.vm);
+      goto out;
+    }
+    so.so.domain = so.domain;
+    so.so.qmp_socket = eo.qmp_socket;
+    so.so.images = eo.images;
+    so.so.n_images = eo.n_images;
+    so.so.renames = eo.renames;
+    so.so.n_renames = eo.n_renames;
+    so.so.freeze = eo.freeze;
+    so.so.thaw = eo.thaw;
+    so.so.quiesce_opaque = eo.quiesce_opaque;
+  }
+  else if (so.quiesce != NULL) {
+    status = cli_usage_error ("snapshot",
+                              "--quiesce freezes through libvirt's guest "
+                              "agent channel: give --domain");
+    goto out;
+  }
+  if (strcmp (sub, "create") == 0) {
+    if (so.name == NULL) {
+      struct tm tm;
+      time_t now = time (NULL);
+
+      gmtime_r (&now, &tm);
+      strftime (defname, sizeof defname, "%Y%m%dT%H%M%SZ", &tm);
+      so.name = defname;
+    }
+    r = snapshot_create (repo, &so.so, so.name, &done);
+  }
+  else if (strcmp (sub, "delete") == 0) {
+    /* A running domain's layers are libvirt's to merge: stop it first. */
+    if (so.domain != NULL && so.so.qmp_socket != NULL) {
+      set_error (EBUSY,
+                 "domain '%s' runs: knib merges a domain's layers "
+                 "while it is shut off (virsh shutdown), so that "
+                 "libvirt's view of its disks stays true",
+                 so.domain);
+      cli_error ("deleting snapshots of vm '%s'", so.so.vm);
+      goto out;
+    }
+    r = snapshot_delete (repo, &so.so, (const char *const *) argv + optind + 1,
+                         argc - optind - 1, &done);
+  }
+  else {
+    if (so.domain != NULL) {
+      set_error (ENOTSUP, "revert of a libvirt domain is not supported yet: "
+                          "its definition would not follow");
+      cli_error ("reverting vm '%s'", so.so.vm);
+      goto out;
+    }
+    so.so.qmp_socket = NULL;
+    r = snapshot_revert (repo, &so.so, argv[optind + 1], &done);
+  }
+  print_done (&so, &done, r == 0);
+  if (r == -1) {
+    cli_error ("%s", "");
+    goto out;
+  }
+  status = fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
+out:
+  chain_string_vector_release (&done);
+  libvirt_backup_end (&lb);
+  chain_repo_free (repo);
+  free_opts (&so);
+  return status;
+}
