@@ -66,6 +66,9 @@ kind () {
 read_bytes () {
   jq -r ".disks[] | select(.name == \"$2\") | .bytes_read" "b$1.json"
 }
+zero_bytes () {
+  jq -r ".disks[] | select(.name == \"$2\") | .bytes_zero" "b$1.json"
+}
 
 # check_backup N ORACLE: backup N's images equal oracle ORACLE and are
 # clean (the chain of backups opens in qemu-img).
@@ -88,7 +91,9 @@ incremental () {
     [ "$(read_bytes "$1" $dev)" -le "$2" ] \
       || fail "backup $1 read $(read_bytes "$1" $dev) bytes of $dev (> $2)"
   done
-  echo "  backup $1: $(kind "$1"), read vda $(read_bytes "$1" vda) vdb $(read_bytes "$1" vdb) bytes"
+  echo "  backup $1: $(kind "$1"), read vda $(read_bytes "$1" vda) vdb" \
+    "$(read_bytes "$1" vdb) bytes, zeroed vda $(zero_bytes "$1" vda) vdb" \
+    "$(zero_bytes "$1" vdb)"
 }
 
 # snap ARG...: knib snapshot ARG... --vm vm --repo $R, output in snap.out.
@@ -182,4 +187,33 @@ killed_at () {
   done
   kill -9 $_pid
   wait $_pid 2>/dev/null || :
+}
+
+# The VM stopped: its images are $A and $B.
+# owrite DEV PATTERN MB: 64k written into the stopped disk's image with
+# qemu-io, which records it in the image's persistent bitmaps.
+owrite () {
+  img=$A
+  [ "$1" = vdb ] && img=$B
+  qemu-io -f qcow2 -c "write -P $2 $3M 64k" "$img" >/dev/null \
+    || fail "qemu-io write to $img"
+}
+
+# owr PATTERN MB: as wr, for the stopped VM.
+owr () {
+  owrite vda "$1" "$2"
+  owrite vdb "0x2${1#0x?}" "$(($2 / 2))"
+}
+
+# ooracle NAME: copies of what the stopped disks hold.
+ooracle () {
+  qemu-img convert -O qcow2 "$A" "oracle-a-$1.qcow2"
+  qemu-img convert -O qcow2 "$B" "oracle-b-$1.qcow2"
+}
+
+# obackup N: an offline backup of the stopped VM into bN.json.
+obackup () {
+  "$K" backup --image "vda=$A" --image "vdb=$B" --vm vm --repo "$R" \
+    --scratch "$SCR" --json > "b$1.json" 2> "b$1.err" \
+    || fail "backup $1 failed: $(cat "b$1.err")"
 }

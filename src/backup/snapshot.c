@@ -36,6 +36,7 @@
 #include "common/command.h"
 #include "common/debug.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/testhook.h"
 #include "common/util.h"
 #include "qmp/qmp.h"
@@ -468,6 +469,64 @@ out:
   return r;
 }
 
+/* Offline: disable (on false) knib's recording bitmaps of image, or
+ * enable those again.  Which ones were recording is kept in a file
+ * beside the image ("<image>.knib-disabled") until they are, so that a
+ * run after a kill between the two enables them too (see recover). */
+static int
+bitmaps_enable (const char *disk, const char *image, bool on)
+{
+  CLEANUP_FREE char *list = str_printf ("%s.knib-disabled", image);
+  json_t *info = NULL, *names = NULL, *b;
+  size_t i;
+  int r = -1;
+
+  if (list == NULL)
+    return -1;
+  if (on) {
+    json_error_t jerr;
+
+    names = json_load_file (list, 0, &jerr);
+    if (names == NULL)
+      return exists (list) ? (set_error (EIO, "'%s': %s", list, jerr.text), -1)
+                           : 0;
+  }
+  else {
+    if ((info = image_info (image)) == NULL || (names = json_array ()) == NULL)
+      goto out;
+    json_array_foreach (info_bitmaps (info), i, b)
+    {
+      const char *name = json_string_value (json_object_get (b, "name"));
+
+      if (has_prefix (name, CHAIN_BITMAP_PREFIX) && flag_set (b, "auto")
+          && !flag_set (b, "in-use"))
+        json_array_append_new (names, json_string (name));
+    }
+    if (json_dump_file (names, list, 0) == -1 || fs_fsync_path (list) == -1) {
+      set_error (EIO, "bitmap list '%s'", list);
+      goto out;
+    }
+  }
+  json_array_foreach (names, i, b)
+  {
+    if (qemu_img (NULL, "bitmap", on ? "--enable" : "--disable", image,
+                  json_string_value (b), NULL)
+        == -1) {
+      error_prepend ("disk %s", disk);
+      goto out;
+    }
+  }
+  if (on && unlink (list) == -1) {
+    set_error (errno, "removing '%s'", list);
+    goto out;
+  }
+  r = 0;
+out:
+  json_decref (info);
+  json_decref (names);
+  return r;
+}
+
 /* Live: pull file's data into child (block-stream), then file leaves the
  * graph.  The job is knib's and not auto-dismissed, so that a run after
  * a kill learns how it ended. */
@@ -573,12 +632,20 @@ merge_layer (struct snap_run *run, const char *disk, const struct tree *t,
       goto out;
     if (step->backing && (bi = image_info (step->backing)) == NULL)
       goto out;
+    /* The copy must not look like guest writes to the child's bitmaps
+     * (the VM is stopped: nothing else writes meanwhile). */
+    if (bitmaps_enable (disk, step->child, false) == -1) {
+      json_decref (bi);
+      goto out;
+    }
     if (step->backing != NULL)
       r = qemu_img (NULL, "rebase", "-f", "qcow2", "-b", step->backing, "-F",
                     info_format (bi), step->child, NULL);
     else
       r = qemu_img (NULL, "rebase", "-f", "qcow2", "-b", "", step->child, NULL);
     json_decref (bi);
+    if (r == 0 && bitmaps_enable (disk, step->child, true) == -1)
+      goto out;
     if (r == -1) {
       error_prepend ("disk %s: merging '%s' into '%s'", disk, step->file,
                      step->child);
@@ -806,7 +873,15 @@ recover (struct snap_run *run)
                              file));
     }
   }
-  /* "delete": the rules below do the rest again. */
+  /* "delete": bitmaps that a merge disabled come back on (the copy they
+   * must not see is over or will be done again); the rules below do
+   * the rest again. */
+  for (size_t i = 0; i < run->s.layers.len; i++)
+    if (exists (run->s.layers.ptr[i].file)
+        && bitmaps_enable (run->s.layers.ptr[i].disk, run->s.layers.ptr[i].file,
+                           true)
+             == -1)
+      return -1;
   if (chain_snaps_set_pending (&run->s, NULL, NULL, NULL) == -1
       || commit (run) == -1)
     return -1;
@@ -853,7 +928,7 @@ snapshot_recover (struct chain_repo *repo, const struct snapshot_options *o,
 /* ---- Create ---- */
 
 struct new_layer {
-  const char *disk;
+  char *disk;
   char *top;     /* the disk's image now */
   char *format;  /* its format */
   char *overlay; /* the new one */
@@ -866,6 +941,7 @@ static void
 new_layers_free (struct new_layer *nl, size_t n)
 {
   for (size_t i = 0; nl && i < n; i++) {
+    free (nl[i].disk);
     free (nl[i].top);
     free (nl[i].format);
     free (nl[i].overlay);
@@ -1100,7 +1176,7 @@ plan_layers (struct snap_run *run, const char *name, struct new_layer **out,
                    d->filename);
         return -1;
       }
-      l->disk = d->name;
+      l->disk = strdup (d->name);
       l->top = strdup (d->filename);
       l->format = strdup (d->driver);
       l->size = d->virtual_size;
@@ -1118,7 +1194,7 @@ plan_layers (struct snap_run *run, const char *name, struct new_layer **out,
                    o->images[i].disk, o->images[i].path);
         return -1;
       }
-      l->disk = o->images[i].disk;
+      l->disk = strdup (o->images[i].disk);
       l->top = realpath (o->images[i].path, NULL);
       l->format = strdup (info_format (info));
       l->size = json_integer_value (json_object_get (info, "virtual-size"));
@@ -1126,8 +1202,11 @@ plan_layers (struct snap_run *run, const char *name, struct new_layer **out,
     }
     k++;
     *nout = k;
-    if (l->top == NULL || l->format == NULL)
+    if (l->disk == NULL || l->top == NULL || l->format == NULL) {
+      if (get_errno () == 0)
+        set_error (errno, "disk %s", o->vm);
       return -1;
+    }
     l->overlay = new_layer_path (run, l->disk, l->top, name);
     l->node = str_printf (LAYER_NODE_PREFIX "%08x-%zu", rnd, i);
     if (l->overlay == NULL || l->node == NULL)
@@ -1507,7 +1586,7 @@ snapshot_revert (struct chain_repo *repo, const struct snapshot_options *o,
     const char *layer = chain_snap_file_get (&s->layers, disk);
     const char *top = chain_snap_file_get (&run.s.tops, disk);
     json_t *li = image_info (layer);
-    struct new_layer l = { .disk = disk };
+    struct new_layer l = { .disk = (char *) disk };
 
     if (li == NULL)
       goto out;

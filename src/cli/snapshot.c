@@ -219,6 +219,9 @@ parse_opts (struct cli *cli, const char *sub, int argc, char **argv,
                             "--quiesce=%s: expected --quiesce or "
                             "--quiesce=try",
                             so->quiesce);
+  if (so->quiesce != NULL && so->domain == NULL)
+    return cli_usage_error ("snapshot", "--quiesce freezes through libvirt's "
+                                        "guest agent channel: give --domain");
   if (strcmp (sub, "revert") == 0 && so->so.qmp_socket != NULL)
     return cli_usage_error ("snapshot", "revert: the VM must be stopped: "
                                         "leave out --qmp");
@@ -402,12 +405,6 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
     so.so.thaw = eo.thaw;
     so.so.quiesce_opaque = eo.quiesce_opaque;
   }
-  else if (so.quiesce != NULL) {
-    status = cli_usage_error ("snapshot",
-                              "--quiesce freezes through libvirt's guest "
-                              "agent channel: give --domain");
-    goto out;
-  }
   if (strcmp (sub, "create") == 0) {
     if (so.name == NULL) {
       struct tm tm;
@@ -432,6 +429,8 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
     }
     r = snapshot_delete (repo, &so.so, (const char *const *) argv + optind + 1,
                          argc - optind - 1, &done);
+    if (r == 0 && so.domain != NULL && libvirt_forget_backing (so.domain) == -1)
+      r = -1;
   }
   else {
     if (so.domain != NULL) {

@@ -466,14 +466,30 @@ remove_qmp (xmlNodePtr cl, xmlNodePtr arg)
   remove_node (cl);
 }
 
+/* The document as text in *out (a new string). */
+static int
+dump_doc (xmlDocPtr doc, char **out)
+{
+  xmlChar *buf = NULL;
+  int size = 0;
+
+  xmlDocDumpFormatMemory (doc, &buf, &size, 1);
+  *out = buf ? strndup ((const char *) buf, size) : NULL;
+  xmlFree (buf);
+  if (*out == NULL) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 int
 domain_xml_set_qmp (const char *xml, size_t len, const char *socket,
                     bool enable, char **out)
 {
   xmlDocPtr doc = parse (xml, len);
   xmlNodePtr root, cl, arg;
-  xmlChar *buf = NULL;
-  int size = 0, r = -1;
+  int r = -1;
 
   *out = NULL;
   if (doc == NULL)
@@ -491,14 +507,49 @@ domain_xml_set_qmp (const char *xml, size_t len, const char *socket,
   }
   else
     remove_qmp (cl, arg);
-  xmlDocDumpFormatMemory (doc, &buf, &size, 1);
-  if (buf == NULL || (*out = strndup ((const char *) buf, size)) == NULL) {
-    set_error (ENOMEM, "out of memory");
+  r = dump_doc (doc, out);
+out:
+  xmlFreeDoc (doc);
+  return r;
+}
+
+/* Drop every <backingStore> under node (recursively, they nest). */
+static bool
+drop_backing (xmlNodePtr node)
+{
+  bool changed = false;
+
+  for (xmlNodePtr c = node->children, next; c != NULL; c = next) {
+    next = c->next;
+    if (c->type != XML_ELEMENT_NODE)
+      continue;
+    if (xmlStrcmp (c->name, BAD_CAST "backingStore") == 0) {
+      xmlUnlinkNode (c);
+      xmlFreeNode (c);
+      changed = true;
+    }
+    else if (xmlStrcmp (c->name, BAD_CAST "devices") == 0
+             || xmlStrcmp (c->name, BAD_CAST "disk") == 0)
+      changed = drop_backing (c) || changed;
+  }
+  return changed;
+}
+
+int
+domain_xml_drop_backing (const char *xml, size_t len, char **out)
+{
+  xmlDocPtr doc = parse (xml, len);
+  int r = -1;
+
+  *out = NULL;
+  if (doc == NULL)
+    return -1;
+  if (!drop_backing (xmlDocGetRootElement (doc))) {
+    r = 0;
     goto out;
   }
-  r = 0;
+  r = dump_doc (doc, out);
 out:
-  xmlFree (buf);
   xmlFreeDoc (doc);
   return r;
 }
