@@ -6,7 +6,7 @@
 # backup is an incremental of exactly the writes since the last one and
 # equals its oracle; delete merges a shut-off domain's layers; libvirt
 # still manages the domain (domblklist, destroy, start) throughout; a
-# revert of a domain is refused.
+# revert of the shut-off domain points its definition at the new images.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/libvirt-functions.sh"
 lv_require
@@ -108,10 +108,34 @@ lv_oracle 5 vda vdb
 lv_backup 5
 exact 5 65536
 
-echo "revert of a domain is refused"
-virsh destroy "$DOM" >/dev/null
-if "$KNIB" snapshot revert x --domain "$DOM" --repo "$REPO" 2> rev.err; then
-  fail "revert of a domain succeeded"
+echo "revert: refused while it runs; shut off, the definition follows"
+lv_oracle s3 vda vdb
+snap create --name s3
+lv_write vda 0x17 28M 64k
+lv_write vdb 0x27 14M 64k
+if "$KNIB" snapshot revert s3 --domain "$DOM" --repo "$REPO" 2> rev.err; then
+  fail "revert of a running domain succeeded"
 fi
-grep -q "not supported" rev.err || fail "unclear refusal: $(cat rev.err)"
+grep -q "shut it off first" rev.err || fail "unclear refusal: $(cat rev.err)"
+virsh destroy "$DOM" >/dev/null || fail "virsh destroy"
+snap revert s3
+virsh start "$DOM" >/dev/null || fail "virsh start after the revert"
+[ "$(lv_source vda)" = "$TMPDIR_TEST/a.s3-2.qcow2" ] || fail "after revert: $(lv_source vda)"
+[ "$(lv_source vdb)" = "$TMPDIR_TEST/b.s3-2.qcow2" ] || fail "after revert: $(lv_source vdb)"
+[ ! -e "$TMPDIR_TEST/a.s3.qcow2" ] || fail "the abandoned layer was kept"
+virsh suspend "$DOM" >/dev/null
+for dev in vda vdb; do
+  qemu-img compare -q -U "oracle-s3-$dev.qcow2" "$(lv_source $dev)" \
+    || fail "$dev after the revert differs from the snapshot"
+done
+virsh resume "$DOM" >/dev/null
+lv_write vda 0x18 32M 64k
+lv_write vdb 0x28 16M 64k
+lv_oracle 6 vda vdb
+lv_backup 6
+expect_kind 6 incremental
+check 6 vda
+check 6 vdb
+echo "  backup 6: incremental, read $(disk_field 6 vda bytes_read) bytes of vda"
+virsh destroy "$DOM" >/dev/null
 echo "snapshot-libvirt: ok"

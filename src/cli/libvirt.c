@@ -92,6 +92,24 @@ libvirt_forget_backing (const char *domain)
   return r;
 }
 
+int
+libvirt_set_disk_file (const char *domain, const char *dev, const char *file)
+{
+  char *xml = dumpxml_inactive (domain), *edited = NULL;
+  int r = -1;
+
+  if (xml != NULL
+      && domain_xml_set_disk_file (xml, strlen (xml), dev, file, &edited) == 0
+      && virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define", "/dev/stdin", NULL)
+           == 0)
+    r = 0;
+  if (r == -1)
+    error_prepend ("domain '%s': pointing disk %s at '%s'", domain, dev, file);
+  free (xml);
+  free (edited);
+  return r;
+}
+
 /* ---- knib libvirt enable | disable | status ---- */
 
 static void

@@ -34,7 +34,8 @@ snapshot_usage (FILE *fp)
     "       knib snapshot list --vm NAME --repo DIR [--json]\n"
     "       knib snapshot delete --vm NAME --repo DIR [--qmp SOCKET |\n"
     "                            --domain NAME] [--json] NAME...\n"
-    "       knib snapshot revert --vm NAME --repo DIR [--json] NAME\n"
+    "       knib snapshot revert --vm NAME --repo DIR [--domain NAME] [--json]\n"
+    "                            NAME\n"
     "\n"
     "Disk-only snapshots: every writable disk of the VM gets a new qcow2\n"
     "overlay beside its image, at one point in time (one QMP transaction\n"
@@ -50,7 +51,8 @@ snapshot_usage (FILE *fp)
     "           that others depend on is marked removed and kept until it\n"
     "           can be merged (live with --qmp: QEMU's block-stream)\n"
     "  revert   with the VM stopped: each disk gets a fresh overlay on the\n"
-    "           snapshot's layer; start the VM on the images it prints\n"
+    "           snapshot's layer; start the VM on the images it prints (a\n"
+    "           domain's definition is pointed at them)\n"
     "\n"
     "  --qmp SOCKET       a running VM's QMP socket (knib's own monitor)\n"
     "  --image DISK=PATH  a stopped VM's disk and its current image\n"
@@ -233,17 +235,17 @@ print_done (const struct snap_opts *so, const chain_string_vector *done,
             bool ok)
 {
   if (so->json && ok) {
-    json_t *a = json_array ();
+    json_t *a = json_array (), *j;
     char *s;
 
     for (size_t i = 0; a && i < done->len; i++)
       json_array_append_new (a, json_string (done->ptr[i]));
-    s = a ? json_dumps (json_pack ("{s:s, s:o}", "vm", so->so.vm, "done", a),
-                        JSON_COMPACT)
-          : NULL;
+    j = a ? json_pack ("{s:s, s:o}", "vm", so->so.vm, "done", a) : NULL;
+    s = j ? json_dumps (j, JSON_COMPACT) : NULL;
     if (s)
       printf ("%s\n", s);
     free (s);
+    json_decref (j);
     return;
   }
   for (size_t i = 0; i < done->len; i++)
@@ -329,6 +331,23 @@ snapshot_list (struct chain_repo *repo, const struct snap_opts *so)
   }
   chain_snaps_release (&s);
   return fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
+}
+
+/* After a revert: the domain's definition points each disk at the image
+ * it now runs on. */
+static int
+domain_follows (struct chain_repo *repo, const struct snap_opts *so)
+{
+  struct chain_snaps s;
+  int r = 0;
+
+  if (chain_snaps_read (repo, so->so.vm, &s) == -1)
+    return -1;
+  for (size_t i = 0; i < s.tops.len && r == 0; i++)
+    r = libvirt_set_disk_file (so->domain, s.tops.ptr[i].disk,
+                               s.tops.ptr[i].file);
+  chain_snaps_release (&s);
+  return r;
 }
 
 int
@@ -433,14 +452,14 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
       r = -1;
   }
   else {
-    if (so.domain != NULL) {
-      set_error (ENOTSUP, "revert of a libvirt domain is not supported yet: "
-                          "its definition would not follow");
+    if (so.domain != NULL && so.so.qmp_socket != NULL) {
+      set_error (EBUSY, "domain '%s' runs: shut it off first", so.domain);
       cli_error ("reverting vm '%s'", so.so.vm);
       goto out;
     }
-    so.so.qmp_socket = NULL;
     r = snapshot_revert (repo, &so.so, argv[optind + 1], &done);
+    if (r == 0 && so.domain != NULL && domain_follows (repo, &so) == -1)
+      r = -1;
   }
   print_done (&so, &done, r == 0);
   if (r == -1) {

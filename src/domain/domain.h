@@ -86,6 +86,12 @@ const struct domain_disk *domain_info_find_alias (const struct domain_info *i,
 int domain_xml_drop_backing (const char *xml, size_t len, char **out)
   __attribute__ ((warn_unused_result));
 
+/* Point the disk whose target is dev at image file (its backing chain
+ * dropped, for libvirt to read from the image).  *out: the new document. */
+int domain_xml_set_disk_file (const char *xml, size_t len, const char *dev,
+                              const char *file, char **out)
+  __attribute__ ((warn_unused_result));
+
 /* Add (enable) or remove (!enable) "-qmp unix:SOCKET,server=on,wait=off"
  * in the <qemu:commandline> of a domain XML.  *out is the new document,
  * or NULL when nothing had to change. */

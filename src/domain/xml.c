@@ -553,3 +553,49 @@ out:
   xmlFreeDoc (doc);
   return r;
 }
+
+/* The <disk> whose <target dev> is dev, under <devices>. */
+static xmlNodePtr
+find_disk_by_target (xmlNodePtr root, const char *dev)
+{
+  xmlNodePtr devices = child (root, "devices");
+
+  for (xmlNodePtr d = devices ? devices->children : NULL; d; d = d->next) {
+    xmlNodePtr t = is_element (d, "disk") ? child (d, "target") : NULL;
+    xmlChar *v = t ? xmlGetProp (t, BAD_CAST "dev") : NULL;
+    bool match = v != NULL && xmlStrEqual (v, BAD_CAST dev);
+
+    xmlFree (v);
+    if (match)
+      return d;
+  }
+  return NULL;
+}
+
+int
+domain_xml_set_disk_file (const char *xml, size_t len, const char *dev,
+                          const char *file, char **out)
+{
+  xmlDocPtr doc = parse (xml, len);
+  xmlNodePtr disk, source;
+  int r = -1;
+
+  *out = NULL;
+  if (doc == NULL)
+    return -1;
+  disk = find_disk_by_target (xmlDocGetRootElement (doc), dev);
+  source = disk ? child (disk, "source") : NULL;
+  if (source == NULL) {
+    set_error (ENOENT, "the domain has no disk '%s' with a source file", dev);
+    goto out;
+  }
+  if (xmlSetProp (source, BAD_CAST "file", BAD_CAST file) == NULL) {
+    set_error (ENOMEM, "out of memory");
+    goto out;
+  }
+  (void) drop_backing (disk);
+  r = dump_doc (doc, out);
+out:
+  xmlFreeDoc (doc);
+  return r;
+}
