@@ -32,7 +32,7 @@ guest_disk () {
   require qemu-img qemu-system-x86_64 apt-get dpkg-deb depmod readelf cpio \
     mkfs.fat mcopy syslinux mke2fs sfdisk flock
   [ -x "$QGA_CLIENT" ] || fail "$QGA_CLIENT is missing (make -C tests qga-client)"
-  GUEST_BASE=$("$GUEST_BUILD") || fail "the test guest's disk did not build"
+  GUEST_BASE=$(sh "$GUEST_BUILD") || fail "the test guest's disk did not build"
   GUEST_DISK=$TMPDIR_TEST/${1:-guest}.qcow2
   qemu-img create -q -f qcow2 -F qcow2 -b "$GUEST_BASE" "$GUEST_DISK" ||
     fail "cannot create an overlay of $GUEST_BASE"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: what the files of src/backup share: the QMP side of a
  * backup in a running QEMU (live.c, layers.c) and the daemon that opens a
  * stopped VM's images (offline.c). */
@@ -78,11 +79,6 @@ int live_disks_query (struct qmp_client *c, const struct live_node_map *map,
 int live_disks_rename (live_disk_vector *disks,
                        const struct backup_rename *renames, size_t n)
   __attribute__ ((warn_unused_result));
-
-/* Run a command whose arguments were built with json_pack: a NULL args
- * means json_pack failed (out of memory), not "no arguments". */
-int live_exec_packed (struct qmp_client *c, const char *command, json_t *args,
-                      json_t **result) __attribute__ ((warn_unused_result));
 
 /* The node named node_name in a query-named-block-nodes reply, or NULL
  * (layers.c). */

@@ -135,7 +135,7 @@ live_bitmap_fold (struct qmp_client *c, const struct live_disk *d,
     set_error (ENOMEM, "bitmap merge");
     return -1;
   }
-  if (qmp_client_execute (c, "query-named-block-nodes", NULL, &nodes) == -1)
+  if (qmp_query_named_block_nodes (c, false, &nodes) == -1)
     goto out;
   top = live_find_node (nodes, d->node);
   if (top == NULL) {

@@ -421,11 +421,11 @@ fold_live (struct snap_run *run, const struct live_disk *d, json_t *nodes,
     top = live_disk_find_bitmap (d, name);
     if (top == NULL || top->inconsistent)
       continue;
-    if (live_exec_packed (run->c, "block-dirty-bitmap-merge",
-                          json_pack ("{s:s, s:s, s:[{s:s, s:s}]}", "node",
-                                     d->node, "target", name, "bitmaps", "node",
-                                     layer_node, "name", name),
-                          NULL)
+    if (qmp_client_execute_packed (
+          run->c, "block-dirty-bitmap-merge",
+          json_pack ("{s:s, s:s, s:[{s:s, s:s}]}", "node", d->node, "target",
+                     name, "bitmaps", "node", layer_node, "name", name),
+          NULL)
         == -1) {
       error_prepend ("disk %s: merging bitmap %s", d->name, name);
       return -1;
@@ -552,7 +552,7 @@ stream_live (struct snap_run *run, const char *disk, json_t *nodes,
     json_decref (args);
     args = NULL;
   }
-  if (live_exec_packed (run->c, "block-stream", args, NULL) == -1)
+  if (qmp_client_execute_packed (run->c, "block-stream", args, NULL) == -1)
     return -1;
   test_stop_point ("stream");
   if (qmp_client_job_wait (run->c, job, -1) == -1) {
@@ -584,8 +584,8 @@ drop_node (struct snap_run *run, const char *file)
     if (strcmp (f, file) != 0
         && !(has_prefix (node, LAYER_NODE_PREFIX) && strstr (f, file) != NULL))
       continue;
-    if (live_exec_packed (run->c, "blockdev-del",
-                          json_pack ("{s:s}", "node-name", node), NULL)
+    if (qmp_client_execute_packed (run->c, "blockdev-del",
+                                   json_pack ("{s:s}", "node-name", node), NULL)
         == -1)
       debug (DEBUG_CHAIN, "snapshot: %s (left alone)", get_error ());
     else
@@ -1026,12 +1026,12 @@ create_qmp (struct snap_run *run, struct new_layer *nl, size_t n)
   if (actions == NULL)
     return -1;
   for (i = 0; i < n; i++) {
-    if (live_exec_packed (run->c, "blockdev-add",
-                          json_pack ("{s:s, s:s, s:{s:s, s:s}, s:n}", "driver",
-                                     "qcow2", "node-name", nl[i].node, "file",
-                                     "driver", "file", "filename",
-                                     nl[i].overlay, "backing"),
-                          NULL)
+    if (qmp_client_execute_packed (
+          run->c, "blockdev-add",
+          json_pack ("{s:s, s:s, s:{s:s, s:s}, s:n}", "driver", "qcow2",
+                     "node-name", nl[i].node, "file", "driver", "file",
+                     "filename", nl[i].overlay, "backing"),
+          NULL)
         == -1) {
       error_prepend ("disk %s: new layer", nl[i].disk);
       json_decref (actions);
@@ -1049,8 +1049,8 @@ create_qmp (struct snap_run *run, struct new_layer *nl, size_t n)
     json_decref (actions);
     return -1;
   }
-  st = live_exec_packed (run->c, "transaction",
-                         json_pack ("{s:o}", "actions", actions), NULL);
+  st = qmp_client_execute_packed (
+    run->c, "transaction", json_pack ("{s:o}", "actions", actions), NULL);
   quiesce (run->o, false);
   if (st == -1)
     error_prepend ("the snapshot transaction failed");
@@ -1228,8 +1228,9 @@ create_rollback (struct snap_run *run, struct new_layer *nl, size_t n)
   error_save (&err);
   for (size_t i = 0; i < n; i++) {
     if (nl[i].node_added
-        && live_exec_packed (run->c, "blockdev-del",
-                             json_pack ("{s:s}", "node-name", nl[i].node), NULL)
+        && qmp_client_execute_packed (
+             run->c, "blockdev-del",
+             json_pack ("{s:s}", "node-name", nl[i].node), NULL)
              == -1)
       debug (DEBUG_CHAIN, "snapshot: %s", get_error ());
     if (nl[i].overlay)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* restore.c: "knib restore": a backup's disks as new qcow2 or raw images. */
 #include <config.h>
 
@@ -15,10 +16,9 @@
 #include "progress.h"
 
 struct restore_opts {
-  const char *repo;
+  struct cli_common common;
   const char *id;
   struct chain_restore_options ro;
-  bool quiet;
 };
 
 struct restore_state {
@@ -26,9 +26,7 @@ struct restore_state {
   bool quiet;
 };
 
-enum { OPT_REPO = 256, OPT_VM, OPT_DISK, OPT_TO, OPT_FORMAT, OPT_FORCE };
-
-static volatile sig_atomic_t interrupted;
+enum { OPT_DISK = CLI_OPT_FIRST, OPT_TO, OPT_FORMAT, OPT_FORCE };
 
 static void
 restore_usage (FILE *fp)
@@ -60,31 +58,27 @@ restore_usage (FILE *fp)
     "  -h, --help             show this help\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-restore_parse (int argc, char **argv, struct restore_opts *o)
+restore_parse (struct cli *cli, int argc, char **argv, struct restore_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
+    CLI_COMMON_OPTIONS,
     { "disk", required_argument, NULL, OPT_DISK },
     { "to", required_argument, NULL, OPT_TO },
     { "format", required_argument, NULL, OPT_FORMAT },
     { "force", no_argument, NULL, OPT_FORCE },
-    { "quiet", no_argument, NULL, 'q' },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int c;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "qh", opts, NULL)) != -1) {
+  cli_common_init (cli, &o->common);
+  while ((r = cli_next_option ("restore", argc, argv, opts, &o->common, &c))
+         > 0) {
     switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->ro.vm = optarg;
-      break;
     case OPT_DISK:
+      if (!cli_name_ok ("disk", optarg))
+        return -1;
       o->ro.disk = optarg;
       break;
     case OPT_TO:
@@ -97,50 +91,24 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     case OPT_FORCE:
       o->ro.force = true;
       break;
-    case 'q':
-      o->quiet = true;
-      break;
-    case 'h':
-      restore_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("restore", "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
   if (optind >= argc)
     return cli_usage_error ("restore", "no BACKUP given");
   o->id = argv[optind++];
   if (optind < argc)
     return cli_usage_error ("restore", "unexpected argument '%s'",
                             argv[optind]);
-  if (o->repo == NULL || o->ro.to == NULL)
+  if (o->common.repo == NULL || o->ro.to == NULL)
     return cli_usage_error ("restore", "--repo and --to are required");
-  if (!cli_name_ok ("vm", o->ro.vm) || !cli_name_ok ("disk", o->ro.disk))
-    return EXIT_USAGE;
-  return -1;
-}
-
-static void
-on_signal (int sig)
-{
-  interrupted = sig;
-}
-
-/* ^C, SIGTERM and SIGHUP stop the restore cleanly (the progress
- * callback sees the flag within half a second), unless they were
- * ignored (nohup). */
-static void
-catch_signals (void)
-{
-  static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-  struct sigaction sa, old;
-
-  memset (&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset (&sa.sa_mask);
-  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-    if (sigaction (sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-      sigaction (sigs[i], &sa, NULL);
+  o->ro.vm = o->common.vm;
+  return 0;
 }
 
 static int
@@ -148,7 +116,7 @@ on_progress (const struct chain_restore_status *s, void *opaque)
 {
   struct restore_state *st = opaque;
 
-  if (interrupted)
+  if (cli_interrupted)
     return -1;
   if (!s->done) {
     progress_update (st->bar, s->disk, s->written, s->virtual_size);
@@ -167,26 +135,29 @@ on_progress (const struct chain_restore_status *s, void *opaque)
 int
 cmd_restore (struct cli *cli, int argc, char **argv)
 {
-  struct restore_opts o = { .repo = NULL };
+  struct restore_opts o = { .id = NULL };
   struct restore_state st = { .bar = NULL };
   struct chain_repo *repo;
   int status;
 
   o.ro.format = CHAIN_RESTORE_QCOW2;
-  status = restore_parse (argc, argv, &o);
-  if (status >= 0)
-    return status;
-  st.quiet = o.quiet;
-  st.bar = progress_new (!o.quiet);
+  if (restore_parse (cli, argc, argv, &o) == -1)
+    return EXIT_USAGE;
+  if (o.common.help) {
+    restore_usage (stdout);
+    return EXIT_OK;
+  }
+  st.quiet = o.common.quiet;
+  st.bar = progress_new (!o.common.quiet);
   o.ro.progress = on_progress;
   o.ro.opaque = &st;
-  catch_signals ();
-  repo = chain_repo_open (o.repo, false);
+  cli_catch_signals ();
+  repo = chain_repo_open (o.common.repo, false);
   if (repo == NULL || chain_restore (repo, o.id, &o.ro) == -1) {
     progress_free (st.bar);
     st.bar = NULL;
     cli_error ("%s", "");
-    status = interrupted ? 128 + interrupted : EXIT_FAILURE_;
+    status = cli_exit_status_failed ();
   }
   else
     status = EXIT_OK;

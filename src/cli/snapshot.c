@@ -69,27 +69,25 @@ snapshot_usage (FILE *fp)
 }
 
 struct snap_opts {
-  const char *repo;
+  struct cli_common co;
+  const char *sub; /* create, list, delete, revert */
   const char *domain;
   const char *quiesce;
   const char *name;
-  bool json;
   struct snapshot_options so;
   struct offline_image images[MAX_IMAGES];
   char *image_args[MAX_IMAGES];
   size_t nimages;
+  char **names; /* the snapshots named (delete, revert) */
+  size_t nnames;
 };
 
 enum {
-  OPT_QMP = 256,
-  OPT_VM,
-  OPT_REPO,
+  OPT_QMP = CLI_OPT_FIRST,
   OPT_IMAGE,
   OPT_DOMAIN,
   OPT_NAME,
   OPT_QUIESCE,
-  OPT_TIMEOUT,
-  OPT_JSON,
 };
 
 static void
@@ -99,7 +97,7 @@ free_opts (struct snap_opts *so)
     free (so->image_args[i]);
 }
 
-/* --image DISK=PATH */
+/* --image DISK=PATH; 0 or -1 (said). */
 static int
 add_image (struct snap_opts *so, const char *arg)
 {
@@ -123,85 +121,26 @@ add_image (struct snap_opts *so, const char *arg)
   so->nimages++;
   so->so.images = so->images;
   so->so.n_images = so->nimages;
-  return -1;
+  return 0;
 }
 
-/* Parse the options; -1 to go on, else an exit status. */
+/* What each sub-command takes besides the common options. */
 static int
-parse_opts (struct cli *cli, const char *sub, int argc, char **argv,
-            struct snap_opts *so)
+check_opts (struct snap_opts *so)
 {
-  static const struct option opts[] = {
-    { "qmp", required_argument, NULL, OPT_QMP },
-    { "vm", required_argument, NULL, OPT_VM },
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "image", required_argument, NULL, OPT_IMAGE },
-    { "domain", required_argument, NULL, OPT_DOMAIN },
-    { "name", required_argument, NULL, OPT_NAME },
-    { "quiesce", optional_argument, NULL, OPT_QUIESCE },
-    { "timeout", required_argument, NULL, OPT_TIMEOUT },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 },
-  };
-  bool create = strcmp (sub, "create") == 0;
-  int64_t v;
-  int c, st;
+  bool create = strcmp (so->sub, "create") == 0;
+  bool revert = strcmp (so->sub, "revert") == 0;
 
-  so->so.timeout_ms
-    = cli->cfg.timeout > INT32_MAX / 1000 ? -1 : (int) cli->cfg.timeout * 1000;
-  optind = 0;
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case OPT_QMP:
-      so->so.qmp_socket = optarg;
-      break;
-    case OPT_VM:
-      so->so.vm = optarg;
-      break;
-    case OPT_REPO:
-      so->repo = optarg;
-      break;
-    case OPT_IMAGE:
-      if (!create)
-        return cli_usage_error ("snapshot", "--image is for 'create'");
-      if ((st = add_image (so, optarg)) != -1)
-        return st;
-      break;
-    case OPT_DOMAIN:
-      so->domain = optarg;
-      break;
-    case OPT_NAME:
-      if (!create)
-        return cli_usage_error ("snapshot", "--name is for 'create'");
-      so->name = optarg;
-      break;
-    case OPT_QUIESCE:
-      if (!create)
-        return cli_usage_error ("snapshot", "--quiesce is for 'create'");
-      so->quiesce = optarg ? optarg : "on";
-      break;
-    case OPT_TIMEOUT:
-      if (parse_int64 ("--timeout", optarg, 1, 2000000, &v) == -1)
-        return cli_usage_error ("snapshot", "%s", get_error ());
-      so->so.timeout_ms = (int) v * 1000;
-      break;
-    case OPT_JSON:
-      so->json = true;
-      break;
-    case 'h':
-      snapshot_usage (stdout);
-      return EXIT_OK;
-    default:
-      return cli_usage_error ("snapshot", "unknown option");
-    }
-  }
-  if (so->domain != NULL && so->so.vm == NULL)
-    so->so.vm = so->domain;
-  if (so->so.vm == NULL || so->repo == NULL)
-    return cli_usage_error ("snapshot", "--vm and --repo are required");
-  if (!cli_name_ok ("vm", so->so.vm) || !cli_name_ok ("snapshot", so->name))
-    return EXIT_USAGE;
+  if (so->nimages > 0 && !create)
+    return cli_usage_error ("snapshot", "--image is for 'create'");
+  if ((so->name != NULL || so->quiesce != NULL) && !create)
+    return cli_usage_error ("snapshot", "--name and --quiesce are for "
+                                        "'create'");
+  if (so->domain != NULL && so->co.vm == NULL)
+    so->co.vm = so->domain;
+  if (cli_common_check ("snapshot", &so->co, true, true) == -1
+      || !cli_name_ok ("snapshot", so->name))
+    return -1;
   if (so->domain != NULL && (so->so.qmp_socket != NULL || so->nimages > 0))
     return cli_usage_error ("snapshot",
                             "--domain finds the QMP socket or the images "
@@ -224,23 +163,90 @@ parse_opts (struct cli *cli, const char *sub, int argc, char **argv,
   if (so->quiesce != NULL && so->domain == NULL)
     return cli_usage_error ("snapshot", "--quiesce freezes through libvirt's "
                                         "guest agent channel: give --domain");
-  if (strcmp (sub, "revert") == 0 && so->so.qmp_socket != NULL)
+  if (revert && so->so.qmp_socket != NULL)
     return cli_usage_error ("snapshot", "revert: the VM must be stopped: "
                                         "leave out --qmp");
-  return -1;
+  if (strcmp (so->sub, "delete") == 0 && so->nnames == 0)
+    return cli_usage_error ("snapshot", "delete: name the snapshots");
+  if (revert && so->nnames != 1)
+    return cli_usage_error ("snapshot", "revert: name one snapshot");
+  if ((create || strcmp (so->sub, "list") == 0) && so->nnames > 0)
+    return cli_usage_error ("snapshot", "unexpected argument '%s'",
+                            so->names[0]);
+  for (size_t i = 0; i < so->nnames; i++)
+    if (!cli_name_ok ("snapshot", so->names[i]))
+      return -1;
+  so->so.vm = so->co.vm;
+  so->so.timeout_ms = so->co.timeout_ms;
+  return 0;
+}
+
+/* 0, or -1 (said); --help stops the parse at once. */
+static int
+parse_opts (struct cli *cli, int argc, char **argv, struct snap_opts *so)
+{
+  static const struct option opts[] = {
+    CLI_COMMON_OPTIONS,
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "image", required_argument, NULL, OPT_IMAGE },
+    { "domain", required_argument, NULL, OPT_DOMAIN },
+    { "name", required_argument, NULL, OPT_NAME },
+    { "quiesce", optional_argument, NULL, OPT_QUIESCE },
+    { NULL, 0, NULL, 0 },
+  };
+  int c, r;
+
+  cli_common_init (cli, &so->co);
+  while ((r = cli_next_option ("snapshot", argc, argv, opts, &so->co, &c))
+         > 0) {
+    switch (c) {
+    case OPT_QMP:
+      so->so.qmp_socket = optarg;
+      break;
+    case OPT_IMAGE:
+      if (add_image (so, optarg) == -1)
+        return -1;
+      break;
+    case OPT_DOMAIN:
+      so->domain = optarg;
+      break;
+    case OPT_NAME:
+      so->name = optarg;
+      break;
+    case OPT_QUIESCE:
+      so->quiesce = optarg ? optarg : "on";
+      break;
+    default:
+      return cli_usage_error ("snapshot", "unknown option");
+    }
+  }
+  if (r == -1)
+    return -1;
+  if (so->co.help)
+    return 0;
+  if (optind >= argc)
+    return cli_usage_error ("snapshot",
+                            "expected create, list, delete or revert");
+  so->sub = argv[optind];
+  if (strcmp (so->sub, "create") != 0 && strcmp (so->sub, "list") != 0
+      && strcmp (so->sub, "delete") != 0 && strcmp (so->sub, "revert") != 0)
+    return cli_usage_error ("snapshot", "unknown sub-command '%s'", so->sub);
+  so->names = argv + optind + 1;
+  so->nnames = argc - optind - 1;
+  return check_opts (so);
 }
 
 static void
 print_done (const struct snap_opts *so, const chain_string_vector *done,
             bool ok)
 {
-  if (so->json && ok) {
+  if (so->co.json && ok) {
     json_t *a = json_array (), *j;
     char *s;
 
     for (size_t i = 0; a && i < done->len; i++)
       json_array_append_new (a, json_string (done->ptr[i]));
-    j = a ? json_pack ("{s:s, s:o}", "vm", so->so.vm, "done", a) : NULL;
+    j = a ? json_pack ("{s:s, s:o}", "vm", so->co.vm, "done", a) : NULL;
     s = j ? json_dumps (j, JSON_COMPACT) : NULL;
     if (s)
       printf ("%s\n", s);
@@ -266,11 +272,11 @@ snapshot_list (struct chain_repo *repo, const struct snap_opts *so)
   struct chain_snaps s;
   size_t i, j;
 
-  if (chain_snaps_read (repo, so->so.vm, &s) == -1) {
-    cli_error ("snapshots of vm '%s'", so->so.vm);
+  if (chain_snaps_read (repo, so->co.vm, &s) == -1) {
+    cli_error ("snapshots of vm '%s'", so->co.vm);
     return EXIT_FAILURE_;
   }
-  if (so->json) {
+  if (so->co.json) {
     json_t *snaps = json_array (), *tops = json_object (), *out;
     char *text;
 
@@ -295,7 +301,7 @@ snapshot_list (struct chain_repo *repo, const struct snap_opts *so)
         tops, s.tops.ptr[i].disk,
         json_pack ("{s:s, s:I}", "image", s.tops.ptr[i].file, "size",
                    (json_int_t) file_size (s.tops.ptr[i].file)));
-    out = json_pack ("{s:s, s:o, s:o}", "vm", so->so.vm, "snapshots", snaps,
+    out = json_pack ("{s:s, s:o, s:o}", "vm", so->co.vm, "snapshots", snaps,
                      "disks", tops);
     text = out ? json_dumps (out, JSON_COMPACT) : NULL;
     if (text)
@@ -341,7 +347,7 @@ domain_follows (struct chain_repo *repo, const struct snap_opts *so)
   struct chain_snaps s;
   int r = 0;
 
-  if (chain_snaps_read (repo, so->so.vm, &s) == -1)
+  if (chain_snaps_read (repo, so->co.vm, &s) == -1)
     return -1;
   for (size_t i = 0; i < s.tops.len && r == 0; i++)
     r = libvirt_set_disk_file (so->domain, s.tops.ptr[i].disk,
@@ -353,52 +359,26 @@ domain_follows (struct chain_repo *repo, const struct snap_opts *so)
 int
 cmd_snapshot (struct cli *cli, int argc, char **argv)
 {
-  struct snap_opts so = { .repo = NULL };
+  struct snap_opts so = { .sub = NULL };
   struct libvirt_backup lb = { .domain = NULL };
   struct backup_options eo = { .vm = NULL };
   chain_string_vector done = empty_vector;
   struct chain_repo *repo = NULL;
   const char *sub;
   char defname[CHAIN_ID_MAX];
-  int status, r = -1;
+  int status = EXIT_FAILURE_, r = -1;
 
-  if (argc < 2 || argv[1][0] == '-') {
-    if (argc >= 2
-        && (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0)) {
-      snapshot_usage (stdout);
-      return EXIT_OK;
-    }
-    return cli_usage_error ("snapshot",
-                            "expected create, list, delete or revert");
+  if (parse_opts (cli, argc, argv, &so) == -1) {
+    free_opts (&so);
+    return EXIT_USAGE;
   }
-  sub = argv[1];
-  if (strcmp (sub, "create") != 0 && strcmp (sub, "list") != 0
-      && strcmp (sub, "delete") != 0 && strcmp (sub, "revert") != 0)
-    return cli_usage_error ("snapshot", "unknown sub-command '%s'", sub);
-  status = parse_opts (cli, sub, argc - 1, argv + 1, &so);
-  if (status != -1)
-    goto out;
-  status = EXIT_FAILURE_;
-  if (strcmp (sub, "delete") == 0 && optind + 1 >= argc) {
-    status = cli_usage_error ("snapshot", "delete: name the snapshots");
-    goto out;
+  if (so.co.help) {
+    snapshot_usage (stdout);
+    free_opts (&so);
+    return EXIT_OK;
   }
-  if (strcmp (sub, "revert") == 0 && optind + 2 != argc) {
-    status = cli_usage_error ("snapshot", "revert: name one snapshot");
-    goto out;
-  }
-  if ((strcmp (sub, "create") == 0 || strcmp (sub, "list") == 0)
-      && optind + 1 != argc) {
-    status = cli_usage_error ("snapshot", "unexpected argument '%s'",
-                              argv[optind + 1]);
-    goto out;
-  }
-  for (int i = optind + 1; i < argc; i++)
-    if (!cli_name_ok ("snapshot", argv[i])) {
-      status = EXIT_USAGE;
-      goto out;
-    }
-  repo = chain_repo_open (so.repo, strcmp (sub, "create") == 0);
+  sub = so.sub;
+  repo = chain_repo_open (so.co.repo, strcmp (sub, "create") == 0);
   if (repo == NULL) {
     cli_error ("%s", "");
     goto out;
@@ -446,8 +426,8 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
       cli_error ("deleting snapshots of vm '%s'", so.so.vm);
       goto out;
     }
-    r = snapshot_delete (repo, &so.so, (const char *const *) argv + optind + 1,
-                         argc - optind - 1, &done);
+    r = snapshot_delete (repo, &so.so, (const char *const *) so.names,
+                         so.nnames, &done);
     if (r == 0 && so.domain != NULL && libvirt_forget_backing (so.domain) == -1)
       r = -1;
   }
@@ -457,7 +437,7 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
       cli_error ("reverting vm '%s'", so.so.vm);
       goto out;
     }
-    r = snapshot_revert (repo, &so.so, argv[optind + 1], &done);
+    r = snapshot_revert (repo, &so.so, so.names[0], &done);
     if (r == 0 && so.domain != NULL && domain_follows (repo, &so) == -1)
       r = -1;
   }

@@ -28,7 +28,7 @@ die () {
 
 key=$(cd "$here" && find . -type f ! -name README | LC_ALL=C sort |
   while read -r f; do
-    echo "$f $(stat -c %a "$f")"
+    echo "$f"
     cat "$f"
   done | sha256sum | cut -c1-16)
 out=$cache/$key/disk.qcow2
@@ -131,6 +131,7 @@ cp "$vmlinuz" boot/vmlinuz
 
 # The root filesystem: busybox, the guest agent and its libraries.
 cp -a "$here/root/." root/
+chmod 755 root/etc/knib/* root/usr/bin/knib-guest
 mkdir -p root/bin root/sbin root/usr/bin root/usr/sbin root/proc root/sys \
   root/dev root/run root/tmp root/root root/data root/var/log \
   root/lib/x86_64-linux-gnu root/lib64
