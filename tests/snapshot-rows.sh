@@ -122,6 +122,8 @@ grep -q "removed layer '$TMPDIR_TEST/a.s1.qcow2'" snap.out \
   || fail "a.s1.qcow2 not removed: $(cat snap.out)"
 grep -q "merged layer '$TMPDIR_TEST/a.qcow2' into '$TMPDIR_TEST/a.s3.qcow2'" snap.out \
   || fail "snapshot 1 not merged with the current volume: $(cat snap.out)"
+grep -q "snapshot s1 (marked removed): its layer is merged away" snap.out \
+  || fail "snapshot 1's end is not said: $(cat snap.out)"
 [ -z "$(state s1)" ] && [ -z "$(state s2)" ] || fail "snapshots left: $(cat snap.out)"
 expect_chain vda "a.s3.qcow2"
 expect_chain vdb "b.s3.qcow2"

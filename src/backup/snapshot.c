@@ -56,7 +56,18 @@ struct snap_run {
   struct qmp_client *c;
   live_disk_vector disks;
   chain_string_vector *done;
+  const char *const *deleting; /* the snapshots this delete names */
+  size_t ndeleting;
 };
+
+static bool
+being_deleted (const struct snap_run *run, const char *name)
+{
+  for (size_t i = 0; i < run->ndeleting; i++)
+    if (strcmp (run->deleting[i], name) == 0)
+      return true;
+  return false;
+}
 
 static void
 note (struct snap_run *run, char *line)
@@ -720,6 +731,17 @@ collect (struct snap_run *run)
       tree_release (&t);
       if (r == -1)
         return -1;
+      /* A snapshot marked removed earlier goes with its layer. */
+      for (size_t k = 0; k < run->s.snaps.len; k++) {
+        const struct chain_snap *n = &run->s.snaps.ptr[k];
+        const char *l = chain_snap_file_get (&n->layers, disk);
+
+        if (n->removed && l != NULL && strcmp (l, file) == 0 && i == 0
+            && !being_deleted (run, n->name))
+          note (run, str_printf ("snapshot %s (marked removed): its layer "
+                                 "is merged away, it is gone",
+                                 n->name));
+      }
       chain_snaps_forget (&run->s, disk, file);
       if (chain_snaps_set_pending (&run->s, NULL, NULL, NULL) == -1
           || commit (run) == -1)
@@ -1346,6 +1368,8 @@ snapshot_delete (struct chain_repo *repo, const struct snapshot_options *o,
   }
   for (i = 0; i < n; i++)
     chain_snaps_find (&run.s, names[i])->removed = true;
+  run.deleting = names;
+  run.ndeleting = n;
   if (commit (&run) == -1 || collect (&run) == -1)
     goto out;
   for (i = 0; i < n; i++) {
