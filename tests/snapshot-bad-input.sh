@@ -34,7 +34,8 @@ usage 2 "name the snapshots" delete --vm vm --repo "$R"
 usage 2 "name one snapshot" revert --vm vm --repo "$R" s1 s2
 usage 2 "the VM must be stopped" revert --vm vm --repo "$R" --qmp /x s1
 usage 2 "expected --quiesce or --quiesce=try" create --vm vm --repo "$R" --image "vda=$A" --quiesce=maybe
-usage 2 "give --domain" create --vm vm --repo "$R" --image "vda=$A" --quiesce
+usage 2 "give --qga SOCKET" create --vm vm --repo "$R" --image "vda=$A" --quiesce
+usage 2 "--qga is for create --qmp SOCKET --quiesce" create --vm vm --repo "$R" --image "vda=$A" --qga /x --quiesce
 usage 2 "unknown option" list --vm vm --repo "$R" --bogus
 [ ! -e "$R" ] || fail "a refused command made the repository"
 

@@ -73,7 +73,7 @@ file 1
 backup b1
 echo "row 7: file 2, snapshot s1"
 file 2
-snap create --qmp "$GUEST_QMP" --name s1
+snap create --qmp "$GUEST_QMP" --name s1 --quiesce --qga "$GUEST_QGA"
 echo "row 8: file 3, snapshot s2"
 file 3
 snap create --qmp "$GUEST_QMP" --name s2

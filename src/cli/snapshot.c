@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "libvirt.h"
 #include "progress.h"
+#include "quiesce.h"
 
 #define MAX_IMAGES 64
 
@@ -30,7 +31,8 @@ snapshot_usage (FILE *fp)
     fp,
     "Usage: knib snapshot create (--qmp SOCKET --vm NAME | --image DISK=PATH...\n"
     "                             --vm NAME | --domain NAME) --repo DIR\n"
-    "                             [--name NAME] [--quiesce[=try]] [--json]\n"
+    "                             [--name NAME] [--quiesce[=try] [--qga SOCKET]]\n"
+    "                             [--json]\n"
     "       knib snapshot list --vm NAME --repo DIR [--json]\n"
     "       knib snapshot delete --vm NAME --repo DIR [--qmp SOCKET |\n"
     "                            --domain NAME] [--json] NAME...\n"
@@ -62,8 +64,11 @@ snapshot_usage (FILE *fp)
     "  --repo DIR         the repository\n"
     "  --name NAME        the snapshot's name (create)\n"
     "  --quiesce[=try]    freeze the guest's filesystems for the point in\n"
-    "                     time (a libvirt domain's guest agent); =try: go\n"
-    "                     on without, with a warning\n"
+    "                     time (libvirt's guest agent channel, or --qga);\n"
+    "                     =try: go on without, with a warning\n"
+    "  --qga SOCKET       with --qmp: the guest agent's unix socket\n"
+    "  --qga-timeout SECONDS\n"
+    "                     how long the agent may take to answer at all\n"
     "  --timeout SECONDS  give up when QEMU is silent this long\n"
     "  --json             print JSON on stdout\n");
 }
@@ -73,6 +78,8 @@ struct snap_opts {
   const char *sub; /* create, list, delete, revert */
   const char *domain;
   const char *quiesce;
+  const char *qga;    /* --qga: the guest agent's socket */
+  int qga_timeout_ms; /* --qga-timeout */
   const char *name;
   struct snapshot_options so;
   struct offline_image images[MAX_IMAGES];
@@ -88,6 +95,8 @@ enum {
   OPT_DOMAIN,
   OPT_NAME,
   OPT_QUIESCE,
+  OPT_QGA,
+  OPT_QGA_TIMEOUT,
 };
 
 static void
@@ -133,7 +142,7 @@ check_opts (struct snap_opts *so)
 
   if (so->nimages > 0 && !create)
     return cli_usage_error ("snapshot", "--image is for 'create'");
-  if ((so->name != NULL || so->quiesce != NULL) && !create)
+  if ((so->name != NULL || so->quiesce != NULL || so->qga != NULL) && !create)
     return cli_usage_error ("snapshot", "--name and --quiesce are for "
                                         "'create'");
   if (so->domain != NULL && so->co.vm == NULL)
@@ -160,9 +169,14 @@ check_opts (struct snap_opts *so)
                             "--quiesce=%s: expected --quiesce or "
                             "--quiesce=try",
                             so->quiesce);
-  if (so->quiesce != NULL && so->domain == NULL)
-    return cli_usage_error ("snapshot", "--quiesce freezes through libvirt's "
-                                        "guest agent channel: give --domain");
+  if (so->quiesce != NULL && so->domain == NULL && so->qga == NULL)
+    return cli_usage_error ("snapshot",
+                            "--quiesce freezes through a guest agent: give "
+                            "--qga SOCKET (with --qmp) or --domain NAME");
+  if (so->qga != NULL
+      && (so->so.qmp_socket == NULL || so->quiesce == NULL || !create))
+    return cli_usage_error ("snapshot", "--qga is for create --qmp SOCKET "
+                                        "--quiesce[=try]");
   if (revert && so->so.qmp_socket != NULL)
     return cli_usage_error ("snapshot", "revert: the VM must be stopped: "
                                         "leave out --qmp");
@@ -192,11 +206,14 @@ parse_opts (struct cli *cli, int argc, char **argv, struct snap_opts *so)
     { "domain", required_argument, NULL, OPT_DOMAIN },
     { "name", required_argument, NULL, OPT_NAME },
     { "quiesce", optional_argument, NULL, OPT_QUIESCE },
+    { "qga", required_argument, NULL, OPT_QGA },
+    { "qga-timeout", required_argument, NULL, OPT_QGA_TIMEOUT },
     { NULL, 0, NULL, 0 },
   };
   int c, r;
 
   cli_common_init (cli, &so->co);
+  so->qga_timeout_ms = QGA_SYNC_TIMEOUT_MS;
   while ((r = cli_next_option ("snapshot", argc, argv, opts, &so->co, &c))
          > 0) {
     switch (c) {
@@ -215,6 +232,15 @@ parse_opts (struct cli *cli, int argc, char **argv, struct snap_opts *so)
       break;
     case OPT_QUIESCE:
       so->quiesce = optarg ? optarg : "on";
+      break;
+    case OPT_QGA:
+      so->qga = optarg;
+      break;
+    case OPT_QGA_TIMEOUT:
+      if (cli_parse_timeout ("snapshot", "--qga-timeout", optarg,
+                             &so->qga_timeout_ms)
+          == -1)
+        return -1;
       break;
     default:
       return cli_usage_error ("snapshot", "unknown option");
@@ -362,6 +388,7 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
   struct snap_opts so = { .sub = NULL };
   struct libvirt_backup lb = { .domain = NULL };
   struct backup_options eo = { .vm = NULL };
+  struct qga_quiesce qq = { .what = "snapshot" };
   chain_string_vector done = empty_vector;
   struct chain_repo *repo = NULL;
   const char *sub;
@@ -403,6 +430,14 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
     so.so.freeze = eo.freeze;
     so.so.thaw = eo.thaw;
     so.so.quiesce_opaque = eo.quiesce_opaque;
+  }
+  if (so.qga != NULL) {
+    qq.socket = so.qga;
+    qq.sync_timeout_ms = so.qga_timeout_ms;
+    qq.quiesce_try = strcmp (so.quiesce, "try") == 0;
+    so.so.freeze = cli_qga_freeze;
+    so.so.thaw = cli_qga_thaw;
+    so.so.quiesce_opaque = &qq;
   }
   if (strcmp (sub, "create") == 0) {
     if (so.name == NULL) {
@@ -448,6 +483,7 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
   }
   status = fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
 out:
+  qga_client_free (qq.agent);
   chain_string_vector_release (&done);
   libvirt_backup_end (&lb);
   chain_repo_free (repo);
