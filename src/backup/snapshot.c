@@ -649,6 +649,7 @@ merge_layer (struct snap_run *run, const char *disk, const struct tree *t,
       json_decref (bi);
       goto out;
     }
+    test_stop_point ("rebase");
     if (step->backing != NULL)
       r = qemu_img (NULL, "rebase", "-f", "qcow2", "-b", step->backing, "-F",
                     info_format (bi), step->child, NULL);
