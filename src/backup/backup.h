@@ -144,6 +144,10 @@ struct snapshot_options {
   const struct backup_rename *renames;
   size_t n_renames;
   int timeout_ms;
+  /* The progress of a live merge (block-stream): bytes of the disk's
+   * job done of its total, about once a second (NULL: none). */
+  backup_progress_fn progress;
+  void *opaque;
   /* Quiesce around the point in time (as in backup_options). */
   int (*freeze) (void *opaque);
   int (*thaw) (void *opaque);

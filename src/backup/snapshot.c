@@ -538,6 +538,44 @@ out:
   return r;
 }
 
+/* Report the job's progress (query-jobs, once a second) until it is no
+ * longer running; qmp_client_job_wait then collects how it ended. */
+static int
+stream_progress (struct snap_run *run, const char *disk, const char *job)
+{
+  for (;;) {
+    json_t *jobs = NULL, *j, *event = NULL;
+    const char *status = NULL;
+    size_t i;
+
+    if (qmp_query_jobs (run->c, &jobs) == -1)
+      return -1;
+    json_array_foreach (jobs, i, j)
+    {
+      const char *id = json_string_value (json_object_get (j, "id"));
+
+      if (id == NULL || strcmp (id, job) != 0)
+        continue;
+      status = json_string_value (json_object_get (j, "status"));
+      run->o->progress (
+        run->o->opaque, disk,
+        json_integer_value (json_object_get (j, "current-progress")),
+        json_integer_value (json_object_get (j, "total-progress")));
+    }
+    json_decref (jobs);
+    if (status == NULL || strcmp (status, "running") != 0)
+      return 0;
+    /* A status change, or a second passes. */
+    if (qmp_client_wait_event (run->c, "JOB_STATUS_CHANGE", NULL, NULL, 1000,
+                               &event)
+        == 0)
+      json_decref (event);
+    else if (get_errno () != ETIMEDOUT)
+      return -1;
+    error_clear ();
+  }
+}
+
 /* Live: pull file's data into child (block-stream), then file leaves the
  * graph.  The job is knib's and not auto-dismissed, so that a run after
  * a kill learns how it ended. */
@@ -566,6 +604,8 @@ stream_live (struct snap_run *run, const char *disk, json_t *nodes,
   if (qmp_client_execute_packed (run->c, "block-stream", args, NULL) == -1)
     return -1;
   test_stop_point ("stream");
+  if (run->o->progress != NULL && stream_progress (run, disk, job) == -1)
+    return -1;
   if (qmp_client_job_wait (run->c, job, -1) == -1) {
     error_prepend ("disk %s: block-stream", disk);
     return -1;

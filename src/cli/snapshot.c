@@ -382,6 +382,12 @@ domain_follows (struct chain_repo *repo, const struct snap_opts *so)
   return r;
 }
 
+static void
+on_progress (void *opaque, const char *disk, uint64_t done, uint64_t total)
+{
+  progress_update (opaque, disk, done, total);
+}
+
 int
 cmd_snapshot (struct cli *cli, int argc, char **argv)
 {
@@ -389,6 +395,7 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
   struct libvirt_backup lb = { .domain = NULL };
   struct backup_options eo = { .vm = NULL };
   struct qga_quiesce qq = { .what = "snapshot" };
+  struct progress *bar = NULL;
   chain_string_vector done = empty_vector;
   struct chain_repo *repo = NULL;
   const char *sub;
@@ -461,8 +468,13 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
       cli_error ("deleting snapshots of vm '%s'", so.so.vm);
       goto out;
     }
+    bar = progress_new (!so.co.json && !so.co.quiet);
+    so.so.progress = on_progress;
+    so.so.opaque = bar;
     r = snapshot_delete (repo, &so.so, (const char *const *) so.names,
                          so.nnames, &done);
+    progress_free (bar);
+    bar = NULL;
     if (r == 0 && so.domain != NULL && libvirt_forget_backing (so.domain) == -1)
       r = -1;
   }
@@ -483,6 +495,7 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
   }
   status = fflush (stdout) == 0 ? EXIT_OK : EXIT_FAILURE_;
 out:
+  progress_free (bar);
   qga_client_free (qq.agent);
   chain_string_vector_release (&done);
   libvirt_backup_end (&lb);
