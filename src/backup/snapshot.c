@@ -966,7 +966,7 @@ run_open (struct snap_run *run, struct chain_repo *repo,
   if (run->lock == NULL || chain_snaps_load (run->lock, &run->s) == -1)
     return -1;
   if (o->qmp_socket != NULL) {
-    run->c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
+    run->c = qmp_client_connect (o->qmp_socket, o->timeout_ms, o->cancel);
     if (run->c == NULL) {
       error_prepend ("QMP socket '%s'", o->qmp_socket);
       return -1;

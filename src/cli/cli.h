@@ -110,9 +110,10 @@ int cli_common_check (const char *cmd, const struct cli_common *co,
 int cli_split_list (const char *what, const char *arg, chain_string_vector *out)
   __attribute__ ((warn_unused_result));
 
-/* Signals (signals.c): SIGINT, SIGTERM and SIGHUP set cli_interrupted
- * (unless they were ignored, as under nohup), which long operations
- * watch as their cancel flag to stop cleanly; SIGPIPE and SIGXFSZ are
+/* Signals (signals.c): SIGINT, SIGTERM and SIGHUP count in
+ * cli_interrupted (unless they were ignored, as under nohup), which long
+ * operations watch as their cancel flag: the first stops them cleanly, a
+ * later one also cuts their cleanup short.  SIGPIPE and SIGXFSZ are
  * ignored (a closed pipe or ulimit -f is a write error). */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_catch_signals (void);
@@ -185,5 +186,6 @@ int cmd_merge (struct cli *cli, int argc, char **argv);
 int cmd_chain (struct cli *cli, int argc, char **argv);
 int cmd_libvirt (struct cli *cli, int argc, char **argv);
 int cmd_snapshot (struct cli *cli, int argc, char **argv);
+int cmd_validate (struct cli *cli, int argc, char **argv);
 
 #endif

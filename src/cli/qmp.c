@@ -527,7 +527,7 @@ cmd_qmp (struct cli *cli, int argc, char **argv)
       goto out;
     }
   }
-  c = qmp_client_connect (socket_path, o.timeout_ms);
+  c = qmp_client_connect (socket_path, o.timeout_ms, NULL);
   if (c == NULL) {
     json_decref (args);
     cli_error ("%s", "");

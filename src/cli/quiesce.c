@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "common/error.h"
+#include "cli.h"
 #include "quiesce.h"
 
 int
@@ -18,8 +19,8 @@ cli_qga_freeze (void *opaque)
   struct qga_quiesce *q = opaque;
   json_t *ret = NULL;
 
-  q->agent
-    = qga_client_connect (q->socket, q->sync_timeout_ms, QGA_FREEZE_TIMEOUT_MS);
+  q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
+                                 QGA_FREEZE_TIMEOUT_MS, &cli_interrupted);
   if (q->agent != NULL) {
     if (qga_client_execute (q->agent, "guest-fsfreeze-freeze", NULL, &ret)
         == 0) {
@@ -64,7 +65,7 @@ cli_qga_thaw (void *opaque)
     /* Once more on a new connection: the old one may be unusable. */
     qga_client_free (q->agent);
     q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
-                                   QGA_FREEZE_TIMEOUT_MS);
+                                   QGA_FREEZE_TIMEOUT_MS, &cli_interrupted);
     if (q->agent == NULL
         || qga_client_execute (q->agent, "guest-fsfreeze-thaw", NULL, NULL)
              == -1) {

@@ -412,6 +412,8 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
     return EXIT_OK;
   }
   sub = so.sub;
+  cli_catch_signals ();
+  so.so.cancel = &cli_interrupted;
   repo = chain_repo_open (so.co.repo, strcmp (sub, "create") == 0);
   if (repo == NULL) {
     cli_error ("%s", "");
