@@ -217,3 +217,21 @@ obackup () {
     --scratch "$SCR" --json > "b$1.json" 2> "b$1.err" \
     || fail "backup $1 failed: $(cat "b$1.err")"
 }
+
+# restart_and_backup N PATTERN MB: stop the VM, check its images, start it
+# again on what knib records, write, and backup N is an incremental of
+# exactly that write, equal to its oracle.
+restart_and_backup () {
+  stop_vm
+  for dev in vda vdb; do
+    qemu-img check -q "$(current $dev)" || fail "qemu-img check of $dev"
+  done
+  A=$(current vda)
+  B=$(current vdb)
+  start_vm
+  wr "$2" "$3"
+  oracle "$1"
+  backup "$1"
+  check_backup "$1" "$1"
+  exact "$1" 65536
+}

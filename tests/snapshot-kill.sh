@@ -75,16 +75,5 @@ check_backup 3 3
 exact 3 131072
 
 # The VM runs on; stopped, its chain opens in QEMU again.
-stop_vm
-for dev in vda vdb; do
-  qemu-img check -q "$(current $dev)" || fail "qemu-img check of $dev"
-done
-A=$(current vda)
-B=$(current vdb)
-start_vm
-wr 0x19 16
-oracle 4
-backup 4
-check_backup 4 4
-exact 4 65536
+restart_and_backup 4 0x19 16
 echo "snapshot-kill: ok"
