@@ -88,7 +88,7 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
       error_clear ();
       continue;
     }
-    if (kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
+    if (process_alive ((pid_t) pid))
       continue;
     path = str_printf ("%s/%s", root, e->d_name);
     /* Its qemu-storage-daemon must let go of the images first. */

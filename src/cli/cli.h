@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "chain/chain.h"
 #include "common/conf.h"
 
@@ -172,6 +174,13 @@ int cli_compression_option (const char *cmd, int c, const char *arg,
  * compression the rate limit is --rate-limit alone.  0, or -1 (said). */
 int cli_compression_check (const char *cmd, struct cli_compression *c);
 
+/* QMP arguments from command-line words: one JSON object, or KEY=VALUE
+ * words (a dotted key nests, a value that is valid JSON is taken as
+ * such); *out NULL when there are none.  0, or -1 with set_error
+ * (qmp.c, which "knib job submit" shares). */
+int cli_args_build (int argc, char **argv, json_t **out)
+  __attribute__ ((warn_unused_result));
+
 int cmd_qmp (struct cli *cli, int argc, char **argv);
 int cmd_backup (struct cli *cli, int argc, char **argv);
 int cmd_recover (struct cli *cli, int argc, char **argv);
@@ -187,5 +196,8 @@ int cmd_chain (struct cli *cli, int argc, char **argv);
 int cmd_libvirt (struct cli *cli, int argc, char **argv);
 int cmd_snapshot (struct cli *cli, int argc, char **argv);
 int cmd_validate (struct cli *cli, int argc, char **argv);
+int cmd_jobs (struct cli *cli, int argc, char **argv);
+int cmd_job (struct cli *cli, int argc, char **argv);
+int cmd_agent (struct cli *cli, int argc, char **argv);
 
 #endif
