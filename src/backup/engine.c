@@ -515,9 +515,9 @@ decide_disks (struct run *run)
       make_full (job, str_printf ("disk %s was resized from %" PRIu64
                                   " to %" PRIu64 " bytes",
                                   d->name, pd->virtual_size, d->virtual_size));
-    else if (live_bitmap_below_why (run->c, d, pd->bitmap, &why) == -1)
+    else if (live_bitmap_fold (run->c, d, pd->bitmap, &why) == -1)
       goto out;
-    else if (why != NULL) /* a snapshot put a layer on top of it */
+    else if (why != NULL) /* snapshots broke the run of layers */
       make_full (job, why);
     else if (!bitmap_usable (run, d, pd->bitmap, &why))
       make_full (job, why ? why : str_printf ("bitmap %s", pd->bitmap));
@@ -902,30 +902,6 @@ backup_disks (struct run *run)
   return chain_backup_commit (run->b);
 }
 
-/* libvirt's device ids ("virtio-disk0") become knib's names ("vda"). */
-static int
-rename_disks (const struct backup_options *o, live_disk_vector *disks)
-{
-  size_t i, j;
-
-  for (i = 0; i < disks->len; i++)
-    for (j = 0; j < o->n_renames; j++) {
-      char *name;
-
-      if (strcmp (disks->ptr[i].name, o->renames[j].device) != 0)
-        continue;
-      name = strdup (o->renames[j].disk);
-      if (name == NULL) {
-        set_error (errno, "strdup");
-        return -1;
-      }
-      free (disks->ptr[i].name);
-      disks->ptr[i].name = name;
-      break;
-    }
-  return 0;
-}
-
 static void
 finish_qemu (struct run *run, bool success)
 {
@@ -1054,13 +1030,14 @@ backup_run (struct chain_repo *repo, const struct backup_options *o,
     goto out;
   /* Recovery removes inconsistent bitmaps: keep what they said. */
   if (live_disks_query (run.c, run.map, run.nmap, &run.before) == -1
-      || rename_disks (o, &run.before) == -1
+      || live_disks_rename (&run.before, o->renames, o->n_renames) == -1
       || recover_qemu (repo, run.c, run.map, run.nmap, o->vm, &r->notes) == -1)
     goto out;
   if (latest_bitmap (repo, o->vm, run.keep, NULL) == -1)
     goto out;
   if (live_disks_query (run.c, run.map, run.nmap, &run.disks) == -1
-      || rename_disks (o, &run.disks) == -1 || select_disks (&run) == -1)
+      || live_disks_rename (&run.disks, o->renames, o->n_renames) == -1
+      || select_disks (&run) == -1)
     goto out;
   if (chain_vm_decide (repo, o->vm, o->chain_size, o->mode, &run.d, NULL) == -1
       || decide_disks (&run) == -1)

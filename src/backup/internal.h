@@ -75,6 +75,20 @@ int live_disks_query (struct qmp_client *c, const struct live_node_map *map,
                       size_t n, live_disk_vector *disks)
   __attribute__ ((warn_unused_result));
 
+/* libvirt's device ids ("virtio-disk0") become knib's names ("vda"):
+ * each of the n renames. */
+int live_disks_rename (live_disk_vector *disks,
+                       const struct backup_rename *renames, size_t n)
+  __attribute__ ((warn_unused_result));
+
+/* The node named node_name in a query-named-block-nodes reply, or NULL
+ * (layers.c). */
+json_t *live_find_node (json_t *nodes, const char *node_name);
+
+/* The name of the format node (not the protocol node, which shares its
+ * file name) of image filename in that reply, or NULL (borrowed). */
+const char *live_format_node_of (json_t *nodes, const char *filename);
+
 /* Why d's image cannot keep a dirty bitmap when its QEMU stops ("vdb is
  * a raw image, which cannot store a persistent dirty bitmap"), or NULL
  * when it can (or out of memory). */
@@ -91,12 +105,13 @@ const struct live_bitmap *live_disk_find_bitmap (const struct live_disk *d,
 bool live_bitmap_usable (const struct live_disk *d, const char *name,
                          char **why);
 
-/* Whether a snapshot left bitmap name of disk d below its active layer
- * (layers.c): then *why says so ("bitmap knib-X of vda is no longer on
- * the active layer: ..."), and the disk must be full; else *why is
- * NULL. */
-int live_bitmap_below_why (struct qmp_client *c, const struct live_disk *d,
-                           const char *name, char **why)
+/* External snapshots may have spread bitmap name of disk d over layers
+ * (layers.c): merge it from the contiguous run of layers below into the
+ * active layer's, which then holds every write since its backup.  When
+ * that cannot be proved (a layer in between without it, an inconsistent
+ * one below) *why says so and the disk must be full; else *why is NULL. */
+int live_bitmap_fold (struct qmp_client *c, const struct live_disk *d,
+                      const char *name, char **why)
   __attribute__ ((warn_unused_result));
 
 /* Fail (EBUSY) when a block job that is not knib's runs in QEMU. */

@@ -32,6 +32,7 @@ static const struct command {
   { "files", cmd_files, "list, find, copy out, compare files in backups" },
   { "export", cmd_export, "serve a backup's disk as a read-only NBD export" },
   { "chain", cmd_chain, "'chain end': the next backup is full" },
+  { "snapshot", cmd_snapshot, "disk-only VM snapshots: create, list, ..." },
   { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
   { "jobs", cmd_jobs, "list the jobs of knibd, the agent" },
