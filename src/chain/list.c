@@ -78,7 +78,8 @@ compare_manifests (const void *a, const void *b)
 void
 chain_manifest_vector_sort (chain_manifest_vector *v)
 {
-  qsort (v->ptr, v->len, sizeof v->ptr[0], compare_manifests);
+  if (v->len > 0) /* an empty vector's ptr is NULL: qsort's is nonnull */
+    qsort (v->ptr, v->len, sizeof v->ptr[0], compare_manifests);
 }
 
 /* Record a problem with one backup, or fail when there is no list. */
@@ -148,6 +149,8 @@ chain_backup_list (struct chain_repo *repo, const char *vm,
   if (r == -1) {
     while (backups->len > before) /* leave the vector as it was */
       chain_manifest_free (backups->ptr[--backups->len]);
+    if (before == 0) /* its storage too, which the caller may not free */
+      chain_manifest_vector_reset (backups);
     return -1;
   }
   chain_manifest_vector_sort (backups);
