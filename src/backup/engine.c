@@ -555,7 +555,8 @@ create_fleece (const char *path, uint64_t size)
   struct qcow2_writer *w;
   int fd, r = -1;
 
-  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  /* Read too: the digest reads back the header's segment. */
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd == -1) {
     set_error (errno, "fleecing image '%s'", path);
     return -1;
@@ -706,6 +707,12 @@ copy_disk (struct run *run, struct disk_job *job)
     .compression = run->o->compression == CHAIN_COMPRESSION_ZSTD
                      ? QCOW2_COMPRESSION_ZSTD
                      : QCOW2_COMPRESSION_ZLIB,
+    /* The image stays out of the page cache: nothing reads it soon, and
+     * its digest is computed as it is written.  Compressed clusters are
+     * packed byte by byte: buffered, flushed and dropped. */
+    .io = run->o->compression == CHAIN_COMPRESSION_NONE ? QCOW2_IO_DIRECT
+                                                        : QCOW2_IO_DROP,
+    .digest = true,
   };
   struct qcow2_pipeline_options po = {
     .compress = run->o->compression != CHAIN_COMPRESSION_NONE,
@@ -741,7 +748,8 @@ copy_disk (struct run *run, struct disk_job *job)
     wo.backing_file = backing;
     wo.backing_format = "qcow2";
   }
-  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  /* Read too: the digest reads back the header's segment. */
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd == -1) {
     set_error (errno, "backup image '%s'", path);
     return -1;
@@ -781,6 +789,9 @@ copy_disk (struct run *run, struct disk_job *job)
   cd.extents = job->result.extents;
   cd.compression = run->o->compression;
   cd.reason = job->reason;
+  cd.hash_kind = CHAIN_HASH_SEGMENTS;
+  if (qcow2_writer_digest (cs.w, cd.hash) == -1)
+    goto out;
   if (chain_backup_add_disk (run->b, &cd) == -1)
     goto out;
   r = 0;

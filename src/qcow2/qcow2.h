@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/digest.h"
+
 /* The header's compression_type: how compressed clusters are encoded. */
 enum qcow2_compression {
   QCOW2_COMPRESSION_ZLIB = 0, /* raw deflate, window bits 12 */
@@ -29,6 +31,20 @@ const char *qcow2_compression_name (enum qcow2_compression type);
 /* Writing an image front to back                                         */
 /* -------------------------------------------------------------------- */
 
+/* How the writer writes the image file. */
+enum qcow2_io {
+  QCOW2_IO_BUFFERED, /* the page cache keeps the pages (writeback starts
+                        early) */
+  QCOW2_IO_DROP,     /* buffered, each chunk written back, waited for and
+                        dropped from the page cache */
+  QCOW2_IO_DIRECT,   /* O_DIRECT from aligned buffers where the file
+                        system takes it (clusters of 4 KiB or more), else
+                        QCOW2_IO_DROP */
+};
+
+/* "O_DIRECT", ... as debug output says it. */
+const char *qcow2_io_name (enum qcow2_io io);
+
 struct qcow2_writer_options {
   /* The disk's size in bytes: a multiple of 512, at least 512. */
   uint64_t virtual_size;
@@ -47,6 +63,13 @@ struct qcow2_writer_options {
   const char *backing_format;
   /* Recorded in the header; every compressed cluster must use it. */
   enum qcow2_compression compression;
+  /* QCOW2_IO_BUFFERED (0) unless asked; see qcow2_writer_io for what
+   * was used. */
+  enum qcow2_io io;
+  /* Compute the image's digest (common/digest.h) as it is written, for
+   * qcow2_writer_digest; fd must then be open for reading too (finish
+   * reads back the first segment, which the header is written into). */
+  bool digest;
 };
 
 /* What a writer has done so far. */
@@ -117,6 +140,15 @@ void qcow2_writer_get_stats (const struct qcow2_writer *w,
                              struct qcow2_writer_stats *stats);
 
 uint32_t qcow2_writer_cluster_size (const struct qcow2_writer *w);
+
+/* How the image is being written (O_DIRECT may have fallen back). */
+enum qcow2_io qcow2_writer_io (const struct qcow2_writer *w);
+
+/* After qcow2_writer_finish: the finished file's digest (lowercase hex),
+ * when the options asked for it.  Returns 0, or -1 with set_error. */
+int qcow2_writer_digest (const struct qcow2_writer *w,
+                         char hex[DIGEST_HEX_LEN + 1])
+  __attribute__ ((warn_unused_result));
 
 /* The compression type its header records (opts->compression). */
 enum qcow2_compression qcow2_writer_compression (const struct qcow2_writer *w);

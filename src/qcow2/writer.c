@@ -39,6 +39,7 @@ struct qcow2_writer {
   bool l2_used;      /* l2 has an entry to write */
   uint64_t l2_entries;
 
+  char digest[DIGEST_HEX_LEN + 1]; /* once finished, when asked for */
   uint64_t next_offset; /* no call may start below this guest offset */
   struct qcow2_writer_stats stats;
   enum writer_state state;
@@ -215,7 +216,7 @@ qcow2_writer_new (int fd, const struct qcow2_writer_options *opts)
     set_error (ENOMEM, "allocating the qcow2 writer");
     return NULL;
   }
-  if (qcow2_host_init (&w->host, fd, bits) == -1) {
+  if (qcow2_host_init (&w->host, fd, bits, opts->io, opts->digest) == -1) {
     qcow2_writer_free (w);
     return NULL;
   }
@@ -228,10 +229,11 @@ qcow2_writer_new (int fd, const struct qcow2_writer_options *opts)
   }
   debug (DEBUG_QCOW2,
          "new image: virtual size %" PRIu64 ", cluster size %" PRIu64
-         ", backing '%s' (%s), compression %s",
+         ", backing '%s' (%s), compression %s, written %s%s",
          w->virtual_size, w->cluster_size,
          w->backing_file ? w->backing_file : "", format,
-         qcow2_compression_name (w->compression));
+         qcow2_compression_name (w->compression), qcow2_io_name (w->host.io),
+         opts->digest ? ", digest while writing" : "");
   return w;
 }
 
@@ -252,6 +254,24 @@ uint32_t
 qcow2_writer_cluster_size (const struct qcow2_writer *w)
 {
   return (uint32_t) w->cluster_size;
+}
+
+enum qcow2_io
+qcow2_writer_io (const struct qcow2_writer *w)
+{
+  return w->host.io;
+}
+
+int
+qcow2_writer_digest (const struct qcow2_writer *w, char hex[DIGEST_HEX_LEN + 1])
+{
+  if (w->state != WRITER_FINISHED || w->digest[0] == '\0') {
+    set_error (EINVAL, "the image has no digest: it is not finished or "
+                       "was written without one");
+    return -1;
+  }
+  memcpy (hex, w->digest, DIGEST_HEX_LEN + 1);
+  return 0;
 }
 
 enum qcow2_compression
@@ -532,7 +552,33 @@ write_header (struct qcow2_writer *w, uint64_t l1_offset, uint64_t table_offset,
     return -1;
   }
   qcow2_header_encode (&h, buf, size);
-  return qcow2_pwrite_all (w->fd, buf, size, 0);
+  return qcow2_host_pwrite (&w->host, buf, size, 0);
+}
+
+/* Every byte is written: the segments written out of order (the header's)
+ * are read back. */
+static int
+finish_digest (struct qcow2_writer *w)
+{
+  if (w->host.digest == NULL)
+    return 0;
+  if (digest_finish (w->host.digest, w->fd, w->host.end, w->digest) == -1) {
+    error_prepend ("digest of the image");
+    return -1;
+  }
+  debug (DEBUG_QCOW2,
+         "digest %s while writing (%" PRIu64 " segment(s) read back)",
+         w->digest, digest_reread (w->host.digest));
+  return 0;
+}
+
+/* An image kept out of the page cache leaves none of it there at the
+ * end either (the tables and the header went the buffered way). */
+static void
+drop_cache (struct qcow2_writer *w)
+{
+  if (w->host.io != QCOW2_IO_BUFFERED)
+    (void) posix_fadvise (w->fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 int
@@ -543,14 +589,17 @@ qcow2_writer_finish (struct qcow2_writer *w)
 
   if (check_state (w) == -1)
     return -1;
+  /* The tables and the header are small writes, never O_DIRECT. */
+  w->host.finishing = true;
   /* Everything but the header reaches the disk first, so a crash never
    * leaves a header that points at missing tables. */
   if (flush_l2 (w) == -1 || write_l1 (w, &l1_offset) == -1
       || qcow2_host_finish (&w->host, &table_offset, &table_clusters) == -1
       || truncate_file (w) == -1 || sync_file (w) == -1
       || write_header (w, l1_offset, table_offset, table_clusters) == -1
-      || sync_file (w) == -1)
+      || sync_file (w) == -1 || finish_digest (w) == -1)
     return writer_break (w);
+  drop_cache (w);
   w->state = WRITER_FINISHED;
   debug (DEBUG_QCOW2,
          "finished image: %" PRIu64 " data, %" PRIu64 " compressed, %" PRIu64
