@@ -40,6 +40,9 @@
  * in 3.8 s. */
 #define BACKUP_CONNECTIONS 1u
 
+/* Reads in flight when the backup compresses (else nbd.h's default). */
+#define BACKUP_COMPRESS_REQUESTS 48u
+
 static void
 disk_result_release (struct backup_disk_result *d)
 {
@@ -664,23 +667,17 @@ struct copy_state {
   enum nbd_range_kind last_kind; /* and its kind */
 };
 
+/* Each chunk, before the writer thread gets it (stream.c). */
 static int
 copy_chunk (void *opaque, struct nbd_chunk *chunk)
 {
   struct copy_state *cs = opaque;
   const struct backup_options *o = cs->run->o;
-  int r;
 
   if (o->cancel && *o->cancel) {
     set_error (EINTR, "interrupted");
     return -1;
   }
-  if (chunk->kind == NBD_RANGE_DATA)
-    r = qcow2_pipeline_write (cs->p, chunk->offset, chunk->data, chunk->length);
-  else
-    r = qcow2_pipeline_zero (cs->p, chunk->offset, chunk->length);
-  if (r == -1)
-    return -1;
   /* Chunks of one extent arrive back to back; count extents. */
   if (cs->job->result.extents == 0 || chunk->offset != cs->end
       || chunk->kind != cs->last_kind)
@@ -731,6 +728,11 @@ copy_disk (struct run *run, struct disk_job *job)
   struct nbd_read_options ro = {
     .cluster_size = LIVE_GRANULARITY,
     .timeout_ms = run->o->timeout_ms,
+    /* Compression, not the reads, sets the pace: fewer reads in flight
+     * leave room under 32 MiB for the compressors. */
+    .max_requests = run->o->compression != CHAIN_COMPRESSION_NONE
+                      ? BACKUP_COMPRESS_REQUESTS
+                      : 0,
   };
   struct nbd_copy_stats stats = { 0 };
   struct qcow2_writer_stats ws;
@@ -768,7 +770,7 @@ copy_disk (struct run *run, struct disk_job *job)
                nbd_source_size (src), d->virtual_size);
     goto out;
   }
-  if (nbd_source_copy (src, &ro, copy_chunk, &cs, &stats) == -1)
+  if (backup_stream_copy (src, &ro, cs.p, copy_chunk, &cs, &stats) == -1)
     goto out;
   if (qcow2_pipeline_flush (cs.p) == -1 || qcow2_writer_finish (cs.w) == -1)
     goto out;

@@ -130,7 +130,12 @@ copy_send (struct copy *c, struct slot *slot)
                NBD_LOST_CONNECTION);
     return -1;
   }
-  if (slot->buf == NULL) {
+  if (slot->buf == NULL && c->o.buffer_get != NULL) {
+    slot->buf = c->o.buffer_get (c->o.buffer_opaque, c->request_size);
+    if (slot->buf == NULL)
+      return -1;
+  }
+  else if (slot->buf == NULL) {
     slot->buf = malloc (c->request_size);
     if (slot->buf == NULL) {
       set_error (errno, "nbd read at %" PRIu64, slot->offset);

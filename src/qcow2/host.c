@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/debug.h"
@@ -28,6 +29,10 @@
 #define QCOW2_WRITEBACK_WINDOW (UINT64_C (64) * 1024 * 1024)
 #define QCOW2_DROP_WINDOW (UINT64_C (16) * 1024 * 1024)
 
+/* Runs of data this long or longer go to the file straight from the
+ * caller's buffers (qcow2_host_write_clusters_v). */
+#define QCOW2_WRITEV_MIN (UINT64_C (256) * 1024)
+
 /* Alignment of buffers, offsets and lengths of O_DIRECT writes. */
 #define QCOW2_DIRECT_ALIGN 4096u
 
@@ -35,31 +40,6 @@
  * from this many bytes on, a file system block. */
 #define QCOW2_SPARSE_MIN 4096u
 
-int
-qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
-{
-  const unsigned char *p = buf;
-
-  while (len > 0) {
-    size_t chunk = len < (size_t) 1 << 30 ? len : (size_t) 1 << 30;
-    ssize_t n = pwrite (fd, p, chunk, (off_t) offset);
-
-    if (n == -1 && errno == EINTR)
-      continue;
-    if (n == -1) {
-      set_error (errno, "write at file offset %" PRIu64, offset);
-      return -1;
-    }
-    if (n == 0) {
-      set_error (EIO, "write at file offset %" PRIu64 " wrote nothing", offset);
-      return -1;
-    }
-    p += n;
-    len -= (size_t) n;
-    offset += (uint64_t) n;
-  }
-  return 0;
-}
 
 static bool
 direct_ok (const struct qcow2_host *h, const void *buf, size_t len,
@@ -103,6 +83,82 @@ qcow2_host_pwrite (struct qcow2_host *h, const void *buf, size_t len,
   }
   if (h->digest != NULL && digest_wrote (h->digest, buf, len, offset) == -1)
     goto fail;
+  return 0;
+fail:
+  h->failed = true;
+  return -1;
+}
+
+/* pwritev all of the n pieces of iov (len bytes) at offset. */
+static int
+pwritev_all (int fd, const struct iovec *iov, int n, uint64_t len,
+             uint64_t offset)
+{
+  struct iovec v[QCOW2_MAX_IOV];
+  int i = 0;
+
+  memcpy (v, iov, (size_t) n * sizeof *iov);
+  while (len > 0) {
+    ssize_t r = pwritev (fd, v + i, n - i, (off_t) offset);
+
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r == -1) {
+      set_error (errno, "write at file offset %" PRIu64, offset);
+      return -1;
+    }
+    if (r == 0) {
+      set_error (EIO, "write at file offset %" PRIu64 " wrote nothing", offset);
+      return -1;
+    }
+    len -= (uint64_t) r;
+    offset += (uint64_t) r;
+    while (r > 0 && (size_t) r >= v[i].iov_len)
+      r -= (ssize_t) v[i++].iov_len;
+    if (r > 0) {
+      v[i].iov_base = (char *) v[i].iov_base + r;
+      v[i].iov_len -= (size_t) r;
+    }
+  }
+  return 0;
+}
+
+int
+qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
+{
+  struct iovec v = { .iov_base = (void *) buf, .iov_len = len };
+
+  return pwritev_all (fd, &v, 1, len, offset);
+}
+
+static bool
+iov_direct_ok (const struct qcow2_host *h, const struct iovec *iov, int n)
+{
+  for (int i = 0; i < n; i++)
+    if (!direct_ok (h, iov[i].iov_base, iov[i].iov_len, h->end))
+      return false;
+  return true;
+}
+
+/* As qcow2_host_pwrite, for pieces written one after the other. */
+static int
+host_pwritev (struct qcow2_host *h, const struct iovec *iov, int n,
+              uint64_t len, uint64_t offset)
+{
+  uint64_t at = offset;
+
+  if (h->odirect && !iov_direct_ok (h, iov, n) && direct_off (h) == -1)
+    goto fail;
+  if (pwritev_all (h->fd, iov, n, len, offset) == -1) {
+    if (!h->odirect || get_errno () != EINVAL || direct_off (h) == -1
+        || pwritev_all (h->fd, iov, n, len, offset) == -1)
+      goto fail;
+  }
+  for (int i = 0; i < n && h->digest != NULL; i++) {
+    if (digest_wrote (h->digest, iov[i].iov_base, iov[i].iov_len, at) == -1)
+      goto fail;
+    at += iov[i].iov_len;
+  }
   return 0;
 fail:
   h->failed = true;
@@ -521,26 +577,49 @@ check_usable (struct qcow2_host *h)
 }
 
 int
-qcow2_host_write_clusters (struct qcow2_host *h, const void *data, uint64_t len,
-                           uint64_t *offset)
+qcow2_host_write_clusters_v (struct qcow2_host *h, const struct iovec *iov,
+                             int n, uint64_t len, uint64_t *offset)
 {
-  uint64_t n = (len + h->cluster_size - 1) >> h->cluster_bits;
-  uint64_t tail = (n << h->cluster_bits) - len;
+  uint64_t nc = (len + h->cluster_size - 1) >> h->cluster_bits;
+  uint64_t tail = (nc << h->cluster_bits) - len;
 
   if (check_usable (h) == -1 || pad_to_cluster (h) == -1
       || emit_pending (h) == -1)
     return -1;
-  if (h->end + (n << h->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
+  if (h->end + (nc << h->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
     set_error (EFBIG, "the image would grow past 64 PiB, the qcow2 limit");
     h->failed = true;
     return -1;
   }
   *offset = h->end;
-  count_clusters (h, h->end >> h->cluster_bits, n);
-  if (out_append (h, data, len) == -1 || out_append (h, NULL, tail) == -1)
-    return -1;
+  count_clusters (h, h->end >> h->cluster_bits, nc);
+  if (tail == 0 && len >= QCOW2_WRITEV_MIN && iov[0].iov_base != NULL
+      && (!h->odirect || iov_direct_ok (h, iov, n))) {
+    /* Straight from the caller's buffers: no copy. */
+    if (out_flush (h) == -1 || host_pwritev (h, iov, n, len, h->end) == -1)
+      return -1;
+    h->end += len;
+    if (writeback (h, h->end - len, h->end) == -1)
+      return -1;
+  }
+  else {
+    for (int i = 0; i < n; i++)
+      if (out_append (h, iov[i].iov_base, iov[i].iov_len) == -1)
+        return -1;
+    if (out_append (h, NULL, tail) == -1)
+      return -1;
+  }
   pass_ranges (h);
   return 0;
+}
+
+int
+qcow2_host_write_clusters (struct qcow2_host *h, const void *data, uint64_t len,
+                           uint64_t *offset)
+{
+  struct iovec v = { .iov_base = (void *) data, .iov_len = (size_t) len };
+
+  return qcow2_host_write_clusters_v (h, &v, 1, len, offset);
 }
 
 int

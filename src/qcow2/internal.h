@@ -250,6 +250,15 @@ int qcow2_host_write_clusters (struct qcow2_host *h, const void *data,
                                uint64_t len, uint64_t *offset)
   __attribute__ ((warn_unused_result));
 
+/* As qcow2_host_write_clusters, for data in the n (at most
+ * QCOW2_MAX_IOV) pieces of iov, len bytes in all (one piece whose base
+ * is NULL: zeros).  Long runs of whole
+ * clusters are written straight from the pieces (with O_DIRECT when the
+ * pieces are aligned for it), the rest through the write buffer. */
+int qcow2_host_write_clusters_v (struct qcow2_host *h, const struct iovec *iov,
+                                 int n, uint64_t len, uint64_t *offset)
+  __attribute__ ((warn_unused_result));
+
 /* Append clen (1 .. cluster size) bytes of compressed data right after
  * the previous ones (a new cluster when the last thing written was not
  * compressed data).  The host clusters the data touches gain a

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "common/digest.h"
 
@@ -112,6 +113,18 @@ struct qcow2_writer *qcow2_writer_new (int fd,
  * the disk may end with a short cluster (it is padded with zeros). */
 int qcow2_writer_write (struct qcow2_writer *w, uint64_t guest_offset,
                         const void *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* The most pieces qcow2_writer_writev and qcow2_pipeline_writev take. */
+#define QCOW2_MAX_IOV 64
+
+/* As qcow2_writer_write, for guest data in the n pieces of iov (1 to
+ * QCOW2_MAX_IOV), one after the other in the guest.  Runs of whole
+ * clusters are written to the file straight from the pieces, without a
+ * copy (the pieces must stay unchanged until the call returns); with
+ * QCOW2_IO_DIRECT, pieces aligned to 4 KiB go with O_DIRECT. */
+int qcow2_writer_writev (struct qcow2_writer *w, uint64_t guest_offset,
+                         const struct iovec *iov, int n)
   __attribute__ ((warn_unused_result));
 
 /* Store the one cluster at guest_offset compressed: cbuf holds clen bytes
@@ -235,6 +248,12 @@ qcow2_pipeline_new (struct qcow2_writer *w,
  * it on return. */
 int qcow2_pipeline_write (struct qcow2_pipeline *p, uint64_t guest_offset,
                           const void *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* As qcow2_writer_writev; without compression the pieces go to the
+ * file without a copy. */
+int qcow2_pipeline_writev (struct qcow2_pipeline *p, uint64_t guest_offset,
+                           const struct iovec *iov, int n)
   __attribute__ ((warn_unused_result));
 
 /* As qcow2_writer_zero, written after everything submitted before. */

@@ -396,38 +396,81 @@ select_l2 (struct qcow2_writer *w, uint64_t g, uint64_t *index)
   return 0;
 }
 
-int
-qcow2_writer_write (struct qcow2_writer *w, uint64_t guest_offset,
-                    const void *buf, size_t len)
+/* The pieces of iov for len bytes from the cursor (*i, *skip), into out
+ * (at most QCOW2_MAX_IOV); the cursor moves past them. */
+static int
+iov_take (const struct iovec *iov, int *i, size_t *skip, uint64_t len,
+          struct iovec *out)
 {
-  const unsigned char *p = buf;
-  uint64_t pos = guest_offset, left = len;
+  int k = 0;
 
+  while (len > 0) {
+    size_t n = iov[*i].iov_len - *skip;
+
+    if (n > len)
+      n = (size_t) len;
+    out[k].iov_base = (char *) iov[*i].iov_base + *skip;
+    out[k++].iov_len = n;
+    len -= n;
+    *skip += n;
+    if (*skip == iov[*i].iov_len) {
+      (*i)++;
+      *skip = 0;
+    }
+  }
+  return k;
+}
+
+int
+qcow2_writer_writev (struct qcow2_writer *w, uint64_t guest_offset,
+                     const struct iovec *iov, int n)
+{
+  struct iovec part[QCOW2_MAX_IOV];
+  uint64_t pos = guest_offset, len = 0, left;
+  size_t skip = 0;
+  int i = 0, k;
+
+  if (n < 1 || n > QCOW2_MAX_IOV) {
+    set_error (EINVAL, "%d pieces of guest data: 1 to %d can be written", n,
+               QCOW2_MAX_IOV);
+    return -1;
+  }
+  for (k = 0; k < n; k++)
+    len += iov[k].iov_len;
   if (check_range (w, guest_offset, len) == -1)
     return -1;
-  while (left > 0) {
-    uint64_t index, host, seg, n, i;
+  for (left = len; left > 0;) {
+    uint64_t index, host, seg, nc, j;
 
     if (select_l2 (w, pos >> w->cluster_bits, &index) == -1)
       return writer_break (w);
     seg = (w->l2_entries - index) << w->cluster_bits;
     if (seg > left)
       seg = left;
-    if (qcow2_host_write_clusters (&w->host, p, seg, &host) == -1) {
+    k = iov_take (iov, &i, &skip, seg, part);
+    if (qcow2_host_write_clusters_v (&w->host, part, k, seg, &host) == -1) {
       error_prepend ("guest offset %" PRIu64, pos);
       return writer_break (w);
     }
-    n = round_up_cluster (w, seg) >> w->cluster_bits;
-    for (i = 0; i < n; i++)
-      w->l2[index + i] = qcow2_l2_data_entry (host + (i << w->cluster_bits));
+    nc = round_up_cluster (w, seg) >> w->cluster_bits;
+    for (j = 0; j < nc; j++)
+      w->l2[index + j] = qcow2_l2_data_entry (host + (j << w->cluster_bits));
     w->l2_used = true;
-    w->stats.data_clusters += n;
+    w->stats.data_clusters += nc;
     pos += seg;
-    p += seg;
     left -= seg;
   }
   w->next_offset = round_up_cluster (w, guest_offset + len);
   return 0;
+}
+
+int
+qcow2_writer_write (struct qcow2_writer *w, uint64_t guest_offset,
+                    const void *buf, size_t len)
+{
+  struct iovec v = { .iov_base = (void *) buf, .iov_len = len };
+
+  return qcow2_writer_writev (w, guest_offset, &v, 1);
 }
 
 int
