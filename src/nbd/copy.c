@@ -351,6 +351,7 @@ copy_release (struct copy *c)
       free (c->ring[i].buf);
     }
   free (c->ring);
+  nbd_status_ctx_release (&c->status);
   nbd_range_vector_reset (&c->queue);
   nbd_walk_release (&c->walk);
 }
@@ -378,7 +379,11 @@ nbd_source_copy (struct nbd_source *s, const struct nbd_read_options *o,
     set_error (errno, "nbd copy");
     return -1;
   }
-  c.status = (struct nbd_status_ctx) { .s = s, .timeout_ms = c.o.timeout_ms };
+  c.status = (struct nbd_status_ctx) {
+    .s = s,
+    .timeout_ms = c.o.timeout_ms,
+    .prefetch = true,
+  };
   nbd_walk_init (&c.walk, s->size, c.o.cluster_size, c.o.window_size,
                  s->bitmap != NULL, nbd_source_block_status, &c.status,
                  copy_queue_range, &c);

@@ -137,11 +137,20 @@ bool nbd_source_alive (struct nbd_source *s, unsigned i);
 unsigned nbd_source_in_flight (struct nbd_source *s, unsigned i);
 unsigned nbd_source_in_flight_all (struct nbd_source *s);
 
-/* The block status function for s (opaque: struct nbd_status_ctx). */
+/* The block status function for s (opaque: struct nbd_status_ctx).
+ * With prefetch, each answer sends the request for the window after it
+ * at once, so that the server's answer is ready (and its metadata scan
+ * done) when the plan gets there: the copy's reads go on meanwhile.
+ * Release a context that prefetched with nbd_status_ctx_release. */
+struct status_prefetch;
 struct nbd_status_ctx {
   struct nbd_source *s;
   int timeout_ms;
+  bool prefetch;
+  struct status_prefetch *pf;
+  uint64_t hits, misses; /* prefetched windows used, and not */
 };
+void nbd_status_ctx_release (struct nbd_status_ctx *ctx);
 int nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
                              nbd_block_extent_vector *base,
                              nbd_block_extent_vector *dirty)

@@ -463,6 +463,141 @@ status_done (void *opaque, int *error)
   return 0;
 }
 
+/* The next window's block status, asked before it is needed. */
+struct status_prefetch {
+  struct status_call call;
+  nbd_block_extent_vector base, dirty;
+  uint64_t offset, count;
+  int64_t cookie;
+  bool active; /* sent and not retired */
+};
+
+/* Send the block status of [offset, offset + count) on the first
+ * connection, its answer going to call. */
+static int64_t
+status_send (struct nbd_source *s, uint64_t offset, uint64_t count,
+             struct status_call *call)
+{
+  nbd_extent_callback ecb = { .callback = status_extents, .user_data = call };
+  nbd_completion_callback ccb = { .callback = status_done, .user_data = call };
+
+  return nbd_aio_block_status (s->h[0], count, offset, ecb, ccb, 0);
+}
+
+/* Wait for the answer to call (sent as cookie), retire it and say how it
+ * went. */
+static int
+status_wait (struct nbd_status_ctx *ctx, uint64_t offset,
+             struct status_call *call, int64_t cookie)
+{
+  struct nbd_source *s = ctx->s;
+
+  while (!call->done) {
+    if (nbd_source_wait (s, ctx->timeout_ms) == -1) {
+      error_prepend ("nbd block status at %" PRIu64, offset);
+      return -1;
+    }
+  }
+  if (s->h[0])
+    (void) nbd_aio_command_completed (s->h[0], cookie);
+  if (call->err == ENOTCONN) {
+    set_error (ENOTCONN, "nbd block status at %" PRIu64 ": %s", offset,
+               NBD_LOST_CONNECTION);
+    return -1;
+  }
+  if (call->err) {
+    set_error (call->err, "nbd block status at %" PRIu64, offset);
+    debug (DEBUG_NBD, "%s", get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+static void
+swap_vectors (nbd_block_extent_vector *a, nbd_block_extent_vector *b)
+{
+  nbd_block_extent_vector t = *a;
+
+  *a = *b;
+  *b = t;
+}
+
+/* The prefetched answer, when it is the one asked for: 1 when it was
+ * used (base and dirty hold it), 0 when there is none (a prefetch of
+ * another window is waited for and dropped), -1 on error. */
+static int
+status_take_prefetch (struct nbd_status_ctx *ctx, uint64_t offset,
+                      uint64_t count, nbd_block_extent_vector *base,
+                      nbd_block_extent_vector *dirty)
+{
+  struct status_prefetch *pf = ctx->pf;
+  bool match;
+
+  if (pf == NULL || !pf->active)
+    return 0;
+  match = pf->offset == offset && pf->count == count;
+  pf->active = false;
+  if (status_wait (ctx, pf->offset, &pf->call, pf->cookie) == -1)
+    return match ? -1 : 0;
+  if (!match) {
+    ctx->misses++;
+    return 0;
+  }
+  ctx->hits++;
+  swap_vectors (base, &pf->base);
+  swap_vectors (dirty, &pf->dirty);
+  return 1;
+}
+
+/* Ask for the window after [offset, offset + count) now. */
+static void
+status_prefetch (struct nbd_status_ctx *ctx, uint64_t offset, uint64_t count)
+{
+  struct nbd_source *s = ctx->s;
+  uint64_t next = offset + count;
+
+  if (!ctx->prefetch || next >= s->size || s->broken || s->h[0] == NULL)
+    return;
+  if (ctx->pf == NULL && (ctx->pf = calloc (1, sizeof *ctx->pf)) == NULL)
+    return; /* no prefetch: the window is asked when it is needed */
+  ctx->pf->base.len = ctx->pf->dirty.len = 0;
+  ctx->pf->call = (struct status_call) {
+    .bitmap_context = s->bitmap_context,
+    .base = &ctx->pf->base,
+    .dirty = &ctx->pf->dirty,
+  };
+  ctx->pf->offset = next;
+  ctx->pf->count = count < s->size - next ? count : s->size - next;
+  ctx->pf->cookie = status_send (s, next, ctx->pf->count, &ctx->pf->call);
+  ctx->pf->active = ctx->pf->cookie != -1;
+}
+
+void
+nbd_status_ctx_release (struct nbd_status_ctx *ctx)
+{
+  struct status_prefetch *pf = ctx->pf;
+  struct error_saved err;
+
+  if (pf == NULL)
+    return;
+  if (pf->active) {
+    /* Its answer must not land in freed memory. */
+    error_save (&err);
+    if (status_wait (ctx, pf->offset, &pf->call, pf->cookie) == -1
+        && !pf->call.done)
+      nbd_source_close_all (ctx->s);
+    error_restore (&err);
+  }
+  debug (DEBUG_NBD,
+         "block status: %" PRIu64 " window(s) prefetched in time, %" PRIu64
+         " not used",
+         ctx->hits, ctx->misses);
+  nbd_block_extent_vector_reset (&pf->base);
+  nbd_block_extent_vector_reset (&pf->dirty);
+  free (pf);
+  ctx->pf = NULL;
+}
+
 int
 nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
                          nbd_block_extent_vector *base,
@@ -475,9 +610,8 @@ nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
     .base = base,
     .dirty = dirty,
   };
-  nbd_extent_callback ecb = { .callback = status_extents, .user_data = &call };
-  nbd_completion_callback ccb = { .callback = status_done, .user_data = &call };
   int64_t cookie;
+  int r;
 
   if (s->broken) {
     set_error (ENOTCONN,
@@ -497,29 +631,21 @@ nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
       return 0;
   }
 
-  cookie = nbd_aio_block_status (s->h[0], count, offset, ecb, ccb, 0);
-  if (cookie == -1) {
-    nbd_error_from_libnbd ("nbd block status at %" PRIu64, offset);
+  r = s->has_allocation ? status_take_prefetch (ctx, offset, count, base, dirty)
+                        : 0;
+  if (r == -1)
     return -1;
-  }
-  while (!call.done) {
-    if (nbd_source_wait (s, ctx->timeout_ms) == -1) {
-      error_prepend ("nbd block status at %" PRIu64, offset);
+  if (r == 0) {
+    cookie = status_send (s, offset, count, &call);
+    if (cookie == -1) {
+      nbd_error_from_libnbd ("nbd block status at %" PRIu64, offset);
       return -1;
     }
+    if (status_wait (ctx, offset, &call, cookie) == -1)
+      return -1;
   }
-  if (s->h[0])
-    (void) nbd_aio_command_completed (s->h[0], cookie);
-  if (call.err == ENOTCONN) {
-    set_error (ENOTCONN, "nbd block status at %" PRIu64 ": %s", offset,
-               NBD_LOST_CONNECTION);
-    return -1;
-  }
-  if (call.err) {
-    set_error (call.err, "nbd block status at %" PRIu64, offset);
-    debug (DEBUG_NBD, "%s", get_error ());
-    return -1;
-  }
+  if (s->has_allocation)
+    status_prefetch (ctx, offset, count);
   return 0;
 }
 

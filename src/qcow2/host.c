@@ -40,7 +40,6 @@
  * from this many bytes on, a file system block. */
 #define QCOW2_SPARSE_MIN 4096u
 
-
 static bool
 direct_ok (const struct qcow2_host *h, const void *buf, size_t len,
            uint64_t offset)
