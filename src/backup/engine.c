@@ -40,6 +40,12 @@
  * in 3.8 s. */
 #define BACKUP_CONNECTIONS 1u
 
+/* Bytes asked per block status: twice nbd.h's default.  On an empty 1 TiB
+ * overlay QEMU answered 1024 windows of 1 GiB in 0.23-0.58 s, 512 of
+ * 2 GiB in 0.01-0.12 s: time follows data, not virtual size.  A window's
+ * extents are held twice (one prefetched): at most 32768 clusters each. */
+#define BACKUP_WINDOW (UINT64_C (2) << 30)
+
 /* Reads in flight when the backup compresses (else nbd.h's default). */
 #define BACKUP_COMPRESS_REQUESTS 48u
 
@@ -727,6 +733,7 @@ copy_disk (struct run *run, struct disk_job *job)
   };
   struct nbd_read_options ro = {
     .cluster_size = LIVE_GRANULARITY,
+    .window_size = BACKUP_WINDOW,
     .timeout_ms = run->o->timeout_ms,
     /* Compression, not the reads, sets the pace: fewer reads in flight
      * leave room under 32 MiB for the compressors. */
