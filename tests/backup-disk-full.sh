@@ -34,10 +34,14 @@ grep -q "No space left on device" full.err ||
 "$KNIB" qmp --json "$S" query-named-block-nodes > nodes.json
 ! grep -q knib-fleece nodes.json || fail "a fleecing node is left"
 
-# With room, the next backup is good.
-"$KNIB" backup --qmp "$S" --vm vm --repo "$TMPDIR_TEST/repo" \
+# With room, the next backup is good; -v says how the image was written
+# (O_DIRECT where the file system takes it) and that it was hashed then.
+"$KNIB" -v backup --qmp "$S" --vm vm --repo "$TMPDIR_TEST/repo" \
   --scratch "$TMPDIR_TEST/scratch" --full --timeout 120 --json > ok.json 2> ok.err ||
   fail "the backup with room failed: $(cat ok.err)"
+grep -qE "written (O_DIRECT|buffered, flushed and dropped per chunk), digest while writing" ok.err ||
+  fail "-v does not say how the image was written: $(grep 'new image' ok.err)"
+grep -q "copy on two threads" ok.err || fail "-v does not show the copy's counters"
 id=$(json_top ok.json id)
 "$KNIB" qmp "$S" stop > /dev/null
 qemu-img compare -U -q -f qcow2 -F qcow2 a.qcow2 "$TMPDIR_TEST/repo/vms/vm/$id/vda.qcow2" ||

@@ -149,10 +149,11 @@ writer_main (void *arg)
     s->head = (s->head + 1) % STREAM_QUEUE;
     s->count--;
     if (r == -1) {
-      s->failed = true;
       s->errnum = get_errno ();
       s->error = strdup (get_error ());
       s->stop = true;
+      /* Read without the lock by stream_chunk. */
+      __atomic_store_n (&s->failed, true, __ATOMIC_RELEASE);
     }
     pthread_cond_signal (&s->to_reader);
     if (r == -1)
@@ -229,11 +230,8 @@ stream_chunk (void *opaque, struct nbd_chunk *chunk)
   struct stream *s = opaque;
   struct item *it;
 
-  if (__atomic_load_n (&s->failed, __ATOMIC_ACQUIRE)) {
-    pthread_mutex_lock (&s->lock);
-    pthread_mutex_unlock (&s->lock);
+  if (__atomic_load_n (&s->failed, __ATOMIC_ACQUIRE))
     return writer_error (s);
-  }
   if (s->fn (s->opaque, chunk) == -1)
     return -1;
   it = &s->cur.items[s->cur.n++];
