@@ -138,16 +138,20 @@ unsigned nbd_source_in_flight (struct nbd_source *s, unsigned i);
 unsigned nbd_source_in_flight_all (struct nbd_source *s);
 
 /* The block status function for s (opaque: struct nbd_status_ctx).
- * With prefetch, each answer sends the request for the window after it
- * at once, so that the server's answer is ready (and its metadata scan
- * done) when the plan gets there: the copy's reads go on meanwhile.
- * Release a context that prefetched with nbd_status_ctx_release. */
+ * With prefetch, each answer keeps the requests for the next
+ * NBD_STATUS_PREFETCH windows in flight, so that the server's answers
+ * are ready (its metadata scan done) when the plan gets there: the
+ * copy's reads go on meanwhile, and the round trips of a large empty
+ * disk overlap.  Release a context that prefetched with
+ * nbd_status_ctx_release. */
+#define NBD_STATUS_PREFETCH 4u
 struct status_prefetch;
 struct nbd_status_ctx {
   struct nbd_source *s;
   int timeout_ms;
   bool prefetch;
-  struct status_prefetch *pf;
+  struct status_prefetch *pf; /* a ring of NBD_STATUS_PREFETCH */
+  unsigned pf_head, pf_count;
   uint64_t hits, misses; /* prefetched windows used, and not */
 };
 void nbd_status_ctx_release (struct nbd_status_ctx *ctx);

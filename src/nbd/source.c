@@ -469,7 +469,6 @@ struct status_prefetch {
   nbd_block_extent_vector base, dirty;
   uint64_t offset, count;
   int64_t cookie;
-  bool active; /* sent and not retired */
 };
 
 /* Send the block status of [offset, offset + count) on the first
@@ -522,79 +521,127 @@ swap_vectors (nbd_block_extent_vector *a, nbd_block_extent_vector *b)
   *b = t;
 }
 
+/* The oldest prefetched answer. */
+static struct status_prefetch *
+pf_head (struct nbd_status_ctx *ctx)
+{
+  return &ctx->pf[ctx->pf_head];
+}
+
+static void
+pf_pop (struct nbd_status_ctx *ctx)
+{
+  ctx->pf_head = (ctx->pf_head + 1) % NBD_STATUS_PREFETCH;
+  ctx->pf_count--;
+}
+
+/* Wait for every prefetch and drop the answers (a plan that went
+ * another way).  Errors are the next request's to report. */
+static void
+status_drop_prefetches (struct nbd_status_ctx *ctx)
+{
+  struct error_saved err;
+
+  error_save (&err);
+  while (ctx->pf_count > 0) {
+    struct status_prefetch *pf = pf_head (ctx);
+
+    if (status_wait (ctx, pf->offset, &pf->call, pf->cookie) == -1
+        && !pf->call.done) {
+      /* Its answer must not land in memory that is reused. */
+      nbd_source_close_all (ctx->s);
+    }
+    ctx->misses++;
+    pf_pop (ctx);
+  }
+  error_restore (&err);
+}
+
 /* The prefetched answer, when it is the one asked for: 1 when it was
- * used (base and dirty hold it), 0 when there is none (a prefetch of
- * another window is waited for and dropped), -1 on error. */
+ * used (base and dirty hold it), 0 when there is none (prefetches of
+ * other windows are waited for and dropped), -1 on error. */
 static int
 status_take_prefetch (struct nbd_status_ctx *ctx, uint64_t offset,
                       uint64_t count, nbd_block_extent_vector *base,
                       nbd_block_extent_vector *dirty)
 {
-  struct status_prefetch *pf = ctx->pf;
-  bool match;
+  struct status_prefetch *pf;
+  int r;
 
-  if (pf == NULL || !pf->active)
+  if (ctx->pf_count == 0)
     return 0;
-  match = pf->offset == offset && pf->count == count;
-  pf->active = false;
-  if (status_wait (ctx, pf->offset, &pf->call, pf->cookie) == -1)
-    return match ? -1 : 0;
-  if (!match) {
-    ctx->misses++;
+  pf = pf_head (ctx);
+  if (pf->offset != offset || pf->count != count) {
+    status_drop_prefetches (ctx);
     return 0;
   }
+  r = status_wait (ctx, pf->offset, &pf->call, pf->cookie);
+  pf_pop (ctx);
+  if (r == -1)
+    return -1;
   ctx->hits++;
   swap_vectors (base, &pf->base);
   swap_vectors (dirty, &pf->dirty);
   return 1;
 }
 
-/* Ask for the window after [offset, offset + count) now. */
+/* Keep the windows after [offset, offset + count) asked for, up to
+ * NBD_STATUS_PREFETCH of them. */
 static void
 status_prefetch (struct nbd_status_ctx *ctx, uint64_t offset, uint64_t count)
 {
   struct nbd_source *s = ctx->s;
   uint64_t next = offset + count;
 
-  if (!ctx->prefetch || next >= s->size || s->broken || s->h[0] == NULL)
+  if (!ctx->prefetch)
     return;
-  if (ctx->pf == NULL && (ctx->pf = calloc (1, sizeof *ctx->pf)) == NULL)
-    return; /* no prefetch: the window is asked when it is needed */
-  ctx->pf->base.len = ctx->pf->dirty.len = 0;
-  ctx->pf->call = (struct status_call) {
-    .bitmap_context = s->bitmap_context,
-    .base = &ctx->pf->base,
-    .dirty = &ctx->pf->dirty,
-  };
-  ctx->pf->offset = next;
-  ctx->pf->count = count < s->size - next ? count : s->size - next;
-  ctx->pf->cookie = status_send (s, next, ctx->pf->count, &ctx->pf->call);
-  ctx->pf->active = ctx->pf->cookie != -1;
+  if (ctx->pf == NULL
+      && (ctx->pf = calloc (NBD_STATUS_PREFETCH, sizeof *ctx->pf)) == NULL)
+    return; /* no prefetch: each window is asked when it is needed */
+  if (ctx->pf_count > 0) {
+    const struct status_prefetch *last
+      = &ctx->pf[(ctx->pf_head + ctx->pf_count - 1) % NBD_STATUS_PREFETCH];
+
+    next = last->offset + last->count;
+  }
+  while (ctx->pf_count < NBD_STATUS_PREFETCH && next < s->size && !s->broken
+         && s->h[0] != NULL) {
+    struct status_prefetch *pf
+      = &ctx->pf[(ctx->pf_head + ctx->pf_count) % NBD_STATUS_PREFETCH];
+
+    pf->base.len = pf->dirty.len = 0;
+    pf->call = (struct status_call) {
+      .bitmap_context = s->bitmap_context,
+      .base = &pf->base,
+      .dirty = &pf->dirty,
+    };
+    pf->offset = next;
+    pf->count = count < s->size - next ? count : s->size - next;
+    pf->cookie = status_send (s, next, pf->count, &pf->call);
+    if (pf->cookie == -1)
+      return;
+    ctx->pf_count++;
+    next += pf->count;
+  }
 }
 
 void
 nbd_status_ctx_release (struct nbd_status_ctx *ctx)
 {
-  struct status_prefetch *pf = ctx->pf;
-  struct error_saved err;
+  unsigned i;
 
-  if (pf == NULL)
+  if (ctx->pf == NULL)
     return;
-  if (pf->active) {
-    /* Its answer must not land in freed memory. */
-    error_save (&err);
-    if (status_wait (ctx, pf->offset, &pf->call, pf->cookie) == -1
-        && !pf->call.done)
-      nbd_source_close_all (ctx->s);
-    error_restore (&err);
-  }
+  status_drop_prefetches (ctx);
   debug (DEBUG_NBD,
          "block status: %" PRIu64 " window(s) prefetched in time, %" PRIu64
          " not used",
          ctx->hits, ctx->misses);
-  nbd_block_extent_vector_reset (&pf->base);
-  nbd_block_extent_vector_reset (&pf->dirty);
-  free (pf);
+  for (i = 0; i < NBD_STATUS_PREFETCH; i++) {
+    nbd_block_extent_vector_reset (&ctx->pf[i].base);
+    nbd_block_extent_vector_reset (&ctx->pf[i].dirty);
+  }
+  free (ctx->pf);
   ctx->pf = NULL;
 }
 
