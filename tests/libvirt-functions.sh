@@ -108,10 +108,10 @@ lv_setup () {
 }
 
 # lv_define DISK...: define $DOM with these qcow2 disks (vda, vdb, ...)
-# and no guest OS; kvm when /dev/kvm works, else qemu (TCG).
+# and no guest OS; kvm when libvirt's QEMU can use it, else qemu (TCG):
+# root opening /dev/kvm does not mean libvirt's QEMU user can.
 lv_define () {
-  _type=qemu
-  [ "$(qemu_accel)" = tcg ] || _type=kvm
+  _type=$("$ACCEL" --libvirt) || fail "scripts/accel --libvirt"
   _disks=""
   _n=0
   for _img in "$@"; do

@@ -97,7 +97,7 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
       error_clear ();
       continue;
     }
-    if (kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
+    if (process_alive ((pid_t) pid))
       continue;
     path = str_printf ("%s/%s", root, e->d_name);
     /* Its qemu-storage-daemon must let go of the images first. */
@@ -222,7 +222,8 @@ make_scratch_dir (const struct backup_options *o, char **dir)
 static struct qmp_client *
 connect_qmp (const struct backup_options *o)
 {
-  struct qmp_client *c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
+  struct qmp_client *c = qmp_client_connect (
+    o->qmp_socket, qmp_step_timeout_ms (o->timeout_ms), o->cancel);
 
   if (c == NULL)
     error_prepend ("QMP socket '%s'", o->qmp_socket);
@@ -730,6 +731,7 @@ copy_disk (struct run *run, struct disk_job *job)
     .connections
     = run->o->connections ? run->o->connections : BACKUP_CONNECTIONS,
     .timeout_ms = run->o->timeout_ms,
+    .cancel = run->o->cancel,
   };
   struct nbd_read_options ro = {
     .cluster_size = LIVE_GRANULARITY,
@@ -740,6 +742,7 @@ copy_disk (struct run *run, struct disk_job *job)
     .max_requests = run->o->compression != CHAIN_COMPRESSION_NONE
                       ? BACKUP_COMPRESS_REQUESTS
                       : 0,
+    .cancel = run->o->cancel,
   };
   struct nbd_copy_stats stats = { 0 };
   struct qcow2_writer_stats ws;
@@ -1000,6 +1003,7 @@ open_qemu (struct run *run)
   if (run->daemon == NULL)
     return -1;
   run->c = offline_daemon_qmp (run->daemon);
+  qmp_client_set_cancel (run->c, o->cancel);
   run->map = offline_daemon_map (run->daemon, &run->nmap);
   return 0;
 }

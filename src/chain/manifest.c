@@ -23,6 +23,9 @@ static const char *const manifest_keys[] = {
   "state", "created", "finished", "reason", "disks",    NULL,
 };
 
+/* Only in the manifests of backups that "knib validate" booted. */
+#define CHAIN_KEY_VALIDATION "validation"
+
 /* Only in the disks that "knib compress" rewrote. */
 #define CHAIN_KEY_BEFORE_COMPRESSION "bytes-before-compression"
 
@@ -30,6 +33,17 @@ static const char *const disk_keys[] = {
   "name",         "image",    "kind",        "virtual-size",
   "cluster-size", "bitmap",   "bytes-read",  "bytes-written",
   "extents",      "xxh3-128", "compression", "reason",
+  NULL,
+};
+
+/* The disk keys of a disk that records the segmented digest. */
+static const char *const disk_keys_segments[] = {
+  "name",         "image",
+  "kind",         "virtual-size",
+  "cluster-size", "bitmap",
+  "bytes-read",   "bytes-written",
+  "extents",      "xxh3-128-segments",
+  "compression",  "reason",
   NULL,
 };
 
@@ -44,14 +58,48 @@ static const char *const disk_keys[] = {
 #define CHAIN_KEY_VERSION "version"
 #define CHAIN_MANIFEST_VERSION 2
 
-/* disk_keys, with CHAIN_KEY_BEFORE_COMPRESSION when o has it, and
- * CHAIN_KEY_HASH_SEGMENTS instead of CHAIN_KEY_HASH_WHOLE when the
- * manifest's version has it. */
+static const char *const manifest_optional[] = {
+  CHAIN_KEY_VALIDATION,
+  CHAIN_KEY_VERSION,
+  NULL,
+};
+
+static const char *const disk_optional[] = {
+  CHAIN_KEY_BEFORE_COMPRESSION,
+  NULL,
+};
+
+/* keys, and the optional keys (NULL-terminated) that o has. */
+static int
+check_keys_with (const json_t *o, const char *const *keys,
+                 const char *const *optional, const char *where)
+{
+  bool any = false;
+  json_t *c;
+  int r;
+
+  for (size_t i = 0; optional[i] != NULL; i++)
+    any = any || json_object_get (o, optional[i]) != NULL;
+  if (!any)
+    return jsonutil_check_keys (o, keys, where);
+  c = json_copy ((json_t *) o);
+  if (c == NULL) {
+    set_error (ENOMEM, "manifest");
+    return -1;
+  }
+  for (size_t i = 0; optional[i] != NULL; i++)
+    json_object_del (c, optional[i]);
+  r = jsonutil_check_keys (c, keys, where);
+  json_decref (c);
+  return r;
+}
+
+/* disk_keys, with CHAIN_KEY_HASH_SEGMENTS instead of CHAIN_KEY_HASH_WHOLE
+ * when the manifest's version has it. */
 static int
 check_disk_keys (const json_t *o, const char *where, int64_t version)
 {
-  json_t *c, *seg = json_object_get (o, CHAIN_KEY_HASH_SEGMENTS);
-  int r;
+  json_t *seg = json_object_get (o, CHAIN_KEY_HASH_SEGMENTS);
 
   if (seg != NULL && version < 2)
     return jsonutil_invalid ("%s'%s' needs manifest version 2", where,
@@ -59,21 +107,8 @@ check_disk_keys (const json_t *o, const char *where, int64_t version)
   if (seg != NULL && json_object_get (o, CHAIN_KEY_HASH_WHOLE) != NULL)
     return jsonutil_invalid ("%shas both '%s' and '%s'", where,
                              CHAIN_KEY_HASH_WHOLE, CHAIN_KEY_HASH_SEGMENTS);
-  if (json_object_get (o, CHAIN_KEY_BEFORE_COMPRESSION) == NULL && seg == NULL)
-    return jsonutil_check_keys (o, disk_keys, where);
-  c = json_copy ((json_t *) o);
-  if (c == NULL
-      || (seg != NULL
-          && json_object_set (c, CHAIN_KEY_HASH_WHOLE, seg) == -1)) {
-    json_decref (c);
-    set_error (ENOMEM, "manifest disk");
-    return -1;
-  }
-  json_object_del (c, CHAIN_KEY_BEFORE_COMPRESSION);
-  json_object_del (c, CHAIN_KEY_HASH_SEGMENTS);
-  r = jsonutil_check_keys (c, disk_keys, where);
-  json_decref (c);
-  return r;
+  return check_keys_with (o, seg != NULL ? disk_keys_segments : disk_keys,
+                          disk_optional, where);
 }
 
 static const char *
@@ -122,6 +157,7 @@ chain_manifest_free (struct chain_manifest *m)
   for (size_t i = 0; i < m->disks.len; i++)
     chain_disk_release (&m->disks.ptr[i]);
   chain_disk_vector_reset (&m->disks);
+  chain_validation_free (m->validation);
   free (m->vm);
   free (m->reason);
   free (m);
@@ -311,6 +347,8 @@ chain_manifest_validate (const struct chain_manifest *m)
   for (size_t i = 0; i < m->disks.len; i++)
     if (validate_disk (m, i) == -1)
       return -1;
+  if (m->validation != NULL && chain_validation_check (m->validation) == -1)
+    return -1;
   return 0;
 }
 
@@ -379,6 +417,15 @@ chain_manifest_to_json (const struct chain_manifest *m)
   }
   if (j == NULL)
     set_error (ENOMEM, "manifest to JSON");
+  if (j != NULL && m->validation != NULL) {
+    json_t *v = chain_validation_to_json (m->validation);
+
+    if (v == NULL || json_object_set_new (j, CHAIN_KEY_VALIDATION, v) == -1) {
+      json_decref (j);
+      set_error (ENOMEM, "manifest to JSON");
+      return NULL;
+    }
+  }
   return j;
 oom:
   json_decref (disks);
@@ -529,26 +576,6 @@ get_version (const json_t *j, int64_t *version)
   return 0;
 }
 
-/* manifest_keys, and the version when there is one. */
-static int
-check_manifest_keys (const json_t *j)
-{
-  json_t *c;
-  int r;
-
-  if (json_object_get (j, CHAIN_KEY_VERSION) == NULL)
-    return jsonutil_check_keys (j, manifest_keys, "");
-  c = json_copy ((json_t *) j);
-  if (c == NULL) {
-    set_error (ENOMEM, "manifest");
-    return -1;
-  }
-  json_object_del (c, CHAIN_KEY_VERSION);
-  r = jsonutil_check_keys (c, manifest_keys, "");
-  json_decref (c);
-  return r;
-}
-
 static int
 fill_from_json (struct chain_manifest *m, const json_t *j)
 {
@@ -558,7 +585,8 @@ fill_from_json (struct chain_manifest *m, const json_t *j)
 
   if (!json_is_object (j))
     return jsonutil_invalid ("not a JSON object");
-  if (get_version (j, &version) == -1 || check_manifest_keys (j) == -1
+  if (get_version (j, &version) == -1
+      || check_keys_with (j, manifest_keys, manifest_optional, "") == -1
       || get_id (j, "id", false, m->id) == -1
       || jsonutil_get_string (j, "vm", "", false, &vm) == -1
       || get_id (j, "parent", true, m->parent) == -1
@@ -598,6 +626,12 @@ fill_from_json (struct chain_manifest *m, const json_t *j)
       set_error (ENOMEM, "manifest disks");
       return -1;
     }
+  }
+  if (json_object_get (j, CHAIN_KEY_VALIDATION) != NULL) {
+    m->validation
+      = chain_validation_from_json (json_object_get (j, CHAIN_KEY_VALIDATION));
+    if (m->validation == NULL)
+      return -1;
   }
   return chain_manifest_validate (m);
 }

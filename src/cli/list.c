@@ -35,12 +35,14 @@ enum {
   COL_CREATED,
   COL_SIZE,
   COL_DISKS,
+  COL_VALIDATED,
   COL_STATE,
   NCOLS
 };
 
 static const char *const headings[NCOLS] = {
-  "VM", "ID", "KIND", "POS", "PARENT", "CREATED", "SIZE", "DISKS", "STATE",
+  "VM",      "ID",   "KIND",  "POS",       "PARENT",
+  "CREATED", "SIZE", "DISKS", "VALIDATED", "STATE",
 };
 
 DEFINE_VECTOR_TYPE (row_vector, char **)
@@ -48,24 +50,26 @@ DEFINE_VECTOR_TYPE (row_vector, char **)
 static void
 list_usage (FILE *fp)
 {
-  fprintf (fp,
-           "Usage: knib list --repo DIR [VM] [--all] [--json]\n"
-           "\n"
-           "List the backups in the repository, of one VM or of every VM:\n"
-           "id, kind (full, incremental, isolated), position in its chain,\n"
-           "parent, creation time (UTC), space its images take, and disks.\n"
-           "A backup that was deleted but whose files later backups still\n"
-           "need is hidden unless --all.  A backup whose manifest or images\n"
-           "cannot be read is reported on standard error and the exit\n"
-           "status is 1; the others are still listed.\n"
-           "\n"
-           "Options:\n"
-           "      --repo DIR   the repository\n"
-           "      --vm VM      only this VM (the same as the VM argument)\n"
-           "      --all        also list deleted backups (state 'removed')\n"
-           "      --json       one JSON object: {\"backups\": [...], "
-           "\"problems\": [...]}\n"
-           "  -h, --help       show this help\n");
+  fprintf (
+    fp, "Usage: knib list --repo DIR [VM] [--all] [--json]\n"
+        "\n"
+        "List the backups in the repository, of one VM or of every VM:\n"
+        "id, kind (full, incremental, isolated), position in its chain,\n"
+        "parent, creation time (UTC), space its images take, disks, and the\n"
+        "last boot validation (knib validate: passed with the seconds to\n"
+        "the guest agent's first answer, FAILED, or -).\n"
+        "A backup that was deleted but whose files later backups still\n"
+        "need is hidden unless --all.  A backup whose manifest or images\n"
+        "cannot be read is reported on standard error and the exit\n"
+        "status is 1; the others are still listed.\n"
+        "\n"
+        "Options:\n"
+        "      --repo DIR   the repository\n"
+        "      --vm VM      only this VM (the same as the VM argument)\n"
+        "      --all        also list deleted backups (state 'removed')\n"
+        "      --json       one JSON object: {\"backups\": [...], "
+        "\"problems\": [...]}\n"
+        "  -h, --help       show this help\n");
 }
 
 /* 0, or -1 (said); --help stops the parse at once. */
@@ -124,7 +128,7 @@ add_row (struct chain_repo *repo, const struct chain_manifest *m,
          row_vector *rows, chain_string_vector *problems)
 {
   char **row = calloc (NCOLS, sizeof *row);
-  char created[CHAIN_TIME_MAX], size[32];
+  char created[CHAIN_TIME_MAX], size[32], validated[32];
   uint64_t bytes;
 
   if (row == NULL)
@@ -145,6 +149,8 @@ add_row (struct chain_repo *repo, const struct chain_manifest *m,
   row[COL_CREATED] = strdup (created);
   row[COL_SIZE] = strdup (size);
   row[COL_DISKS] = show_disk_names (m);
+  show_validation_short (m->validation, validated, sizeof validated);
+  row[COL_VALIDATED] = strdup (validated);
   row[COL_STATE] = strdup (chain_state_name (m->state));
   for (size_t c = 0; c < NCOLS; c++)
     if (row[c] == NULL)

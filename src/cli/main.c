@@ -27,10 +27,14 @@ static const struct command {
   { "compress", cmd_compress, "rewrite a backup's images compressed" },
   { "delete", cmd_delete, "delete backups without breaking a chain" },
   { "prune", cmd_prune, "delete the backups a retention policy drops" },
+  { "validate", cmd_validate, "boot a backup in a throwaway VM and check it" },
   { "merge", cmd_merge, "make a backup standalone (a full backup)" },
   { "chain", cmd_chain, "'chain end': the next backup is full" },
   { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
+  { "jobs", cmd_jobs, "list the jobs of knibd, the agent" },
+  { "job", cmd_job, "cancel, wait for or show the log of a knibd job" },
+  { "agent", cmd_agent, "'agent status': the state of knibd" },
 };
 
 void

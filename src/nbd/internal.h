@@ -116,6 +116,7 @@ struct nbd_source {
   bool has_allocation; /* the server answers base:allocation */
   bool multi_conn;
   bool broken; /* a connection failed: nothing more can be read */
+  volatile sig_atomic_t *cancel; /* nbd_source_options' */
 };
 
 /* Run the connections until something happens: poll their sockets for at
@@ -152,7 +153,8 @@ struct nbd_status_ctx {
   bool prefetch;
   struct status_prefetch *pf; /* a ring of NBD_STATUS_PREFETCH */
   unsigned pf_head, pf_count;
-  uint64_t hits, misses; /* prefetched windows used, and not */
+  uint64_t hits, misses;         /* prefetched windows used, and not */
+  volatile sig_atomic_t *cancel; /* nbd_read_options' */
 };
 void nbd_status_ctx_release (struct nbd_status_ctx *ctx);
 int nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,

@@ -3,6 +3,7 @@
 #ifndef KNIB_NBD_H
 #define KNIB_NBD_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,9 @@ struct nbd_read_options {
    * Buffers are freed with free(). */
   void *(*buffer_get) (void *opaque, size_t size);
   void *buffer_opaque;
+  /* Set (by a signal handler) to stop the copy: it fails with EINTR
+   * without waiting for the reads in flight.  NULL: never. */
+  volatile sig_atomic_t *cancel;
 };
 
 /* Where and what to read. */
@@ -68,6 +72,8 @@ struct nbd_source_options {
   unsigned connections;    /* 0 or 1: one; up to NBD_MAX_CONNECTIONS when
                               the server allows multi-conn */
   int timeout_ms;          /* connecting: <= 0 waits for ever */
+  volatile sig_atomic_t *cancel; /* set by a signal handler: stop waiting
+                                    for the handshake (EINTR); NULL */
 };
 
 /* One export, over one or more connections, used by one thread. */
