@@ -13,6 +13,8 @@
 #include "backup/backup.h"
 #include "chain/chain.h"
 #include "common/vector.h"
+#include "nbd/nbd.h"
+#include "qcow2/qcow2.h"
 #include "qmp/qmp.h"
 
 /* live.c, layers.c */
@@ -259,6 +261,23 @@ void offline_daemon_free (struct offline_daemon *d);
  * it and wait until it is gone, so that its images are free.  Appends
  * what it did to done. */
 int offline_daemon_reap (const char *dir, chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* stream.c */
+
+/* Copy the export into the pipeline (nbd_source_copy's plan and reads)
+ * on two threads: this one drives libnbd, a writer thread runs p (which
+ * this thread must not touch until the call returns).  Chunks go to the
+ * writer in batches, in the read buffers themselves (aligned for
+ * O_DIRECT), which come back to the reads once written: memory is
+ * bounded by the reads in flight and two batches.  fn sees each chunk
+ * first, on this thread (cancel, progress); it must not write it.
+ * Returns 0 once every chunk is in p (flush it next), or -1 with
+ * set_error: a read's, fn's or the writer's. */
+int backup_stream_copy (struct nbd_source *src,
+                        const struct nbd_read_options *ro,
+                        struct qcow2_pipeline *p, nbd_chunk_fn fn, void *opaque,
+                        struct nbd_copy_stats *stats)
   __attribute__ ((warn_unused_result));
 
 /* validate.c: the pure parts, for the unit tests. */

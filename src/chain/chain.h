@@ -38,6 +38,14 @@
  * Size of a buffer that holds any id with its NUL. */
 #define CHAIN_ID_MAX 24
 
+/* How an image's hash is computed.  A backup's images get the segmented
+ * digest (common/digest.h), computed while they are written; manifests
+ * of version 1 record xxh3-128 of the whole file, and still verify. */
+enum chain_hash_kind {
+  CHAIN_HASH_SEGMENTS, /* "xxh3-128-segments": the default */
+  CHAIN_HASH_WHOLE,    /* "xxh3-128" */
+};
+
 /* A hex xxh3-128 hash, without its NUL. */
 #define CHAIN_HASH_HEX_LEN 32
 
@@ -110,7 +118,8 @@ struct chain_disk {
   uint64_t bytes_read;
   uint64_t bytes_written;
   uint64_t extents;
-  char hash[CHAIN_HASH_HEX_LEN + 1]; /* xxh3-128 of the image, lowercase hex */
+  char hash[CHAIN_HASH_HEX_LEN + 1]; /* the image's hash, lowercase hex */
+  enum chain_hash_kind hash_kind;    /* which hash */
   enum chain_compression compression;
   /* "knib compress" rewrote the image: its size before (bytes_written is
    * the size after); 0 when the image is as the backup wrote it. */
@@ -612,11 +621,14 @@ int chain_repo_recover_vm (struct chain_lock *lock,
 
 /* ---- Hashing ---- */
 
-/* xxh3-128 of a file's bytes, as 32 lowercase hex digits (the canonical,
+/* The hash of a file of kind, as 32 lowercase hex digits (the canonical,
  * big-endian form that "xxhsum -H2" prints). */
-int chain_hash_file (const char *path, char hex[CHAIN_HASH_HEX_LEN + 1])
+int chain_hash_file (const char *path, enum chain_hash_kind kind,
+                     char hex[CHAIN_HASH_HEX_LEN + 1])
   __attribute__ ((warn_unused_result));
 
+/* The manifest's name of the kind ("xxh3-128", "xxh3-128-segments"). */
+const char *chain_hash_kind_name (enum chain_hash_kind kind);
 /* Record the result of a boot validation in backup id of vm: load its
  * manifest afresh, set its validation (copied) and commit it.  The
  * caller holds the VM's shared lock (so no delete or merge rewrites the
