@@ -25,6 +25,7 @@
 #include "backup/backup.h"
 #include "backup/internal.h"
 #include "common/fs.h"
+#include "common/scratch.h"
 #include "common/util.h"
 #include "common/cleanup.h"
 #include "common/debug.h"
@@ -66,28 +67,57 @@ scratch_root (const struct backup_options *o)
   return o->scratch ? o->scratch : KNIB_DEFAULT_SCRATCH;
 }
 
-/* Scratch directories are "<vm>.<pid>": remove those of runs that are
- * no longer alive. */
+/* The pid in a scratch directory's name "<vm>.<pid>.XXXXXX" (or
+ * "<vm>.<pid>" of older versions), or -1 when name is not one of vm's. */
+static int64_t
+scratch_pid (const char *name, const char *vm)
+{
+  size_t vmlen = strlen (vm);
+  const char *p, *dot;
+  char digits[16];
+  int64_t pid;
+
+  if (strncmp (name, vm, vmlen) != 0 || name[vmlen] != '.')
+    return -1;
+  p = name + vmlen + 1;
+  dot = strchr (p, '.');
+  if (dot != NULL && strlen (dot + 1) != 6)
+    return -1;
+  if ((dot ? (size_t) (dot - p) : strlen (p)) >= sizeof digits)
+    return -1;
+  snprintf (digits, sizeof digits, "%.*s",
+            (int) (dot ? (size_t) (dot - p) : strlen (p)), p);
+  if (parse_int64 ("pid", digits, 1, INT32_MAX, &pid) == -1) {
+    error_clear ();
+    return -1;
+  }
+  return pid;
+}
+
+/* Scratch directories are "<vm>.<pid>.XXXXXX": remove those of runs
+ * that are no longer alive.  The root is checked first: knib's own. */
 static int
 recover_scratch (const struct backup_options *o, chain_string_vector *done)
 {
   const char *root = scratch_root (o);
-  DIR *dir = opendir (root);
+  int fd = scratch_root_open (root);
+  DIR *dir;
   struct dirent *e;
-  size_t vmlen = strlen (o->vm);
 
-  if (dir == NULL)
-    return errno == ENOENT ? 0 : (set_error (errno, "scratch '%s'", root), -1);
+  if (fd == -1)
+    return -1;
+  dir = fdopendir (fd);
+  if (dir == NULL) {
+    set_error (errno, "scratch '%s'", root);
+    close (fd);
+    return -1;
+  }
   while ((e = readdir (dir)) != NULL) {
-    int64_t pid;
+    int64_t pid = scratch_pid (e->d_name, o->vm);
     CLEANUP_FREE char *path = NULL;
 
-    if (strncmp (e->d_name, o->vm, vmlen) != 0 || e->d_name[vmlen] != '.'
-        || parse_int64 ("pid", e->d_name + vmlen + 1, 1, INT32_MAX, &pid)
-             == -1) {
-      error_clear ();
+    if (pid == -1)
       continue;
-    }
     if (kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
       continue;
     path = str_printf ("%s/%s", root, e->d_name);
@@ -177,37 +207,17 @@ recover_qemu (struct chain_repo *repo, struct qmp_client *c,
   return r;
 }
 
-/* The run's private directory "<root>/<vm>.<pid>" (*dir, made 0700). */
+/* The run's private directory "<root>/<vm>.<pid>.XXXXXX" (*dir, made
+ * 0700 by mkdtemp under a root that is knib's own). */
 static int
 make_scratch_dir (const struct backup_options *o, char **dir)
 {
-  const char *root = scratch_root (o);
-  char *path;
+  CLEANUP_FREE char *prefix = str_printf ("%s.%ld.", o->vm, (long) getpid ());
 
-  if (mkdir (root, 0700) == -1 && errno != EEXIST) {
-    set_error (errno, "scratch directory '%s'", root);
+  if (prefix == NULL)
     return -1;
-  }
-  path = str_printf ("%s/%s.%ld", root, o->vm, (long) getpid ());
-  if (path == NULL)
-    return -1;
-  /* Its sockets ("nbd.sock", "qmp.sock") must fit in a sockaddr_un. */
-  if (strlen (path) + sizeof "/nbd.sock"
-      > sizeof ((struct sockaddr_un *) 0)->sun_path) {
-    set_error (ENAMETOOLONG,
-               "scratch directory '%s' is too long for a unix socket path: "
-               "use a shorter --scratch",
-               root);
-    free (path);
-    return -1;
-  }
-  if (mkdir (path, 0700) == -1) {
-    set_error (errno, "scratch directory '%s'", path);
-    free (path);
-    return -1;
-  }
-  *dir = path;
-  return 0;
+  /* Its sockets: "nbd.sock", and the daemon's "qmp.sock". */
+  return scratch_make_dir (scratch_root (o), prefix, "nbd.sock", dir);
 }
 
 static struct qmp_client *
@@ -276,6 +286,7 @@ struct disk_job {
   enum chain_kind kind;
   char *reason;
   char *fleece_path;
+  int fleece_fd; /* open from creation on: what QEMU gets (add-fd) */
   struct backup_disk_result result;
 };
 
@@ -359,6 +370,8 @@ select_disks (struct run *run)
     set_error (errno, "calloc");
     return -1;
   }
+  for (i = 0; i < n; i++)
+    run->jobs[i].fleece_fd = -1;
   if (o->disks) {
     for (i = 0; i < n; i++) {
       struct live_disk *d = find_disk (&run->disks, o->disks[i]);
@@ -574,32 +587,25 @@ create_fleece (const char *path, uint64_t size)
 }
 
 /* QEMU may run as another user than knib (libvirt's "libvirt-qemu"):
- * it opens the fleecing images and makes the NBD socket in the run's
- * directory.  Then the images and that directory (still 0700) become
- * QEMU's, and the scratch root lets others pass (o+x).  QEMU's user is
- * the owner of the QMP socket, which QEMU made. */
+ * it makes the NBD socket in the run's directory.  Then that directory
+ * (still 0700) becomes QEMU's, and the scratch root lets others pass
+ * (o+x).  The fleecing images stay knib's: QEMU gets them as open
+ * files.  QEMU's user is the owner of the QMP socket, which QEMU made. */
 static int
 share_scratch (struct run *run)
 {
-  const char *root = scratch_root (run->o);
-  struct stat sock, st;
-  size_t i;
+  struct stat sock;
 
   if (run->daemon != NULL || run->o->qmp_socket == NULL || geteuid () != 0
       || stat (run->o->qmp_socket, &sock) == -1 || sock.st_uid == geteuid ())
     return 0;
-  if (stat (root, &st) == -1
-      || ((st.st_mode & S_IXOTH) == 0 && chmod (root, st.st_mode | S_IXOTH))
+  if (scratch_root_share (scratch_root (run->o)) == -1
       || chown (run->scratch, sock.st_uid, sock.st_gid) == -1) {
-    set_error (errno, "scratch directory '%s': cannot let QEMU (user %ld) in",
-               run->scratch, (long) sock.st_uid);
+    if (get_errno () != EPERM)
+      set_error (errno, "scratch directory '%s': cannot let QEMU (user %ld) in",
+                 run->scratch, (long) sock.st_uid);
     return -1;
   }
-  for (i = 0; i < run->n; i++)
-    if (chown (run->jobs[i].fleece_path, sock.st_uid, sock.st_gid) == -1) {
-      set_error (errno, "fleecing image '%s'", run->jobs[i].fleece_path);
-      return -1;
-    }
   return 0;
 }
 
@@ -622,6 +628,15 @@ make_scratch (struct run *run)
     if (job->fleece_path == NULL
         || create_fleece (job->fleece_path, job->disk->virtual_size) == -1)
       return -1;
+    /* Opened before anyone else may enter the directory; knib's own
+     * qemu-storage-daemon (which has no add-fd) opens the path. */
+    if (run->daemon == NULL) {
+      job->fleece_fd = open (job->fleece_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+      if (job->fleece_fd == -1) {
+        set_error (errno, "fleecing image '%s'", job->fleece_path);
+        return -1;
+      }
+    }
   }
   return share_scratch (run);
 }
@@ -640,6 +655,7 @@ fill_targets (struct run *run)
 
     t->disk = job->disk;
     t->fleece_path = job->fleece_path;
+    t->fleece_fd = job->fleece_fd;
     /* A bitmap that the image cannot store is kept while QEMU runs (the
      * next backup may be incremental), but a daemon's is no use. */
     t->new_bitmap = isolated || (run->daemon && !job->disk->persistent_bitmaps)
@@ -1009,6 +1025,8 @@ run_release (struct run *run)
   for (i = 0; run->jobs && i < run->n; i++) {
     free (run->jobs[i].reason);
     free (run->jobs[i].fleece_path);
+    if (run->jobs[i].fleece_fd >= 0)
+      close (run->jobs[i].fleece_fd);
   }
   free (run->jobs);
   free (run->targets);

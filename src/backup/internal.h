@@ -107,6 +107,10 @@ int live_check_foreign_jobs (struct qmp_client *c)
 struct live_target {
   const struct live_disk *disk;
   const char *fleece_path;   /* an empty qcow2 image of the disk's size */
+  int fleece_fd;             /* that image open read-write, handed to QEMU
+                                (add-fd) so that no path is opened; -1:
+                                QEMU opens fleece_path (knib's own daemon,
+                                which has no add-fd) */
   const char *new_bitmap;    /* the bitmap to add ("knib-<id>"), or NULL */
   const char *old_bitmap;    /* knib's recording bitmap to freeze, or NULL */
   const char *export_bitmap; /* the bitmap the export exposes, or NULL */

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,20 +379,41 @@ static int
 add_fleece_node (struct qmp_client *c, struct live_target *t)
 {
   CLEANUP_FREE char *node = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+  CLEANUP_FREE char *fdset_path = NULL;
+  int64_t fdset = -1;
+  int r;
 
   if (node == NULL)
     return -1;
-  if (qmp_client_execute_packed (
-        c, "blockdev-add",
-        json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver", "qcow2",
-                   "node-name", node, "file", "driver", "file", "filename",
-                   t->fleece_path, "backing", t->disk->node, "discard",
-                   "unmap"),
-        NULL)
-      == -1)
-    return -1;
-  t->node_added = true;
-  return 0;
+  /* QEMU gets the image that knib made as an open file: no path that
+   * another user could replace between its creation and QEMU's open. */
+  if (t->fleece_fd >= 0) {
+    if (qmp_add_fd (c, t->fleece_fd, node, &fdset) == -1)
+      return -1;
+    fdset_path = str_printf ("/dev/fdset/%" PRId64, fdset);
+    if (fdset_path == NULL)
+      return -1;
+  }
+  r = qmp_client_execute_packed (
+    c, "blockdev-add",
+    json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver", "qcow2",
+               "node-name", node, "file", "driver", "file", "filename",
+               fdset_path ? fdset_path : t->fleece_path, "backing",
+               t->disk->node, "discard", "unmap"),
+    NULL);
+  if (r == 0)
+    t->node_added = true;
+  /* QEMU holds its own copy of the descriptor now; the set goes. */
+  if (fdset >= 0) {
+    struct error_saved saved;
+
+    error_save (&saved);
+    if (qmp_remove_fdset (c, fdset) == -1 && r == 0)
+      r = -1;
+    else
+      error_restore (&saved);
+  }
+  return r;
 }
 
 /* The transaction: for every disk, the fleecing job and the bitmaps. */

@@ -73,4 +73,9 @@ enum {
 int qmp_send_all (int fd, const char *text, size_t len, int64_t deadline)
   __attribute__ ((warn_unused_result));
 
+/* qmp_send_all, with pass_fd attached (SCM_RIGHTS) to the first byte
+ * sent: QEMU takes it for the command that text holds. */
+int qmp_send_with_fd (int fd, int pass_fd, const char *text, size_t len,
+                      int64_t deadline) __attribute__ ((warn_unused_result));
+
 #endif
