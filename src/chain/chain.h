@@ -754,6 +754,7 @@ struct chain_restore_options {
   const char *to;
   enum chain_restore_format format;
   bool force;                /* replace existing files (never directories) */
+  bool no_verify;            /* skip the images' stored hashes */
   int lock_timeout_ms;       /* for the VM's shared lock */
   chain_restore_fn progress; /* NULL: none; called about twice a second
                                 while a disk is written, and once when
@@ -763,9 +764,11 @@ struct chain_restore_options {
 
 /* Restore the disks of backup id as they were at its point in time:
  * under the VM's shared lock ("restore"), check that the chain is whole
- * (every image there, linked as it must be) and that no target exists
- * (unless force), then "qemu-img convert" each disk's image, which reads
- * through its backing chain, into a temporary file beside its target,
+ * (every image there, linked as it must be, no external data file, and
+ * unless no_verify each hashes to what its manifest records) and that
+ * no target exists (unless force), then "qemu-img convert" each disk's
+ * image, with its backing chain given explicitly, into a temporary file
+ * beside its target,
  * and once all are written fsync each, rename it into place and fsync
  * the directory.  A failure or an interruption leaves no temporary
  * file.  The new files are 0600.  A removed backup is not restored. */
