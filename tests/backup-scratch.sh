@@ -4,7 +4,9 @@
 # that another user owns, that others may write, or that is a symbolic
 # link (whose target keeps its mode); it makes a missing one 0700, each
 # run's directory with mkdtemp, and QEMU gets the fleecing image as an
-# open file (add-fd), never by a path another user could replace.
+# open file (add-fd), never by a path another user could replace.  A
+# scratch file system too small for the worst case (the guest overwrites
+# every cluster during the backup) is refused before the backup starts.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/backup-functions.sh"
 require qemu-system-x86_64 qemu-img
@@ -84,4 +86,19 @@ qemu-img compare o1.qcow2 "$REPO/vms/vm/$id/vda.qcow2" \
 mkdir -m 0700 "$SCRATCH/vm.999999999" "$SCRATCH/vm.999999999.AbCdEf"
 backup_ok vm "$S" b2.json
 [ -z "$(ls -A "$SCRATCH")" ] || fail "killed runs' files left: $(ls "$SCRATCH")"
+
+# A scratch on a 8 MiB tmpfs: the 16 MiB disk's worst case does not fit.
+MNT=$TMPDIR_TEST/small
+mkdir -m 0700 "$MNT"
+mount -t tmpfs -o size=8m,mode=0700 knib-test "$MNT" \
+  || { echo "SKIP: cannot mount a tmpfs" >&2; exit 77; }
+trap '_st=$?; umount "$MNT" 2>/dev/null || :; (exit $_st); _cleanup' EXIT
+hmp_write "$S2" vda 0x22 2M 1M
+refused "$MNT" "a scratch too small for the worst case" \
+  "not enough free space" "needs 1[0-9]\{7\}"
+[ -z "$(ls -A "$MNT")" ] || fail "a refused backup left files: $(ls "$MNT")"
+"$KNIB" qmp --json "$S2" query-block | grep -q '"io-status":"ok"' \
+  || fail "the guest's disk is not ok: $("$KNIB" qmp --json "$S2" query-block)"
+backup_ok vm "$S" b3.json
+umount "$MNT"
 echo OK

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -609,6 +610,45 @@ share_scratch (struct run *run)
   return 0;
 }
 
+/* The fleecing images receive the old data of every cluster the guest
+ * overwrites while the backup runs: at worst every cluster of every
+ * disk, so their virtual sizes plus qcow2's metadata (an L2 entry of 8
+ * bytes per 64 KiB cluster, refcounts, headers).  A stopped VM's images
+ * are written by no one: nothing to check. */
+static int
+check_scratch_space (struct run *run)
+{
+  uint64_t need = 0, avail;
+  struct statvfs sv;
+  size_t i;
+
+  if (run->daemon != NULL)
+    return 0;
+  for (i = 0; i < run->n; i++) {
+    uint64_t size = run->jobs[i].disk->virtual_size;
+
+    need += size + size / 4096 + 1024 * 1024;
+  }
+  if (statvfs (run->scratch, &sv) == -1) {
+    set_error (errno, "free space of '%s'", run->scratch);
+    return -1;
+  }
+  avail = (uint64_t) sv.f_bavail * sv.f_frsize;
+  debug (DEBUG_CHAIN, "scratch: %" PRIu64 " bytes free, %" PRIu64 " needed",
+         avail, need);
+  if (avail < need) {
+    set_error (-ENOSPC,
+               "not enough free space for the fleecing images: '%s' has "
+               "%" PRIu64 " bytes free, and the worst case (the guest "
+               "overwrites every cluster of the disks while the backup "
+               "runs: their virtual sizes plus qcow2 metadata) needs %" PRIu64
+               ": give --scratch a directory on a larger file system",
+               scratch_root (run->o), avail, need);
+    return -1;
+  }
+  return 0;
+}
+
 static int
 make_scratch (struct run *run)
 {
@@ -616,6 +656,8 @@ make_scratch (struct run *run)
 
   /* An offline run made it already, for the daemon's socket. */
   if (run->scratch == NULL && make_scratch_dir (run->o, &run->scratch) == -1)
+    return -1;
+  if (check_scratch_space (run) == -1)
     return -1;
   run->nbd_socket = str_printf ("%s/nbd.sock", run->scratch);
   if (run->nbd_socket == NULL)
