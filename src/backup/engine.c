@@ -68,33 +68,6 @@ scratch_root (const struct backup_options *o)
   return o->scratch ? o->scratch : KNIB_DEFAULT_SCRATCH;
 }
 
-/* The pid in a scratch directory's name "<vm>.<pid>.XXXXXX" (or
- * "<vm>.<pid>" of older versions), or -1 when name is not one of vm's. */
-static int64_t
-scratch_pid (const char *name, const char *vm)
-{
-  size_t vmlen = strlen (vm);
-  const char *p, *dot;
-  char digits[16];
-  int64_t pid;
-
-  if (strncmp (name, vm, vmlen) != 0 || name[vmlen] != '.')
-    return -1;
-  p = name + vmlen + 1;
-  dot = strchr (p, '.');
-  if (dot != NULL && strlen (dot + 1) != 6)
-    return -1;
-  if ((dot ? (size_t) (dot - p) : strlen (p)) >= sizeof digits)
-    return -1;
-  snprintf (digits, sizeof digits, "%.*s",
-            (int) (dot ? (size_t) (dot - p) : strlen (p)), p);
-  if (parse_int64 ("pid", digits, 1, INT32_MAX, &pid) == -1) {
-    error_clear ();
-    return -1;
-  }
-  return pid;
-}
-
 /* Scratch directories are "<vm>.<pid>.XXXXXX": remove those of runs
  * that are no longer alive.  The root is checked first: knib's own. */
 static int
@@ -114,7 +87,7 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
     return -1;
   }
   while ((e = readdir (dir)) != NULL) {
-    int64_t pid = scratch_pid (e->d_name, o->vm);
+    int64_t pid = scratch_run_pid (e->d_name, o->vm);
     CLEANUP_FREE char *path = NULL;
 
     if (pid == -1)

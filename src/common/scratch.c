@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -112,4 +113,30 @@ scratch_root_share (const char *root)
   }
   close (fd);
   return r;
+}
+
+int64_t
+scratch_run_pid (const char *name, const char *vm)
+{
+  size_t vmlen = strlen (vm), n;
+  const char *p, *dot;
+  char digits[16];
+  int64_t pid;
+
+  if (strncmp (name, vm, vmlen) != 0 || name[vmlen] != '.')
+    return -1;
+  p = name + vmlen + 1;
+  dot = strchr (p, '.');
+  if (dot != NULL && strlen (dot + 1) != 6)
+    return -1;
+  n = dot ? (size_t) (dot - p) : strlen (p);
+  if (n >= sizeof digits)
+    return -1;
+  memcpy (digits, p, n);
+  digits[n] = '\0';
+  if (parse_int64 ("pid", digits, 1, INT32_MAX, &pid) == -1) {
+    error_clear ();
+    return -1;
+  }
+  return pid;
 }

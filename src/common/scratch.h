@@ -3,6 +3,8 @@
 #ifndef KNIB_COMMON_SCRATCH_H
 #define KNIB_COMMON_SCRATCH_H
 
+#include <stdint.h>
+
 /* Make sure root (the scratch root, --scratch) is knib's own: create it
  * 0700 when it is missing; refuse (EPERM, naming it) one that is a
  * symbolic link, is not a directory, belongs to another user than
@@ -16,6 +18,10 @@ int scratch_root_open (const char *root) __attribute__ ((warn_unused_result));
  * unix socket address, else ENAMETOOLONG. */
 int scratch_make_dir (const char *root, const char *prefix, const char *longest,
                       char **dir) __attribute__ ((warn_unused_result));
+
+/* The pid in the name of a run directory of vm, "<vm>.<pid>.XXXXXX" (or
+ * "<vm>.<pid>", as older versions named it); -1 when name is not one. */
+int64_t scratch_run_pid (const char *name, const char *vm);
 
 /* Let others pass through root (o+x, for QEMU under another user):
  * changes the directory itself, never what a link points to. */
