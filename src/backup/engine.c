@@ -108,6 +108,18 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
   return 0;
 }
 
+/* The bitmap that backup m added: as its manifest records it (an older
+ * version's "knib-<id>" stays that), else as this repository names it. */
+static void
+manifest_bitmap (const struct chain_repo *repo, const struct chain_manifest *m,
+                 char name[CHAIN_BITMAP_MAX])
+{
+  if (m->disks.len > 0 && m->disks.ptr[0].bitmap != NULL)
+    snprintf (name, CHAIN_BITMAP_MAX, "%s", m->disks.ptr[0].bitmap);
+  else
+    chain_bitmap_name (repo, m->id, name);
+}
+
 /* The bitmap of the VM's latest backup that is part of a chain, in
  * whatever state (a deleted tip kept as removed too): the one that must
  * keep recording.  *keep is "" when there is none.  With older, the
@@ -115,8 +127,7 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
  * the frozen one of them alone). */
 static int
 latest_bitmap (struct chain_repo *repo, const char *vm,
-               char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX],
-               chain_string_vector *older)
+               char keep[CHAIN_BITMAP_MAX], chain_string_vector *older)
 {
   chain_manifest_vector list = empty_vector;
   size_t i;
@@ -132,13 +143,14 @@ latest_bitmap (struct chain_repo *repo, const char *vm,
     if (m->kind == CHAIN_KIND_ISOLATED)
       continue;
     if (keep[0] == '\0') {
-      snprintf (keep, sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX,
-                CHAIN_BITMAP_PREFIX "%s", m->id);
+      manifest_bitmap (repo, m, keep);
       if (older == NULL)
         break;
       continue;
     }
-    name = str_printf (CHAIN_BITMAP_PREFIX "%s", m->id);
+    name = malloc (CHAIN_BITMAP_MAX);
+    if (name != NULL)
+      manifest_bitmap (repo, m, name);
     if (name == NULL || chain_string_vector_append (older, name) == -1) {
       free (name);
       set_error (ENOMEM, "bitmap names");
@@ -171,12 +183,15 @@ recover_qemu (struct chain_repo *repo, struct qmp_client *c,
               const struct live_node_map *map, size_t nmap, const char *vm,
               chain_string_vector *done)
 {
-  char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX];
+  char keep[CHAIN_BITMAP_MAX];
   chain_string_vector older = empty_vector;
   int r = -1;
 
+  struct live_owner owner = { .repo = repo, .vm = vm };
+
   if (latest_bitmap (repo, vm, keep, &older) == 0)
-    r = live_recover (c, map, nmap, keep[0] ? keep : NULL, &older, done);
+    r = live_recover (c, map, nmap, &owner, keep[0] ? keep : NULL, &older,
+                      done);
   chain_string_vector_release (&older);
   return r;
 }
@@ -282,7 +297,7 @@ struct run {
   struct chain_backup *b;
   char *scratch;
   char *nbd_socket;
-  char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX];
+  char keep[CHAIN_BITMAP_MAX];
   bool server_started;
   bool live_started;
 };
@@ -381,17 +396,17 @@ make_full (struct disk_job *job, char *why)
   return 0;
 }
 
-/* An inconsistent knib bitmap that disk d had before recovery, or NULL. */
+/* An inconsistent bitmap of this repository's that disk d had before
+ * recovery, or NULL. */
 static const struct live_bitmap *
-inconsistent_bitmap (const struct live_disk *d)
+inconsistent_bitmap (struct run *run, const struct live_disk *d)
 {
+  struct live_owner owner = { .repo = run->repo, .vm = run->o->vm };
   size_t i;
 
   for (i = 0; d != NULL && i < d->bitmaps.len; i++)
     if (d->bitmaps.ptr[i].inconsistent
-        && strncmp (d->bitmaps.ptr[i].name, CHAIN_BITMAP_PREFIX,
-                    strlen (CHAIN_BITMAP_PREFIX))
-             == 0)
+        && live_bitmap_is_ours (&owner, d->bitmaps.ptr[i].name))
       return &d->bitmaps.ptr[i];
   return NULL;
 }
@@ -412,7 +427,7 @@ bitmap_usable (struct run *run, const struct live_disk *d, const char *name,
   old = find_disk (&run->before, d->name);
   if (old == NULL || live_disk_find_bitmap (d, name) != NULL)
     return false;
-  stale = inconsistent_bitmap (old);
+  stale = inconsistent_bitmap (run, old);
   if (live_disk_find_bitmap (old, name) != NULL) {
     if (live_bitmap_usable (old, name, &old_why))
       return false;
@@ -957,6 +972,7 @@ rename_disks (const struct backup_options *o, live_disk_vector *disks)
 static void
 finish_qemu (struct run *run, bool success)
 {
+  struct live_owner owner = { .repo = run->repo, .vm = run->o->vm };
   size_t i;
 
   if (run->live_started
@@ -968,7 +984,7 @@ finish_qemu (struct run *run, bool success)
   if (!success || run->d.kind == CHAIN_KIND_ISOLATED)
     return;
   for (i = 0; i < run->n; i++)
-    if (live_bitmaps_prune (run->c, run->jobs[i].disk,
+    if (live_bitmaps_prune (run->c, run->jobs[i].disk, &owner,
                             chain_backup_bitmap (run->b),
                             run->targets[i].old_bitmap, NULL)
         == -1)
@@ -1075,7 +1091,8 @@ backup_run (struct chain_repo *repo, const struct backup_options *o,
   if (o->images == NULL && check_socket (o->qmp_socket) == -1)
     goto out;
   run.lock = chain_lock_new (repo, o->vm, CHAIN_LOCK_EXCLUSIVE, "backup", 0);
-  if (run.lock == NULL)
+  /* The bitmaps this backup adds carry the repository's id. */
+  if (run.lock == NULL || chain_repo_ensure_id (repo) == -1)
     goto out;
   if (recover_files (run.lock, o, &r->notes) == -1 || open_qemu (&run) == -1)
     goto out;

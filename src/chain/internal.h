@@ -26,6 +26,7 @@
 
 struct chain_repo {
   char *path;
+  char id[CHAIN_REPO_ID_LEN + 1]; /* "" in a repository made before ids */
   chain_clock_fn clock;
   void *clock_opaque;
 };
