@@ -30,6 +30,7 @@
 #include "common/cleanup.h"
 #include "common/conf.h"
 #include "common/error.h"
+#include "common/scratch.h"
 #include "common/util.h"
 #include "domain/domain.h"
 #include "hook-input.h"
@@ -71,20 +72,33 @@ hook_log (int prio, const char *fmt, ...)
 
 /* ---- knib's QMP socket directory ---- */
 
-/* Who QEMU runs as: the XML's DAC label, else libvirt's default user. */
-static void
-qemu_owner (const struct domain_info *info, uid_t *uid, gid_t *gid)
+/* Who owns knib's socket directory, which every domain shares: libvirt's
+ * default QEMU user.  A domain's own DAC label never takes it over (it
+ * would hand every other domain's socket to that user); only on a host
+ * without the default user does the first domain's QEMU user get a
+ * directory just made.  false: leave the owner as it is. */
+static bool
+qmp_dir_owner (const struct domain_info *info, bool made, uid_t *uid,
+               gid_t *gid)
 {
-  struct passwd *pw;
+  struct passwd *pw = getpwnam (DOMAIN_DEFAULT_QEMU_USER);
 
-  if (info->dac_label) {
+  if (pw != NULL) {
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    if (info->dac_label && info->qemu_uid != 0 && info->qemu_uid != *uid)
+      hook_log (LOG_WARNING,
+                "domain '%s': QEMU runs as uid %ld, but knib's socket "
+                "directory is shared and stays user %s's",
+                domain_name, (long) info->qemu_uid, DOMAIN_DEFAULT_QEMU_USER);
+    return true;
+  }
+  if (made && info->dac_label) {
     *uid = info->qemu_uid;
     *gid = info->qemu_gid;
-    return;
+    return true;
   }
-  pw = getpwnam (DOMAIN_DEFAULT_QEMU_USER);
-  *uid = pw ? pw->pw_uid : 0;
-  *gid = pw ? pw->pw_gid : 0;
+  return false;
 }
 
 /* QEMU (another user) creates its socket in the directory: it must be
@@ -94,12 +108,13 @@ ensure_qmp_dir (const struct domain_info *info)
 {
   CLEANUP_FREE char *dir = domain_qmp_dir ();
   struct stat st;
+  bool made;
   uid_t uid;
   gid_t gid;
 
   if (info->qmp == NULL || dir == NULL)
     return;
-  qemu_owner (info, &uid, &gid);
+  made = lstat (dir, &st) == -1 && errno == ENOENT;
   if (domain_make_dir (dir, 0700) == -1 || lstat (dir, &st) == -1) {
     hook_log (LOG_ERR, "domain '%s': %s: QEMU cannot make knib's socket",
               domain_name, get_error ());
@@ -110,7 +125,8 @@ ensure_qmp_dir (const struct domain_info *info)
               dir);
     return;
   }
-  if ((st.st_uid != uid || st.st_gid != gid) && chown (dir, uid, gid) == -1)
+  if (qmp_dir_owner (info, made, &uid, &gid)
+      && (st.st_uid != uid || st.st_gid != gid) && chown (dir, uid, gid) == -1)
     hook_log (LOG_ERR, "domain '%s': chown '%s' to %ld:%ld: %m", domain_name,
               dir, (long) uid, (long) gid);
   if ((st.st_mode & 07777) != 0700 && chmod (dir, 0700) == -1)
@@ -266,13 +282,12 @@ daemon_alive (const char *dir)
   return pid_alive (strtol (buf, NULL, 10));
 }
 
-/* Scratch directories "<vm>.<pid>" of knib runs that died: fleecing
+/* Scratch directories "<vm>.<pid>.XXXXXX" of knib runs that died: fleecing
  * images and sockets nobody will use.  Live runs' are left alone. */
 static void
 clean_scratch (const char *name)
 {
   const char *root = getenv ("KNIB_SCRATCH_DIR");
-  size_t len = strlen (name);
   struct dirent *e;
   DIR *d;
 
@@ -285,11 +300,9 @@ clean_scratch (const char *name)
     CLEANUP_FREE char *path = NULL;
     int64_t pid;
 
-    if (strncmp (e->d_name, name, len) != 0 || e->d_name[len] != '.'
-        || parse_int64 ("pid", e->d_name + len + 1, 1, INT32_MAX, &pid) == -1) {
-      error_clear ();
+    pid = scratch_run_pid (e->d_name, name);
+    if (pid == -1)
       continue;
-    }
     if (pid_alive (pid) || asprintf (&path, "%s/%s", root, e->d_name) == -1)
       continue;
     if (daemon_alive (path))
@@ -304,16 +317,42 @@ clean_scratch (const char *name)
   closedir (d);
 }
 
+/* QEMU's socket path, once the domain stopped: only a socket, only
+ * directly in knib's socket directory (opened without following links,
+ * the name one component), whatever "../" the XML's path holds. */
+static void
+remove_socket (const char *path)
+{
+  CLEANUP_FREE char *dir = domain_qmp_dir ();
+  size_t dirlen = dir ? strlen (dir) : 0;
+  const char *name;
+  struct stat st;
+  int dfd;
+
+  if (dir == NULL || strncmp (path, dir, dirlen) != 0 || path[dirlen] != '/')
+    return;
+  name = path + dirlen + 1;
+  if (name[0] == '\0' || name[0] == '.' || strchr (name, '/') != NULL) {
+    hook_log (LOG_ERR, "domain '%s': '%s' is not in '%s': left alone",
+              domain_name, path, dir);
+    return;
+  }
+  dfd = open (dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd == -1)
+    return;
+  if (fstatat (dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+      && S_ISSOCK (st.st_mode) && unlinkat (dfd, name, 0) == -1)
+    hook_log (LOG_ERR, "domain '%s': cannot remove '%s': %m", domain_name,
+              path);
+  close (dfd);
+}
+
 static void
 on_stopped (struct domain_info *info, const char *xml, size_t len)
 {
-  struct stat st;
-
   record (info, DOMAIN_STATE_STOPPED, xml, len);
-  if (info->qmp != NULL && lstat (info->qmp, &st) == 0 && S_ISSOCK (st.st_mode)
-      && unlink (info->qmp) == -1)
-    hook_log (LOG_ERR, "domain '%s': cannot remove '%s': %m", domain_name,
-              info->qmp);
+  if (info->qmp != NULL)
+    remove_socket (info->qmp);
   clean_scratch (info->name);
 }
 

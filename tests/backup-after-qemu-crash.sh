@@ -28,7 +28,7 @@ check 1 vda "$A"
 start_vm "$VM" "qcow2:$A"
 vm_write "$VM" vda 0x12 1M 64k
 crash_vm
-image_bitmaps "$A" | grep -q "^knib-$(top 1 id) in-use" \
+image_bitmaps "$A" | grep -q "^knib-$(rid)-$(top 1 id) in-use" \
   || fail "the bitmap is not left in use: $(image_bitmaps "$A")"
 
 # 2: live, after a restart: full, because of the inconsistent bitmap.
@@ -37,10 +37,10 @@ live_oracle "$VM" 2 "vda:$A"
 # shellcheck disable=SC2086
 backup 2 $LIVE
 expect_kind 2 full
-expect_disk 2 vda full "bitmap knib-$(top 1 id) of vda $WHY"
-top 2 reason | grep -q "bitmap knib-$(top 1 id) of vda $WHY" \
+expect_disk 2 vda full "bitmap knib-$(rid)-$(top 1 id) of vda $WHY"
+top 2 reason | grep -q "bitmap knib-$(rid)-$(top 1 id) of vda $WHY" \
   || fail "backup 2 does not say why it is full: $(top 2 reason)"
-grep -q "removed inconsistent bitmap knib-$(top 1 id) of vda" b2.err \
+grep -q "removed inconsistent bitmap knib-$(rid)-$(top 1 id) of vda" b2.err \
   || fail "the stale bitmap was not removed: $(cat b2.err)"
 check 2 vda "$A"
 # 3: and the chain goes on from there.
@@ -68,8 +68,8 @@ offline_oracle 4 "$A"
 # shellcheck disable=SC2086
 backup 4 $OFFLINE
 expect_kind 4 full
-expect_disk 4 vda full "bitmap knib-$(top 3b id) of vda is missing: QEMU did not shut down cleanly (it left bitmap knib-$(top 3 id) inconsistent)"
-grep -q "removed .*bitmap knib-$(top 3 id) of vda" b4.err \
+expect_disk 4 vda full "bitmap knib-$(rid)-$(top 3b id) of vda is missing: QEMU did not shut down cleanly (it left bitmap knib-$(rid)-$(top 3 id) inconsistent)"
+grep -q "removed .*bitmap knib-$(rid)-$(top 3 id) of vda" b4.err \
   || fail "the stale bitmap was not removed: $(cat b4.err)"
 check 4 vda "$A"
 image_bitmaps "$A" | grep -q "in-use" && fail "stale bitmaps left: $(image_bitmaps "$A")"
@@ -81,14 +81,14 @@ crash_vm
 "$KNIB" recover --vm "$VM" --repo "$REPO" --scratch "$SCRATCH" \
   --image "vda=$A" >recover.out 2>recover.err \
   || fail "knib recover failed: $(cat recover.err)"
-grep -q "removed inconsistent bitmap knib-$(top 4 id) of vda" recover.out \
+grep -q "removed inconsistent bitmap knib-$(rid)-$(top 4 id) of vda" recover.out \
   || fail "knib recover did not remove the stale bitmap: $(cat recover.out)"
 [ -z "$(image_bitmaps "$A")" ] || fail "bitmaps left: $(image_bitmaps "$A")"
 offline_oracle 5 "$A"
 # shellcheck disable=SC2086
 backup 5 $OFFLINE
 expect_kind 5 full
-expect_disk 5 vda full "bitmap knib-$(top 4 id) of vda is missing"
+expect_disk 5 vda full "bitmap knib-$(rid)-$(top 4 id) of vda is missing"
 check 5 vda "$A"
 
 no_daemon || fail "qemu-storage-daemon left running"

@@ -68,7 +68,7 @@ knib_run recover.out recover.err recover --qmp "$S" --vm vm --repo "$REPO" \
   --scratch "$SCRATCH"
 expect_failure recover.err "knib recover during a backup" "lock" "pid $holder"
 echo "ok: knib recover during a backup fails at once: $(cat recover.err)"
-[ -d "$SCRATCH/vm.$holder" ] || fail "the failed runs removed the scratch files of the running backup"
+ls -d "$SCRATCH/vm.$holder".?????? >/dev/null 2>&1 || fail "the failed runs removed the scratch files of the running backup"
 ls -d "$REPO"/vms/vm/*.partial >/dev/null 2>&1 \
   || fail "the failed runs removed the unfinished backup of the running one"
 KNIB_PID=$holder

@@ -59,7 +59,7 @@ snap 3 "$S2" "vda:$TMPDIR_TEST/c.qcow2"
 backup_ok vm "$S" b3.json
 b3=$(json_top b3.json id)
 expect_kind b3.json full
-[ "$(json_disk b3.json vda reason)" = "bitmap knib-$b2 of vda is missing (QEMU was restarted without it, or the disk was replaced)" ] \
+[ "$(json_disk b3.json vda reason)" = "bitmap knib-$(rid)-$b2 of vda is missing (QEMU was restarted without it, or the disk was replaced)" ] \
   || fail "vda: wrong reason: $(cat b3.json)"
 restore_check vm "$b3" vda oracle-3-vda.qcow2
 
@@ -71,14 +71,14 @@ expect_kind b4.json incremental "$b3"
 restore_check vm "$b4" vda oracle-4-vda.qcow2
 
 # The bitmap is gone (a migration without it): full, saying so.
-"$KNIB" qmp "$S2" block-dirty-bitmap-remove node=disk1 "name=knib-$b4" >/dev/null \
+"$KNIB" qmp "$S2" block-dirty-bitmap-remove node=disk1 "name=knib-$(rid)-$b4" >/dev/null \
   || fail "block-dirty-bitmap-remove"
 write 0x35 6M 64k
 snap 5 "$S2" "vda:$TMPDIR_TEST/c.qcow2"
 backup_ok vm "$S" b5.json
 b5=$(json_top b5.json id)
 expect_kind b5.json full
-[ "$(json_disk b5.json vda reason)" = "bitmap knib-$b4 of vda is missing (QEMU was restarted without it, or the disk was replaced)" ] \
+[ "$(json_disk b5.json vda reason)" = "bitmap knib-$(rid)-$b4 of vda is missing (QEMU was restarted without it, or the disk was replaced)" ] \
   || fail "vda: wrong reason: $(cat b5.json)"
 restore_check vm "$b5" vda oracle-5-vda.qcow2
 write 0x36 7M 64k
@@ -90,6 +90,6 @@ verify_ok vm
 # (bitmaps() knows virtio-blk's qdev paths only: read query-block here.)
 "$KNIB" qmp --json "$S2" query-block >block.json
 [ "$(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json | sort)" \
-  = "$(printf '"name":"knib-%s","recording":false\n"name":"knib-%s","recording":true' "$b5" "$(json_top b6.json id)")" ] \
+  = "$(printf '"name":"knib-%s-%s","recording":false\n"name":"knib-%s-%s","recording":true' "$(rid)" "$b5" "$(rid)" "$(json_top b6.json id)")" ] \
   || fail "bitmaps left: $(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json)"
 echo "backup-disk-replaced: ok"

@@ -213,12 +213,12 @@ backup_ok vm "$S" after-qemu-killed.json --chain-size 0
 expect_kind after-qemu-killed.json full
 reason=$(json_top after-qemu-killed.json reason)
 case $reason in
-  *"knib-$last"*) ;;
-  *) fail "the full backup after QEMU was killed does not say why (the bitmap knib-$last): '$reason'" ;;
+  *"knib-$(rid)-$last"*) ;;
+  *) fail "the full backup after QEMU was killed does not say why (the bitmap knib-$(rid)-$last): '$reason'" ;;
 esac
 for disk in vda vdb; do
   case $(json_disk after-qemu-killed.json $disk reason) in
-    *"knib-$last of $disk"*) ;;
+    *"knib-$(rid)-$last of $disk"*) ;;
     *) fail "disk $disk: the full backup does not say why: $(cat after-qemu-killed.json)" ;;
   esac
 done
@@ -236,15 +236,15 @@ kill -9 "$QEMU_PID_vm"
 wait "$QEMU_PID_vm" 2>/dev/null || :
 rm -f "$S" "$S2"
 start_qemu vm a.qcow2 b.qcow2
-bitmaps "$S2" | grep -q "knib-$(last_id vm) .*inconsistent" \
-  || fail "after a crash, bitmap knib-$(last_id vm) should be inconsistent: $(bitmaps "$S2" | tr '\n' ';')"
+bitmaps "$S2" | grep -q "knib-$(rid)-$(last_id vm) .*inconsistent" \
+  || fail "after a crash, bitmap knib-$(rid)-$(last_id vm) should be inconsistent: $(bitmaps "$S2" | tr '\n' ';')"
 take_oracles 10
 last=$(last_id vm)
 backup_ok vm "$S" after-crash.json --chain-size 0
 expect_kind after-crash.json full
 reason=$(json_top after-crash.json reason)
 case $reason in
-  *"knib-$last"*inconsistent* | *"knib-$last"*"shut down"*) ;;
-  *) fail "the full backup after a crash should say bitmap knib-$last is inconsistent: '$reason'" ;;
+  *"knib-$(rid)-$last"*inconsistent* | *"knib-$(rid)-$last"*"shut down"*) ;;
+  *) fail "the full backup after a crash should say bitmap knib-$(rid)-$last is inconsistent: '$reason'" ;;
 esac
 verify 10 "after a QEMU crash, a full backup saying the bitmap is inconsistent"

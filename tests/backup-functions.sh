@@ -125,9 +125,9 @@ check_qemu_clean () {
   [ "$(cat "$TMPDIR_TEST/q.json")" = "[]" ] \
     || fail "$_vm: jobs left in QEMU: $(cat "$TMPDIR_TEST/q.json")"
   bitmaps "$_sock" >"$TMPDIR_TEST/bitmaps.txt"
-  _want=knib-$(last_id "$_vm")
+  _want=knib-$(rid)-$(last_id "$_vm")
   # The latest backup before it that is not isolated (those have no bitmap).
-  _prev=knib-$(sed '$d' "$TMPDIR_TEST/ids-$_vm" | tac | while read -r _i; do
+  _prev=knib-$(rid)-$(sed '$d' "$TMPDIR_TEST/ids-$_vm" | tac | while read -r _i; do
     grep -q '"kind": *"isolated"' "$REPO/vms/$_vm/$_i/manifest.json" \
       2>/dev/null || { echo "$_i"; break; }
   done)

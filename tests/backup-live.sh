@@ -10,6 +10,7 @@ require qemu-system-x86_64 qemu-img
 cd "$TMPDIR_TEST"
 K=$KNIB
 R=$TMPDIR_TEST/repo
+REPO=$R # for rid
 qemu-img create -q -f qcow2 a.qcow2 128M
 qemu-img create -q -f qcow2 b.qcow2 64M
 start_qemu vm "$TMPDIR_TEST/a.qcow2" "$TMPDIR_TEST/b.qcow2"
@@ -105,7 +106,7 @@ qemu-img info "$R/vms/vm/$id/vda.qcow2" | grep -q "^backing file: \.\./" \
 "$K" qmp --json "$S2" query-block > block.json
 prev=$(json_top b5.json id)
 [ "$(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json | sort -u)" \
-  = "$(printf '"name":"knib-%s","recording":false\n"name":"knib-%s","recording":true' "$prev" "$id")" ] \
+  = "$(printf '"name":"knib-%s-%s","recording":false\n"name":"knib-%s-%s","recording":true' "$(rid)" "$prev" "$(rid)" "$id")" ] \
   || fail "bitmaps left: $(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json)"
 [ "$(grep -o '"name":"knib-[^"]*","recording":true' block.json | wc -l)" -eq 2 ] \
   || fail "the bitmaps are not both recording"
@@ -113,12 +114,12 @@ prev=$(json_top b5.json id)
 # --incremental when a disk cannot be incremental says why; --full starts
 # a new chain; nothing in QEMU or the repository was disturbed by the
 # refusal.
-"$K" qmp "$S2" block-dirty-bitmap-remove node=disk1 "name=knib-$id" >/dev/null
+"$K" qmp "$S2" block-dirty-bitmap-remove node=disk1 "name=knib-$(rid)-$id" >/dev/null
 if "$K" backup --qmp "$S" --vm vm --repo "$R" --scratch "$TMPDIR_TEST/scratch" \
      --incremental > inc.out 2> inc.err; then
   fail "--incremental succeeded without vdb's bitmap"
 fi
-grep -q "incremental backup is not possible: bitmap knib-$id of vdb is missing" inc.err \
+grep -q "incremental backup is not possible: bitmap knib-$(rid)-$id of vdb is missing" inc.err \
   || fail "unclear refusal: $(cat inc.err)"
 # --auto: vda incremental, vdb full with the reason.
 hmp_write "$S2" vda 0x77 90M 64k

@@ -82,8 +82,8 @@ live_oracle "$VM" 3 "vda:$A" "vdb:$B" "vdc:$C"
 backup 3 $LIVE
 expect_kind 3 incremental 2
 expect_disk 3 vda incremental
-expect_disk 3 vdb full "bitmap knib-$(top 2 id) of vdb is missing: $RAW_WHY, so the bitmap went when QEMU stopped"
-expect_disk 3 vdc full "bitmap knib-$(top 2 id) of vdc is missing: $V2_WHY"
+expect_disk 3 vdb full "bitmap knib-$(rid)-$(top 2 id) of vdb is missing: $RAW_WHY, so the bitmap went when QEMU stopped"
+expect_disk 3 vdc full "bitmap knib-$(rid)-$(top 2 id) of vdc is missing: $V2_WHY"
 check_all 3
 
 # 4: live: now all three are incremental; vdb and vdc's bitmaps are not
@@ -102,7 +102,7 @@ check_all 4
 [ "$(disk 4 vdb bytes_read)" -eq 131072 ] || fail "backup 4 read $(disk 4 vdb bytes_read) bytes of vdb"
 [ "$(disk 4 vdc bytes_read)" -eq 65536 ] || fail "backup 4 read $(disk 4 vdc bytes_read) bytes of vdc"
 "$KNIB" qmp --json "$TMPDIR_TEST/$VM.qmp2" query-block >block.json
-[ "$(grep -o "\"name\":\"knib-$(top 4 id)\",\"recording\":true,\"persistent\":false" block.json | wc -l)" -eq 2 ] \
+[ "$(grep -o "\"name\":\"knib-$(rid)-$(top 4 id)\",\"recording\":true,\"persistent\":false" block.json | wc -l)" -eq 2 ] \
   || fail "vdb and vdc should have a bitmap that is not persistent: $(cat block.json)"
 
 # 5: QEMU restarted: the transient bitmaps are gone; full, with why.
@@ -114,8 +114,8 @@ live_oracle "$VM" 5 "vda:$A" "vdb:$B" "vdc:$C"
 backup 5 $LIVE
 expect_kind 5 incremental 4
 expect_disk 5 vda incremental
-expect_disk 5 vdb full "bitmap knib-$(top 4 id) of vdb is missing: $RAW_WHY, so the bitmap went when QEMU stopped"
-expect_disk 5 vdc full "bitmap knib-$(top 4 id) of vdc is missing: $V2_WHY"
+expect_disk 5 vdb full "bitmap knib-$(rid)-$(top 4 id) of vdb is missing: $RAW_WHY, so the bitmap went when QEMU stopped"
+expect_disk 5 vdc full "bitmap knib-$(rid)-$(top 4 id) of vdc is missing: $V2_WHY"
 check_all 5
 stop_vm "$VM"
 

@@ -34,7 +34,7 @@ stopped_backup () {
     [ "$i" -le 300 ] || fail "backup $1 did not stop at copy: $(cat "b$1.err")"
     sleep 0.1
   done
-  DAEMON_PID=$(cat "$SCRATCH/$VM.$KNIB_PID/daemon.pid")
+  DAEMON_PID=$(cat "$SCRATCH/$VM.$KNIB_PID".??????/daemon.pid)
   [ "$(state "$DAEMON_PID")" = S ] || [ "$(state "$DAEMON_PID")" = R ] \
     || fail "no qemu-storage-daemon runs for backup $1"
 }
@@ -79,7 +79,7 @@ check 2 vda "$A"
   || fail "backup 2 read $(disk 2 vda bytes_read) bytes, not the 128k written"
 grep -q "removed unfinished backup" b2.err || fail "no repair of the partial backup: $(cat b2.err)"
 grep -q "removed scratch files of a killed run" b2.err || fail "no repair of the scratch: $(cat b2.err)"
-grep -q "merged bitmap knib-.* of vda into knib-$(top 1 id) and removed it" b2.err \
+grep -q "merged bitmap knib-.* of vda into knib-$(rid)-$(top 1 id) and removed it" b2.err \
   || fail "the killed backup's bitmap was not merged back: $(cat b2.err)"
 
 # SIGTERM while copying: a clean failure, bitmaps rolled back in the
@@ -94,9 +94,9 @@ wait $KNIB_PID || rc=$?
 grep -q "interrupted" b3t.err || fail "backup 3t: $(cat b3t.err)"
 daemon_gone
 # Rolled back: backup 2's bitmap records again, and no other does.
-[ "$(image_bitmaps "$A" | grep ' auto$')" = "knib-$(top 2 id) auto" ] \
+[ "$(image_bitmaps "$A" | grep ' auto$')" = "knib-$(rid)-$(top 2 id) auto" ] \
   || fail "the bitmaps were not rolled back: $(image_bitmaps "$A")"
-image_bitmaps "$A" | grep -v -e "^knib-$(top 1 id) " -e "^knib-$(top 2 id) " \
+image_bitmaps "$A" | grep -v -e "^knib-$(rid)-$(top 1 id) " -e "^knib-$(rid)-$(top 2 id) " \
   && fail "the interrupted backup's bitmap was left: $(image_bitmaps "$A")"
 img_write "$A" qcow2 0x14 3M 64k
 offline_oracle 3 "$A"

@@ -30,7 +30,7 @@ expect_kind 1 full
 check 1 vda "$A"
 check 1 vdb "$B"
 no_daemon || fail "qemu-storage-daemon still runs after backup 1"
-[ "$(image_bitmaps "$A")" = "knib-$(top 1 id) auto" ] \
+[ "$(image_bitmaps "$A")" = "knib-$(rid)-$(top 1 id) auto" ] \
   || fail "the daemon did not store the bitmap in $A: $(image_bitmaps "$A")"
 
 # 2: stopped, incremental: qemu-io's writes went into the stored bitmap.
@@ -50,7 +50,7 @@ check 2 vdb "$B"
 # 3: running, incremental: QEMU loaded the bitmap from the images.
 start_vm "$VM" "qcow2:$A" "qcow2:$B"
 "$KNIB" qmp --json "$TMPDIR_TEST/$VM.qmp2" query-block >block.json
-grep -q "\"name\":\"knib-$(top 2 id)\",\"recording\":true,\"persistent\":true" block.json \
+grep -q "\"name\":\"knib-$(rid)-$(top 2 id)\",\"recording\":true,\"persistent\":true" block.json \
   || fail "QEMU did not load the bitmap of backup 2: $(cat block.json)"
 vm_write "$VM" vda 0x14 100M 1M
 vm_write "$VM" vdb 0x23 0 128k

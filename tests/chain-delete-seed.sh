@@ -97,7 +97,7 @@ take 7 incremental b5
 for d in vda vdb; do
   [ "$(disk_kind b7.json $d)" = incremental ] || fail "b7's $d is not incremental: $(cat b7.json)"
 done
-grep -q "merged bitmap knib-$b6 of vda into knib-$b5" b7.json \
+grep -q "merged bitmap knib-$(rid)-$b6 of vda into knib-$(rid)-$b5" b7.json \
   || fail "b7 did not merge b6's bitmap back: $(cat b7.json)"
 show_list "after a new backup b7"
 check_remaining 4 5 7

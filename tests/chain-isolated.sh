@@ -36,8 +36,8 @@ b3=$(json_top b3.json id)
 expect_kind b3.json isolated
 grep -q '"reason":"--isolated requested"' b3.json || fail "no reason: $(cat b3.json)"
 bitmaps "$S2" >bitmaps.txt
-! grep -q " knib-$b3 " bitmaps.txt || fail "the isolated backup left its bitmap: $(cat bitmaps.txt)"
-grep -qx "vda knib-$b2 recording" bitmaps.txt \
+! grep -q " knib-$(rid)-$b3 " bitmaps.txt || fail "the isolated backup left its bitmap: $(cat bitmaps.txt)"
+grep -qx "vda knib-$(rid)-$b2 recording" bitmaps.txt \
   || fail "the chain's bitmap is not recording after the isolated backup: $(cat bitmaps.txt)"
 qemu-img info "$REPO/vms/vm/$b3/vda.qcow2" | grep -q "^backing file" \
   && fail "the isolated image has a backing file"
@@ -54,7 +54,7 @@ restore_check vm "$b3" vda oracle-3-vda.qcow2
 restore_check vm "$b2" vda oracle-2-vda.qcow2
 verify_ok vm
 bitmaps "$S2" >bitmaps.txt
-! grep -q " knib-$b3 " bitmaps.txt || fail "a bitmap of the isolated backup is in QEMU: $(cat bitmaps.txt)"
+! grep -q " knib-$(rid)-$b3 " bitmaps.txt || fail "a bitmap of the isolated backup is in QEMU: $(cat bitmaps.txt)"
 check_qemu_clean "$S2" vm vda
 
 # Deleting the isolated backup deletes it and nothing else.

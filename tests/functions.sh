@@ -53,6 +53,12 @@ json_top () {
     | sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p"
 }
 
+# rid: the id of repository $REPO, which its backups' bitmaps carry
+# ("knib-<rid>-<backup id>").
+rid () {
+  sed -n 's/^ *"id": *"\([0-9a-f]*\)".*/\1/p' "$REPO/knib-repo.json"
+}
+
 # Skip (exit 77) unless knib was built with --enable-test-hooks, which
 # the steps below need (KNIB_TEST_STOP_AT).
 require_test_hooks () {

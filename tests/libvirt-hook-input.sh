@@ -7,7 +7,9 @@
 # an unknown operation, names with "../", missing arguments: exit 0, a
 # log line, nothing written; prepare refuses a start on an image that a
 # running offline backup holds (after hook-start-wait), not on one that
-# a killed backup left; nothing ever on stdout, and fast.
+# a killed backup left; nothing ever on stdout, and fast.  A socket path
+# with "../" and another user's DAC label touch nothing outside the
+# domain's own entries.
 . "$(dirname "$0")/functions.sh"
 require qemu-img qemu-io qemu-storage-daemon
 
@@ -108,7 +110,8 @@ fast
 
 # Stopped: marked so; the socket and a dead run's scratch go, a live
 # run's stays.
-mkdir -p "$KNIB_SCRATCH_DIR/web01.999999999" "$KNIB_SCRATCH_DIR/web01.$$"
+mkdir -p "$KNIB_SCRATCH_DIR/web01.999999999" "$KNIB_SCRATCH_DIR/web01.$$" \
+  "$KNIB_SCRATCH_DIR/web01.999999998.AbCdEf" "$KNIB_SCRATCH_DIR/web01.$$.GhIjKl"
 : >"$KNIB_SCRATCH_DIR/web01.999999999/fleece-vda.qcow2"
 stale_socket () {
   # a unix socket file where QEMU's was (qemu-storage-daemon makes one)
@@ -127,9 +130,31 @@ fast
 grep -q '"state": "stopped"' "$REC" || fail "record not stopped"
 [ ! -e "$KNIB_RUN_DIR/qmp/$UUID.sock" ] || fail "the socket was left"
 [ ! -e "$KNIB_SCRATCH_DIR/web01.999999999" ] || fail "a dead run's scratch was left"
-[ -d "$KNIB_SCRATCH_DIR/web01.$$" ] || fail "a live run's scratch was removed"
+[ ! -e "$KNIB_SCRATCH_DIR/web01.999999998.AbCdEf" ] || fail "a dead run's scratch was left"
+[ -d "$KNIB_SCRATCH_DIR/web01.$$" ] && [ -d "$KNIB_SCRATCH_DIR/web01.$$.GhIjKl" ] \
+  || fail "a live run's scratch was removed"
 domain_xml web01 | hook 0 web01 release end -
 log_has "removed knib's leftovers"
+
+# A socket path that climbs out of the socket directory is not knib's:
+# the stopped hook leaves the file there alone.
+stale_socket "$TMPDIR_TEST/sandbox/victim.sock"
+domain_xml web03 \
+  | sed "s|unix:$KNIB_RUN_DIR/qmp/$UUID.sock|unix:$KNIB_RUN_DIR/qmp/../../victim.sock|" \
+  | hook 0 web03 stopped end -
+[ -S "$TMPDIR_TEST/sandbox/victim.sock" ] \
+  || fail "the hook removed a socket outside its directory"
+grep -q '"qmp": "' "$KNIB_RUN_DIR/domains/web03.json" \
+  && fail "a path outside the socket directory was recorded as knib's"
+# A domain whose DAC label names another user does not take the shared
+# socket directory over (when libvirt's default QEMU user exists).
+if id -u libvirt-qemu >/dev/null 2>&1; then
+  domain_xml web04 | sed "s|<label>.*</label>|<label>+1001:+1001</label>|" \
+    | hook 0 web04 prepare begin -
+  [ "$(stat -c %u "$KNIB_RUN_DIR/qmp")" = "$(id -u libvirt-qemu)" ] \
+    || fail "the socket directory went to $(stat -c %u:%g "$KNIB_RUN_DIR/qmp")"
+  log_has "QEMU runs as uid 1001"
+fi
 
 # Bad input: exit 0, a log line, nothing written.
 find sandbox | sort >before.lst

@@ -21,10 +21,13 @@ add_line (chain_string_vector *done, char *line)
     free (line);
 }
 
-/* Every knib bitmap of every disk of the running VM goes. */
+/* Every bitmap of this repository's on every disk of the running VM
+ * goes (another repository's stay). */
 static int
-remove_bitmaps (const struct backup_options *o, chain_string_vector *done)
+remove_bitmaps (struct chain_repo *repo, const struct backup_options *o,
+                chain_string_vector *done)
 {
+  struct live_owner owner = { .repo = repo, .vm = o->vm };
   struct qmp_client *c = qmp_client_connect (
     o->qmp_socket, qmp_step_timeout_ms (o->timeout_ms), o->cancel);
   live_disk_vector disks = empty_vector;
@@ -38,7 +41,7 @@ remove_bitmaps (const struct backup_options *o, chain_string_vector *done)
   if (live_disks_query (c, NULL, 0, &disks) == -1)
     goto out;
   for (size_t i = 0; i < disks.len; i++)
-    if (live_bitmaps_prune (c, &disks.ptr[i], NULL, NULL, done) == -1)
+    if (live_bitmaps_prune (c, &disks.ptr[i], &owner, NULL, NULL, done) == -1)
       goto out;
   if (done->len == before)
     add_line (done, str_printf ("no knib bitmap was left on the VM's "
@@ -74,7 +77,7 @@ backup_end_chain (struct chain_repo *repo, const struct backup_options *o,
     add_line (done, str_printf ("vm %s: no backup yet: the next backup is "
                                 "full anyway",
                                 o->vm));
-  if (o->qmp_socket != NULL && remove_bitmaps (o, done) == -1)
+  if (o->qmp_socket != NULL && remove_bitmaps (repo, o, done) == -1)
     goto out;
   r = 0;
 out:

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "backup/backup.h"
 #include "backup/internal.h"
 #include "common/fs.h"
+#include "common/scratch.h"
 #include "common/util.h"
 #include "common/cleanup.h"
 #include "common/debug.h"
@@ -75,28 +77,30 @@ scratch_root (const struct backup_options *o)
   return o->scratch ? o->scratch : KNIB_DEFAULT_SCRATCH;
 }
 
-/* Scratch directories are "<vm>.<pid>": remove those of runs that are
- * no longer alive. */
+/* Scratch directories are "<vm>.<pid>.XXXXXX": remove those of runs
+ * that are no longer alive.  The root is checked first: knib's own. */
 static int
 recover_scratch (const struct backup_options *o, chain_string_vector *done)
 {
   const char *root = scratch_root (o);
-  DIR *dir = opendir (root);
+  int fd = scratch_root_open (root);
+  DIR *dir;
   struct dirent *e;
-  size_t vmlen = strlen (o->vm);
 
-  if (dir == NULL)
-    return errno == ENOENT ? 0 : (set_error (errno, "scratch '%s'", root), -1);
+  if (fd == -1)
+    return -1;
+  dir = fdopendir (fd);
+  if (dir == NULL) {
+    set_error (errno, "scratch '%s'", root);
+    close (fd);
+    return -1;
+  }
   while ((e = readdir (dir)) != NULL) {
-    int64_t pid;
+    int64_t pid = scratch_run_pid (e->d_name, o->vm);
     CLEANUP_FREE char *path = NULL;
 
-    if (strncmp (e->d_name, o->vm, vmlen) != 0 || e->d_name[vmlen] != '.'
-        || parse_int64 ("pid", e->d_name + vmlen + 1, 1, INT32_MAX, &pid)
-             == -1) {
-      error_clear ();
+    if (pid == -1)
       continue;
-    }
     if (process_alive ((pid_t) pid))
       continue;
     path = str_printf ("%s/%s", root, e->d_name);
@@ -113,6 +117,18 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
   return 0;
 }
 
+/* The bitmap that backup m added: as its manifest records it (an older
+ * version's "knib-<id>" stays that), else as this repository names it. */
+static void
+manifest_bitmap (const struct chain_repo *repo, const struct chain_manifest *m,
+                 char name[CHAIN_BITMAP_MAX])
+{
+  if (m->disks.len > 0 && m->disks.ptr[0].bitmap != NULL)
+    snprintf (name, CHAIN_BITMAP_MAX, "%s", m->disks.ptr[0].bitmap);
+  else
+    chain_bitmap_name (repo, m->id, name);
+}
+
 /* The bitmap of the VM's latest backup that is part of a chain, in
  * whatever state (a deleted tip kept as removed too): the one that must
  * keep recording.  *keep is "" when there is none.  With older, the
@@ -120,8 +136,7 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
  * the frozen one of them alone). */
 static int
 latest_bitmap (struct chain_repo *repo, const char *vm,
-               char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX],
-               chain_string_vector *older)
+               char keep[CHAIN_BITMAP_MAX], chain_string_vector *older)
 {
   chain_manifest_vector list = empty_vector;
   size_t i;
@@ -137,13 +152,14 @@ latest_bitmap (struct chain_repo *repo, const char *vm,
     if (m->kind == CHAIN_KIND_ISOLATED)
       continue;
     if (keep[0] == '\0') {
-      snprintf (keep, sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX,
-                CHAIN_BITMAP_PREFIX "%s", m->id);
+      manifest_bitmap (repo, m, keep);
       if (older == NULL)
         break;
       continue;
     }
-    name = str_printf (CHAIN_BITMAP_PREFIX "%s", m->id);
+    name = malloc (CHAIN_BITMAP_MAX);
+    if (name != NULL)
+      manifest_bitmap (repo, m, name);
     if (name == NULL || chain_string_vector_append (older, name) == -1) {
       free (name);
       set_error (ENOMEM, "bitmap names");
@@ -176,47 +192,30 @@ recover_qemu (struct chain_repo *repo, struct qmp_client *c,
               const struct live_node_map *map, size_t nmap, const char *vm,
               chain_string_vector *done)
 {
-  char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX];
+  char keep[CHAIN_BITMAP_MAX];
   chain_string_vector older = empty_vector;
   int r = -1;
 
+  struct live_owner owner = { .repo = repo, .vm = vm };
+
   if (latest_bitmap (repo, vm, keep, &older) == 0)
-    r = live_recover (c, map, nmap, keep[0] ? keep : NULL, &older, done);
+    r = live_recover (c, map, nmap, &owner, keep[0] ? keep : NULL, &older,
+                      done);
   chain_string_vector_release (&older);
   return r;
 }
 
-/* The run's private directory "<root>/<vm>.<pid>" (*dir, made 0700). */
+/* The run's private directory "<root>/<vm>.<pid>.XXXXXX" (*dir, made
+ * 0700 by mkdtemp under a root that is knib's own). */
 static int
 make_scratch_dir (const struct backup_options *o, char **dir)
 {
-  const char *root = scratch_root (o);
-  char *path;
+  CLEANUP_FREE char *prefix = str_printf ("%s.%ld.", o->vm, (long) getpid ());
 
-  if (mkdir (root, 0700) == -1 && errno != EEXIST) {
-    set_error (errno, "scratch directory '%s'", root);
+  if (prefix == NULL)
     return -1;
-  }
-  path = str_printf ("%s/%s.%ld", root, o->vm, (long) getpid ());
-  if (path == NULL)
-    return -1;
-  /* Its sockets ("nbd.sock", "qmp.sock") must fit in a sockaddr_un. */
-  if (strlen (path) + sizeof "/nbd.sock"
-      > sizeof ((struct sockaddr_un *) 0)->sun_path) {
-    set_error (ENAMETOOLONG,
-               "scratch directory '%s' is too long for a unix socket path: "
-               "use a shorter --scratch",
-               root);
-    free (path);
-    return -1;
-  }
-  if (mkdir (path, 0700) == -1) {
-    set_error (errno, "scratch directory '%s'", path);
-    free (path);
-    return -1;
-  }
-  *dir = path;
-  return 0;
+  /* Its sockets: "nbd.sock", and the daemon's "qmp.sock". */
+  return scratch_make_dir (scratch_root (o), prefix, "nbd.sock", dir);
 }
 
 static struct qmp_client *
@@ -286,6 +285,7 @@ struct disk_job {
   enum chain_kind kind;
   char *reason;
   char *fleece_path;
+  int fleece_fd; /* open from creation on: what QEMU gets (add-fd) */
   struct backup_disk_result result;
 };
 
@@ -307,7 +307,7 @@ struct run {
   struct chain_backup *b;
   char *scratch;
   char *nbd_socket;
-  char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX];
+  char keep[CHAIN_BITMAP_MAX];
   bool server_started;
   bool live_started;
 };
@@ -369,6 +369,8 @@ select_disks (struct run *run)
     set_error (errno, "calloc");
     return -1;
   }
+  for (i = 0; i < n; i++)
+    run->jobs[i].fleece_fd = -1;
   if (o->disks) {
     for (i = 0; i < n; i++) {
       struct live_disk *d = find_disk (&run->disks, o->disks[i]);
@@ -404,17 +406,17 @@ make_full (struct disk_job *job, char *why)
   return 0;
 }
 
-/* An inconsistent knib bitmap that disk d had before recovery, or NULL. */
+/* An inconsistent bitmap of this repository's that disk d had before
+ * recovery, or NULL. */
 static const struct live_bitmap *
-inconsistent_bitmap (const struct live_disk *d)
+inconsistent_bitmap (struct run *run, const struct live_disk *d)
 {
+  struct live_owner owner = { .repo = run->repo, .vm = run->o->vm };
   size_t i;
 
   for (i = 0; d != NULL && i < d->bitmaps.len; i++)
     if (d->bitmaps.ptr[i].inconsistent
-        && strncmp (d->bitmaps.ptr[i].name, CHAIN_BITMAP_PREFIX,
-                    strlen (CHAIN_BITMAP_PREFIX))
-             == 0)
+        && live_bitmap_is_ours (&owner, d->bitmaps.ptr[i].name))
       return &d->bitmaps.ptr[i];
   return NULL;
 }
@@ -435,7 +437,7 @@ bitmap_usable (struct run *run, const struct live_disk *d, const char *name,
   old = find_disk (&run->before, d->name);
   if (old == NULL || live_disk_find_bitmap (d, name) != NULL)
     return false;
-  stale = inconsistent_bitmap (old);
+  stale = inconsistent_bitmap (run, old);
   if (live_disk_find_bitmap (old, name) != NULL) {
     if (live_bitmap_usable (old, name, &old_why))
       return false;
@@ -585,32 +587,64 @@ create_fleece (const char *path, uint64_t size)
 }
 
 /* QEMU may run as another user than knib (libvirt's "libvirt-qemu"):
- * it opens the fleecing images and makes the NBD socket in the run's
- * directory.  Then the images and that directory (still 0700) become
- * QEMU's, and the scratch root lets others pass (o+x).  QEMU's user is
- * the owner of the QMP socket, which QEMU made. */
+ * it makes the NBD socket in the run's directory.  Then that directory
+ * (still 0700) becomes QEMU's, and the scratch root lets others pass
+ * (o+x).  The fleecing images stay knib's: QEMU gets them as open
+ * files.  QEMU's user is the owner of the QMP socket, which QEMU made. */
 static int
 share_scratch (struct run *run)
 {
-  const char *root = scratch_root (run->o);
-  struct stat sock, st;
-  size_t i;
+  struct stat sock;
 
   if (run->daemon != NULL || run->o->qmp_socket == NULL || geteuid () != 0
       || stat (run->o->qmp_socket, &sock) == -1 || sock.st_uid == geteuid ())
     return 0;
-  if (stat (root, &st) == -1
-      || ((st.st_mode & S_IXOTH) == 0 && chmod (root, st.st_mode | S_IXOTH))
+  if (scratch_root_share (scratch_root (run->o)) == -1
       || chown (run->scratch, sock.st_uid, sock.st_gid) == -1) {
-    set_error (errno, "scratch directory '%s': cannot let QEMU (user %ld) in",
-               run->scratch, (long) sock.st_uid);
+    if (get_errno () != EPERM)
+      set_error (errno, "scratch directory '%s': cannot let QEMU (user %ld) in",
+                 run->scratch, (long) sock.st_uid);
     return -1;
   }
-  for (i = 0; i < run->n; i++)
-    if (chown (run->jobs[i].fleece_path, sock.st_uid, sock.st_gid) == -1) {
-      set_error (errno, "fleecing image '%s'", run->jobs[i].fleece_path);
-      return -1;
-    }
+  return 0;
+}
+
+/* The fleecing images receive the old data of every cluster the guest
+ * overwrites while the backup runs: at worst every cluster of every
+ * disk, so their virtual sizes plus qcow2's metadata (an L2 entry of 8
+ * bytes per 64 KiB cluster, refcounts, headers).  A stopped VM's images
+ * are written by no one: nothing to check. */
+static int
+check_scratch_space (struct run *run)
+{
+  uint64_t need = 0, avail;
+  struct statvfs sv;
+  size_t i;
+
+  if (run->daemon != NULL)
+    return 0;
+  for (i = 0; i < run->n; i++) {
+    uint64_t size = run->jobs[i].disk->virtual_size;
+
+    need += size + size / 4096 + 1024 * 1024;
+  }
+  if (statvfs (run->scratch, &sv) == -1) {
+    set_error (errno, "free space of '%s'", run->scratch);
+    return -1;
+  }
+  avail = (uint64_t) sv.f_bavail * sv.f_frsize;
+  debug (DEBUG_CHAIN, "scratch: %" PRIu64 " bytes free, %" PRIu64 " needed",
+         avail, need);
+  if (avail < need) {
+    set_error (-ENOSPC,
+               "not enough free space for the fleecing images: '%s' has "
+               "%" PRIu64 " bytes free, and the worst case (the guest "
+               "overwrites every cluster of the disks while the backup "
+               "runs: their virtual sizes plus qcow2 metadata) needs %" PRIu64
+               ": give --scratch a directory on a larger file system",
+               scratch_root (run->o), avail, need);
+    return -1;
+  }
   return 0;
 }
 
@@ -621,6 +655,8 @@ make_scratch (struct run *run)
 
   /* An offline run made it already, for the daemon's socket. */
   if (run->scratch == NULL && make_scratch_dir (run->o, &run->scratch) == -1)
+    return -1;
+  if (check_scratch_space (run) == -1)
     return -1;
   run->nbd_socket = str_printf ("%s/nbd.sock", run->scratch);
   if (run->nbd_socket == NULL)
@@ -633,6 +669,15 @@ make_scratch (struct run *run)
     if (job->fleece_path == NULL
         || create_fleece (job->fleece_path, job->disk->virtual_size) == -1)
       return -1;
+    /* Opened before anyone else may enter the directory; knib's own
+     * qemu-storage-daemon (which has no add-fd) opens the path. */
+    if (run->daemon == NULL) {
+      job->fleece_fd = open (job->fleece_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+      if (job->fleece_fd == -1) {
+        set_error (errno, "fleecing image '%s'", job->fleece_path);
+        return -1;
+      }
+    }
   }
   return share_scratch (run);
 }
@@ -651,6 +696,7 @@ fill_targets (struct run *run)
 
     t->disk = job->disk;
     t->fleece_path = job->fleece_path;
+    t->fleece_fd = job->fleece_fd;
     /* A bitmap that the image cannot store is kept while QEMU runs (the
      * next backup may be incremental), but a daemon's is no use. */
     t->new_bitmap = isolated || (run->daemon && !job->disk->persistent_bitmaps)
@@ -925,6 +971,7 @@ backup_disks (struct run *run)
 static void
 finish_qemu (struct run *run, bool success)
 {
+  struct live_owner owner = { .repo = run->repo, .vm = run->o->vm };
   size_t i;
 
   if (run->live_started
@@ -936,7 +983,7 @@ finish_qemu (struct run *run, bool success)
   if (!success || run->d.kind == CHAIN_KIND_ISOLATED)
     return;
   for (i = 0; i < run->n; i++)
-    if (live_bitmaps_prune (run->c, run->jobs[i].disk,
+    if (live_bitmaps_prune (run->c, run->jobs[i].disk, &owner,
                             chain_backup_bitmap (run->b),
                             run->targets[i].old_bitmap, NULL)
         == -1)
@@ -1009,6 +1056,8 @@ run_release (struct run *run)
   for (i = 0; run->jobs && i < run->n; i++) {
     free (run->jobs[i].reason);
     free (run->jobs[i].fleece_path);
+    if (run->jobs[i].fleece_fd >= 0)
+      close (run->jobs[i].fleece_fd);
   }
   free (run->jobs);
   free (run->targets);
@@ -1042,7 +1091,8 @@ backup_run (struct chain_repo *repo, const struct backup_options *o,
   if (o->images == NULL && check_socket (o->qmp_socket) == -1)
     goto out;
   run.lock = chain_lock_new (repo, o->vm, CHAIN_LOCK_EXCLUSIVE, "backup", 0);
-  if (run.lock == NULL)
+  /* The bitmaps this backup adds carry the repository's id. */
+  if (run.lock == NULL || chain_repo_ensure_id (repo) == -1)
     goto out;
   if (recover_files (run.lock, o, &r->notes) == -1 || open_qemu (&run) == -1)
     goto out;

@@ -124,6 +124,10 @@ int live_check_foreign_jobs (struct qmp_client *c)
 struct live_target {
   const struct live_disk *disk;
   const char *fleece_path;   /* an empty qcow2 image of the disk's size */
+  int fleece_fd;             /* that image open read-write, handed to QEMU
+                                (add-fd) so that no path is opened; -1:
+                                QEMU opens fleece_path (knib's own daemon,
+                                which has no add-fd) */
   const char *new_bitmap;    /* the bitmap to add ("knib-<id>"), or NULL */
   const char *old_bitmap;    /* knib's recording bitmap to freeze, or NULL */
   const char *export_bitmap; /* the bitmap the export exposes, or NULL */
@@ -153,16 +157,26 @@ int live_start (struct qmp_client *c, struct live_target *targets, size_t n,
 int live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
                bool server_started, bool success);
 
-/* After a successful backup that added keep: remove every other "knib-"
- * bitmap of the disk but frozen (the previous chain tip's bitmap, which
+/* Whose "knib-" bitmaps a run may remove or merge: those of repo's
+ * backups of vm (chain_bitmap_is_ours); another repository's bitmaps on
+ * the same disks are never touched. */
+struct live_owner {
+  struct chain_repo *repo;
+  const char *vm;
+};
+
+bool live_bitmap_is_ours (const struct live_owner *owner, const char *name);
+
+/* After a successful backup that added keep: remove every other bitmap
+ * of the disk that is owner's but frozen (the previous chain tip's bitmap, which
  * the backup's transaction disabled; NULL: none).  Kept, it holds what
  * changed from its backup to the new one, so that deleting the new
  * backup can hand that tracking back (see live_recover).  With keep and
- * frozen NULL every knib bitmap goes (the chain was ended).  Appends
+ * frozen NULL every one of owner's bitmaps goes (the chain was ended).  Appends
  * what it removed to removed (may be NULL). */
 int live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
-                        const char *keep, const char *frozen,
-                        chain_string_vector *removed)
+                        const struct live_owner *owner, const char *keep,
+                        const char *frozen, chain_string_vector *removed)
   __attribute__ ((warn_unused_result));
 
 /* Repair what a killed knib left in QEMU: knib's exports (and the NBD
@@ -172,20 +186,20 @@ int live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
  * backups before the tip (NULL: none):
  *   - a disabled bitmap named in older stays while keep does: it is
  *     the frozen bitmap of the tip's predecessor;
- *   - every other knib bitmap (a killed backup's, a deleted tip's) is
+ *   - every other of owner's bitmaps (a killed backup's, a deleted tip's) is
  *     merged into keep, then removed;
  *   - keep, when it was left disabled, is enabled again only when a
  *     recording bitmap was merged into it (then it has tracked every
  *     write since its backup); otherwise nothing vouches for the writes
  *     since it was frozen: it is removed, and the next backup of the
  *     disk is full;
- *   - inconsistent knib bitmaps are removed, and without keep every knib
- *     bitmap is.
+ *   - inconsistent bitmaps of owner's are removed, and without keep
+ *     every one of owner's is.
  * The disks are found as live_disks_query finds them with map and n.
  * Appends one line per repair to done. */
 int live_recover (struct qmp_client *c, const struct live_node_map *map,
-                  size_t n, const char *keep, const chain_string_vector *older,
-                  chain_string_vector *done)
+                  size_t n, const struct live_owner *owner, const char *keep,
+                  const chain_string_vector *older, chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 
 /* offline.c */

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,20 +401,41 @@ static int
 add_fleece_node (struct qmp_client *c, struct live_target *t)
 {
   CLEANUP_FREE char *node = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+  CLEANUP_FREE char *fdset_path = NULL;
+  int64_t fdset = -1;
+  int r;
 
   if (node == NULL)
     return -1;
-  if (qmp_client_execute_packed (
-        c, "blockdev-add",
-        json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver", "qcow2",
-                   "node-name", node, "file", "driver", "file", "filename",
-                   t->fleece_path, "backing", t->disk->node, "discard",
-                   "unmap"),
-        NULL)
-      == -1)
-    return -1;
-  t->node_added = true;
-  return 0;
+  /* QEMU gets the image that knib made as an open file: no path that
+   * another user could replace between its creation and QEMU's open. */
+  if (t->fleece_fd >= 0) {
+    if (qmp_add_fd (c, t->fleece_fd, node, &fdset) == -1)
+      return -1;
+    fdset_path = str_printf ("/dev/fdset/%" PRId64, fdset);
+    if (fdset_path == NULL)
+      return -1;
+  }
+  r = qmp_client_execute_packed (
+    c, "blockdev-add",
+    json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver", "qcow2",
+               "node-name", node, "file", "driver", "file", "filename",
+               fdset_path ? fdset_path : t->fleece_path, "backing",
+               t->disk->node, "discard", "unmap"),
+    NULL);
+  if (r == 0)
+    t->node_added = true;
+  /* QEMU holds its own copy of the descriptor now; the set goes. */
+  if (fdset >= 0) {
+    struct error_saved saved;
+
+    error_save (&saved);
+    if (qmp_remove_fdset (c, fdset) == -1 && r == 0)
+      r = -1;
+    else
+      error_restore (&saved);
+  }
+  return r;
 }
 
 /* The transaction: for every disk, the fleecing job and the bitmaps. */
@@ -644,10 +666,16 @@ live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
   return r;
 }
 
+bool
+live_bitmap_is_ours (const struct live_owner *owner, const char *name)
+{
+  return chain_bitmap_is_ours (owner->repo, owner->vm, name);
+}
+
 int
 live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
-                    const char *keep, const char *frozen,
-                    chain_string_vector *removed)
+                    const struct live_owner *owner, const char *keep,
+                    const char *frozen, chain_string_vector *removed)
 {
   size_t i;
 
@@ -655,8 +683,7 @@ live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
     const char *name = d->bitmaps.ptr[i].name;
     char *line;
 
-    if (!has_prefix (name, CHAIN_BITMAP_PREFIX)
-        || (keep && strcmp (name, keep) == 0)
+    if (!live_bitmap_is_ours (owner, name) || (keep && strcmp (name, keep) == 0)
         || (frozen && strcmp (name, frozen) == 0))
       continue;
     if (qmp_bitmap_remove (c, d->node, name) == -1) {
@@ -801,7 +828,8 @@ recover_keep (struct qmp_client *c, const struct live_disk *d,
 
 static int
 recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
-                      const char *keep, const chain_string_vector *older,
+                      const struct live_owner *owner, const char *keep,
+                      const chain_string_vector *older,
                       chain_string_vector *done)
 {
   const struct live_bitmap *k = keep ? live_disk_find_bitmap (d, keep) : NULL;
@@ -820,7 +848,7 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
   for (i = 0; i < d->bitmaps.len; i++) {
     const struct live_bitmap *b = &d->bitmaps.ptr[i];
 
-    if (!has_prefix (b->name, CHAIN_BITMAP_PREFIX) || b == k || b == gone)
+    if (!live_bitmap_is_ours (owner, b->name) || b == k || b == gone)
       continue;
     /* The tip's predecessor's frozen bitmap: kept for a delete of the
      * tip (see live_bitmaps_prune). */
@@ -847,8 +875,8 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
 
 int
 live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
-              const char *keep, const chain_string_vector *older,
-              chain_string_vector *done)
+              const struct live_owner *owner, const char *keep,
+              const chain_string_vector *older, chain_string_vector *done)
 {
   live_disk_vector disks = empty_vector;
   size_t i;
@@ -859,7 +887,8 @@ live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
   if (live_disks_query (c, map, n, &disks) == -1)
     goto fail;
   for (i = 0; i < disks.len; i++)
-    if (recover_disk_bitmaps (c, &disks.ptr[i], keep, older, done) == -1) {
+    if (recover_disk_bitmaps (c, &disks.ptr[i], owner, keep, older, done)
+        == -1) {
       error_prepend ("disk %s", disks.ptr[i].name);
       r = -1;
       break;

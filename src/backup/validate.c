@@ -25,6 +25,7 @@
 #include "common/debug.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/scratch.h"
 #include "common/util.h"
 #include "qmp/agent.h"
 
@@ -338,7 +339,14 @@ slot_take (const char *root, const struct validate_options *o, int *slot)
     return 0;
   if (dir == NULL)
     return -1;
-  if ((mkdir (root, 0700) == -1 && errno != EEXIST) || fs_mkdir (dir) == -1) {
+  {
+    int rootfd = scratch_root_open (root);
+
+    if (rootfd == -1)
+      return -1;
+    close (rootfd);
+  }
+  if (fs_mkdir (dir) == -1) {
     set_error (errno, "scratch directory '%s'", dir);
     return -1;
   }

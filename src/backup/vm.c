@@ -28,6 +28,7 @@
 #include "common/debug.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/scratch.h"
 #include "common/util.h"
 #include "domain/domain.h"
 
@@ -180,27 +181,8 @@ make_dir (struct backup_vm *vm, const char *root)
 {
   char *path;
 
-  if (mkdir (root, 0700) == -1 && errno != EEXIST) {
-    set_error (errno, "scratch directory '%s'", root);
+  if (scratch_make_dir (root, VM_DIR_PREFIX, AGENT_FILE, &path) == -1)
     return -1;
-  }
-  path = str_printf ("%s/" VM_DIR_PREFIX "XXXXXX", root);
-  if (path == NULL)
-    return -1;
-  if (strlen (path) + sizeof "/" AGENT_FILE
-      > sizeof ((struct sockaddr_un *) 0)->sun_path) {
-    set_error (ENAMETOOLONG,
-               "scratch directory '%s' is too long for a unix socket path: "
-               "use a shorter --scratch",
-               root);
-    free (path);
-    return -1;
-  }
-  if (mkdtemp (path) == NULL) {
-    set_error (errno, "scratch directory '%s'", root);
-    free (path);
-    return -1;
-  }
   vm->dir = path;
   {
     CLEANUP_FREE char *owner = str_printf ("%s/" OWNER_FILE, path);

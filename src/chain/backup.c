@@ -28,7 +28,7 @@ struct chain_backup {
   struct chain_manifest *parent; /* NULL without a parent */
   char *partial;                 /* REPO/vms/<vm>/<id>.partial */
   char *final;                   /* REPO/vms/<vm>/<id> */
-  char bitmap[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX];
+  char bitmap[CHAIN_BITMAP_MAX];
   char *uuid;
   char *definition;
   bool committed;
@@ -152,7 +152,7 @@ chain_backup_begin (struct chain_repo *repo, struct chain_lock *lock,
     goto fail;
   if (d->kind != CHAIN_KIND_INCREMENTAL)
     strcpy (b->m->chain, b->m->id);
-  snprintf (b->bitmap, sizeof b->bitmap, CHAIN_BITMAP_PREFIX "%s", b->m->id);
+  chain_bitmap_name (lock->repo, b->m->id, b->bitmap);
   debug (DEBUG_CHAIN, "vm '%s': backup %s begins (%s%s%s): %s", lock->vm,
          b->m->id, chain_kind_name (b->m->kind),
          b->m->parent[0] ? ", parent " : "", b->m->parent, b->m->reason);

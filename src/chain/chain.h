@@ -52,8 +52,16 @@ enum chain_hash_kind {
 /* Size of a buffer for an RFC 3339 UTC time "2026-11-23T20:30:15Z". */
 #define CHAIN_TIME_MAX 32
 
-/* Bitmaps that knib adds are named this followed by the backup id. */
+/* Bitmaps that knib adds are named this followed by the repository's id,
+ * "-" and the backup id ("knib-<id>" in a repository made before ids). */
 #define CHAIN_BITMAP_PREFIX "knib-"
+
+/* A repository id: random lowercase hex digits in knib-repo.json. */
+#define CHAIN_REPO_ID_LEN 16
+
+/* Size of a buffer for a bitmap name, with its NUL. */
+#define CHAIN_BITMAP_MAX                                                       \
+  (sizeof CHAIN_BITMAP_PREFIX + CHAIN_REPO_ID_LEN + 1 + CHAIN_ID_MAX)
 
 DEFINE_VECTOR_TYPE (chain_string_vector, char *)
 
@@ -114,7 +122,8 @@ struct chain_disk {
   enum chain_kind kind;
   uint64_t virtual_size;
   uint32_t cluster_size; /* a power of two, 512 to 2 MiB */
-  char *bitmap;          /* the dirty bitmap started with it: "knib-<id>" */
+  char *bitmap;          /* the dirty bitmap started with it:
+                            "knib-<repository id>-<id>" or "knib-<id>" */
   uint64_t bytes_read;
   uint64_t bytes_written;
   uint64_t extents;
@@ -245,6 +254,30 @@ struct chain_repo *chain_repo_open (const char *path, bool create)
 void chain_repo_free (struct chain_repo *repo);
 
 const char *chain_repo_path (const struct chain_repo *repo);
+
+/* The repository's id ("" for a repository made before ids, until
+ * chain_repo_ensure_id gives it one). */
+const char *chain_repo_id (const struct chain_repo *repo);
+
+/* Give a repository made before ids its random id (knib-repo.json
+ * rewritten under a lock of the repository's directory).  Backups do it
+ * first: the bitmaps they add carry it. */
+int chain_repo_ensure_id (struct chain_repo *repo)
+  __attribute__ ((warn_unused_result));
+
+/* The bitmap that backup id of this repository adds:
+ * "knib-<repository id>-<id>" ("knib-<id>" without a repository id). */
+void chain_bitmap_name (const struct chain_repo *repo, const char *id,
+                        char name[CHAIN_BITMAP_MAX]);
+
+/* Whether a bitmap of vm's disks is this repository's to remove or merge:
+ * "knib-<its id>-..."; or "knib-<backup id>" of a backup of the VM that
+ * the repository holds (as older versions named them, also removed
+ * backups); in a repository without an id, any "knib-" bitmap that does
+ * not carry another repository's id.  Another repository's bitmaps are
+ * never touched. */
+bool chain_bitmap_is_ours (struct chain_repo *repo, const char *vm,
+                           const char *name);
 
 /* Replace the clock used for backup ids and times (NULL: the real one). */
 void chain_repo_set_clock (struct chain_repo *repo, chain_clock_fn fn,
@@ -437,7 +470,7 @@ void chain_backup_free (struct chain_backup *b);
 
 const char *chain_backup_id (const struct chain_backup *b);
 
-/* "knib-<id>": the name of the bitmap that this backup starts. */
+/* The name of the bitmap that this backup starts (chain_bitmap_name). */
 const char *chain_backup_bitmap (const struct chain_backup *b);
 
 /* The manifest as it stands (borrowed). */
@@ -766,6 +799,7 @@ struct chain_restore_options {
   const char *to;
   enum chain_restore_format format;
   bool force;                /* replace existing files (never directories) */
+  bool no_verify;            /* skip the images' stored hashes */
   int lock_timeout_ms;       /* for the VM's shared lock */
   chain_restore_fn progress; /* NULL: none; called about twice a second
                                 while a disk is written, and once when
@@ -775,9 +809,11 @@ struct chain_restore_options {
 
 /* Restore the disks of backup id as they were at its point in time:
  * under the VM's shared lock ("restore"), check that the chain is whole
- * (every image there, linked as it must be) and that no target exists
- * (unless force), then "qemu-img convert" each disk's image, which reads
- * through its backing chain, into a temporary file beside its target,
+ * (every image there, linked as it must be, no external data file, and
+ * unless no_verify each hashes to what its manifest records) and that
+ * no target exists (unless force), then "qemu-img convert" each disk's
+ * image, with its backing chain given explicitly, into a temporary file
+ * beside its target,
  * and once all are written fsync each, rename it into place and fsync
  * the directory.  A failure or an interruption leaves no temporary
  * file.  The new files are 0600.  A removed backup is not restored. */

@@ -560,6 +560,10 @@ copy_open (struct copy *c)
     return -1;
   }
   c->cd->bytes_before = (uint64_t) st.st_size;
+  /* What is rewritten must be what was backed up: a damaged image would
+   * otherwise get a fresh hash that hides the damage. */
+  if (chain_image_check_hash (c->image, c->d) == -1)
+    return -1;
   c->rd = qcow2_reader_new (c->ifd);
   if (c->rd == NULL) {
     error_prepend ("image '%s'", c->image);

@@ -150,6 +150,11 @@ check_header (const char *path, const struct chain_disk *disk,
                             "image '%s' is marked corrupt (QEMU found an "
                             "inconsistency in it)",
                             path);
+  if (info->external_data_file)
+    r |= chain_problem_add (errors,
+                            "image '%s' keeps its data in an external file: "
+                            "a backup's image never does, refusing it",
+                            path);
   if (info->virtual_size != disk->virtual_size)
     r |= chain_problem_add (errors,
                             "image '%s' has a virtual size of %llu bytes; "

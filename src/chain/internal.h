@@ -26,6 +26,7 @@
 
 struct chain_repo {
   char *path;
+  char id[CHAIN_REPO_ID_LEN + 1]; /* "" in a repository made before ids */
   chain_clock_fn clock;
   void *clock_opaque;
 };
@@ -142,6 +143,33 @@ int chain_image_check_header (const char *path, const struct chain_disk *disk,
                               const char *expected_backing,
                               chain_string_vector *errors,
                               chain_string_vector *warnings, bool *readable)
+  __attribute__ ((warn_unused_result));
+
+/* trust.c: what a backup's images pass before knib reads them back
+ * (restore, merge, compress). */
+
+/* The image at path hashes to what the manifest records for disk.  -1
+ * with set_error otherwise (EBADMSG: it changed, naming both hashes).
+ * The one place that knows how a stored image is checked. */
+int chain_image_check_hash (const char *path, const struct chain_disk *disk)
+  __attribute__ ((warn_unused_result));
+
+/* Disk name's images down chain (full first, as chain_backup_chain gives
+ * it), from its last backup to the full it starts from: each is there, a
+ * regular file, the qcow2 image its manifest describes, with no external
+ * data file, the backing file the chain needs and (hashes) the stored
+ * hash.  -1 with the first problem as the error. */
+int chain_disk_check (struct chain_repo *repo,
+                      const chain_manifest_vector *chain, const char *name,
+                      bool hashes) __attribute__ ((warn_unused_result));
+
+/* "json:{...}": disk name's image in the last backup of chain, for
+ * qemu-img, with its backing chain given explicitly (the repository's
+ * files, read-only; the full has none): QEMU follows no name that an
+ * image records. */
+char *chain_disk_qemu_spec (struct chain_repo *repo,
+                            const chain_manifest_vector *chain,
+                            const char *name)
   __attribute__ ((warn_unused_result));
 
 /* delete.c */

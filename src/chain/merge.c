@@ -22,6 +22,7 @@
 struct merge_disk {
   struct chain_disk *disk; /* in the manifest */
   char *image;             /* its image */
+  char *source;            /* its image and chain, for qemu-img */
   char *temp;              /* the new one, beside it */
   uint64_t size;
   char hash[CHAIN_HASH_HEX_LEN + 1];
@@ -42,14 +43,13 @@ add_line (chain_string_vector *done, char *line)
 static int
 convert (const struct merge_disk *md)
 {
-  CLEANUP_FREE char *src = chain_qemu_path (md->image);
   CLEANUP_FREE char *dst = chain_qemu_path (md->temp);
   struct command *cmd;
   int r;
 
-  if (src == NULL || dst == NULL || (cmd = command_new ("qemu-img")) == NULL)
+  if (dst == NULL || (cmd = command_new ("qemu-img")) == NULL)
     return -1;
-  command_add_args (cmd, "convert", "-f", "qcow2", "-O", "qcow2", NULL);
+  command_add_args (cmd, "convert", "-O", "qcow2", NULL);
   if (md->disk->compression != CHAIN_COMPRESSION_NONE) {
     command_add_arg (cmd, "-c");
     command_add_arg (cmd, "-o");
@@ -61,7 +61,7 @@ convert (const struct merge_disk *md)
     command_add_arg (cmd, "-o");
     command_add_argf (cmd, "cluster_size=%" PRIu32, md->disk->cluster_size);
   }
-  command_add_args (cmd, src, dst, NULL);
+  command_add_args (cmd, md->source, dst, NULL);
   command_set_process_group (cmd, true);
   command_set_die_with_parent (cmd, true);
   r = command_run (cmd, NULL);
@@ -159,14 +159,29 @@ merge_images (struct chain_lock *lock, struct chain_manifest *m,
     set_error (ENOMEM, "merge");
     return -1;
   }
-  /* The whole chain must be there to be read. */
+  /* The whole chain must be there to be read, and hold what was backed
+   * up: a damaged chain is not rewritten into images with fresh hashes
+   * that would hide the damage. */
   if (chain_backup_chain (lock->repo, lock->vm, m->id, &chain) == -1)
     goto out;
+  for (size_t i = 0; i < m->disks.len; i++) {
+    const char *name = m->disks.ptr[i].name;
+
+    if (m->disks.ptr[i].kind != CHAIN_KIND_INCREMENTAL)
+      continue;
+    if (chain_disk_check (lock->repo, &chain, name, true) == -1) {
+      error_prepend ("disk '%s': its chain is damaged (run 'knib verify')",
+                     name);
+      goto out;
+    }
+  }
   for (size_t i = 0; i < m->disks.len; i++) {
     if (m->disks.ptr[i].kind != CHAIN_KIND_INCREMENTAL)
       continue;
     mds[n].disk = &m->disks.ptr[i];
-    if (write_disk (lock, m, &mds[n++]) == -1) {
+    mds[n].source
+      = chain_disk_qemu_spec (lock->repo, &chain, m->disks.ptr[i].name);
+    if (mds[n].source == NULL || write_disk (lock, m, &mds[n++]) == -1) {
       error_prepend ("disk '%s'", m->disks.ptr[i].name);
       goto out;
     }
@@ -201,6 +216,7 @@ out:
       unlink (mds[i].temp);
     free (mds[i].temp);
     free (mds[i].image);
+    free (mds[i].source);
   }
   free (mds);
   chain_manifest_vector_release (&chain);

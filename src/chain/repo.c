@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,8 +42,20 @@ dir_is_empty (const char *path, bool *empty)
 
 /* Check knib-repo.json: the version first, so that a newer repository
  * says so rather than "unknown key". */
+static bool
+repo_id_is_valid (const char *id)
+{
+  if (strlen (id) != CHAIN_REPO_ID_LEN)
+    return false;
+  for (size_t i = 0; i < CHAIN_REPO_ID_LEN; i++)
+    if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+      return false;
+  return true;
+}
+
 static int
-check_repo_file (const char *path, const char *file)
+check_repo_file (const char *path, const char *file,
+                 char id[CHAIN_REPO_ID_LEN + 1])
 {
   json_t *j = jsonutil_load (file, "repository file");
   const json_t *format, *version;
@@ -73,7 +87,17 @@ check_repo_file (const char *path, const char *file)
   }
   json_object_foreach (j, key, v)
   {
-    if (strcmp (key, "format") != 0 && strcmp (key, "version") != 0) {
+    if (strcmp (key, "id") == 0) {
+      if (!json_is_string (v) || !repo_id_is_valid (json_string_value (v))) {
+        set_error (0,
+                   "repository file '%s': 'id' must be %d lowercase hex "
+                   "digits",
+                   file, CHAIN_REPO_ID_LEN);
+        goto out;
+      }
+      snprintf (id, CHAIN_REPO_ID_LEN + 1, "%s", json_string_value (v));
+    }
+    else if (strcmp (key, "format") != 0 && strcmp (key, "version") != 0) {
       set_error (0, "repository file '%s': unknown key '%s'", file, key);
       goto out;
     }
@@ -86,32 +110,54 @@ out:
   return r;
 }
 
-/* Make an empty directory a repository.  knib-repo.json is written last:
- * until it exists the directory is not a repository. */
+/* A new random repository id. */
 static int
-init_repo (const char *path)
+new_repo_id (char id[CHAIN_REPO_ID_LEN + 1])
 {
-  CLEANUP_FREE char *vms = str_printf ("%s/" CHAIN_VMS_DIR, path);
+  unsigned char b[CHAIN_REPO_ID_LEN / 2];
+
+  if (getrandom (b, sizeof b, 0) != (ssize_t) sizeof b) {
+    set_error (errno, "cannot make a repository id");
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof b; i++)
+    snprintf (id + 2 * i, 3, "%02x", b[i]);
+  return 0;
+}
+
+static int
+write_repo_file (const char *path, const char *id)
+{
   json_t *j;
   int r;
 
-  if (vms == NULL || fs_mkdir (vms) == -1)
-    return -1;
-  j = json_pack ("{s:s, s:i}", "format", CHAIN_REPO_FORMAT, "version",
-                 CHAIN_REPO_VERSION);
+  j = json_pack ("{s:s, s:i, s:s}", "format", CHAIN_REPO_FORMAT, "version",
+                 CHAIN_REPO_VERSION, "id", id);
   if (j == NULL) {
     set_error (ENOMEM, "json_pack");
     return -1;
   }
   r = jsonutil_commit (j, path, CHAIN_REPO_FILE, "repository file");
   json_decref (j);
-  if (r == 0)
-    debug (DEBUG_CHAIN, "created repository '%s'", path);
   return r;
 }
 
+/* Make an empty directory a repository.  knib-repo.json is written last:
+ * until it exists the directory is not a repository. */
 static int
-open_or_create (const char *path, bool create)
+init_repo (const char *path, char id[CHAIN_REPO_ID_LEN + 1])
+{
+  CLEANUP_FREE char *vms = str_printf ("%s/" CHAIN_VMS_DIR, path);
+
+  if (vms == NULL || fs_mkdir (vms) == -1 || new_repo_id (id) == -1
+      || write_repo_file (path, id) == -1)
+    return -1;
+  debug (DEBUG_CHAIN, "created repository '%s' (id %s)", path, id);
+  return 0;
+}
+
+static int
+open_or_create (const char *path, bool create, char id[CHAIN_REPO_ID_LEN + 1])
 {
   CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, path);
   struct stat st;
@@ -128,14 +174,14 @@ open_or_create (const char *path, bool create)
       set_error (errno, "cannot create repository '%s'", path);
       return -1;
     }
-    return init_repo (path);
+    return init_repo (path, id);
   }
   if (!S_ISDIR (st.st_mode)) {
     set_error (ENOTDIR, "repository '%s'", path);
     return -1;
   }
   if (lstat (file, &st) == 0)
-    return check_repo_file (path, file);
+    return check_repo_file (path, file, id);
   if (errno != ENOENT) {
     set_error (errno, "repository file '%s'", file);
     return -1;
@@ -143,7 +189,7 @@ open_or_create (const char *path, bool create)
   if (!dir_is_empty (path, &empty))
     return -1;
   if (create && empty)
-    return init_repo (path);
+    return init_repo (path, id);
   if (create)
     set_error (-EINVAL,
                "'%s' is not empty and is not a knib repository: knib will "
@@ -176,7 +222,7 @@ chain_repo_open (const char *path, bool create)
   n = strlen (repo->path);
   while (n > 1 && repo->path[n - 1] == '/')
     repo->path[--n] = '\0';
-  if (open_or_create (repo->path, create) == -1) {
+  if (open_or_create (repo->path, create, repo->id) == -1) {
     chain_repo_free (repo);
     return NULL;
   }
@@ -196,6 +242,45 @@ const char *
 chain_repo_path (const struct chain_repo *repo)
 {
   return repo->path;
+}
+
+const char *
+chain_repo_id (const struct chain_repo *repo)
+{
+  return repo->id;
+}
+
+int
+chain_repo_ensure_id (struct chain_repo *repo)
+{
+  CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, repo->path);
+  CLEANUP_CLOSE int fd = -1;
+  int r = -1;
+
+  if (repo->id[0] != '\0')
+    return 0;
+  if (file == NULL)
+    return -1;
+  /* Two runs upgrading at once agree: the directory's lock, then the
+   * file read again. */
+  fd = open (repo->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1 || flock (fd, LOCK_EX) == -1) {
+    set_error (errno, "repository '%s'", repo->path);
+    return -1;
+  }
+  if (check_repo_file (repo->path, file, repo->id) == -1)
+    goto out;
+  if (repo->id[0] == '\0'
+      && (new_repo_id (repo->id) == -1
+          || write_repo_file (repo->path, repo->id) == -1)) {
+    repo->id[0] = '\0';
+    goto out;
+  }
+  debug (DEBUG_CHAIN, "repository '%s': id %s", repo->path, repo->id);
+  r = 0;
+out:
+  flock (fd, LOCK_UN);
+  return r;
 }
 
 void

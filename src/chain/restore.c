@@ -24,9 +24,9 @@
 /* One disk being restored. */
 struct target {
   const struct chain_disk *disk; /* borrowed from the backup's manifest */
-  char *source;                  /* the backup's image of the disk */
-  char *path;                    /* where it goes */
-  char *temp;                    /* the file qemu-img writes, beside path */
+  char *source; /* the backup's image of the disk, for qemu-img ("json:") */
+  char *path;   /* where it goes */
+  char *temp;   /* the file qemu-img writes, beside path */
 };
 
 DEFINE_VECTOR_TYPE (target_vector, struct target)
@@ -85,50 +85,18 @@ restore_release (struct restore *r)
   free (r->made_dir);
 }
 
-/* The disk's images down its chain are there and linked as they must
- * be; the first problem is the error. */
+/* The disk's images down its chain are there, linked as they must be
+ * and (unless no_verify) still hold what was backed up. */
 static int
 check_disk_chain (struct restore *r, const struct chain_disk *top)
 {
-  chain_string_vector errors = empty_vector, warnings = empty_vector;
-  const struct chain_disk *disk = top;
-  size_t i = r->chain.len - 1;
-  int ret = -1;
-
-  for (;;) {
-    const struct chain_manifest *m = r->chain.ptr[i];
-    const struct chain_manifest *parent = i > 0 ? r->chain.ptr[i - 1] : NULL;
-    CLEANUP_FREE char *path = chain_backup_image_path (r->repo, m, disk);
-    CLEANUP_FREE char *expected = NULL;
-    bool readable;
-
-    if (path == NULL)
-      goto out;
-    if (chain_disk_expected_backing (parent, disk, &expected) == -1) {
-      error_prepend ("backup '%s'", m->id);
-      goto out;
-    }
-    if (chain_image_check_header (path, disk, expected, &errors, &warnings,
-                                  &readable)
-        == -1)
-      goto out;
-    if (errors.len > 0) {
-      set_error (-EINVAL, "%s", errors.ptr[0]);
-      goto out;
-    }
-    if (disk->kind != CHAIN_KIND_INCREMENTAL)
-      break;
-    disk = chain_manifest_find_disk (parent, disk->name);
-    i--;
-  }
-  ret = 0;
-out:
-  if (ret == -1)
+  if (chain_disk_check (r->repo, &r->chain, top->name, !r->o->no_verify)
+      == -1) {
     error_prepend ("disk '%s': its chain is damaged (run 'knib verify')",
                    top->name);
-  chain_string_vector_release (&errors);
-  chain_string_vector_release (&warnings);
-  return ret;
+    return -1;
+  }
+  return 0;
 }
 
 static bool
@@ -193,7 +161,7 @@ add_target (struct restore *r, const struct chain_disk *disk, bool several)
 
   if (check_disk_chain (r, disk) == -1)
     return -1;
-  t.source = chain_backup_image_path (r->repo, r->m, disk);
+  t.source = chain_disk_qemu_spec (r->repo, &r->chain, disk->name);
   if (t.source == NULL)
     return -1;
   t.path = target_path (r, disk, several);
@@ -332,15 +300,15 @@ progress (struct restore *r, const struct target *t, bool done)
 static int
 convert (struct restore *r, struct target *t)
 {
-  CLEANUP_FREE char *src = chain_qemu_path (t->source);
   CLEANUP_FREE char *dst = chain_qemu_path (t->temp);
   struct command *cmd;
   int ret = -1;
 
-  if (src == NULL || dst == NULL || (cmd = command_new ("qemu-img")) == NULL)
+  if (dst == NULL || (cmd = command_new ("qemu-img")) == NULL)
     return -1;
-  command_add_args (cmd, "convert", "-f", "qcow2", "-O",
-                    chain_restore_format_name (r->o->format), src, dst, NULL);
+  command_add_args (cmd, "convert", "-O",
+                    chain_restore_format_name (r->o->format), t->source, dst,
+                    NULL);
   command_set_process_group (cmd, true);
   command_set_die_with_parent (cmd, true);
   if (command_start (cmd) == -1)

@@ -170,7 +170,6 @@ verify_disk (struct verify *v, const struct chain_manifest *m,
   chain_string_vector errors = empty_vector, warnings = empty_vector;
   CLEANUP_FREE char *path = chain_backup_image_path (v->repo, m, disk);
   CLEANUP_FREE char *expected = NULL;
-  char hex[CHAIN_HASH_HEX_LEN + 1];
   bool readable;
   int r = -1;
 
@@ -187,18 +186,8 @@ verify_disk (struct verify *v, const struct chain_manifest *m,
       == -1)
     goto out;
   if (readable) {
-    if (chain_hash_file (path, disk->hash_kind, hex) == -1) {
-      if (chain_problem_add (&errors, "%s", get_error ()) == -1)
-        goto out;
-    }
-    else if (strcmp (hex, disk->hash) != 0
-             && chain_problem_add (&errors,
-                                   "image '%s' has %s %s but the "
-                                   "manifest records %s: the image changed "
-                                   "after the backup",
-                                   path, chain_hash_kind_name (disk->hash_kind),
-                                   hex, disk->hash)
-                  == -1)
+    if (chain_image_check_hash (path, disk) == -1
+        && chain_problem_add (&errors, "%s", get_error ()) == -1)
       goto out;
     if (qemu_check (path, &errors, &warnings) == -1)
       goto out;

@@ -26,7 +26,7 @@ struct restore_state {
   bool quiet;
 };
 
-enum { OPT_DISK = CLI_OPT_FIRST, OPT_TO, OPT_FORMAT, OPT_FORCE };
+enum { OPT_DISK = CLI_OPT_FIRST, OPT_TO, OPT_FORMAT, OPT_FORCE, OPT_NO_VERIFY };
 
 static void
 restore_usage (FILE *fp)
@@ -37,8 +37,9 @@ restore_usage (FILE *fp)
     "\n"
     "Write the disks of a backup, exactly as they were when it was taken,\n"
     "as new images: qemu-img reads the backup's image through its chain\n"
-    "of backing files.  The chain is checked first and deletes wait while\n"
-    "the restore runs.  Each disk is written to a temporary file beside\n"
+    "of backing files.  The chain is checked first (every image against\n"
+    "the hash its manifest records) and deletes wait while the restore\n"
+    "runs.  Each disk is written to a temporary file beside\n"
     "its target, synced, then renamed into place: a failure or ^C leaves\n"
     "nothing behind.  The new files are readable by their owner only.\n"
     "\n"
@@ -54,6 +55,8 @@ restore_usage (FILE *fp)
     "      --to PATH          where the disk(s) go\n"
     "      --format FORMAT    qcow2 (default) or raw\n"
     "      --force            replace files that exist (never directories)\n"
+    "      --no-verify        do not check the images against the hashes\n"
+    "                         their manifests record\n"
     "  -q, --quiet            no progress bar and no report\n"
     "  -h, --help             show this help\n");
 }
@@ -68,6 +71,7 @@ restore_parse (struct cli *cli, int argc, char **argv, struct restore_opts *o)
     { "to", required_argument, NULL, OPT_TO },
     { "format", required_argument, NULL, OPT_FORMAT },
     { "force", no_argument, NULL, OPT_FORCE },
+    { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
     { NULL, 0, NULL, 0 },
   };
   int c, r;
@@ -90,6 +94,9 @@ restore_parse (struct cli *cli, int argc, char **argv, struct restore_opts *o)
       break;
     case OPT_FORCE:
       o->ro.force = true;
+      break;
+    case OPT_NO_VERIFY:
+      o->ro.no_verify = true;
       break;
     default:
       return cli_usage_error ("restore", "unknown option");

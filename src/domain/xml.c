@@ -183,19 +183,26 @@ parse_channel (xmlNodePtr n, struct domain_info *info)
   return 0;
 }
 
-/* "unix:PATH,opt=..." whose PATH is in knib's socket directory: PATH. */
+/* "unix:PATH,opt=..." whose PATH is a name directly in knib's socket
+ * directory: PATH.  A path that leaves it ("DIR/../x", "DIR/a/b") or a
+ * hidden name is not knib's. */
 static char *
 knib_socket_of (const char *value, const char *dir)
 {
   size_t dirlen = strlen (dir);
-  const char *p;
+  const char *p, *name;
+  size_t len;
 
   if (strncmp (value, "unix:", 5) != 0)
     return NULL;
   p = value + 5;
   if (strncmp (p, dir, dirlen) != 0 || p[dirlen] != '/')
     return NULL;
-  return strndup (p, strcspn (p, ","));
+  name = p + dirlen + 1;
+  len = strcspn (name, ",");
+  if (len == 0 || name[0] == '.' || memchr (name, '/', len) != NULL)
+    return NULL;
+  return strndup (p, dirlen + 1 + len);
 }
 
 static int

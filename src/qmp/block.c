@@ -75,6 +75,35 @@ qmp_blockdev_del (struct qmp_client *c, const char *node)
 }
 
 int
+qmp_add_fd (struct qmp_client *c, int fd, const char *opaque, int64_t *fdset)
+{
+  json_t *args = json_pack ("{s:s}", "opaque", opaque);
+  json_t *r = NULL;
+  json_t *id;
+
+  if (args == NULL)
+    return qmp_client_execute_packed (c, "add-fd", NULL, NULL);
+  if (qmp_client_execute_with_fd (c, "add-fd", args, fd, &r) == -1)
+    return -1;
+  id = json_object_get (r, "fdset-id");
+  if (!json_is_integer (id)) {
+    json_decref (r);
+    set_error (-EPROTO, "qmp 'add-fd': the reply has no fdset-id");
+    return -1;
+  }
+  *fdset = json_integer_value (id);
+  json_decref (r);
+  return 0;
+}
+
+int
+qmp_remove_fdset (struct qmp_client *c, int64_t fdset)
+{
+  return qmp_client_execute_packed (
+    c, "remove-fd", json_pack ("{s:I}", "fdset-id", (json_int_t) fdset), NULL);
+}
+
+int
 qmp_bitmap_add (struct qmp_client *c, const char *node, const char *name,
                 bool persistent, bool disabled)
 {

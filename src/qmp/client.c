@@ -36,6 +36,7 @@ struct qmp_client {
   event_queue events;
   char *error_class;
   bool broken;
+  int pass_fd; /* sent with the next command (SCM_RIGHTS), or -1 */
 };
 
 static void
@@ -131,7 +132,10 @@ client_write (struct qmp_client *c, const char *text, size_t len,
   int r;
 
   debug (DEBUG_QMP, "-> %.*s", (int) (len ? len - 1 : 0), text);
-  r = qmp_send_all (c->fd, text, len, w);
+  if (c->pass_fd >= 0)
+    r = qmp_send_with_fd (c->fd, c->pass_fd, text, len, w);
+  else
+    r = qmp_send_all (c->fd, text, len, w);
   if (r == 0)
     return 0;
   if (r == QMP_SEND_WAIT_FAILED && errno == ETIMEDOUT)
@@ -342,6 +346,18 @@ qmp_client_execute (struct qmp_client *c, const char *command, json_t *args,
   return r;
 }
 
+int
+qmp_client_execute_with_fd (struct qmp_client *c, const char *command,
+                            json_t *args, int fd, json_t **result)
+{
+  int r;
+
+  c->pass_fd = fd;
+  r = qmp_client_execute (c, command, args, result);
+  c->pass_fd = -1;
+  return r;
+}
+
 const char *
 qmp_client_error_class (const struct qmp_client *c)
 {
@@ -431,6 +447,7 @@ client_open (int fd, int timeout_ms, volatile sig_atomic_t *cancel,
   }
   else {
     c->fd = fd;
+    c->pass_fd = -1;
     c->timeout_ms = timeout_ms;
     c->cancel = cancel;
     qmp_framer_init (&c->framer, QMP_MAX_LINE);

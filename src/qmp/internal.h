@@ -107,4 +107,10 @@ int qmp_send_all (int fd, const char *text, size_t len,
  * error is left alone. */
 int qmp_peer_explain_silence (int fd, const char *path, bool greeting);
 
+/* qmp_send_all, with pass_fd attached (SCM_RIGHTS) to the first byte
+ * sent: QEMU takes it for the command that text holds. */
+int qmp_send_with_fd (int fd, int pass_fd, const char *text, size_t len,
+                      const struct qmp_wait *w)
+  __attribute__ ((warn_unused_result));
+
 #endif

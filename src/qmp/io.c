@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "common/util.h"
@@ -53,21 +54,57 @@ qmp_wait_poll (const struct qmp_wait *w, int fd, short events)
   }
 }
 
-int
-qmp_send_all (int fd, const char *text, size_t len, const struct qmp_wait *w)
+/* Send all of text, with pass_fd (unless -1) attached to the first
+ * byte that goes. */
+static int
+send_text (int fd, int pass_fd, const char *text, size_t len,
+           const struct qmp_wait *w)
 {
+  union {
+    char buf[CMSG_SPACE (sizeof (int))];
+    struct cmsghdr align;
+  } control;
   size_t done = 0;
 
   while (done < len) {
+    struct iovec iov
+      = { .iov_base = (void *) (text + done), .iov_len = len - done };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
     ssize_t n;
     if (qmp_wait_poll (w, fd, POLLOUT) == -1)
       return QMP_SEND_WAIT_FAILED;
-    n = send (fd, text + done, len - done, MSG_NOSIGNAL);
+    if (pass_fd >= 0) {
+      struct cmsghdr *cmsg;
+
+      memset (&control, 0, sizeof control);
+      msg.msg_control = control.buf;
+      msg.msg_controllen = sizeof control.buf;
+      cmsg = CMSG_FIRSTHDR (&msg);
+      cmsg->cmsg_level = SOL_SOCKET;
+      cmsg->cmsg_type = SCM_RIGHTS;
+      cmsg->cmsg_len = CMSG_LEN (sizeof (int));
+      memcpy (CMSG_DATA (cmsg), &pass_fd, sizeof (int));
+    }
+    n = sendmsg (fd, &msg, MSG_NOSIGNAL);
     if (n == -1 && (errno == EINTR || errno == EAGAIN))
       continue;
     if (n == -1)
       return QMP_SEND_FAILED;
+    pass_fd = -1; /* it went with these bytes */
     done += n;
   }
   return 0;
+}
+
+int
+qmp_send_all (int fd, const char *text, size_t len, const struct qmp_wait *w)
+{
+  return send_text (fd, -1, text, len, w);
+}
+
+int
+qmp_send_with_fd (int fd, int pass_fd, const char *text, size_t len,
+                  const struct qmp_wait *w)
+{
+  return send_text (fd, pass_fd, text, len, w);
 }

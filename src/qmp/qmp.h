@@ -60,6 +60,13 @@ void qmp_client_version (const struct qmp_client *c, int *major, int *minor,
 int qmp_client_execute (struct qmp_client *c, const char *command, json_t *args,
                         json_t **result) __attribute__ ((warn_unused_result));
 
+/* qmp_client_execute, passing the file descriptor fd to QEMU along
+ * with the command (SCM_RIGHTS on the QMP socket): for "add-fd" and
+ * the other commands that take one.  fd stays open and the caller's. */
+int qmp_client_execute_with_fd (struct qmp_client *c, const char *command,
+                                json_t *args, int fd, json_t **result)
+  __attribute__ ((warn_unused_result));
+
 /* The class of QEMU's error for the last failed command ("GenericError",
  * "CommandNotFound", ...), or NULL when the last failure was not an error
  * reply from QEMU (connection, timeout, protocol). */
@@ -113,6 +120,15 @@ int qmp_query_block_exports (struct qmp_client *c, json_t **list)
   __attribute__ ((warn_unused_result));
 
 int qmp_blockdev_del (struct qmp_client *c, const char *node)
+  __attribute__ ((warn_unused_result));
+
+/* Hand QEMU the open file fd in a new fd set ("add-fd"): *fdset gets its
+ * id, and "/dev/fdset/ID" names the file to blockdev-add.  QEMU keeps a
+ * copy; the caller closes fd.  qmp_remove_fdset drops the set (QEMU
+ * keeps what it opened from it). */
+int qmp_add_fd (struct qmp_client *c, int fd, const char *opaque,
+                int64_t *fdset) __attribute__ ((warn_unused_result));
+int qmp_remove_fdset (struct qmp_client *c, int64_t fdset)
   __attribute__ ((warn_unused_result));
 
 /* Dirty bitmaps of node. */

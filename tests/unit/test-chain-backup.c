@@ -198,7 +198,15 @@ test_commit_full (void **state)
   chain_decision_release (&d);
   assert_non_null (b);
   assert_string_equal (chain_backup_id (b), "20261123T203015Z");
-  assert_string_equal (chain_backup_bitmap (b), "knib-20261123T203015Z");
+  {
+    char want[CHAIN_BITMAP_MAX];
+
+    /* knib-<repository id>-<backup id> */
+    assert_int_equal (strlen (chain_repo_id (f->repo)), CHAIN_REPO_ID_LEN);
+    snprintf (want, sizeof want, "knib-%s-20261123T203015Z",
+              chain_repo_id (f->repo));
+    assert_string_equal (chain_backup_bitmap (b), want);
+  }
   path = chain_backup_disk_path (b, "vda");
   {
     CLEANUP_FREE char *want = NULL;
@@ -225,7 +233,13 @@ test_commit_full (void **state)
   assert_int_equal (m->created, T0);
   assert_int_equal (m->finished, T0 + 42);
   assert_string_equal (m->disks.ptr[0].image, "vda.qcow2");
-  assert_string_equal (m->disks.ptr[0].bitmap, "knib-20261123T203015Z");
+  {
+    char want[CHAIN_BITMAP_MAX];
+
+    snprintf (want, sizeof want, "knib-%s-20261123T203015Z",
+              chain_repo_id (f->repo));
+    assert_string_equal (m->disks.ptr[0].bitmap, want);
+  }
   committed = chain_backup_image_path (f->repo, m, &m->disks.ptr[0]);
   assert_int_equal (chain_hash_file (committed, CHAIN_HASH_SEGMENTS, hex), 0);
   assert_string_equal (m->disks.ptr[0].hash, hex);

@@ -22,6 +22,7 @@
 #include "common/cleanup.h"
 #include "common/command.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "repo-fixture.h"
 
 #define SIZE (2 * 1024 * 1024)
@@ -180,6 +181,32 @@ file_hash (const char *path)
 
   assert_int_equal (chain_hash_file (path, CHAIN_HASH_SEGMENTS, hex), 0);
   return strdup (hex);
+}
+
+/* Record vda's image of backup as it now is in its manifest, as if the
+ * backup had written it so (the tests that need an image knib would not
+ * write but whose hash matches). */
+static void
+rehash (struct fixture *f, int backup)
+{
+  CLEANUP_FREE char *image = path_of (f, backup, "vda.qcow2");
+  CLEANUP_FREE char *dir = path_of (f, backup, "");
+  CLEANUP_FREE char *manifest = path_of (f, backup, "manifest.json");
+  CLEANUP_FREE char *hash = file_hash (image);
+  struct chain_manifest *m
+    = chain_backup_find (f->repo, "web01", f->id[backup]);
+  size_t len;
+  char *text, *at;
+
+  assert_non_null (m);
+  text = fs_read_file (manifest, "manifest", 1 << 20, &len);
+  assert_non_null (text);
+  at = strstr (text, m->disks.ptr[0].hash);
+  assert_non_null (at);
+  memcpy (at, hash, CHAIN_HASH_HEX_LEN);
+  assert_int_equal (fs_replace_file (dir, "manifest.json", text, len, "m"), 0);
+  free (text);
+  chain_manifest_free (m);
 }
 
 /* Where the ready copy of backup's vda goes (its name holds the hash
@@ -482,6 +509,23 @@ test_bad_ready_copy (void **state)
   verify_clean (f);
 }
 
+/* An image that changed after its backup is refused: its hash is not
+ * the manifest's. */
+static void
+test_changed_image_refused (void **state)
+{
+  struct fixture *f = *state;
+  struct chain_compress_result r;
+  CLEANUP_FREE char *image = path_of (f, 2, "vda.qcow2");
+
+  run ("qemu-io", "-f", "qcow2", "-c", "write -P 0x55 131072 65536", image,
+       NULL);
+  assert_int_equal (chain_compress (f->repo, f->id[2], &zstd_opts, &r), -1);
+  assert_contains (get_error (), "the image changed after the backup");
+  chain_compress_result_release (&r);
+  assert_int_equal (count_files (f, 2, ".compress"), 0);
+}
+
 /* An image that holds compressed clusters already is refused, and
  * nothing is left behind. */
 static void
@@ -493,6 +537,7 @@ test_compressed_clusters_refused (void **state)
 
   run ("qemu-io", "-f", "qcow2", "-c", "write -c -P 0x77 131072 65536", image,
        NULL);
+  rehash (f, 2);
   assert_int_equal (chain_compress (f->repo, f->id[2], &zstd_opts, &r), -1);
   assert_contains (get_error (), "already holds compressed clusters");
   assert_contains (get_error (), "guest offset 131072");
@@ -533,6 +578,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_min_free, setup, teardown),
     cmocka_unit_test_setup_teardown (test_recover_partials, setup, teardown),
     cmocka_unit_test_setup_teardown (test_bad_ready_copy, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_changed_image_refused, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_compressed_clusters_refused, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_unknown_backup, setup, teardown),

@@ -110,7 +110,10 @@ test_create_new (void **state)
   assert_string_equal (json_string_value (json_object_get (j, "format")),
                        "knib-repository");
   assert_int_equal (json_integer_value (json_object_get (j, "version")), 1);
-  assert_int_equal (json_object_size (j), 2);
+  /* A random id, which the bitmaps of its backups carry. */
+  assert_int_equal (strlen (json_string_value (json_object_get (j, "id"))),
+                    CHAIN_REPO_ID_LEN);
+  assert_int_equal (json_object_size (j), 3);
   json_decref (j);
 
   /* Opening it again, with or without create, works and changes nothing. */
@@ -258,6 +261,51 @@ test_refuse_corrupt (void **state)
                     "\"version\": 1}");
   assert_null (chain_repo_open (f->repo, true));
   assert_non_null (strstr (get_error (), "duplicate object key"));
+
+  write_text (file, "{\"format\": \"knib-repository\", \"version\": 1, "
+                    "\"id\": \"ABCDEF0123456789\"}");
+  assert_null (chain_repo_open (f->repo, true));
+  assert_error ("repository file '%s': 'id' must be 16 lowercase hex digits",
+                file);
+}
+
+/* A repository made before ids opens as it is, and gets one (kept
+ * after) when a backup asks. */
+static void
+test_repo_id_upgrade (void **state)
+{
+  struct fixture *f = *state;
+  CLEANUP_FREE char *file = repo_file (f);
+  struct chain_repo *repo;
+  char id[CHAIN_REPO_ID_LEN + 1];
+  char name[CHAIN_BITMAP_MAX];
+
+  assert_int_equal (mkdir (f->repo, 0700), 0);
+  write_text (file, "{\"format\": \"knib-repository\", \"version\": 1}");
+  repo = chain_repo_open (f->repo, false);
+  assert_non_null (repo);
+  assert_string_equal (chain_repo_id (repo), "");
+  chain_bitmap_name (repo, "20261123T203015Z", name);
+  assert_string_equal (name, "knib-20261123T203015Z");
+  assert_true (chain_bitmap_is_ours (repo, "web01", "knib-20261123T203015Z"));
+  assert_false (chain_bitmap_is_ours (
+    repo, "web01", "knib-0123456789abcdef-20261123T203015Z"));
+  assert_int_equal (chain_repo_ensure_id (repo), 0);
+  assert_int_equal (strlen (chain_repo_id (repo)), CHAIN_REPO_ID_LEN);
+  snprintf (id, sizeof id, "%s", chain_repo_id (repo));
+  chain_bitmap_name (repo, "20261123T203015Z", name);
+  assert_int_equal (strncmp (name + 5, id, CHAIN_REPO_ID_LEN), 0);
+  assert_true (chain_bitmap_is_ours (repo, "web01", name));
+  /* An old name is ours only for a backup the repository holds. */
+  assert_false (chain_bitmap_is_ours (repo, "web01", "knib-20261123T203015Z"));
+  assert_false (chain_bitmap_is_ours (repo, "web01", "other-bitmap"));
+  chain_repo_free (repo);
+  repo = chain_repo_open (f->repo, false);
+  assert_non_null (repo);
+  assert_string_equal (chain_repo_id (repo), id);
+  assert_int_equal (chain_repo_ensure_id (repo), 0);
+  assert_string_equal (chain_repo_id (repo), id);
+  chain_repo_free (repo);
 }
 
 static void
@@ -363,6 +411,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_refuse_non_empty_dir, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refuse_file, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_repo_id_upgrade, setup, teardown),
     cmocka_unit_test_setup_teardown (test_refuse_other_version, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refuse_other_format, setup, teardown),

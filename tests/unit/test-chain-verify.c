@@ -644,7 +644,18 @@ test_restore_failure_leaves_nothing (void **state)
    * cannot read the full backup's garbled L1 table. */
   flip_bytes (path, 0x30000 + 2);
   assert_true (asprintf (&to, "%s/out.qcow2", f->dir) > 0);
+  /* The stored hash says so at once. */
   assert_int_equal (restore (f, 2, to, CHAIN_RESTORE_QCOW2, false), -1);
+  assert_contains (get_error (), "the image changed after the backup");
+  assert_int_equal (access (to, F_OK), -1);
+  /* Without the hashes, qemu-img fails on it. */
+  {
+    struct chain_restore_options o = {
+      .vm = "web01", .to = to, .format = CHAIN_RESTORE_QCOW2, .no_verify = true
+    };
+
+    assert_int_equal (chain_restore (f->repo, f->id[2], &o), -1);
+  }
   assert_contains (get_error (), "qemu-img convert");
   assert_int_equal (access (to, F_OK), -1);
   assert_int_equal (count_files (f->dir, ".knib-restore-"), 0);
