@@ -100,9 +100,10 @@ job_field "$c" error | grep -q "not enough free space" \
 "$KNIB" job log "$c" | grep -q "not enough free space" || fail "job $c's log: $("$KNIB" job log "$c")"
 [ -z "$(compress_job finalize "$id3")" ] || fail "a failed start queued a finalize"
 grep "\"id\":$c,.*\"status\":\"running\"" events.json \
-  | sed -n 's/.*"seconds":\([0-9]*\),"microseconds":\([0-9]*\).*/\1.\2/p' >starts.txt
+  | sed -n 's/.*"seconds":\([0-9]*\),"microseconds":\([0-9]*\).*/\1 \2/p' >starts.txt
 [ "$(wc -l <starts.txt)" -eq 3 ] || fail "expected 3 starts of job $c: $(cat events.json)"
-awk 'NR > 1 && $1 - prev < 3 { bad = 1 } { prev = $1 } END { exit bad }' starts.txt \
+# seconds and microseconds apart: "12.60873" would read 60873 us as 0.6 s.
+awk '{ t = $1 + $2 / 1000000 } NR > 1 && t - prev < 3 { bad = 1 } { prev = t } END { exit bad }' starts.txt \
   || fail "attempts of job $c closer than the interval: $(cat starts.txt)"
 agent set-settings compression-min-free=1 >/dev/null
 verify_ok "after failed compressions"
