@@ -52,7 +52,8 @@ write_record (struct chain_lock *lock, const char *text)
     return;
   }
   memset (record, ' ', sizeof record);
-  memcpy (record, text, len);
+  if (len > 0) /* memcpy's source must not be NULL, even for nothing */
+    memcpy (record, text, len);
   record[sizeof record - 1] = '\n';
   if (pwrite (lock->fd, record, sizeof record, 0) != (ssize_t) sizeof record)
     debug (DEBUG_CHAIN, "cannot record the holder of '%s/.lock'", lock->dir);
