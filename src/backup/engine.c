@@ -101,36 +101,41 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
   return 0;
 }
 
-/* The bitmap of the VM's latest backup that is part of a chain, in
- * whatever state (a deleted tip kept as removed too): the one that must
- * keep recording.  *keep is "" when there is none.  With older, the
- * bitmaps of the chain backups before it go there (live_recover leaves
- * the frozen one of them alone). */
+/* The bitmap of the chain's tip (chain_tip: the latest backup that is
+ * part of a chain, or the one the VM was restored from), in whatever
+ * state (a deleted tip kept as removed too): the one that must keep
+ * recording.  *keep is "" when there is none.  With older, the bitmaps
+ * of the other chain backups go there (live_recover leaves the frozen
+ * one of them alone). */
 static int
 latest_bitmap (struct chain_repo *repo, const char *vm,
                char keep[sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX],
                chain_string_vector *older)
 {
   chain_manifest_vector list = empty_vector;
+  const struct chain_manifest *tip;
+  struct chain_vm *info;
   size_t i;
   int r = 0;
 
   keep[0] = '\0';
   if (chain_backup_list (repo, vm, &list, NULL) == -1)
     return -1;
-  for (i = list.len; i > 0 && r == 0; i--) {
+  info = chain_vm_load (repo, vm);
+  if (info == NULL && errno != ENOENT) {
+    chain_manifest_vector_release (&list);
+    return -1;
+  }
+  tip = chain_tip (&list, info);
+  if (tip != NULL)
+    snprintf (keep, sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX,
+              CHAIN_BITMAP_PREFIX "%s", tip->id);
+  for (i = list.len; older != NULL && i > 0 && r == 0; i--) {
     const struct chain_manifest *m = list.ptr[i - 1];
     char *name;
 
-    if (m->kind == CHAIN_KIND_ISOLATED)
+    if (m->kind == CHAIN_KIND_ISOLATED || m == tip)
       continue;
-    if (keep[0] == '\0') {
-      snprintf (keep, sizeof CHAIN_BITMAP_PREFIX + CHAIN_ID_MAX,
-                CHAIN_BITMAP_PREFIX "%s", m->id);
-      if (older == NULL)
-        break;
-      continue;
-    }
     name = str_printf (CHAIN_BITMAP_PREFIX "%s", m->id);
     if (name == NULL || chain_string_vector_append (older, name) == -1) {
       free (name);
@@ -138,6 +143,7 @@ latest_bitmap (struct chain_repo *repo, const char *vm,
       r = -1;
     }
   }
+  chain_vm_free (info);
   chain_manifest_vector_release (&list);
   return r;
 }

@@ -13,22 +13,31 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "progress.h"
+#include "restore.h"
 
-struct restore_opts {
-  const char *repo;
-  const char *id;
-  struct chain_restore_options ro;
-  bool quiet;
+enum {
+  OPT_REPO = 256,
+  OPT_VM,
+  OPT_DISK,
+  OPT_TO,
+  OPT_FORMAT,
+  OPT_FORCE,
+  OPT_IMAGE,
+  OPT_DOMAIN,
+  OPT_QUICK,
+  OPT_START,
+  OPT_STOP,
+  OPT_STOP_TIMEOUT,
+  OPT_CONSOLIDATE,
+  OPT_STATUS,
+  OPT_QMP,
+  OPT_WAIT,
+  OPT_JSON,
+  OPT_RATE_LIMIT,
 };
 
-struct restore_state {
-  struct progress *bar;
-  bool quiet;
-};
-
-enum { OPT_REPO = 256, OPT_VM, OPT_DISK, OPT_TO, OPT_FORMAT, OPT_FORCE };
-
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t restore_interrupted;
+#define interrupted restore_interrupted
 
 static void
 restore_usage (FILE *fp)
@@ -36,6 +45,12 @@ restore_usage (FILE *fp)
   fprintf (
     fp,
     "Usage: knib restore --repo DIR [--vm VM] BACKUP --to PATH [OPTIONS]\n"
+    "       knib restore --repo DIR [--vm VM] BACKUP --image DISK=PATH...\n"
+    "                    [--quick] [--force] [--json]\n"
+    "       knib restore --repo DIR [--vm VM] BACKUP --domain NAME\n"
+    "                    [--disk DISK,...] [--quick] [--stop] [--start]\n"
+    "       knib restore --repo DIR --consolidate|--status\n"
+    "                    (--domain NAME | --qmp SOCKET --vm VM) [--wait]\n"
     "\n"
     "Write the disks of a backup, exactly as they were when it was taken,\n"
     "as new images: qemu-img reads the backup's image through its chain\n"
@@ -48,6 +63,18 @@ restore_usage (FILE *fp)
     "receives DISK.FORMAT); with several, PATH is a directory (made when\n"
     "missing) that receives one DISK.FORMAT file per disk.\n"
     "\n"
+    "In place (--image for a plain QEMU VM, --domain for a libvirt domain):\n"
+    "the VM must be stopped (--stop shuts a domain down, then destroys it\n"
+    "after --stop-timeout seconds).  The backup's chain is verified first\n"
+    "(--force restores one that fails).  Each disk is written beside its\n"
+    "image, synced and renamed over it only when complete; it gets the\n"
+    "empty bitmap knib-BACKUP, so the VM's next backup is an incremental\n"
+    "of BACKUP (the chain becomes a tree).  With --quick each disk is a new\n"
+    "qcow2 overlay whose backing file is the backup's image: the VM can\n"
+    "start at once, and --consolidate pulls the data in (block-stream on\n"
+    "the VM's QEMU); until then the backup is pinned (delete, prune, merge\n"
+    "and compress refuse it).  --status shows each disk's consolidation.\n"
+    "\n"
     "Options:\n"
     "      --repo DIR         the repository\n"
     "      --vm VM            the VM whose backup it is (when two VMs have\n"
@@ -55,7 +82,25 @@ restore_usage (FILE *fp)
     "      --disk NAME        only this disk (vda)\n"
     "      --to PATH          where the disk(s) go\n"
     "      --format FORMAT    qcow2 (default) or raw\n"
-    "      --force            replace files that exist (never directories)\n"
+    "      --force            replace files that exist (never directories);\n"
+    "                         in place: restore a chain that fails\n"
+    "                         verification\n"
+    "      --image DISK=PATH  in place: DISK of the backup replaces the\n"
+    "                         image PATH of a stopped VM (repeatable)\n"
+    "      --domain NAME      in place into a libvirt domain's disks (the\n"
+    "                         backup's, or those of --disk DISK,DISK)\n"
+    "      --quick            overlays on the backup's images, no copy\n"
+    "      --stop             shut a running domain down first\n"
+    "      --stop-timeout S   then destroy it after S seconds (default 120)\n"
+    "      --start            start the domain afterwards (with --quick,\n"
+    "                         and consolidate)\n"
+    "      --consolidate      start or resume the consolidation of the\n"
+    "                         VM's quick-restored disks\n"
+    "      --status           show each disk's consolidation\n"
+    "      --qmp SOCKET       the VM's QMP socket (a plain QEMU)\n"
+    "      --wait             wait until the consolidation completes\n"
+    "      --rate-limit MIB   consolidate at most MIB MiB/s (0: no limit)\n"
+    "      --json             print the result as JSON\n"
     "  -q, --quiet            no progress bar and no report\n"
     "  -h, --help             show this help\n");
 }
@@ -70,6 +115,18 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     { "to", required_argument, NULL, OPT_TO },
     { "format", required_argument, NULL, OPT_FORMAT },
     { "force", no_argument, NULL, OPT_FORCE },
+    { "image", required_argument, NULL, OPT_IMAGE },
+    { "domain", required_argument, NULL, OPT_DOMAIN },
+    { "quick", no_argument, NULL, OPT_QUICK },
+    { "start", no_argument, NULL, OPT_START },
+    { "stop", no_argument, NULL, OPT_STOP },
+    { "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
+    { "consolidate", no_argument, NULL, OPT_CONSOLIDATE },
+    { "status", no_argument, NULL, OPT_STATUS },
+    { "qmp", required_argument, NULL, OPT_QMP },
+    { "wait", no_argument, NULL, OPT_WAIT },
+    { "json", no_argument, NULL, OPT_JSON },
+    { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -97,6 +154,48 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     case OPT_FORCE:
       o->ro.force = true;
       break;
+    case OPT_IMAGE:
+      if (restore_add_image (o, optarg) == -1)
+        return EXIT_USAGE;
+      break;
+    case OPT_DOMAIN:
+      o->domain = optarg;
+      break;
+    case OPT_QUICK:
+      o->quick = true;
+      break;
+    case OPT_START:
+      o->start = true;
+      break;
+    case OPT_STOP:
+      o->stop = true;
+      break;
+    case OPT_STOP_TIMEOUT:
+      if (parse_int64 ("--stop-timeout", optarg, 0, 86400, &o->stop_timeout)
+          == -1)
+        return cli_usage_error ("restore", "%s", get_error ());
+      break;
+    case OPT_CONSOLIDATE:
+      o->consolidate = true;
+      break;
+    case OPT_STATUS:
+      o->status = true;
+      break;
+    case OPT_QMP:
+      o->qmp = optarg;
+      break;
+    case OPT_WAIT:
+      o->wait = true;
+      break;
+    case OPT_JSON:
+      o->json = true;
+      break;
+    case OPT_RATE_LIMIT:
+      if (parse_int64 ("--rate-limit", optarg, 0, INT64_MAX >> 20,
+                       &o->rate_limit)
+          == -1)
+        return cli_usage_error ("restore", "%s", get_error ());
+      break;
     case 'q':
       o->quiet = true;
       break;
@@ -107,17 +206,38 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
       return cli_usage_error ("restore", "unknown option");
     }
   }
+  if (o->consolidate || o->status)
+    return restore_check_consolidate (o, argc, argv);
   if (optind >= argc)
     return cli_usage_error ("restore", "no BACKUP given");
   o->id = argv[optind++];
   if (optind < argc)
     return cli_usage_error ("restore", "unexpected argument '%s'",
                             argv[optind]);
-  if (o->repo == NULL || o->ro.to == NULL)
-    return cli_usage_error ("restore", "--repo and --to are required");
-  if (!cli_name_ok ("vm", o->ro.vm) || !cli_name_ok ("disk", o->ro.disk))
+  if (o->repo == NULL)
+    return cli_usage_error ("restore", "--repo is required");
+  if (!cli_name_ok ("vm", o->ro.vm))
+    return EXIT_USAGE;
+  if (o->images.len > 0 || o->domain != NULL)
+    return restore_check_in_place (o);
+  if (o->quick || o->start || o->stop || o->wait || o->qmp || o->json)
+    return cli_usage_error ("restore", "--quick, --start, --stop, --wait, "
+                                       "--qmp and --json go with --image or "
+                                       "--domain");
+  if (o->ro.to == NULL)
+    return cli_usage_error ("restore", "give where to restore: --to PATH, "
+                                       "--image DISK=PATH or --domain NAME");
+  if (!cli_name_ok ("disk", o->ro.disk))
     return EXIT_USAGE;
   return -1;
+}
+
+void
+restore_opts_release (struct restore_opts *o)
+{
+  for (size_t i = 0; i < o->images.len; i++)
+    free ((char *) o->images.ptr[i].disk);
+  restore_target_vector_reset (&o->images);
 }
 
 static void
@@ -129,8 +249,8 @@ on_signal (int sig)
 /* ^C, SIGTERM and SIGHUP stop the restore cleanly (the progress
  * callback sees the flag within half a second), unless they were
  * ignored (nohup). */
-static void
-catch_signals (void)
+void
+restore_catch_signals (void)
 {
   static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
   struct sigaction sa, old;
@@ -143,8 +263,8 @@ catch_signals (void)
       sigaction (sigs[i], &sa, NULL);
 }
 
-static int
-on_progress (const struct chain_restore_status *s, void *opaque)
+int
+restore_on_progress (const struct chain_restore_status *s, void *opaque)
 {
   struct restore_state *st = opaque;
 
@@ -173,14 +293,21 @@ cmd_restore (struct cli *cli, int argc, char **argv)
   int status;
 
   o.ro.format = CHAIN_RESTORE_QCOW2;
+  o.stop_timeout = 120;
   status = restore_parse (argc, argv, &o);
-  if (status >= 0)
+  if (status < 0 && (o.consolidate || o.status))
+    status = restore_consolidate (cli, &o);
+  else if (status < 0 && (o.images.len > 0 || o.domain != NULL))
+    status = restore_in_place (cli, &o);
+  if (status >= 0) {
+    restore_opts_release (&o);
     return status;
+  }
   st.quiet = o.quiet;
   st.bar = progress_new (!o.quiet);
-  o.ro.progress = on_progress;
+  o.ro.progress = restore_on_progress;
   o.ro.opaque = &st;
-  catch_signals ();
+  restore_catch_signals ();
   repo = chain_repo_open (o.repo, false);
   if (repo == NULL || chain_restore (repo, o.id, &o.ro) == -1) {
     progress_free (st.bar);
@@ -192,5 +319,6 @@ cmd_restore (struct cli *cli, int argc, char **argv)
     status = EXIT_OK;
   progress_free (st.bar);
   chain_repo_free (repo);
+  restore_opts_release (&o);
   return status;
 }

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* restore-vm.c: "knib restore" into a VM's disks (--image, --domain), and
+ * the consolidation of quick restores (--consolidate, --status). */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "backup/backup.h"
+#include "cli.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "domain/domain.h"
+#include "libvirt.h"
+#include "progress.h"
+#include "restore.h"
+#include "show.h"
+
+int
+restore_add_image (struct restore_opts *o, const char *arg)
+{
+  const char *eq = strchr (arg, '=');
+  struct chain_restore_target t = { .format = CHAIN_RESTORE_QCOW2 };
+  char *disk;
+
+  if (eq == NULL || eq == arg || eq[1] == '\0') {
+    cli_usage_error ("restore", "--image: expected DISK=PATH, got '%s'", arg);
+    return -1;
+  }
+  disk = strndup (arg, (size_t) (eq - arg));
+  if (disk == NULL || !cli_name_ok ("disk", disk)) {
+    free (disk);
+    return -1;
+  }
+  t.disk = disk;
+  t.path = eq + 1;
+  if (restore_target_vector_append (&o->images, t) == -1) {
+    free (disk);
+    cli_error ("restore");
+    return -1;
+  }
+  return 0;
+}
+
+int
+restore_check_in_place (struct restore_opts *o)
+{
+  if (o->images.len > 0 && o->domain != NULL)
+    return cli_usage_error ("restore", "give --image or --domain, not both");
+  if (o->ro.to != NULL)
+    return cli_usage_error ("restore", "--to restores to new files: it does "
+                                       "not go with --image or --domain");
+  if (o->qmp != NULL || o->wait)
+    return cli_usage_error ("restore", "--qmp and --wait go with "
+                                       "--consolidate (or --domain --start)");
+  if (o->images.len > 0 && (o->start || o->stop))
+    return cli_usage_error ("restore", "--start and --stop need --domain: "
+                                       "knib does not run plain QEMU VMs");
+  if (o->images.len > 0 && o->ro.disk != NULL)
+    return cli_usage_error ("restore", "--image names its disk already: "
+                                       "leave out --disk");
+  return -1;
+}
+
+int
+restore_check_consolidate (struct restore_opts *o, int argc, char **argv)
+{
+  if (o->consolidate && o->status)
+    return cli_usage_error ("restore", "give --consolidate or --status");
+  if (optind < argc)
+    return cli_usage_error ("restore",
+                            "--consolidate and --status take no "
+                            "BACKUP ('%s')",
+                            argv[optind]);
+  if (o->repo == NULL)
+    return cli_usage_error ("restore", "--repo is required");
+  if ((o->domain == NULL) == (o->qmp == NULL))
+    return cli_usage_error ("restore", "give --domain NAME, or --qmp SOCKET "
+                                       "with --vm NAME");
+  if (o->qmp != NULL && o->ro.vm == NULL)
+    return cli_usage_error ("restore", "--qmp needs --vm NAME");
+  if (o->images.len > 0 || o->ro.to != NULL || o->quick || o->start || o->stop)
+    return cli_usage_error ("restore", "--consolidate and --status take no "
+                                       "--to, --image, --quick, --start or "
+                                       "--stop");
+  if (o->status && (o->wait || o->rate_limit))
+    return cli_usage_error ("restore",
+                            "--wait and --rate-limit go with --consolidate");
+  if (!cli_name_ok ("vm", o->ro.vm) || !cli_name_ok ("domain", o->domain))
+    return EXIT_USAGE;
+  return -1;
+}
+
+/* ---- libvirt ---- */
+
+/* "running", "shut off", ... (first line of virsh domstate). */
+static char *
+domain_state (const char *domain)
+{
+  char *state = NULL;
+
+  if (libvirt_virsh (&state, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "domstate", domain,
+                     NULL)
+      == -1)
+    return NULL;
+  state[strcspn (state, "\n")] = '\0';
+  return state;
+}
+
+/* The domain must be shut off; --stop shuts it down (then destroys it
+ * after the timeout). */
+static int
+domain_stop (const char *domain, bool stop, int64_t timeout_s)
+{
+  CLEANUP_FREE char *state = domain_state (domain);
+  int64_t deadline;
+
+  if (state == NULL)
+    return -1;
+  if (strcmp (state, "shut off") == 0)
+    return 0;
+  if (!stop) {
+    set_error (-EBUSY, "domain '%s' is %s: shut it down first (or give --stop)",
+               domain, state);
+    return -1;
+  }
+  fprintf (stderr, "knib: shutting domain '%s' down\n", domain);
+  if (libvirt_virsh (NULL, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "shutdown", domain,
+                     NULL)
+      == -1)
+    error_clear (); /* it may have stopped meanwhile; destroy follows */
+  deadline = deadline_after_ms (timeout_s * 1000);
+  for (;;) {
+    free (state);
+    state = domain_state (domain);
+    if (state == NULL)
+      return -1;
+    if (strcmp (state, "shut off") == 0)
+      return 0;
+    if (deadline_remaining_ms (deadline) == 0)
+      break;
+    poll (NULL, 0, 500);
+  }
+  fprintf (stderr,
+           "knib: domain '%s' did not shut down in %lld s: "
+           "destroying it\n",
+           domain, (long long) timeout_s);
+  return libvirt_virsh (NULL, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "destroy", domain,
+                        NULL);
+}
+
+static bool
+in_list (const char *list, const char *name)
+{
+  size_t n = strlen (name);
+
+  for (const char *p = list; p != NULL && *p;) {
+    const char *end = strchr (p, ',');
+    size_t len = end ? (size_t) (end - p) : strlen (p);
+
+    if (len == n && strncmp (p, name, n) == 0)
+      return true;
+    p = end ? end + 1 : NULL;
+  }
+  return false;
+}
+
+/* The targets of a domain: its disks that the backup has (or those of
+ * --disk), from its persistent definition. */
+static int
+domain_targets (struct chain_repo *repo, struct restore_opts *o,
+                struct domain_info *info)
+{
+  struct chain_manifest *m = chain_backup_find (repo, o->ro.vm, o->id);
+  CLEANUP_FREE char *xml = NULL;
+  int r = -1;
+
+  if (m == NULL)
+    return -1;
+  if (libvirt_virsh (&xml, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "dumpxml",
+                     "--inactive", o->domain, NULL)
+        == -1
+      || domain_info_parse (xml, strlen (xml), info) == -1)
+    goto out;
+  for (const char *p = o->ro.disk; p != NULL && *p;) {
+    const char *end = strchr (p, ',');
+    CLEANUP_FREE char *name
+      = end ? strndup (p, (size_t) (end - p)) : strdup (p);
+
+    if (name == NULL || name_check ("disk", name) == -1)
+      goto out;
+    if (chain_manifest_find_disk (m, name) == NULL) {
+      set_error (-ENOENT, "backup %s has no disk '%s'", m->id, name);
+      goto out;
+    }
+    p = end ? end + 1 : NULL;
+  }
+  for (size_t i = 0; i < m->disks.len; i++) {
+    const char *name = m->disks.ptr[i].name;
+    struct chain_restore_target t = { .format = CHAIN_RESTORE_QCOW2 };
+    const struct domain_disk *d = NULL;
+    char *disk;
+
+    if (o->ro.disk != NULL && !in_list (o->ro.disk, name))
+      continue;
+    for (size_t k = 0; k < info->disks.len; k++)
+      if (strcmp (info->disks.ptr[k].target, name) == 0)
+        d = &info->disks.ptr[k];
+    if (d == NULL || d->source == NULL || strcmp (d->type, "file") != 0) {
+      set_error (-ENOENT,
+                 "domain '%s' has no file disk '%s' that backup %s has: "
+                 "restore it with --attach, or leave it out with --disk",
+                 o->domain, name, m->id);
+      goto out;
+    }
+    if (d->format != NULL && strcmp (d->format, "raw") == 0)
+      t.format = CHAIN_RESTORE_RAW;
+    disk = strdup (name);
+    if (disk == NULL)
+      goto out;
+    t.disk = disk;
+    t.path = d->source;
+    if (restore_target_vector_append (&o->images, t) == -1) {
+      free (disk);
+      goto out;
+    }
+  }
+  r = 0;
+out:
+  chain_manifest_free (m);
+  return r;
+}
+
+/* ---- Output ---- */
+
+static void
+print_notes (const chain_string_vector *notes, bool json)
+{
+  for (size_t i = 0; !json && i < notes->len; i++)
+    printf ("%s\n", notes->ptr[i]);
+}
+
+static json_t *
+notes_json (const chain_string_vector *notes)
+{
+  json_t *a = json_array ();
+
+  for (size_t i = 0; a != NULL && i < notes->len; i++)
+    json_array_append_new (a, json_string (notes->ptr[i]));
+  return a;
+}
+
+static void
+print_in_place_json (const struct restore_opts *o,
+                     const chain_string_vector *notes)
+{
+  json_auto_t *disks = json_array ();
+  json_auto_t *out = NULL;
+
+  for (size_t i = 0; disks != NULL && i < o->images.len; i++)
+    json_array_append_new (disks, json_pack ("{s:s, s:s}", "name",
+                                             o->images.ptr[i].disk, "image",
+                                             o->images.ptr[i].path));
+  out = json_pack ("{s:s, s:s?, s:b, s:O, s:o}", "backup", o->id, "domain",
+                   o->domain, "quick", o->quick, "disks", disks, "notes",
+                   notes_json (notes));
+  if (out != NULL)
+    show_json (out, false);
+}
+
+/* ---- In place ---- */
+
+static int
+start_domain (struct cli *cli, struct restore_opts *o)
+{
+  if (libvirt_virsh (NULL, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "start", o->domain,
+                     NULL)
+      == -1) {
+    cli_error ("restore: the disks are restored, but domain '%s' did not "
+               "start",
+               o->domain);
+    return EXIT_FAILURE_;
+  }
+  if (!o->json)
+    printf ("started domain '%s'\n", o->domain);
+  if (!o->quick)
+    return EXIT_OK;
+  o->consolidate = true;
+  return restore_consolidate (cli, o);
+}
+
+int
+restore_in_place (struct cli *cli, struct restore_opts *o)
+{
+  struct restore_state st = { .bar = progress_new (!o->quiet && !o->json),
+                              .quiet = o->quiet || o->json };
+  struct domain_info info = { 0 };
+  chain_string_vector notes = empty_vector;
+  struct backup_restore_options bo = {
+    .vm = o->ro.vm,
+    .quick = o->quick,
+    .force = o->ro.force,
+    .holder = o->domain,
+    .progress = restore_on_progress,
+    .opaque = &st,
+  };
+  struct chain_repo *repo;
+  int status = EXIT_FAILURE_;
+
+  restore_catch_signals ();
+  repo = chain_repo_open (o->repo, false);
+  if (repo == NULL)
+    goto out;
+  if (o->domain != NULL
+      && (domain_stop (o->domain, o->stop, o->stop_timeout) == -1
+          || domain_targets (repo, o, &info) == -1))
+    goto out;
+  bo.targets = o->images.ptr;
+  bo.n_targets = o->images.len;
+  if (backup_restore_in_place (repo, o->id, &bo, &notes) == -1)
+    goto out;
+  progress_free (st.bar);
+  st.bar = NULL;
+  status = EXIT_OK;
+  if (o->json && !o->start)
+    print_in_place_json (o, &notes);
+  else if (!o->quiet)
+    print_notes (&notes, o->json);
+  if (o->quick && o->domain == NULL && !o->quiet && !o->json)
+    printf ("start the VM on these images, then pull the data in: knib "
+            "restore --repo %s --consolidate --qmp SOCKET --vm VM --wait\n",
+            o->repo);
+  if (o->domain != NULL && o->start)
+    status = start_domain (cli, o);
+out:
+  if (status == EXIT_FAILURE_ && get_error ()[0] != '\0') {
+    progress_free (st.bar);
+    st.bar = NULL;
+    cli_error ("restore");
+    if (restore_interrupted)
+      status = 128 + restore_interrupted;
+  }
+  progress_free (st.bar);
+  domain_info_release (&info);
+  chain_string_vector_release (&notes);
+  chain_repo_free (repo);
+  return status;
+}
+
+/* ---- Consolidation ---- */
+
+static void
+on_consolidation (void *opaque, const struct backup_consolidation *d)
+{
+  struct restore_state *st = opaque;
+
+  if (d->state == BACKUP_CONSOLIDATION_RUNNING)
+    progress_update (st->bar, d->disk, d->done, d->total);
+}
+
+static void
+print_consolidation_text (const struct restore_opts *o,
+                          const backup_consolidation_vector *v)
+{
+  for (size_t i = 0; i < v->len; i++) {
+    const struct backup_consolidation *d = &v->ptr[i];
+    const char *state = backup_consolidation_state_name (d->state);
+
+    switch (d->state) {
+    case BACKUP_CONSOLIDATION_NONE:
+      printf ("%s: %s (it reads no backup)\n", d->disk, state);
+      break;
+    case BACKUP_CONSOLIDATION_DONE:
+      printf ("%s: %s (it no longer depends on the repository)\n", d->disk,
+              state);
+      break;
+    case BACKUP_CONSOLIDATION_RUNNING:
+      printf ("%s: %s%s, %" PRIu64 " of %" PRIu64 " bytes\n", d->disk, state,
+              d->adopted ? " (adopted)" : "", d->done, d->total);
+      break;
+    case BACKUP_CONSOLIDATION_PENDING:
+    case BACKUP_CONSOLIDATION_FAILED:
+      printf ("%s: %s%s%s: it reads '%s'; run 'knib restore --repo %s "
+              "--consolidate %s%s%s%s%s'\n",
+              d->disk, state, d->error ? ": " : "", d->error ? d->error : "",
+              d->backing ? d->backing : "?", o->repo,
+              o->domain ? "--domain " : "--qmp ",
+              o->domain ? o->domain : o->qmp, o->domain ? "" : " --vm ",
+              o->domain ? "" : o->ro.vm, " --wait");
+      break;
+    }
+  }
+}
+
+static void
+print_consolidation_json (const struct restore_opts *o,
+                          const backup_consolidation_vector *v,
+                          const chain_string_vector *notes)
+{
+  json_auto_t *disks = json_array ();
+  json_auto_t *out = NULL;
+
+  for (size_t i = 0; disks != NULL && i < v->len; i++) {
+    const struct backup_consolidation *d = &v->ptr[i];
+
+    json_array_append_new (
+      disks,
+      json_pack ("{s:s, s:s, s:s, s:s?, s:I, s:I, s:s?, s:b}", "name", d->disk,
+                 "state", backup_consolidation_state_name (d->state), "image",
+                 d->image, "backing", d->backing, "done", (json_int_t) d->done,
+                 "total", (json_int_t) d->total, "error", d->error, "adopted",
+                 d->adopted));
+  }
+  out = json_pack ("{s:s, s:O, s:o}", "vm", o->ro.vm ? o->ro.vm : o->domain,
+                   "disks", disks, "notes", notes_json (notes));
+  if (out != NULL)
+    show_json (out, false);
+}
+
+/* A domain's knib QMP socket and its aliases. */
+static int
+domain_qmp (const char *domain, struct domain_info *info,
+            struct backup_rename **renames, size_t *n)
+{
+  CLEANUP_FREE char *xml = NULL;
+
+  if (libvirt_virsh (&xml, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "dumpxml", domain,
+                     NULL)
+        == -1
+      || domain_info_parse (xml, strlen (xml), info) == -1)
+    return -1;
+  if (info->qmp == NULL) {
+    set_error (0,
+               "domain '%s' runs without knib's QMP monitor: run 'knib "
+               "libvirt enable %s', then shut the domain down and start it "
+               "again",
+               domain, domain);
+    return -1;
+  }
+  *renames = calloc (info->disks.len + 1, sizeof **renames);
+  if (*renames == NULL)
+    return -1;
+  *n = 0;
+  for (size_t i = 0; i < info->disks.len; i++)
+    if (info->disks.ptr[i].alias != NULL) {
+      (*renames)[*n].device = info->disks.ptr[i].alias;
+      (*renames)[(*n)++].disk = info->disks.ptr[i].target;
+    }
+  return 0;
+}
+
+int
+restore_consolidate (struct cli *cli, struct restore_opts *o)
+{
+  struct restore_state st
+    = { .bar = progress_new (o->wait && !o->quiet && !o->json) };
+  backup_consolidation_vector v = empty_vector;
+  chain_string_vector notes = empty_vector;
+  struct domain_info info = { 0 };
+  struct backup_rename *renames = NULL;
+  const char **disks = NULL;
+  size_t ndisks = 0;
+  struct backup_consolidate_options co = {
+    .qmp_socket = o->qmp,
+    .vm = o->ro.vm ? o->ro.vm : o->domain,
+    .start = o->consolidate,
+    .speed = o->rate_limit << 20,
+    .wait = o->wait,
+    .timeout_ms = 60000,
+    .progress = on_consolidation,
+    .opaque = &st,
+    .cancel = &restore_interrupted,
+  };
+  struct chain_repo *repo;
+  int status = EXIT_FAILURE_;
+
+  (void) cli;
+  restore_catch_signals ();
+  repo = chain_repo_open (o->repo, false);
+  if (repo == NULL)
+    goto fail;
+  if (o->domain != NULL
+      && domain_qmp (o->domain, &info, &renames, &co.n_renames) == -1)
+    goto fail;
+  if (o->domain != NULL) {
+    co.qmp_socket = info.qmp;
+    co.renames = renames;
+  }
+  if (o->ro.disk != NULL) {
+    disks = calloc (strlen (o->ro.disk) + 2, sizeof *disks);
+    for (char *p = (char *) o->ro.disk; disks != NULL && p != NULL && *p;) {
+      char *end = strchr (p, ',');
+
+      if (end != NULL)
+        *end = '\0';
+      disks[ndisks++] = p;
+      p = end ? end + 1 : NULL;
+    }
+    co.disks = disks;
+  }
+  if (backup_consolidate (repo, &co, &v, &notes) == -1)
+    goto fail;
+  progress_free (st.bar);
+  st.bar = NULL;
+  if (o->json)
+    print_consolidation_json (o, &v, &notes);
+  else if (!o->quiet) {
+    print_consolidation_text (o, &v);
+    print_notes (&notes, false);
+  }
+  status = EXIT_OK;
+  for (size_t i = 0; o->wait && i < v.len; i++)
+    if (v.ptr[i].state == BACKUP_CONSOLIDATION_PENDING
+        || v.ptr[i].state == BACKUP_CONSOLIDATION_FAILED)
+      status = EXIT_FAILURE_;
+  goto out;
+fail:
+  progress_free (st.bar);
+  st.bar = NULL;
+  cli_error ("restore");
+  if (restore_interrupted)
+    status = 128 + restore_interrupted;
+out:
+  progress_free (st.bar);
+  free (disks);
+  free (renames);
+  domain_info_release (&info);
+  backup_consolidation_release (&v);
+  chain_string_vector_release (&notes);
+  chain_repo_free (repo);
+  return status;
+}
