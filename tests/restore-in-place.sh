@@ -22,17 +22,6 @@ snap () {
   oracle "$S2" b.qcow2 "oracle-b-$1.qcow2"
 }
 
-# quit_qemu: a clean shutdown, so the images keep their bitmaps.
-quit_qemu () {
-  _pid=$(eval echo "\$QEMU_PID_vm")
-  "$KNIB" qmp "$S2" quit >/dev/null || :
-  _i=0
-  while kill -0 "$_pid" 2>/dev/null; do
-    _i=$((_i + 1))
-    [ "$_i" -le 300 ] || fail "QEMU did not quit"
-    sleep 0.1
-  done
-}
 
 # same FILE ORACLE: qemu-img compare says they read the same.
 same () {
@@ -56,7 +45,7 @@ hmp_write "$S" vda 0x13 4M 1M
 knib_run out err restore --repo "$REPO" "$b1" --image vda=a.qcow2
 expect_failure err "restore onto a running VM" "in use" "stop the VM first"
 ls -a | grep -q '^\.knib-restore' && fail "a refused restore left files"
-quit_qemu
+quit_qemu vm
 ! qemu-img compare -q a.qcow2 oracle-a-2.qcow2 2>/dev/null \
   || fail "vda lost the write made after backup 2"
 sum_before=$(sha256sum a.qcow2 b.qcow2)
@@ -117,7 +106,6 @@ grep -q "$b1 .* tip " list.out || fail "list does not show $b1 as the tip: $(cat
 grep -q "$b2 .* - " list.out || fail "list does not show $b2 off the branch: $(cat list.out)"
 
 # The chain survives: write, back up: an incremental of backup 1.
-rm -f "$S" "$S2"
 start_qemu vm "$TMPDIR_TEST/a.qcow2" "$TMPDIR_TEST/b.qcow2"
 hmp_write "$S" vda 0x14 8M 1M
 hmp_write "$S" vdb 0x24 0 64K

@@ -17,21 +17,7 @@ start_qemu vm "$TMPDIR_TEST/a.qcow2"
 S=$TMPDIR_TEST/vm.qmp
 S2=$TMPDIR_TEST/vm.qmp2
 
-quit_qemu () {
-  _pid=$(eval echo "\$QEMU_PID_vm")
-  "$KNIB" qmp "$S2" quit >/dev/null || :
-  _i=0
-  while kill -0 "$_pid" 2>/dev/null; do
-    _i=$((_i + 1))
-    [ "$_i" -le 300 ] || fail "QEMU did not quit"
-    sleep 0.1
-  done
-}
 
-restart_qemu () {
-  rm -f "$S" "$S2"
-  start_qemu vm "$TMPDIR_TEST/a.qcow2"
-}
 
 same () {
   qemu-img compare -U -q "$2" "$1" || fail "$1 differs from $2: $(qemu-img compare -U "$2" "$1" 2>&1)"
@@ -70,7 +56,7 @@ backup_ok vm "$S" b2.json
 expect_kind b2.json incremental "$b1"
 b2=$(last_id vm)
 hmp_write "$S" vda 0x14 48M 1M
-quit_qemu
+quit_qemu vm
 
 # Bad input.
 knib_run out err restore --repo "$REPO" --status --qmp "$S" --vm vm --wait
@@ -106,7 +92,7 @@ done
 grep -q '"state": *"complete"' "$REPO/vms/vm/$b1/manifest.json" \
   || fail "a pinned backup's ancestor was marked removed"
 
-restart_qemu
+start_qemu vm "$TMPDIR_TEST/a.qcow2"
 [ "$(status)" = pending ] || fail "a quick-restored disk is not pending: $(cat st.json)"
 "$KNIB" restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --rate-limit 2 \
   >c1.out 2>&1 || fail "consolidate: $(cat c1.out)"
@@ -138,7 +124,7 @@ wait "$(eval echo "\$QEMU_PID_vm")" 2>/dev/null || :
 qemu-img info --output=json a.qcow2 | grep -q backing-filename \
   || fail "the overlay lost its backing file when QEMU was killed"
 same a.qcow2 expected.qcow2
-restart_qemu
+start_qemu vm "$TMPDIR_TEST/a.qcow2"
 [ "$(status)" = pending ] || fail "not pending after QEMU was killed: $(cat st.json)"
 "$KNIB" restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --wait --json \
   >c4.json 2>c4.err || fail "consolidate --wait: $(cat c4.err)"
@@ -153,12 +139,12 @@ flush
 qemu-img convert -U -O qcow2 a.qcow2 after.qcow2
 "$KNIB" qmp "$S2" cont >/dev/null
 same after.qcow2 expected.qcow2
-quit_qemu
+quit_qemu vm
 
 # ---- Phase 2: quick restore, guest writes, consolidation, backup ----
 "$KNIB" restore --repo "$REPO" "$b2" --image vda=a.qcow2 --quick >/dev/null \
   || fail "second quick restore"
-restart_qemu
+start_qemu vm "$TMPDIR_TEST/a.qcow2"
 hmp_write "$S" vda 0x77 60M 1M
 "$KNIB" restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --wait \
   >c5.out 2>&1 || fail "consolidate --wait: $(cat c5.out)"
