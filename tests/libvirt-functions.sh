@@ -110,7 +110,11 @@ lv_setup () {
 # and no guest OS; kvm when /dev/kvm works, else qemu (TCG).
 lv_define () {
   _type=qemu
-  [ "$(qemu_accel)" = tcg ] || _type=kvm
+  # kvm only when libvirt's QEMU user can open /dev/kvm (it may be root's).
+  if [ "$(qemu_accel)" = kvm ] \
+    && runuser -u libvirt-qemu -- sh -c '(exec 3<>/dev/kvm)' 2>/dev/null; then
+    _type=kvm
+  fi
   _disks=""
   _n=0
   for _img in "$@"; do

@@ -145,6 +145,11 @@ struct backup_restore_options {
   bool quick;
   const char *holder; /* the VM that holds the pins (NULL: the backup's) */
   bool force;         /* restore a chain that fails verification */
+  /* Called once every check that needs no stopped VM has passed (the
+   * backup, its disks, its chain), before the images are checked and
+   * written: it stops the VM (may be NULL).  -1 with set_error fails. */
+  int (*prepare) (void *opaque);
+  void *prepare_opaque;
   int lock_timeout_ms;
   chain_restore_fn progress;
   void *opaque;

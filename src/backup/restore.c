@@ -192,16 +192,12 @@ backup_restore_in_place (struct chain_repo *repo, const char *id,
   m = chain_backup_find (repo, o->vm, id);
   if (m == NULL)
     return -1;
-  for (size_t i = 0; i < o->n_targets; i++) {
+  for (size_t i = 0; i < o->n_targets; i++)
     if (chain_manifest_find_disk (m, o->targets[i].disk) == NULL) {
       set_error (-ENOENT, "backup %s has no disk '%s'", m->id,
                  o->targets[i].disk);
       goto out;
     }
-    if (backup_image_check_unused (o->targets[i].disk, o->targets[i].path)
-        == -1)
-      goto out;
-  }
   if (m->state == CHAIN_STATE_REMOVED)
     chain_note_add (notes, str_printf ("backup %s was deleted (its files are "
                                        "kept for the backups that depend on "
@@ -210,6 +206,12 @@ backup_restore_in_place (struct chain_repo *repo, const char *id,
   if (verify_chain (repo, m->vm, m->id, o->force, o->lock_timeout_ms, notes)
       == -1)
     goto out;
+  if (o->prepare != NULL && o->prepare (o->prepare_opaque) == -1)
+    goto out;
+  for (size_t i = 0; i < o->n_targets; i++)
+    if (backup_image_check_unused (o->targets[i].disk, o->targets[i].path)
+        == -1)
+      goto out;
   lock = chain_lock_new (repo, m->vm, CHAIN_LOCK_EXCLUSIVE, "restore",
                          o->lock_timeout_ms);
   if (lock == NULL)

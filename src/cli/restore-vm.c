@@ -157,6 +157,15 @@ domain_stop (const char *domain, bool stop, int64_t timeout_s)
                         NULL);
 }
 
+/* backup_restore_in_place's prepare: the domain stops (or is stopped). */
+static int
+prepare_domain (void *opaque)
+{
+  const struct restore_opts *o = opaque;
+
+  return domain_stop (o->domain, o->stop, o->stop_timeout);
+}
+
 static bool
 in_list (const char *list, const char *name)
 {
@@ -319,10 +328,12 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
   repo = chain_repo_open (o->repo, false);
   if (repo == NULL)
     goto out;
-  if (o->domain != NULL
-      && (domain_stop (o->domain, o->stop, o->stop_timeout) == -1
-          || domain_targets (repo, o, &info) == -1))
+  if (o->domain != NULL && domain_targets (repo, o, &info) == -1)
     goto out;
+  if (o->domain != NULL) {
+    bo.prepare = prepare_domain;
+    bo.prepare_opaque = o;
+  }
   bo.targets = o->images.ptr;
   bo.n_targets = o->images.len;
   if (backup_restore_in_place (repo, o->id, &bo, &notes) == -1)

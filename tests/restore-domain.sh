@@ -1,0 +1,78 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# restore-domain.sh: restore of a libvirt domain in place (--domain): a
+# running domain is refused, --stop stops it (destroyed after the
+# timeout: no guest OS answers ACPI), --start starts it again; its disks
+# equal the backup's oracle, a disk not named is left alone, and the
+# next backup is an incremental of the restored backup.
+. "$(dirname "$0")/functions.sh"
+. "$(dirname "$0")/libvirt-functions.sh"
+lv_require
+lv_setup
+
+cd "$TMPDIR_TEST"
+A=$TMPDIR_TEST/a.qcow2
+B=$TMPDIR_TEST/b.qcow2
+qemu-img create -q -f qcow2 "$A" 64M
+qemu-img create -q -f qcow2 "$B" 32M
+lv_define "$A" "$B"
+"$KNIB" libvirt enable "$DOM" >/dev/null || fail "enable"
+virsh start "$DOM" >/dev/null || fail "virsh start"
+
+lv_write vda 0x11 0 2M
+lv_write vdb 0x21 0 1M
+lv_oracle 1 vda vdb
+lv_backup 1
+b1=$(field 1 id)
+lv_write vda 0x12 4M 1M
+lv_write vdb 0x22 4M 1M
+lv_oracle 2 vda vdb
+lv_backup 2
+expect_kind 2 incremental
+
+# Running: refused, nothing changed.
+if "$KNIB" restore --repo "$REPO" "$b1" --domain "$DOM" >out 2>err; then
+  fail "a restore onto a running domain succeeded"
+fi
+grep -q "domain '$DOM' is running: shut it down first (or give --stop)" err \
+  || fail "unexpected error: $(cat err)"
+[ "$(lv_state)" = running ] || fail "the refused restore stopped the domain"
+# Bad input: a disk the backup lacks, --stop-timeout that is no number.
+if "$KNIB" restore --repo "$REPO" "$b1" --domain "$DOM" --disk vdz --stop >out 2>err; then
+  fail "a restore of a missing disk succeeded"
+fi
+grep -q "has no disk 'vdz'" err || fail "unexpected error: $(cat err)"
+if "$KNIB" restore --repo "$REPO" "$b1" --domain "$DOM" --stop-timeout x >out 2>err; then
+  fail "--stop-timeout x was taken"
+fi
+grep -q "stop-timeout" err || fail "unexpected error: $(cat err)"
+
+# Only vda, with --stop (destroyed after 2 s) and --start.
+virsh suspend "$DOM" >/dev/null
+virsh qemu-monitor-command "$DOM" --hmp "qemu-io -d virtio-disk1/virtio-backend flush" >/dev/null
+qemu-img convert -U -O qcow2 "$B" vdb-before.qcow2
+virsh resume "$DOM" >/dev/null
+"$KNIB" restore --repo "$REPO" "$b1" --domain "$DOM" --disk vda --stop \
+  --stop-timeout 2 >out 2>err || fail "restore --disk vda: $(cat err)"
+grep -q "destroying it" err || fail "the domain was not destroyed after the timeout: $(cat err)"
+grep -q "next backup of vm '$DOM' is full" out || fail "a partial restore did not end the chain: $(cat out)"
+qemu-img compare -q oracle-1-vda.qcow2 "$A" || fail "vda differs from backup 1"
+qemu-img compare -q vdb-before.qcow2 "$B" || fail "vdb, not named, was changed"
+[ "$(lv_state)" = "shut off" ] || fail "the domain runs without --start"
+
+# The whole backup, and --start: the next backup is incremental of it.
+"$KNIB" restore --repo "$REPO" "$b1" --domain "$DOM" --start >out 2>err \
+  || fail "restore --start: $(cat err)"
+grep -q "started domain '$DOM'" out || fail "no start said: $(cat out)"
+[ "$(lv_state)" = running ] || fail "the domain did not start"
+qemu-img compare -U -q oracle-1-vda.qcow2 "$A" || fail "vda differs from backup 1"
+qemu-img compare -U -q oracle-1-vdb.qcow2 "$B" || fail "vdb differs from backup 1"
+lv_write vda 0x13 8M 1M
+lv_oracle 3 vda vdb
+lv_backup 3
+expect_kind 3 incremental
+grep -q "\"parent\":\"$b1\"" b3.json || fail "backup 3 is not an incremental of $b1: $(cat b3.json)"
+check 3 vda
+check 3 vdb
+"$KNIB" list --repo "$REPO" "$DOM"
+echo ok
