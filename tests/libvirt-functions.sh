@@ -107,7 +107,8 @@ lv_setup () {
 }
 
 # lv_define DISK...: define $DOM with these qcow2 disks (vda, vdb, ...)
-# and no guest OS; kvm when /dev/kvm works, else qemu (TCG).
+# and no guest OS (ACPI on, so that disks can be hot-plugged); kvm when
+# /dev/kvm works, else qemu (TCG).
 lv_define () {
   _type=qemu
   # kvm only when libvirt's QEMU user can open /dev/kvm (it may be root's).
@@ -128,6 +129,7 @@ lv_define () {
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
     $_disks

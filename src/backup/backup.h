@@ -168,6 +168,36 @@ int backup_restore_in_place (struct chain_repo *repo, const char *id,
                              chain_string_vector *notes)
   __attribute__ ((warn_unused_result));
 
+struct backup_volume_options {
+  const char *vm;     /* the backup's VM; NULL: whichever has the backup */
+  const char *disk;   /* the backup's disk to restore */
+  const char *path;   /* the new image (it must not exist) */
+  bool quick;         /* an overlay on the backup's image (pinned) */
+  const char *holder; /* the VM that gets the disk, for the pin */
+  bool force;         /* restore a chain that fails verification */
+  int lock_timeout_ms;
+  chain_restore_fn progress;
+  void *opaque;
+};
+
+/* Restore one disk of backup id (of any VM, one that no longer exists
+ * too) as a new qcow2 image at o->path, to be attached to a VM: the
+ * chain is verified first (refused unless force), a removed backup is
+ * restored with a note; with quick the image is an overlay on the
+ * backup's image and the backup is pinned for o->holder. */
+int backup_restore_volume (struct chain_repo *repo, const char *id,
+                           const struct backup_volume_options *o,
+                           chain_string_vector *notes)
+  __attribute__ ((warn_unused_result));
+
+/* Attach image path (qcow2) to the running QEMU at qmp_socket as device
+ * target (virtio-blk): blockdev-add of node "restored-<target>", then
+ * device_add.  A target in use is refused; a failed device_add removes
+ * the node again. */
+int backup_attach_qmp (const char *qmp_socket, const char *path,
+                       const char *target, int timeout_ms)
+  __attribute__ ((warn_unused_result));
+
 /* ---- Consolidation of quick-restored disks ---- */
 
 enum backup_consolidation_state {

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "backup.h"
 #include "common/cleanup.h"
@@ -14,6 +17,8 @@
 #include "common/debug.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "internal.h"
+#include "qmp/qmp.h"
 
 /* No program holds the image: "qemu-img info" without -U takes QEMU's
  * image locks, which a running QEMU (or qemu-storage-daemon, qemu-nbd)
@@ -89,6 +94,20 @@ verify_chain (struct chain_repo *repo, const char *vm, const char *id,
              id, st.first ? st.first : "errors found");
   free (st.first);
   return -1;
+}
+
+/* Before a restore into a VM: a removed backup is restored with a note,
+ * and its chain must pass verification (unless force). */
+static int
+check_backup (struct chain_repo *repo, const struct chain_manifest *m,
+              bool force, int lock_timeout_ms, chain_string_vector *notes)
+{
+  if (m->state == CHAIN_STATE_REMOVED)
+    chain_note_add (notes, str_printf ("backup %s was deleted (its files are "
+                                       "kept for the backups that depend on "
+                                       "it): restored all the same",
+                                       m->id));
+  return verify_chain (repo, m->vm, m->id, force, lock_timeout_ms, notes);
 }
 
 /* Did the restore cover every disk of the backup? */
@@ -198,13 +217,7 @@ backup_restore_in_place (struct chain_repo *repo, const char *id,
                  o->targets[i].disk);
       goto out;
     }
-  if (m->state == CHAIN_STATE_REMOVED)
-    chain_note_add (notes, str_printf ("backup %s was deleted (its files are "
-                                       "kept for the backups that depend on "
-                                       "it): restored all the same",
-                                       m->id));
-  if (verify_chain (repo, m->vm, m->id, o->force, o->lock_timeout_ms, notes)
-      == -1)
+  if (check_backup (repo, m, o->force, o->lock_timeout_ms, notes) == -1)
     goto out;
   if (o->prepare != NULL && o->prepare (o->prepare_opaque) == -1)
     goto out;
@@ -222,5 +235,122 @@ out:
     error_prepend ("restore of backup '%s' of vm '%s'", id, m->vm);
   chain_lock_free (lock);
   chain_manifest_free (m);
+  return r;
+}
+
+int
+backup_restore_volume (struct chain_repo *repo, const char *id,
+                       const struct backup_volume_options *o,
+                       chain_string_vector *notes)
+{
+  struct chain_restore_options ro = {
+    .disk = o->disk,
+    .to = o->path,
+    .format = CHAIN_RESTORE_QCOW2,
+    .quick = o->quick,
+    .removed_ok = true,
+    .progress = o->progress,
+    .opaque = o->opaque,
+  };
+  struct chain_manifest *m = chain_backup_find (repo, o->vm, id);
+  struct chain_lock *lock = NULL;
+  int r = -1;
+
+  if (m == NULL)
+    return -1;
+  ro.vm = m->vm;
+  if (chain_manifest_find_disk (m, o->disk) == NULL) {
+    set_error (-ENOENT, "backup %s has no disk '%s'", m->id, o->disk);
+    goto out;
+  }
+  if (check_backup (repo, m, o->force, o->lock_timeout_ms, notes) == -1)
+    goto out;
+  /* A quick restore writes its pin: the VM's exclusive lock. */
+  if (o->quick) {
+    lock = chain_lock_new (repo, m->vm, CHAIN_LOCK_EXCLUSIVE, "restore",
+                           o->lock_timeout_ms);
+    if (lock == NULL)
+      goto out;
+    ro.lock = lock;
+  }
+  if (chain_restore (repo, m->id, &ro) == -1)
+    goto out;
+  if (o->quick
+      && chain_pin_add (lock, m->id, o->disk, o->holder ? o->holder : "?",
+                        o->path)
+           == -1) {
+    struct error_saved err;
+
+    error_save (&err);
+    if (unlink (o->path) == -1)
+      debug (DEBUG_CHAIN, "cannot remove '%s': %m", o->path);
+    error_restore (&err);
+    goto out;
+  }
+  r = 0;
+out:
+  if (r == -1)
+    error_prepend ("restore of disk '%s' of backup '%s' of vm '%s'", o->disk,
+                   id, m->vm);
+  chain_lock_free (lock);
+  chain_manifest_free (m);
+  return r;
+}
+
+int
+backup_attach_qmp (const char *qmp_socket, const char *path, const char *target,
+                   int timeout_ms)
+{
+  CLEANUP_FREE char *node = str_printf ("restored-%s", target);
+  live_disk_vector disks = empty_vector;
+  struct qmp_client *c;
+  int r = -1;
+
+  if (node == NULL || name_check ("disk", target) == -1)
+    return -1;
+  c = qmp_client_connect (qmp_socket, timeout_ms);
+  if (c == NULL) {
+    error_prepend ("QMP socket '%s'", qmp_socket);
+    return -1;
+  }
+  if (live_disks_query (c, NULL, 0, &disks) == -1)
+    goto out;
+  for (size_t i = 0; i < disks.len; i++)
+    if (strcmp (disks.ptr[i].name, target) == 0) {
+      set_error (-EEXIST,
+                 "the VM has a disk '%s' already: choose another name with "
+                 "--target",
+                 target);
+      goto out;
+    }
+  if (qmp_client_execute (c, "blockdev-add",
+                          json_pack ("{s:s, s:s, s:{s:s, s:s}}", "driver",
+                                     "qcow2", "node-name", node, "file",
+                                     "driver", "file", "filename", path),
+                          NULL)
+      == -1)
+    goto out;
+  if (qmp_client_execute (c, "device_add",
+                          json_pack ("{s:s, s:s, s:s}", "driver",
+                                     "virtio-blk-pci", "drive", node, "id",
+                                     target),
+                          NULL)
+      == -1) {
+    struct error_saved err;
+
+    error_save (&err);
+    if (qmp_client_execute (c, "blockdev-del",
+                            json_pack ("{s:s}", "node-name", node), NULL)
+        == -1)
+      debug (DEBUG_QMP, "blockdev-del %s: %s", node, get_error ());
+    error_restore (&err);
+    goto out;
+  }
+  r = 0;
+out:
+  if (r == -1)
+    error_prepend ("attaching '%s' as disk '%s'", path, target);
+  live_disk_vector_release (&disks);
+  qmp_client_free (c);
   return r;
 }

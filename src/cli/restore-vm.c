@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -97,6 +98,23 @@ restore_check_consolidate (struct restore_opts *o, int argc, char **argv)
   if (!cli_name_ok ("vm", o->ro.vm) || !cli_name_ok ("domain", o->domain))
     return EXIT_USAGE;
   return -1;
+}
+
+/* Say why it failed (after the bar is gone), remove a new image that
+ * must not stay (made, may be NULL); the exit status. */
+static int
+failed (struct restore_state *st, const char *made)
+{
+  struct error_saved err;
+
+  progress_free (st->bar);
+  st->bar = NULL;
+  error_save (&err);
+  if (made != NULL && unlink (made) == -1)
+    fprintf (stderr, "knib: warning: cannot remove '%s': %m\n", made);
+  error_restore (&err);
+  cli_error ("restore");
+  return restore_interrupted ? 128 + restore_interrupted : EXIT_FAILURE_;
 }
 
 /* ---- libvirt ---- */
@@ -352,13 +370,8 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
   if (o->domain != NULL && o->start)
     status = start_domain (cli, o);
 out:
-  if (status == EXIT_FAILURE_ && get_error ()[0] != '\0') {
-    progress_free (st.bar);
-    st.bar = NULL;
-    cli_error ("restore");
-    if (restore_interrupted)
-      status = 128 + restore_interrupted;
-  }
+  if (status == EXIT_FAILURE_ && get_error ()[0] != '\0')
+    status = failed (&st, NULL);
   progress_free (st.bar);
   domain_info_release (&info);
   chain_string_vector_release (&notes);
@@ -534,17 +547,192 @@ restore_consolidate (struct cli *cli, struct restore_opts *o)
       status = EXIT_FAILURE_;
   goto out;
 fail:
-  progress_free (st.bar);
-  st.bar = NULL;
-  cli_error ("restore");
-  if (restore_interrupted)
-    status = 128 + restore_interrupted;
+  status = failed (&st, NULL);
 out:
   progress_free (st.bar);
   free (disks);
   free (renames);
   domain_info_release (&info);
   backup_consolidation_release (&v);
+  chain_string_vector_release (&notes);
+  chain_repo_free (repo);
+  return status;
+}
+
+/* ---- One disk attached to a VM ---- */
+
+int
+restore_check_attach (struct restore_opts *o)
+{
+  if (o->attach != NULL && o->attach_qmp != NULL)
+    return cli_usage_error ("restore", "give --attach or --attach-qmp");
+  if (o->ro.disk == NULL || strchr (o->ro.disk, ',') != NULL)
+    return cli_usage_error ("restore", "--attach and --attach-qmp restore "
+                                       "one disk: give --disk DISK");
+  if (o->attach_qmp != NULL && o->ro.to == NULL)
+    return cli_usage_error ("restore", "--attach-qmp needs --to PATH (the "
+                                       "new image)");
+  if (o->images.len > 0 || o->domain != NULL || o->stop || o->start || o->wait
+      || o->qmp != NULL)
+    return cli_usage_error ("restore", "--attach and --attach-qmp take no "
+                                       "--image, --domain, --stop, --start, "
+                                       "--wait or --qmp");
+  if (!cli_name_ok ("disk", o->ro.disk)
+      || !cli_name_ok ("disk", o->target ? o->target : o->ro.disk)
+      || !cli_name_ok ("domain", o->attach))
+    return EXIT_USAGE;
+  return -1;
+}
+
+/* The domain's definition (live when it runs), and whether it runs. */
+static int
+attach_domain_info (const char *domain, struct domain_info *info, bool *running)
+{
+  CLEANUP_FREE char *state = domain_state (domain);
+  CLEANUP_FREE char *xml = NULL;
+
+  if (state == NULL)
+    return -1;
+  *running = strcmp (state, "shut off") != 0;
+  if (libvirt_virsh (&xml, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "dumpxml", domain,
+                     *running ? NULL : "--inactive", NULL)
+      == -1)
+    return -1;
+  return domain_info_parse (xml, strlen (xml), info);
+}
+
+/* Check the target name, and choose the new image's path: --to, or
+ * "<dir of the first disk>/<vm>-<disk>-<backup>.qcow2". */
+static char *
+attach_plan (struct chain_repo *repo, const struct restore_opts *o,
+             const struct domain_info *info, const char *target)
+{
+  struct chain_manifest *m;
+  const char *dir_of = NULL;
+  char *path;
+
+  for (size_t i = 0; info != NULL && i < info->disks.len; i++) {
+    const struct domain_disk *d = &info->disks.ptr[i];
+
+    if (strcmp (d->target, target) == 0) {
+      set_error (-EEXIST,
+                 "domain '%s' has a disk '%s' already: choose another "
+                 "name with --target",
+                 o->attach, target);
+      return NULL;
+    }
+    if (dir_of == NULL && d->source != NULL && strcmp (d->device, "disk") == 0)
+      dir_of = d->source;
+  }
+  if (o->ro.to != NULL)
+    return strdup (o->ro.to);
+  if (dir_of == NULL) {
+    set_error (-EINVAL,
+               "domain '%s' has no file disk to put the new image "
+               "beside: give --to PATH",
+               o->attach);
+    return NULL;
+  }
+  m = chain_backup_find (repo, o->ro.vm, o->id);
+  if (m == NULL)
+    return NULL;
+  {
+    CLEANUP_FREE char *copy = strdup (dir_of);
+    char *slash = copy ? strrchr (copy, '/') : NULL;
+
+    if (slash != NULL)
+      *slash = '\0';
+    path = slash ? str_printf ("%s/%s-%s-%s.qcow2", copy[0] ? copy : "", m->vm,
+                               o->ro.disk, m->id)
+                 : NULL;
+    if (slash == NULL)
+      set_error (-EINVAL, "give --to PATH");
+  }
+  chain_manifest_free (m);
+  return path;
+}
+
+static int
+attach_libvirt (const struct restore_opts *o, const char *path,
+                const char *target, bool running)
+{
+  return libvirt_virsh (NULL, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "attach-disk",
+                        o->attach, path, target, "--driver", "qemu",
+                        "--subdriver", "qcow2", "--targetbus", "virtio",
+                        running ? "--persistent" : "--config", NULL);
+}
+
+int
+restore_attach (struct cli *cli, struct restore_opts *o)
+{
+  struct restore_state st
+    = { .bar = progress_new (!o->quiet && !o->json), .quiet = true };
+  const char *target = o->target ? o->target : o->ro.disk;
+  struct domain_info info = { 0 };
+  chain_string_vector notes = empty_vector;
+  struct chain_repo *repo;
+  CLEANUP_FREE char *path = NULL;
+  bool running = true, restored = false;
+  int status = EXIT_FAILURE_;
+
+  (void) cli;
+  restore_catch_signals ();
+  repo = chain_repo_open (o->repo, false);
+  if (repo == NULL)
+    goto out;
+  if (o->attach != NULL
+      && attach_domain_info (o->attach, &info, &running) == -1)
+    goto out;
+  path = attach_plan (repo, o, o->attach ? &info : NULL, target);
+  if (path == NULL)
+    goto out;
+  {
+    struct backup_volume_options vo = {
+      .vm = o->ro.vm,
+      .disk = o->ro.disk,
+      .path = path,
+      .quick = o->quick,
+      .holder = o->attach ? o->attach : o->attach_qmp,
+      .force = o->ro.force,
+      .progress = restore_on_progress,
+      .opaque = &st,
+    };
+
+    if (backup_restore_volume (repo, o->id, &vo, &notes) == -1)
+      goto out;
+  }
+  restored = true;
+  progress_free (st.bar);
+  st.bar = NULL;
+  if ((o->attach != NULL && attach_libvirt (o, path, target, running) == -1)
+      || (o->attach_qmp != NULL
+          && backup_attach_qmp (o->attach_qmp, path, target, 60000) == -1))
+    goto out;
+  status = EXIT_OK;
+  if (o->json) {
+    json_auto_t *out
+      = json_pack ("{s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "backup", o->id,
+                   "disk", o->ro.disk, "image", path, "target", target, "quick",
+                   o->quick, "live", running, "notes", notes_json (&notes));
+
+    if (out != NULL)
+      show_json (out, false);
+  }
+  else if (!o->quiet) {
+    print_notes (&notes, false);
+    printf ("restored disk '%s' of backup '%s' to '%s' and attached it to "
+            "%s '%s' as '%s'%s\n",
+            o->ro.disk, o->id, path, o->attach ? "domain" : "the VM at",
+            o->attach ? o->attach : o->attach_qmp, target,
+            o->attach && !running ? " (persistent: the domain is stopped)"
+                                  : "");
+  }
+out:
+  /* Attaching failed: the new image goes, nothing is left changed. */
+  if (status != EXIT_OK)
+    status = failed (&st, restored ? path : NULL);
+  progress_free (st.bar);
+  domain_info_release (&info);
   chain_string_vector_release (&notes);
   chain_repo_free (repo);
   return status;

@@ -34,6 +34,9 @@ enum {
   OPT_WAIT,
   OPT_JSON,
   OPT_RATE_LIMIT,
+  OPT_ATTACH,
+  OPT_ATTACH_QMP,
+  OPT_TARGET,
 };
 
 volatile sig_atomic_t restore_interrupted;
@@ -49,6 +52,9 @@ restore_usage (FILE *fp)
     "                    [--quick] [--force] [--json]\n"
     "       knib restore --repo DIR [--vm VM] BACKUP --domain NAME\n"
     "                    [--disk DISK,...] [--quick] [--stop] [--start]\n"
+    "       knib restore --repo DIR [--vm VM] BACKUP --disk DISK\n"
+    "                    (--attach DOMAIN | --attach-qmp SOCKET)\n"
+    "                    [--target DEV] [--to PATH] [--quick]\n"
     "       knib restore --repo DIR --consolidate|--status\n"
     "                    (--domain NAME | --qmp SOCKET --vm VM) [--wait]\n"
     "\n"
@@ -98,6 +104,14 @@ restore_usage (FILE *fp)
     "                         VM's quick-restored disks\n"
     "      --status           show each disk's consolidation\n"
     "      --qmp SOCKET       the VM's QMP socket (a plain QEMU)\n"
+    "      --attach DOMAIN    restore --disk to a new image (--to PATH, by\n"
+    "                         default beside the domain's first disk) and\n"
+    "                         attach it to the domain (live and persistent\n"
+    "                         when it runs, persistent when it is stopped);\n"
+    "                         the backup may be of another VM\n"
+    "      --attach-qmp SOCKET  the same for a running plain QEMU\n"
+    "                         (blockdev-add, device_add; --to is needed)\n"
+    "      --target DEV       the device name it gets (default: DISK)\n"
     "      --wait             wait until the consolidation completes\n"
     "      --rate-limit MIB   consolidate at most MIB MiB/s (0: no limit)\n"
     "      --json             print the result as JSON\n"
@@ -127,6 +141,9 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     { "wait", no_argument, NULL, OPT_WAIT },
     { "json", no_argument, NULL, OPT_JSON },
     { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
+    { "attach", required_argument, NULL, OPT_ATTACH },
+    { "attach-qmp", required_argument, NULL, OPT_ATTACH_QMP },
+    { "target", required_argument, NULL, OPT_TARGET },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -190,6 +207,15 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     case OPT_JSON:
       o->json = true;
       break;
+    case OPT_ATTACH:
+      o->attach = optarg;
+      break;
+    case OPT_ATTACH_QMP:
+      o->attach_qmp = optarg;
+      break;
+    case OPT_TARGET:
+      o->target = optarg;
+      break;
     case OPT_RATE_LIMIT:
       if (parse_int64 ("--rate-limit", optarg, 0, INT64_MAX >> 20,
                        &o->rate_limit)
@@ -218,6 +244,11 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     return cli_usage_error ("restore", "--repo is required");
   if (!cli_name_ok ("vm", o->ro.vm))
     return EXIT_USAGE;
+  if (o->attach != NULL || o->attach_qmp != NULL)
+    return restore_check_attach (o);
+  if (o->target != NULL)
+    return cli_usage_error ("restore", "--target goes with --attach or "
+                                       "--attach-qmp");
   if (o->images.len > 0 || o->domain != NULL)
     return restore_check_in_place (o);
   if (o->quick || o->start || o->stop || o->wait || o->qmp || o->json)
@@ -297,6 +328,8 @@ cmd_restore (struct cli *cli, int argc, char **argv)
   status = restore_parse (argc, argv, &o);
   if (status < 0 && (o.consolidate || o.status))
     status = restore_consolidate (cli, &o);
+  else if (status < 0 && (o.attach != NULL || o.attach_qmp != NULL))
+    status = restore_attach (cli, &o);
   else if (status < 0 && (o.images.len > 0 || o.domain != NULL))
     status = restore_in_place (cli, &o);
   if (status >= 0) {

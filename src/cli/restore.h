@@ -21,6 +21,9 @@ struct restore_opts {
   restore_target_vector images; /* --image DISK=PATH (disk owned) */
   const char *domain;
   const char *qmp;
+  const char *attach;     /* --attach DOMAIN */
+  const char *attach_qmp; /* --attach-qmp SOCKET */
+  const char *target;     /* --target DEV */
   bool quick, start, stop, consolidate, status, wait, json;
   int64_t stop_timeout; /* seconds */
   int64_t rate_limit;   /* consolidation, MiB/s; 0: none */
@@ -50,6 +53,8 @@ int restore_check_consolidate (struct restore_opts *o, int argc, char **argv);
 
 /* Run them; the exit status. */
 int restore_in_place (struct cli *cli, struct restore_opts *o);
+int restore_attach (struct cli *cli, struct restore_opts *o);
+int restore_check_attach (struct restore_opts *o);
 int restore_consolidate (struct cli *cli, struct restore_opts *o);
 
 #endif
