@@ -332,6 +332,13 @@ enum chain_branch chain_branch_of (const chain_manifest_vector *backups,
 /* "-", "on", "tip". */
 const char *chain_branch_name (enum chain_branch b);
 
+/* A file that the backup stored beside its images
+ * (chain_backup_write_file: "domain.xml"), NUL-terminated; NULL with
+ * errno ENOENT when it has none. */
+char *chain_backup_read_file (struct chain_repo *repo,
+                              const struct chain_manifest *m, const char *name)
+  __attribute__ ((warn_unused_result));
+
 /* ---- Deciding full or incremental ---- */
 
 enum chain_mode {

@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/util.h"
 #include "domain/domain.h"
 #include "libvirt.h"
@@ -733,6 +734,255 @@ out:
     status = failed (&st, restored ? path : NULL);
   progress_free (st.bar);
   domain_info_release (&info);
+  chain_string_vector_release (&notes);
+  chain_repo_free (repo);
+  return status;
+}
+
+/* ---- A new domain from the backup's definition ---- */
+
+int
+restore_check_new_domain (struct restore_opts *o)
+{
+  if (o->images.len > 0 || o->domain != NULL || o->attach != NULL
+      || o->attach_qmp != NULL || o->ro.to != NULL || o->ro.disk != NULL
+      || o->stop || o->qmp != NULL || o->target != NULL)
+    return cli_usage_error ("restore", "--new-domain takes no --image, "
+                                       "--domain, --attach, --to, --disk, "
+                                       "--target, --stop or --qmp");
+  if (o->print_xml && (o->start || o->wait))
+    return cli_usage_error ("restore", "--print-xml defines nothing: it "
+                                       "takes no --start or --wait");
+  if (o->wait && !(o->quick && o->start))
+    return cli_usage_error ("restore", "--wait goes with --quick --start");
+  if (!cli_name_ok ("domain", o->new_domain))
+    return EXIT_USAGE;
+  return -1;
+}
+
+/* A random (version 4) UUID from the kernel. */
+static int
+new_uuid (char uuid[37])
+{
+  size_t len;
+  CLEANUP_FREE char *s
+    = fs_read_file ("/proc/sys/kernel/random/uuid", "uuid source", 64, &len);
+
+  if (s == NULL)
+    return -1;
+  snprintf (uuid, 37, "%.36s", s);
+  return 0;
+}
+
+/* The stored definition of backup m: beside its images, else vm.json's. */
+static char *
+stored_definition (struct chain_repo *repo, const struct chain_manifest *m)
+{
+  char *xml = chain_backup_read_file (repo, m, BACKUP_DEFINITION_FILE);
+  struct chain_vm *vm;
+
+  if (xml != NULL || get_errno () != ENOENT)
+    return xml;
+  vm = chain_vm_load (repo, m->vm);
+  xml = vm && vm->definition ? strdup (vm->definition) : NULL;
+  if (xml == NULL)
+    set_error (-ENOENT,
+               "backup %s of vm '%s' has no stored definition (it was not "
+               "taken with --domain): restore its disks with --to and "
+               "define the domain yourself",
+               m->id, m->vm);
+  chain_vm_free (vm);
+  return xml;
+}
+
+/* Where the new disks go: --storage, else beside the original's first
+ * disk. */
+static char *
+storage_dir (const struct restore_opts *o, const struct domain_info *old)
+{
+  for (size_t i = 0; o->storage == NULL && i < old->disks.len; i++) {
+    const struct domain_disk *d = &old->disks.ptr[i];
+    char *copy, *slash;
+
+    if (d->source == NULL || strcmp (d->device, "disk") != 0)
+      continue;
+    copy = strdup (d->source);
+    slash = copy ? strrchr (copy, '/') : NULL;
+    if (slash != NULL && slash != copy) {
+      *slash = '\0';
+      return copy;
+    }
+    free (copy);
+  }
+  if (o->storage == NULL) {
+    set_error (-EINVAL, "give --storage DIR: where the new disks go");
+    return NULL;
+  }
+  return strdup (o->storage);
+}
+
+struct new_domain {
+  struct chain_manifest *m;
+  struct domain_info old;
+  char uuid[37];
+  char **paths; /* one per disk of m */
+  size_t restored;
+  char *xml;
+};
+
+static void
+new_domain_release (struct new_domain *nd, bool remove_images)
+{
+  for (size_t i = 0; nd->paths && nd->m && i < nd->m->disks.len; i++) {
+    if (remove_images && i < nd->restored && unlink (nd->paths[i]) == -1)
+      fprintf (stderr, "knib: warning: cannot remove '%s': %m\n", nd->paths[i]);
+    free (nd->paths[i]);
+  }
+  free (nd->paths);
+  free (nd->xml);
+  domain_info_release (&nd->old);
+  chain_manifest_free (nd->m);
+}
+
+/* The new definition, with knib's monitor on the new uuid's socket. */
+static int
+new_domain_plan (struct chain_repo *repo, const struct restore_opts *o,
+                 struct new_domain *nd)
+{
+  CLEANUP_FREE char *stored = NULL, *dir = NULL, *cloned = NULL;
+  CLEANUP_FREE char *old_socket = NULL, *socket = NULL, *plain = NULL;
+  CLEANUP_FREE struct domain_clone_disk *cd = NULL;
+  CLEANUP_FREE char *exists = NULL;
+  size_t dropped;
+
+  if (libvirt_virsh (&exists, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "domuuid",
+                     o->new_domain, NULL)
+      == 0) {
+    set_error (-EEXIST, "a domain '%s' exists already: choose another name",
+               o->new_domain);
+    return -1;
+  }
+  error_clear ();
+  nd->m = chain_backup_find (repo, o->ro.vm, o->id);
+  if (nd->m == NULL || (stored = stored_definition (repo, nd->m)) == NULL
+      || domain_info_parse (stored, strlen (stored), &nd->old) == -1
+      || (dir = storage_dir (o, &nd->old)) == NULL || new_uuid (nd->uuid) == -1)
+    return -1;
+  nd->paths = calloc (nd->m->disks.len + 1, sizeof *nd->paths);
+  cd = calloc (nd->m->disks.len + 1, sizeof *cd);
+  if (nd->paths == NULL || cd == NULL)
+    return -1;
+  for (size_t i = 0; i < nd->m->disks.len; i++) {
+    nd->paths[i] = str_printf ("%s/%s-%s.qcow2", dir, o->new_domain,
+                               nd->m->disks.ptr[i].name);
+    if (nd->paths[i] == NULL)
+      return -1;
+    if (access (nd->paths[i], F_OK) == 0) {
+      set_error (-EEXIST,
+                 "'%s' exists already: choose another --storage or "
+                 "domain name",
+                 nd->paths[i]);
+      return -1;
+    }
+    cd[i].target = nd->m->disks.ptr[i].name;
+    cd[i].path = nd->paths[i];
+  }
+  if (domain_xml_clone (stored, strlen (stored), o->new_domain, nd->uuid, cd,
+                        nd->m->disks.len, &dropped, &cloned)
+      == -1)
+    return -1;
+  /* knib's monitor: off the original's socket, on the new uuid's. */
+  socket = domain_qmp_socket (nd->uuid);
+  old_socket = nd->old.qmp ? strdup (nd->old.qmp) : NULL;
+  if (socket == NULL
+      || (old_socket != NULL
+          && domain_xml_set_qmp (cloned, strlen (cloned), old_socket, false,
+                                 &plain)
+               == -1))
+    return -1;
+  if (domain_xml_set_qmp (plain ? plain : cloned,
+                          strlen (plain ? plain : cloned), socket, true,
+                          &nd->xml)
+      == -1)
+    return -1;
+  if (nd->xml == NULL)
+    nd->xml = strdup (plain ? plain : cloned);
+  if (dropped > 0 && !o->print_xml)
+    fprintf (stderr,
+             "knib: note: %zu disk(s) of the definition are not in backup "
+             "%s: the new domain does not get them\n",
+             dropped, nd->m->id);
+  return nd->xml ? 0 : -1;
+}
+
+int
+restore_new_domain (struct cli *cli, struct restore_opts *o)
+{
+  struct restore_state st
+    = { .bar = progress_new (!o->quiet && !o->json), .quiet = true };
+  struct new_domain nd = { NULL };
+  chain_string_vector notes = empty_vector;
+  struct chain_repo *repo;
+  int status = EXIT_FAILURE_;
+  bool defined = false;
+
+  restore_catch_signals ();
+  repo = chain_repo_open (o->repo, false);
+  if (repo == NULL || new_domain_plan (repo, o, &nd) == -1)
+    goto out;
+  if (o->print_xml) {
+    fputs (nd.xml, stdout);
+    status = EXIT_OK;
+    goto out;
+  }
+  for (size_t i = 0; i < nd.m->disks.len; i++) {
+    struct backup_volume_options vo = {
+      .vm = nd.m->vm,
+      .disk = nd.m->disks.ptr[i].name,
+      .path = nd.paths[i],
+      .quick = o->quick,
+      .holder = o->new_domain,
+      .force = o->ro.force,
+      .progress = restore_on_progress,
+      .opaque = &st,
+    };
+
+    if (backup_restore_volume (repo, nd.m->id, &vo, &notes) == -1)
+      goto out;
+    nd.restored = i + 1;
+  }
+  if (libvirt_virsh (NULL, nd.xml, LIBVIRT_VIRSH_TIMEOUT_MS, "define",
+                     "/dev/stdin", NULL)
+      == -1)
+    goto out;
+  defined = true;
+  progress_free (st.bar);
+  st.bar = NULL;
+  status = EXIT_OK;
+  if (o->json) {
+    json_auto_t *out = json_pack (
+      "{s:s, s:s, s:s, s:b, s:o}", "backup", nd.m->id, "domain", o->new_domain,
+      "uuid", nd.uuid, "quick", o->quick, "notes", notes_json (&notes));
+
+    if (out != NULL)
+      show_json (out, false);
+  }
+  else if (!o->quiet) {
+    print_notes (&notes, false);
+    printf ("defined domain '%s' (uuid %s) from backup '%s' of vm '%s'\n",
+            o->new_domain, nd.uuid, nd.m->id, nd.m->vm);
+  }
+  if (o->start) {
+    o->domain = o->new_domain;
+    status = start_domain (cli, o);
+    o->domain = NULL;
+  }
+out:
+  /* After the definition, a failed start said so already. */
+  if (status != EXIT_OK && !defined)
+    status = failed (&st, NULL);
+  progress_free (st.bar);
+  new_domain_release (&nd, status != EXIT_OK && !defined);
   chain_string_vector_release (&notes);
   chain_repo_free (repo);
   return status;

@@ -37,6 +37,9 @@ enum {
   OPT_ATTACH,
   OPT_ATTACH_QMP,
   OPT_TARGET,
+  OPT_NEW_DOMAIN,
+  OPT_STORAGE,
+  OPT_PRINT_XML,
 };
 
 volatile sig_atomic_t restore_interrupted;
@@ -55,6 +58,8 @@ restore_usage (FILE *fp)
     "       knib restore --repo DIR [--vm VM] BACKUP --disk DISK\n"
     "                    (--attach DOMAIN | --attach-qmp SOCKET)\n"
     "                    [--target DEV] [--to PATH] [--quick]\n"
+    "       knib restore --repo DIR [--vm VM] BACKUP --new-domain NAME\n"
+    "                    [--storage DIR] [--print-xml] [--quick] [--start]\n"
     "       knib restore --repo DIR --consolidate|--status\n"
     "                    (--domain NAME | --qmp SOCKET --vm VM) [--wait]\n"
     "\n"
@@ -112,6 +117,13 @@ restore_usage (FILE *fp)
     "      --attach-qmp SOCKET  the same for a running plain QEMU\n"
     "                         (blockdev-add, device_add; --to is needed)\n"
     "      --target DEV       the device name it gets (default: DISK)\n"
+    "      --new-domain NAME  define a new libvirt domain from the definition\n"
+    "                         stored with the backup: new name, UUID and MAC\n"
+    "                         addresses, knib's monitor enabled, its disks\n"
+    "                         restored under --storage DIR (default: beside\n"
+    "                         the original's first disk)\n"
+    "      --print-xml        show that definition; restore and define\n"
+    "                         nothing\n"
     "      --wait             wait until the consolidation completes\n"
     "      --rate-limit MIB   consolidate at most MIB MiB/s (0: no limit)\n"
     "      --json             print the result as JSON\n"
@@ -144,6 +156,9 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     { "attach", required_argument, NULL, OPT_ATTACH },
     { "attach-qmp", required_argument, NULL, OPT_ATTACH_QMP },
     { "target", required_argument, NULL, OPT_TARGET },
+    { "new-domain", required_argument, NULL, OPT_NEW_DOMAIN },
+    { "storage", required_argument, NULL, OPT_STORAGE },
+    { "print-xml", no_argument, NULL, OPT_PRINT_XML },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -216,6 +231,15 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     case OPT_TARGET:
       o->target = optarg;
       break;
+    case OPT_NEW_DOMAIN:
+      o->new_domain = optarg;
+      break;
+    case OPT_STORAGE:
+      o->storage = optarg;
+      break;
+    case OPT_PRINT_XML:
+      o->print_xml = true;
+      break;
     case OPT_RATE_LIMIT:
       if (parse_int64 ("--rate-limit", optarg, 0, INT64_MAX >> 20,
                        &o->rate_limit)
@@ -244,6 +268,11 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     return cli_usage_error ("restore", "--repo is required");
   if (!cli_name_ok ("vm", o->ro.vm))
     return EXIT_USAGE;
+  if (o->new_domain != NULL)
+    return restore_check_new_domain (o);
+  if (o->storage != NULL || o->print_xml)
+    return cli_usage_error ("restore", "--storage and --print-xml go with "
+                                       "--new-domain");
   if (o->attach != NULL || o->attach_qmp != NULL)
     return restore_check_attach (o);
   if (o->target != NULL)
@@ -328,6 +357,8 @@ cmd_restore (struct cli *cli, int argc, char **argv)
   status = restore_parse (argc, argv, &o);
   if (status < 0 && (o.consolidate || o.status))
     status = restore_consolidate (cli, &o);
+  else if (status < 0 && o.new_domain != NULL)
+    status = restore_new_domain (cli, &o);
   else if (status < 0 && (o.attach != NULL || o.attach_qmp != NULL))
     status = restore_attach (cli, &o);
   else if (status < 0 && (o.images.len > 0 || o.domain != NULL))

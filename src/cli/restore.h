@@ -24,6 +24,9 @@ struct restore_opts {
   const char *attach;     /* --attach DOMAIN */
   const char *attach_qmp; /* --attach-qmp SOCKET */
   const char *target;     /* --target DEV */
+  const char *new_domain; /* --new-domain NAME */
+  const char *storage;    /* --storage DIR */
+  bool print_xml;
   bool quick, start, stop, consolidate, status, wait, json;
   int64_t stop_timeout; /* seconds */
   int64_t rate_limit;   /* consolidation, MiB/s; 0: none */
@@ -55,6 +58,8 @@ int restore_check_consolidate (struct restore_opts *o, int argc, char **argv);
 int restore_in_place (struct cli *cli, struct restore_opts *o);
 int restore_attach (struct cli *cli, struct restore_opts *o);
 int restore_check_attach (struct restore_opts *o);
+int restore_new_domain (struct cli *cli, struct restore_opts *o);
+int restore_check_new_domain (struct restore_opts *o);
 int restore_consolidate (struct cli *cli, struct restore_opts *o);
 
 #endif
