@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # bench.sh: knib's benchmark (`make bench`): knib's full and incremental
 # backups of a running VM against qemu-img convert and nbdcopy, all on one
 # generated disk, with wall time, peak RSS, output size and targets.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* runstat.c: run a command, report its wall time and peak RSS (make bench). */
 #include <config.h>
 

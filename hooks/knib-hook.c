@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* knib-hook.c: libvirt's qemu hook: tells knib about domains, and keeps a
  * domain from starting on images that an offline knib backup has open.
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-after-qemu-crash.sh: a QEMU killed with kill -9 leaves knib's
 # bitmap "in-use" in the qcow2 image, and QEMU or qemu-storage-daemon load
 # it as inconsistent.  The next backup, live or offline, is full and says

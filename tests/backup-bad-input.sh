@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-bad-input.sh: knib backup given bad input (no socket, a socket
 # that is not QMP, an unknown disk, bad VM names, a foreign or newer
 # repository, a corrupt manifest) fails at once with a clear message and
@@ -106,6 +107,22 @@ bad "one unknown disk of two" "vdz;vda;vdb" "$REPO" --qmp "$S" $backup_args \
   --disk vda,vdz
 # shellcheck disable=SC2086
 bad "a disk named twice" "vda" "$REPO" --qmp "$S" $backup_args --disk vda,vda
+# Many --disk options (once a crash: a fixed-size array).
+many_empty="" many_names=""
+i=0
+while [ "$i" -lt 200 ]; do
+  many_empty="$many_empty --disk ,"
+  many_names="$many_names --disk d$i"
+  i=$((i + 1))
+done
+# shellcheck disable=SC2086
+bad "--disk , 200 times" "invalid disk name ''" "$REPO" --qmp "$S" \
+  $backup_args $many_empty
+# shellcheck disable=SC2086
+bad "200 unknown disks" "no disk 'd0'" "$REPO" --qmp "$S" $backup_args $many_names
+# shellcheck disable=SC2086
+bad "an empty disk name in a list" "invalid disk name ''" "$REPO" --qmp "$S" \
+  $backup_args --disk vda,,vdb
 for name in a/b .. ../x ../vms/vm . -x ''; do
   bad "vm name '$name'" "invalid vm name" "$REPO" --qmp "$S" --vm "$name" \
     --repo "$REPO" --scratch "$SCRATCH"

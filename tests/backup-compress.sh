@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-compress.sh: backups compressed inline with zstd and zlib, full
 # and incremental, of data that compresses and data that does not, in a
 # chain that mixes compressed and uncompressed images: every image is

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-concurrency.sh: two backups of one VM at once (the second fails
 # at once, naming the holder of the lock; the first goes on), backups of
 # two VMs (two QEMUs) into one repository at once (both succeed), and

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-disk-hotplugged.sh: a disk added to the running VM (blockdev-add,
 # device_add virtio-blk-pci with an id) is backed up in full, saying
 # why, while the disk that was there stays incremental; the next backup

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-disk-replaced.sh: a disk whose image was swapped while the VM
 # runs (device_del, blockdev-del, then another image under the same
 # device id) and a disk whose bitmap was removed (as a migration without

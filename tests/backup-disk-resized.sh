@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-disk-resized.sh: a disk grown while the VM runs (QMP
 # block_resize) is backed up in full, saying why, while the other disk
 # stays incremental; both restore to their oracles, and the chain goes

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-failures.sh: knib backup of a running VM (two qcow2 disks) that is
 # killed at each stop point, sees guest writes while it copies, loses
 # QEMU's NBD server, runs out of file size, and loses QEMU itself.  After

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # backup-functions.sh: helpers for the backup-*.sh tests (sourced after
 # functions.sh).  A test backs up VMs started with start_qemu into $REPO
 # with scratch files in $SCRATCH, and keeps the ids of the backups that
@@ -14,13 +15,6 @@ knib_run () {
   shift 2
   rc=0
   "$KNIB" "$@" >"$_out" 2>"$_err" || rc=$?
-}
-
-# json_top FILE KEY: a top-level string member of the one-line JSON that
-# "knib backup --json" printed (empty when null or absent).
-json_top () {
-  sed -e 's/,"disks":\[.*//' "$1" \
-    | sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p"
 }
 
 # json_disk FILE DISK KEY: a string member of one disk of that summary.

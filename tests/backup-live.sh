@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-live.sh: full and incremental backups of a running VM with two
 # disks; every backup equals a copy of the disks taken at its point in
 # time (qemu-img compare), incrementals hold only dirty clusters, and
@@ -36,13 +37,9 @@ backup () {
     || fail "backup $n failed: $(cat "b$n.err")"
 }
 
-field () {
-  sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -n 1
-}
-
 # check N: the images of backup N equal the oracle N, and are clean.
 check () {
-  id=$(field "b$1.json" id)
+  id=$(json_top "b$1.json" id)
   [ -n "$id" ] || fail "backup $1 printed no id: $(cat "b$1.json")"
   for d in a:vda b:vdb; do
     img=$R/vms/vm/$id/${d#*:}.qcow2
@@ -65,7 +62,7 @@ hmp_write "$S2" vdb 0x21 1M 2M
 oracle 1
 backup 1
 check 1
-[ "$(field b1.json kind)" = full ] || fail "first backup is not full"
+[ "$(json_top b1.json kind)" = full ] || fail "first backup is not full"
 grep -q '"reason":"first backup of this VM"' b1.json || fail "no reason: $(cat b1.json)"
 
 # 2..6: five incrementals, each with scattered writes, overwrites and
@@ -79,7 +76,7 @@ while [ "$i" -le 6 ]; do
   oracle "$i"
   backup "$i"
   check "$i"
-  [ "$(field "b$i.json" kind)" = incremental ] || fail "backup $i is not incremental: $(cat "b$i.json")"
+  [ "$(json_top "b$i.json" kind)" = incremental ] || fail "backup $i is not incremental: $(cat "b$i.json")"
   # Only dirty clusters are read: 256k of data and 128k of zeros on vda.
   [ "$(disk_field "b$i.json" vda bytes_read)" -eq 262144 ] \
     || fail "backup $i read $(disk_field "b$i.json" vda bytes_read) bytes of vda, not 256k"
@@ -91,7 +88,7 @@ while [ "$i" -le 6 ]; do
 done
 
 # The incremental images are small: a few clusters, not the disk.
-id=$(field b6.json id)
+id=$(json_top b6.json id)
 size=$(stat -c %s "$R/vms/vm/$id/vda.qcow2")
 [ "$size" -lt 1048576 ] || fail "incremental image of vda is $size bytes"
 # Zeroed range of backup 6 (6M..6M+128k) over data written by the full
@@ -106,7 +103,7 @@ qemu-img info "$R/vms/vm/$id/vda.qcow2" | grep -q "^backing file: \.\./" \
 # of the backup before it, frozen (deleting the last backup hands its
 # tracking back to it); no other.
 "$K" qmp --json "$S2" query-block > block.json
-prev=$(field b5.json id)
+prev=$(json_top b5.json id)
 [ "$(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json | sort -u)" \
   = "$(printf '"name":"knib-%s","recording":false\n"name":"knib-%s","recording":true' "$prev" "$id")" ] \
   || fail "bitmaps left: $(grep -o '"name":"knib-[^"]*","recording":[a-z]*' block.json)"
@@ -137,7 +134,7 @@ tr '{' '\n' < b7.json | grep '"name":"vda"' | grep -q '"kind":"incremental"' \
 oracle 8
 backup 8 --full
 check 8
-[ "$(field b8.json kind)" = full ] || fail "--full gave $(field b8.json kind)"
+[ "$(json_top b8.json kind)" = full ] || fail "--full gave $(json_top b8.json kind)"
 
 # The scratch directory holds nothing after the runs.
 [ -z "$(ls -A "$TMPDIR_TEST/scratch")" ] || fail "scratch left: $(ls -A "$TMPDIR_TEST/scratch")"

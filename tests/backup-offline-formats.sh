@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-offline-formats.sh: a raw disk and a qcow2 v2 (compat=0.10) disk
 # beside a qcow2 v3 disk in one VM.  Offline, the raw and v2 disks cannot
 # hold a persistent bitmap: every backup of them is full, sparse (only

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-offline-kill.sh: kill -9 of knib during an offline backup: its
 # qemu-storage-daemon goes too (it dies with knib and stores the
 # bitmaps), the image is not left locked, and the next backup repairs

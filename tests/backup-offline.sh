@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-offline.sh: one incremental chain across a VM's states: backups
 # of the stopped VM (--image, through qemu-storage-daemon), then of the
 # running VM (--qmp: QEMU found the bitmap the daemon stored), then of

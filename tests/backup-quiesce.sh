@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # backup-quiesce.sh: --quiesce --qga on a plain QEMU whose guest agent
 # port has no agent behind it (no guest OS): --quiesce fails with a clear
 # error and leaves nothing behind; --quiesce=try warns and backs up.

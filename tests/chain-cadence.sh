@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # chain-cadence.sh: the chain size decides full or incremental on a
 # running VM: with 3, six backups are FULL, INC, INC, FULL, INC, INC;
 # with 1 every backup is full; with 0 (unlimited) one full, then

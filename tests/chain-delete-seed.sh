@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # chain-delete-seed.sh: the seed system's delete scenario with chain size
 # 3 on a running VM with two disks.  b1..b6 are FULL, INC, INC, FULL,
 # INC, INC; delete b6 (its parent takes over); delete b4 and b5 (both

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # chain-delete-tip.sh: deleting the chain's latest backup hands its
 # tracking back to the backup before it: the next backup is an
 # incremental of that one and holds every write since it (those before

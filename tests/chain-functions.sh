@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # chain-functions.sh: helpers for the chain-*.sh tests (sourced after
 # functions.sh and backup-functions.sh).  A test backs up a VM started
 # with start_qemu into $REPO; snap N takes the oracle of every disk at

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # chain-isolated.sh: an isolated backup in the middle of a chain neither
 # depends on it nor affects it: the chain's next backup is an incremental
 # of the backup before the isolated one and restores correctly (the

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # chain-merge.sh: "knib merge" makes a backup standalone: b1..b4 (F I I
 # I, unlimited chain), b2 deleted (removed: b3 needs it); merging b3
 # rewrites its image as a full one of the same point in time, b4 moves

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # chain-prune.sh: retention never leaves a kept backup without what it
 # depends on.  Six backups with chain size 2 (F I F I F I): a dry run
 # changes nothing; --keep-last 3 deletes b1 and b2 and keeps b3, which

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # compress-deferred.sh: "knib compress" on the backups of a chain taken
 # without compression: the middle backup, then the full one in two
 # separate phases.  Each rewritten image keeps its backing file and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # functions.sh: shared helpers for knib's integration tests (sourced).
 # Every process a test starts is killed when the test exits, and every
 # temporary path lives under one mktemp directory that goes too.
@@ -42,6 +43,14 @@ require () {
       exit 77
     }
   done
+}
+
+# json_top FILE KEY: a top-level string member of the one-line JSON that
+# "knib backup --json" printed (empty when null or absent); the members
+# of the disks are not looked at.
+json_top () {
+  sed -e 's/,"disks":\[.*//' "$1" \
+    | sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p"
 }
 
 # Skip (exit 77) unless knib was built with --enable-test-hooks, which

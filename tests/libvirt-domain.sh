@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # libvirt-domain.sh: a running libvirt domain (a real libvirtd, knib's
 # hook installed where libvirtd reads it): knib libvirt enable, the
 # hook's records, knib backup --domain full then incremental while the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # libvirt-functions.sh: helpers for the libvirt-*.sh tests (sourced after
 # functions.sh): a real libvirtd (started here when none runs) that runs
 # knib's hook from where libvirt reads it, a private domain with no guest
@@ -234,8 +235,7 @@ lv_backup_resume () {
 
 # field N KEY: a top-level string of backup N's summary.
 field () {
-  sed -e 's/,"disks":\[.*//' "$TMPDIR_TEST/b$1.json" \
-    | sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p"
+  json_top "$TMPDIR_TEST/b$1.json" "$2"
 }
 
 # disk_field N DEV KEY: a member of disk DEV in backup N's summary.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # libvirt-hook-input.sh: knib-hook run as libvirtd runs it, without
 # libvirtd, its directories moved into the test's (KNIB_RUN_DIR,
 # KNIB_STATE_DIR, KNIB_SCRATCH_DIR, its log in KNIB_HOOK_LOG): records

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # libvirt-offline.sh: a stopped libvirt domain: knib backup --domain goes
 # the offline path (its images, from its definition; the CD-ROM left
 # out) and goes on the chain of the live backups; while it runs, virsh

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # nbd-functions.sh: helpers for the nbd-*.sh tests (sourced after functions.sh).
 
 : "${NBD_READER:=$(cd "$(dirname "$0")" && pwd)/unit/test-nbd-reader}"

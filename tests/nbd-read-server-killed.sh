@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # nbd-read-server-killed.sh: qemu-nbd killed mid-copy: a clear error, no hang, no crash, no leak.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbd-functions.sh"

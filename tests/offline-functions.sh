@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # offline-functions.sh: helpers for the backup-offline-*.sh tests (sourced
 # after functions.sh): VMs that stop and start again on the same images,
 # backups through --qmp or --image, and their oracles.
@@ -113,8 +114,7 @@ backup_fails () {
 
 # top N KEY: a top-level string of backup N's summary.
 top () {
-  sed -e 's/,"disks":\[.*//' "$TMPDIR_TEST/b$1.json" \
-    | sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p"
+  json_top "$TMPDIR_TEST/b$1.json" "$2"
 }
 
 # disk N DEV KEY: a member of disk DEV in backup N's summary (string or

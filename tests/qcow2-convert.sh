@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # qcow2-convert.sh: raw disks written by src/qcow2, full and incremental, read back identically in qemu-img.
 . "$(dirname "$0")/functions.sh"
 require qemu-img

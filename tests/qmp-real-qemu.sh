@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # qmp-real-qemu.sh: knib qmp against a real QEMU: commands, errors, bitmaps, events.
 . "$(dirname "$0")/functions.sh"
 require qemu-system-x86_64 qemu-img nbdkit

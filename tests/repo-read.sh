@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # repo-read.sh: knib list, info, verify and restore on a repository of real qcow2 chains.
 . "$(dirname "$0")/functions.sh"
 require qemu-img qemu-io

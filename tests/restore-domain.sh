@@ -74,5 +74,35 @@ expect_kind 3 incremental
 grep -q "\"parent\":\"$b1\"" b3.json || fail "backup 3 is not an incremental of $b1: $(cat b3.json)"
 check 3 vda
 check 3 vdb
+b3=$(field 3 id)
+
+# Quick, into the domain: refused while QEMU's user cannot reach the
+# repository (it is 0700), with nothing changed; then with access.
+lv_write vda 0x14 12M 1M
+if "$KNIB" restore --repo "$REPO" "$b3" --domain "$DOM" --stop --stop-timeout 2 \
+  --quick --start >out 2>err; then
+  fail "a quick restore that QEMU cannot read was done"
+fi
+grep -q "needs QEMU's user" err || fail "unexpected error: $(cat err)"
+[ "$(lv_state)" = running ] || fail "the refused quick restore stopped the domain"
+setfacl -m u:libvirt-qemu:x "$REPO" "$REPO/vms" "$REPO/vms/$DOM" \
+  "$REPO/vms/$DOM/$b1" "$REPO/vms/$DOM/$b3" || fail "setfacl"
+"$KNIB" restore --repo "$REPO" "$b3" --domain "$DOM" --stop --stop-timeout 2 \
+  --quick --start --wait >out 2>err || fail "quick restore --start --wait: $(cat err)"
+[ "$(lv_state)" = running ] || fail "the domain does not run after the quick restore"
+grep -q "vda: consolidated" out || fail "vda not consolidated: $(cat out)"
+grep -q "vdb: consolidated" out || fail "vdb not consolidated: $(cat out)"
+qemu-img compare -U -q oracle-3-vda.qcow2 "$A" || fail "vda differs from backup 3 after consolidation"
+qemu-img compare -U -q oracle-3-vdb.qcow2 "$B" || fail "vdb differs from backup 3 after consolidation"
+! qemu-img info -U "$A" | grep -q "backing file" || fail "vda still reads the repository"
+"$KNIB" restore --repo "$REPO" --status --domain "$DOM" --json >st.json \
+  || fail "status: $(cat st.json)"
+lv_write vda 0x15 16M 1M
+lv_oracle 4 vda vdb
+lv_backup 4
+expect_kind 4 incremental
+grep -q "\"parent\":\"$b3\"" b4.json || fail "backup 4 is not an incremental of $b3: $(cat b4.json)"
+check 4 vda
+check 4 vdb
 "$KNIB" list --repo "$REPO" "$DOM"
 echo ok

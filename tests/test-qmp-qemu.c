@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qmp-qemu.c: the QMP client against a real qemu-system-x86_64.
  *
  * One QEMU with no guest OS runs for the whole test, with a qcow2 disk

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backup.h: a whole backup of a VM, running or stopped, and recovery. */
 #ifndef KNIB_BACKUP_BACKUP_H
 #define KNIB_BACKUP_BACKUP_H

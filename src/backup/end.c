@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* engine-end.c: ending a VM's chain, in the repository and in QEMU. */
 #include <config.h>
 

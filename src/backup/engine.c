@@ -1,8 +1,11 @@
-/* engine.c: a whole backup of a running VM, and recovery after a kill.
+/* SPDX-License-Identifier: Apache-2.0 */
+/* engine.c: a whole backup of a VM, and recovery after a kill.
  *
- * The order of things is DESIGN.md's "The backup, live": lock, repair,
- * decide, one transaction, NBD reads into the qcow2 writer, commit, tear
- * down, rotate bitmaps. */
+ * A running VM is backed up through its own QEMU; a stopped one through
+ * a qemu-storage-daemon that opens its images (offline.c), with the same
+ * steps (docs/design.md, "A backup, live"): lock, repair, decide, one
+ * transaction, NBD reads into the qcow2 writer, commit, tear down, rotate
+ * bitmaps. */
 #include <config.h>
 
 #include <dirent.h>

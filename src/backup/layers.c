@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layers.c: a bitmap that an external snapshot left below the active layer.
  *
  * After an external snapshot (libvirt's snapshot-create-as --disk-only,
@@ -5,7 +6,8 @@
  * bitmap of the last backup stays in the image below, holding the writes
  * up to the snapshot; libvirt also adds an empty bitmap of the same name
  * to the new layer, which holds only the writes after it.  The active
- * layer's bitmap alone would miss writes: the disk must be full. */
+ * layer's bitmap alone would miss writes: the disk must be full (the
+ * decision in engine.c says so, naming both layers). */
 #include <config.h>
 
 #include <errno.h>
@@ -77,7 +79,7 @@ live_bitmap_below_why (struct qmp_client *c, const struct live_disk *d,
   size_t i;
 
   *why = NULL;
-  if (qmp_client_execute (c, "query-named-block-nodes", NULL, &nodes) == -1)
+  if (qmp_query_named_block_nodes (c, false, &nodes) == -1)
     return -1;
   top = find_node (nodes, d->node);
   json_array_foreach (nodes, i, n)

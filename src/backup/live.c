@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* live.c: the QMP side of a backup: disks, bitmaps, fleecing, exports. */
 #include <config.h>
 
@@ -15,19 +16,6 @@
 #include "common/debug.h"
 #include "common/error.h"
 #include "common/testhook.h"
-
-/* Run a command whose arguments were built with json_pack: a NULL args
- * means json_pack failed (out of memory), not "no arguments". */
-static int
-exec_packed (struct qmp_client *c, const char *command, json_t *args,
-             json_t **result)
-{
-  if (args == NULL) {
-    set_error (ENOMEM, "qmp '%s': cannot build the arguments", command);
-    return -1;
-  }
-  return qmp_client_execute (c, command, args, result);
-}
 
 static bool
 has_prefix (const char *s, const char *prefix)
@@ -50,6 +38,7 @@ disk_release (struct live_disk *d)
   free (d->node);
   free (d->driver);
   free (d->filename);
+  free (d->backing);
   for (i = 0; i < d->bitmaps.len; i++)
     bitmap_release (&d->bitmaps.ptr[i]);
   live_bitmap_vector_reset (&d->bitmaps);
@@ -150,7 +139,7 @@ can_persist_bitmaps (const char *driver, const json_t *image)
 static int
 parse_node (const json_t *info, char *name, live_disk_vector *disks)
 {
-  const char *node, *driver, *file;
+  const char *node, *driver, *file, *backing;
   json_t *image, *size;
   struct live_disk d = { .name = name };
 
@@ -174,6 +163,12 @@ parse_node (const json_t *info, char *name, live_disk_vector *disks)
   d.node = strdup (node);
   d.driver = strdup (driver);
   d.filename = strdup (file ? file : "");
+  backing = json_string_value (json_object_get (image, "backing-filename"));
+  if (backing != NULL && (d.backing = strdup (backing)) == NULL) {
+    set_error (ENOMEM, "strdup");
+    disk_release (&d);
+    return -1;
+  }
   d.virtual_size = json_integer_value (size);
   d.read_only = json_is_true (json_object_get (info, "ro"));
   d.persistent_bitmaps = can_persist_bitmaps (driver, image);
@@ -224,13 +219,8 @@ query_block (struct qmp_client *c, live_disk_vector *disks)
   size_t i;
   int r = 0;
 
-  if (qmp_client_execute (c, "query-block", NULL, &blocks) == -1)
+  if (qmp_query_block (c, &blocks) == -1)
     return -1;
-  if (!json_is_array (blocks)) {
-    set_error (EPROTO, "qmp 'query-block': the reply is not a list");
-    json_decref (blocks);
-    return -1;
-  }
   json_array_foreach (blocks, i, b)
   {
     if (parse_disk (b, disks) == -1) {
@@ -251,16 +241,8 @@ query_nodes (struct qmp_client *c, const struct live_node_map *map, size_t n,
   size_t i, j;
   int r = 0;
 
-  if (exec_packed (c, "query-named-block-nodes", json_pack ("{s:b}", "flat", 1),
-                   &nodes)
-      == -1)
+  if (qmp_query_named_block_nodes (c, true, &nodes) == -1)
     return -1;
-  if (!json_is_array (nodes)) {
-    set_error (EPROTO,
-               "qmp 'query-named-block-nodes': the reply is not a list");
-    json_decref (nodes);
-    return -1;
-  }
   for (i = 0; i < n && r == 0; i++) {
     const json_t *found = NULL;
     char *name;
@@ -371,7 +353,7 @@ live_check_foreign_jobs (struct qmp_client *c)
   json_t *jobs = NULL, *j;
   size_t i;
 
-  if (qmp_client_execute (c, "query-jobs", NULL, &jobs) == -1)
+  if (qmp_query_jobs (c, &jobs) == -1)
     return -1;
   json_array_foreach (jobs, i, j)
   {
@@ -406,12 +388,13 @@ add_fleece_node (struct qmp_client *c, struct live_target *t)
 
   if (node == NULL)
     return -1;
-  if (exec_packed (c, "blockdev-add",
-                   json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver",
-                              "qcow2", "node-name", node, "file", "driver",
-                              "file", "filename", t->fleece_path, "backing",
-                              t->disk->node, "discard", "unmap"),
-                   NULL)
+  if (qmp_client_execute_packed (
+        c, "blockdev-add",
+        json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver", "qcow2",
+                   "node-name", node, "file", "driver", "file", "filename",
+                   t->fleece_path, "backing", t->disk->node, "discard",
+                   "unmap"),
+        NULL)
       == -1)
     return -1;
   t->node_added = true;
@@ -483,7 +466,7 @@ add_export (struct qmp_client *c, struct live_target *t)
     json_decref (args);
     args = NULL;
   }
-  if (exec_packed (c, "block-export-add", args, NULL) == -1)
+  if (qmp_client_execute_packed (c, "block-export-add", args, NULL) == -1)
     return -1;
   t->export_added = true;
   return 0;
@@ -502,7 +485,8 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
       goto fail;
     }
   test_stop_point ("transaction");
-  if (exec_packed (c, "transaction", build_transaction (targets, n), NULL)
+  if (qmp_client_execute_packed (c, "transaction",
+                                 build_transaction (targets, n), NULL)
       == -1) {
     error_prepend ("the backup transaction failed");
     goto fail;
@@ -510,11 +494,7 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
   for (i = 0; i < n; i++)
     targets[i].job_started = true;
   debug (DEBUG_CHAIN, "transaction done: %zu disk(s) at one point in time", n);
-  if (exec_packed (c, "nbd-server-start",
-                   json_pack ("{s:{s:s, s:{s:s}}}", "addr", "type", "unix",
-                              "data", "path", nbd_socket),
-                   NULL)
-      == -1) {
+  if (qmp_nbd_server_start_unix (c, nbd_socket) == -1) {
     error_prepend ("cannot start QEMU's NBD server");
     goto fail;
   }
@@ -561,9 +541,7 @@ remove_export (struct qmp_client *c, const char *id)
 {
   json_t *event = NULL;
 
-  if (exec_packed (c, "block-export-del", json_pack ("{s:s}", "id", id), NULL)
-        == -1
-      && get_errno () == EREMOTEIO) {
+  if (qmp_block_export_del (c, id) == -1 && get_errno () == EREMOTEIO) {
     /* Already gone (the server stop took it): fine. */
     return 0;
   }
@@ -580,8 +558,7 @@ remove_export (struct qmp_client *c, const char *id)
 static int
 cancel_job (struct qmp_client *c, const char *id)
 {
-  if (exec_packed (c, "job-cancel", json_pack ("{s:s}", "id", id), NULL)
-      == -1) {
+  if (qmp_job_cancel (c, id) == -1) {
     /* Concluded already (it failed on its own): dismiss it below. */
     if (get_errno () != EREMOTEIO)
       return -1;
@@ -592,14 +569,6 @@ cancel_job (struct qmp_client *c, const char *id)
   return 0;
 }
 
-static int
-remove_bitmap (struct qmp_client *c, const char *node, const char *name)
-{
-  return exec_packed (c, "block-dirty-bitmap-remove",
-                      json_pack ("{s:s, s:s}", "node", node, "name", name),
-                      NULL);
-}
-
 /* Give the new bitmap's tracking back to the old one (which is enabled
  * again), then drop the new one: one transaction, all or nothing. */
 static int
@@ -608,7 +577,7 @@ rollback_bitmaps (struct qmp_client *c, const struct live_target *t)
   json_t *args;
 
   if (t->old_bitmap == NULL)
-    return remove_bitmap (c, t->disk->node, t->new_bitmap);
+    return qmp_bitmap_remove (c, t->disk->node, t->new_bitmap);
   args = json_pack (
     "{s:[{s:s, s:{s:s, s:s}}, {s:s, s:{s:s, s:s, s:[s]}}, {s:s, s:{s:s, "
     "s:s}}]}",
@@ -617,7 +586,7 @@ rollback_bitmaps (struct qmp_client *c, const struct live_target *t)
     "data", "node", t->disk->node, "target", t->old_bitmap, "bitmaps",
     t->new_bitmap, "type", "block-dirty-bitmap-remove", "data", "node",
     t->disk->node, "name", t->new_bitmap);
-  return exec_packed (c, "transaction", args, NULL);
+  return qmp_client_execute_packed (c, "transaction", args, NULL);
 }
 
 int
@@ -629,8 +598,7 @@ live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
   size_t i;
 
   /* Stopping the server closes its exports; wait for each to go. */
-  if (server_started
-      && qmp_client_execute (c, "nbd-server-stop", NULL, NULL) == -1
+  if (server_started && qmp_nbd_server_stop (c) == -1
       && get_errno () != EREMOTEIO) /* already stopped: nothing left */
     note_failure (&r, &first);
   for (i = 0; i < n; i++) {
@@ -648,10 +616,7 @@ live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
     t->export_added = false;
     if (t->job_started && cancel_job (c, job) == -1)
       note_failure (&r, &first);
-    if (t->node_added
-        && exec_packed (c, "blockdev-del",
-                        json_pack ("{s:s}", "node-name", fleece), NULL)
-             == -1)
+    if (t->node_added && qmp_blockdev_del (c, fleece) == -1)
       note_failure (&r, &first);
     t->node_added = false;
     if (t->job_started && !success && t->new_bitmap
@@ -679,7 +644,7 @@ live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
         || (keep && strcmp (name, keep) == 0)
         || (frozen && strcmp (name, frozen) == 0))
       continue;
-    if (remove_bitmap (c, d->node, name) == -1) {
+    if (qmp_bitmap_remove (c, d->node, name) == -1) {
       error_prepend ("disk %s: removing bitmap %s", d->name, name);
       return -1;
     }
@@ -710,7 +675,7 @@ recover_exports_and_jobs (struct qmp_client *c, chain_string_vector *done)
   size_t i;
   bool ours = false, others = false;
 
-  if (qmp_client_execute (c, "query-block-exports", NULL, &list) == -1)
+  if (qmp_query_block_exports (c, &list) == -1)
     return -1;
   json_array_foreach (list, i, e)
   {
@@ -723,8 +688,7 @@ recover_exports_and_jobs (struct qmp_client *c, chain_string_vector *done)
   /* knib's exports are on knib's server: stop it (unless someone else
    * exports on it too), which closes them. */
   if (ours && !others) {
-    if (qmp_client_execute (c, "nbd-server-stop", NULL, NULL) == -1
-        && get_errno () != EREMOTEIO)
+    if (qmp_nbd_server_stop (c) == -1 && get_errno () != EREMOTEIO)
       goto fail;
     note (done, str_printf ("stopped the NBD server of a killed backup"));
   }
@@ -740,7 +704,7 @@ recover_exports_and_jobs (struct qmp_client *c, chain_string_vector *done)
   json_decref (list);
   list = NULL;
 
-  if (qmp_client_execute (c, "query-jobs", NULL, &list) == -1)
+  if (qmp_query_jobs (c, &list) == -1)
     return -1;
   json_array_foreach (list, i, e)
   {
@@ -765,9 +729,7 @@ recover_nodes (struct qmp_client *c, chain_string_vector *done)
   json_t *list = NULL, *e;
   size_t i;
 
-  if (qmp_client_execute (c, "query-named-block-nodes",
-                          json_pack ("{s:b}", "flat", 1), &list)
-      == -1)
+  if (qmp_query_named_block_nodes (c, true, &list) == -1)
     return -1;
   json_array_foreach (list, i, e)
   {
@@ -776,9 +738,7 @@ recover_nodes (struct qmp_client *c, chain_string_vector *done)
 
     if (!has_prefix (node, LIVE_FLEECE_PREFIX))
       continue;
-    if (exec_packed (c, "blockdev-del", json_pack ("{s:s}", "node-name", node),
-                     NULL)
-        == -1) {
+    if (qmp_blockdev_del (c, node) == -1) {
       json_decref (list);
       return -1;
     }
@@ -810,7 +770,7 @@ recover_keep (struct qmp_client *c, const struct live_disk *d,
   if (k->recording)
     return 0;
   if (!covered) {
-    if (remove_bitmap (c, d->node, k->name) == -1)
+    if (qmp_bitmap_remove (c, d->node, k->name) == -1)
       return -1;
     note (done, str_printf ("removed bitmap %s of %s: it was frozen and "
                             "no newer bitmap tracked the writes since "
@@ -818,10 +778,7 @@ recover_keep (struct qmp_client *c, const struct live_disk *d,
                             k->name, d->name, d->name));
     return 0;
   }
-  if (exec_packed (c, "block-dirty-bitmap-enable",
-                   json_pack ("{s:s, s:s}", "node", d->node, "name", k->name),
-                   NULL)
-      == -1)
+  if (qmp_bitmap_enable (c, d->node, k->name) == -1)
     return -1;
   note (done, str_printf ("enabled bitmap %s of %s again", k->name, d->name));
   return 0;
@@ -838,7 +795,7 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
   size_t i;
 
   if (k != NULL && k->inconsistent) {
-    if (remove_bitmap (c, d->node, k->name) == -1)
+    if (qmp_bitmap_remove (c, d->node, k->name) == -1)
       return -1;
     note (done, str_printf ("removed inconsistent bitmap %s of %s", k->name,
                             d->name));
@@ -857,14 +814,10 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
       continue;
     /* Tracking that may be newer than keep's: give it to keep first. */
     if (k != NULL && !b->inconsistent
-        && exec_packed (c, "block-dirty-bitmap-merge",
-                        json_pack ("{s:s, s:s, s:[s]}", "node", d->node,
-                                   "target", k->name, "bitmaps", b->name),
-                        NULL)
-             == -1)
+        && qmp_bitmap_merge (c, d->node, k->name, NULL, b->name) == -1)
       return -1;
     covered = covered || (k != NULL && !b->inconsistent && b->recording);
-    if (remove_bitmap (c, d->node, b->name) == -1)
+    if (qmp_bitmap_remove (c, d->node, b->name) == -1)
       return -1;
     if (k != NULL)
       note (done, str_printf ("merged bitmap %s of %s into %s and removed "

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* offline.c: a stopped VM's disks in qemu-storage-daemon, for the backup.
  *
  * DESIGN.md's "The backup, offline": the daemon opens the VM's images and

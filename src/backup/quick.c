@@ -210,11 +210,10 @@ disk_state (struct qmp_client *c, const char *repo_real,
     if (status != NULL && strcmp (status, "concluded") != 0)
       return 0;
   }
-  if (d->filename == NULL
-      || chain_image_backing_file (d->filename, &backing) == -1) {
-    error_clear ();
-    s->state = BACKUP_CONSOLIDATION_NONE;
-    return 0;
+  /* QEMU's own view (the header's name): the VM's block graph. */
+  if (d->backing != NULL && (backing = strdup (d->backing)) == NULL) {
+    set_error (ENOMEM, "consolidation");
+    return -1;
   }
   s->backing = backing;
   if (backing == NULL)

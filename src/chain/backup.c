@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backup.c: a backup from <id>.partial/ to a committed <id>/, and recovery. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chain.h: the backup repository: manifests, chains, locks, commit, recovery. */
 #ifndef KNIB_CHAIN_H
 #define KNIB_CHAIN_H
@@ -784,7 +785,8 @@ int chain_pin_prune (struct chain_lock *lock, chain_string_vector *done)
  * compressed qcow2 images with the same backing file, holding the same
  * clusters: the clusters of the image itself are read (never through
  * its backing chain) and each one that shrinks is stored compressed.
- * Two phases, each callable on its own (the agent runs them as jobs):
+ * Two phases, each callable on its own (knib compress --start-only and
+ * --finalize-only run one each):
  *
  * start      Under the VM's exclusive lock, briefly: finish a finalize
  *            that was killed (see below), remove the partial copies of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* compress.c: "knib compress": a backup's images rewritten compressed. */
 #include <config.h>
 
@@ -741,18 +742,18 @@ start_phase (struct job *j)
   if (lock == NULL)
     return -1;
   if (chain_compress_recover (lock, &j->r->notes) == -1)
-    goto out_locked;
+    goto out;
   m = chain_manifest_load_backup (j->repo, j->r->vm, j->id);
   if (m == NULL)
-    goto out_locked;
+    goto out;
   todo = calloc (m->disks.len, sizeof *todo);
   if (todo == NULL) {
     set_error (ENOMEM, "calloc");
-    goto out_locked;
+    goto out;
   }
   if (plan_start (j, m, todo, &any) == -1
       || (any && check_free_space (j, m) == -1))
-    goto out_locked;
+    goto out;
   /* The long part runs unlocked: backups of the VM go on. */
   chain_lock_free (lock);
   lock = NULL;
@@ -761,10 +762,10 @@ start_phase (struct job *j)
 
     if (todo[i]
         && (cd == NULL || compress_disk (j, m, &m->disks.ptr[i], cd) == -1))
-      goto out_locked;
+      goto out;
   }
   r = 0;
-out_locked:
+out:
   chain_lock_free (lock);
   chain_manifest_free (m);
   return r;

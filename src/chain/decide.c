@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* decide.c: the chain rules: full or incremental, which parent, and why. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* delete.c: deleting backups without breaking a chain, and retention. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hash.c: xxh3-128 of image files, as recorded in manifests. */
 #include <config.h>
 

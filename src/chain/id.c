@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* id.c: backup ids that sort by time, RFC 3339 times, enum names. */
 #include <config.h>
 

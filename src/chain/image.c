@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* image.c: what the read side needs of a backup's images: usage and links. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: what the files of src/chain share (and the tests reach). */
 #ifndef KNIB_CHAIN_INTERNAL_H
 #define KNIB_CHAIN_INTERNAL_H

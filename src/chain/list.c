@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* list.c: a VM's backups, finding one by id, and walking a chain. */
 #include <config.h>
 

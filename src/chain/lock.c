@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lock.c: per-VM open file description locks that name their holder. */
 #include <config.h>
 

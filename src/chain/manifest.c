@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* manifest.c: a backup's manifest: its rules, JSON form, load and commit. */
 #include <config.h>
 

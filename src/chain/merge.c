@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* merge.c: rewrite a backup as standalone images of its point in time. */
 #include <config.h>
 

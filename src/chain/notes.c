@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notes.c: notes that the long operations of the repository collect. */
 #include <config.h>
 

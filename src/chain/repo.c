@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* repo.c: open, create and refuse repositories; the clock; the VM list. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* restore.c: a backup's disks as new qcow2 or raw images, through qemu-img. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* verify.c: check a backup's chain, or a VM's backups, image by image. */
 #include <config.h>
 

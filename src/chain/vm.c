@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vm.c: vm.json, what knib last knew of a VM, and ending its chain. */
 #include <config.h>
 

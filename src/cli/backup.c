@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backup.c: "knib backup" and "knib recover". */
 #include <config.h>
 
@@ -12,45 +13,19 @@
 #include <jansson.h>
 
 #include "chain/chain.h"
-#include "chain/chain.h"
 #include "backup/backup.h"
 #include "cli.h"
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "common/vector.h"
 #include "libvirt.h"
 #include "qmp/agent.h"
 #include "progress.h"
-
-#define MAX_DISKS 64
+#include "show.h"
 
 /* How long the guest agent may take to freeze or thaw. */
 #define QGA_FREEZE_TIMEOUT_MS 60000
-
-static volatile sig_atomic_t cancelled;
-
-static void
-on_signal (int sig)
-{
-  (void) sig;
-  cancelled = 1;
-}
-
-/* SIGINT, SIGTERM and SIGHUP stop the backup cleanly: it fails, rolls
- * back in QEMU and leaves nothing behind. */
-static void
-catch_signals (void)
-{
-  struct sigaction sa = { .sa_handler = on_signal };
-
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGHUP, &sa, NULL);
-  signal (SIGPIPE, SIG_IGN);
-  /* A file size limit (ulimit -f) is a write error, not a kill. */
-  signal (SIGXFSZ, SIG_IGN);
-}
 
 static void
 backup_usage (FILE *fp)
@@ -142,15 +117,6 @@ on_progress (void *opaque, const char *disk, uint64_t done, uint64_t total)
   progress_update (opaque, disk, done, total);
 }
 
-static void
-print_notes (const chain_string_vector *notes)
-{
-  size_t i;
-
-  for (i = 0; i < notes->len; i++)
-    fprintf (stderr, "knib: %s\n", notes->ptr[i]);
-}
-
 static json_t *
 result_json (const char *vm, const struct backup_result *r)
 {
@@ -208,40 +174,15 @@ print_human (const char *vm, const struct backup_result *r)
   printf ("done in %.1f s\n", r->seconds);
 }
 
-/* "vda,vdb" appended to disks[]. */
-static int
-add_disks (const char *arg, const char **disks, size_t *n, char **copies,
-           size_t *ncopies)
-{
-  char *list = strdup (arg), *save = NULL, *tok;
+DEFINE_VECTOR_TYPE (image_vector, struct offline_image)
 
-  if (list == NULL)
-    return -1;
-  copies[(*ncopies)++] = list;
-  for (tok = strtok_r (list, ",", &save); tok;
-       tok = strtok_r (NULL, ",", &save)) {
-    if (*n + 1 >= MAX_DISKS)
-      return -1;
-    disks[(*n)++] = tok;
-  }
-  disks[*n] = NULL;
-  return 0;
-}
-
-struct common_opts {
-  const char *repo;
+struct backup_cli_opts {
+  struct cli_common common;
   struct backup_options eo;
-  bool json;
-  bool quiet;
-  const char *disks[MAX_DISKS];
-  size_t ndisks;
-  char *copies[MAX_DISKS];
-  size_t ncopies;
-  struct offline_image images[MAX_DISKS];
-  size_t nimages;
-  char *image_args[MAX_DISKS];  /* "vda\0PATH": images point in */
-  char *format_args[MAX_DISKS]; /* "vda\0raw" */
-  size_t nformats;
+  chain_string_vector disks;   /* --disk: names, NULL-terminated for eo */
+  image_vector images;         /* --image: disk and path point into args */
+  chain_string_vector args;    /* "vda\0PATH" and "vda\0raw" copies */
+  chain_string_vector formats; /* --image-format: borrowed from args */
   struct cli_compression comp;
   const char *domain;  /* --domain */
   const char *quiesce; /* --quiesce: "on" or "try" */
@@ -250,9 +191,7 @@ struct common_opts {
 };
 
 enum {
-  OPT_QMP = 256,
-  OPT_VM,
-  OPT_REPO,
+  OPT_QMP = CLI_OPT_FIRST,
   OPT_AUTO,
   OPT_FULL,
   OPT_INCREMENTAL,
@@ -260,76 +199,73 @@ enum {
   OPT_DISK,
   OPT_CHAIN_SIZE,
   OPT_SCRATCH,
-  OPT_TIMEOUT,
   OPT_CONNECTIONS,
-  OPT_JSON,
   OPT_IMAGE,
   OPT_IMAGE_FORMAT,
-  OPT_COMPRESS,
-  OPT_LEVEL,
-  OPT_THREADS,
-  OPT_RATE_LIMIT,
   OPT_DOMAIN,
   OPT_QUIESCE,
   OPT_QGA,
   OPT_QGA_TIMEOUT,
 };
 
-/* "NAME=VALUE" copied into *copy as "NAME\0VALUE"; *value points in. */
+/* "NAME=VALUE" kept in args as "NAME\0VALUE": *name and *value point
+ * in.  0, or -1 (said). */
 static int
 split_assignment (const char *cmd, const char *opt, const char *arg,
-                  char **copy, const char **value)
+                  chain_string_vector *args, const char **name,
+                  const char **value)
 {
-  char *eq;
+  char *copy = strdup (arg), *eq;
 
-  *copy = strdup (arg);
-  if (*copy == NULL)
+  if (copy == NULL || chain_string_vector_append (args, copy) == -1) {
+    free (copy);
     return cli_usage_error (cmd, "%s: out of memory", opt);
-  eq = strchr (*copy, '=');
+  }
+  eq = strchr (copy, '=');
   if (eq == NULL || eq[1] == '\0')
     return cli_usage_error (cmd, "%s '%s': expected DISK=%s", opt, arg,
                             strcmp (opt, "--image") == 0 ? "PATH" : "FORMAT");
   *eq = '\0';
+  *name = copy;
   *value = eq + 1;
-  if (name_check ("disk", *copy) == -1)
+  if (name_check ("disk", copy) == -1)
     return cli_usage_error (cmd, "%s: %s", opt, get_error ());
-  return -1;
+  return 0;
 }
 
-/* Give each --image-format to its --image. */
+/* Give each --image-format to its --image.  0, or -1 (said). */
 static int
-apply_formats (const char *cmd, struct common_opts *co)
+apply_formats (const char *cmd, struct backup_cli_opts *co)
 {
   size_t i, j;
 
-  for (i = 0; i < co->nformats; i++) {
-    const char *name = co->format_args[i];
+  for (i = 0; i < co->formats.len; i++) {
+    const char *name = co->formats.ptr[i];
     const char *format = name + strlen (name) + 1;
 
     if (strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0)
       return cli_usage_error (cmd, "--image-format %s=%s: raw or qcow2", name,
                               format);
-    for (j = 0; j < co->nimages; j++)
-      if (strcmp (co->images[j].disk, name) == 0)
+    for (j = 0; j < co->images.len; j++)
+      if (strcmp (co->images.ptr[j].disk, name) == 0)
         break;
-    if (j == co->nimages)
+    if (j == co->images.len)
       return cli_usage_error (cmd, "--image-format %s: no --image %s=PATH",
                               name, name);
-    co->images[j].format = format;
+    co->images.ptr[j].format = format;
   }
-  return -1;
+  return 0;
 }
 
-/* Parse the options both commands share; returns -1 on success, or an
- * exit status to return. */
+/* Parse the options both commands share.  0, or -1 after saying what is
+ * wrong (a usage error).  --help stops the parse at once. */
 static int
 parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
-            struct common_opts *co, void (*usage) (FILE *))
+            struct backup_cli_opts *co)
 {
   static const struct option opts[] = {
+    CLI_COMMON_OPTIONS,
     { "qmp", required_argument, NULL, OPT_QMP },
-    { "vm", required_argument, NULL, OPT_VM },
-    { "repo", required_argument, NULL, OPT_REPO },
     { "auto", no_argument, NULL, OPT_AUTO },
     { "full", no_argument, NULL, OPT_FULL },
     { "incremental", no_argument, NULL, OPT_INCREMENTAL },
@@ -337,42 +273,37 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
     { "disk", required_argument, NULL, OPT_DISK },
     { "chain-size", required_argument, NULL, OPT_CHAIN_SIZE },
     { "scratch", required_argument, NULL, OPT_SCRATCH },
-    { "timeout", required_argument, NULL, OPT_TIMEOUT },
     { "connections", required_argument, NULL, OPT_CONNECTIONS },
-    { "json", no_argument, NULL, OPT_JSON },
     { "image", required_argument, NULL, OPT_IMAGE },
     { "image-format", required_argument, NULL, OPT_IMAGE_FORMAT },
-    { "compress", required_argument, NULL, OPT_COMPRESS },
-    { "level", required_argument, NULL, OPT_LEVEL },
-    { "threads", required_argument, NULL, OPT_THREADS },
-    { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
+    CLI_COMPRESSION_OPTIONS,
     { "domain", required_argument, NULL, OPT_DOMAIN },
     { "quiesce", optional_argument, NULL, OPT_QUIESCE },
     { "qga", required_argument, NULL, OPT_QGA },
     { "qga-timeout", required_argument, NULL, OPT_QGA_TIMEOUT },
-    { "quiet", no_argument, NULL, 'q' },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
+  bool is_backup = strcmp (cmd, "backup") == 0;
   int64_t v;
-  int c;
+  int c, r;
 
+  cli_common_init (cli, &co->common);
   co->eo.mode = CHAIN_MODE_AUTO;
   co->eo.chain_size = cli->cfg.chain_size;
-  co->eo.timeout_ms
-    = cli->cfg.timeout > INT32_MAX / 1000 ? -1 : (int) cli->cfg.timeout * 1000;
   co->qga_timeout_ms = QGA_SYNC_TIMEOUT_MS;
   cli_compression_init (cli, &co->comp, false);
-  while ((c = getopt_long (argc, argv, "qh", opts, NULL)) != -1) {
+  while ((r = cli_next_option (cmd, argc, argv, opts, &co->common, &c)) > 0) {
+    if (is_backup) {
+      int taken = cli_compression_option (cmd, c, optarg, &co->comp);
+
+      if (taken == -1)
+        return -1;
+      if (taken)
+        continue;
+    }
     switch (c) {
     case OPT_QMP:
       co->eo.qmp_socket = optarg;
-      break;
-    case OPT_VM:
-      co->eo.vm = optarg;
-      break;
-    case OPT_REPO:
-      co->repo = optarg;
       break;
     case OPT_AUTO:
       co->eo.mode = CHAIN_MODE_AUTO;
@@ -387,10 +318,8 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
       co->eo.mode = CHAIN_MODE_ISOLATED;
       break;
     case OPT_DISK:
-      if (add_disks (optarg, co->disks, &co->ndisks, co->copies, &co->ncopies)
-          == -1)
-        return cli_usage_error (cmd, "--disk: too many disks");
-      co->eo.disks = co->disks;
+      if (cli_split_list ("disk", optarg, &co->disks) == -1)
+        return cli_usage_error (cmd, "--disk: %s", get_error ());
       break;
     case OPT_CHAIN_SIZE:
       if (parse_int64 ("--chain-size", optarg, -1, 1000000, &v) == -1)
@@ -400,65 +329,36 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
     case OPT_SCRATCH:
       co->eo.scratch = optarg;
       break;
-    case OPT_TIMEOUT:
-      if (parse_int64 ("--timeout", optarg, 1, 2000000, &v) == -1)
-        return cli_usage_error (cmd, "%s", get_error ());
-      co->eo.timeout_ms = (int) v * 1000;
-      break;
     case OPT_CONNECTIONS:
       if (parse_int64 ("--connections", optarg, 1, 16, &v) == -1)
         return cli_usage_error (cmd, "%s", get_error ());
       co->eo.connections = (unsigned) v;
       break;
-    case OPT_JSON:
-      co->json = true;
-      break;
     case OPT_IMAGE: {
-      struct offline_image *im = &co->images[co->nimages];
-      int st;
+      struct offline_image im = { .format = NULL };
 
-      if (co->nimages + 1 >= MAX_DISKS)
-        return cli_usage_error (cmd, "--image: too many disks");
-      st = split_assignment (cmd, "--image", optarg,
-                             &co->image_args[co->nimages], &im->path);
-      im->disk = co->image_args[co->nimages++];
-      if (st != -1)
-        return st;
-      co->eo.images = co->images;
-      co->eo.n_images = co->nimages;
+      if (split_assignment (cmd, "--image", optarg, &co->args, &im.disk,
+                            &im.path)
+          == -1)
+        return -1;
+      if (image_vector_append (&co->images, im) == -1)
+        return cli_usage_error (cmd, "--image: out of memory");
       break;
     }
     case OPT_IMAGE_FORMAT: {
-      const char *format;
-      int st;
+      const char *name, *format;
 
-      if (co->nformats + 1 >= MAX_DISKS)
-        return cli_usage_error (cmd, "--image-format: too many disks");
-      st = split_assignment (cmd, "--image-format", optarg,
-                             &co->format_args[co->nformats++], &format);
-      if (st != -1)
-        return st;
-      break;
-    }
-    case OPT_COMPRESS:
-    case OPT_LEVEL:
-    case OPT_THREADS:
-    case OPT_RATE_LIMIT: {
-      static const char *const names[]
-        = { "compress", "level", "threads", "rate-limit" };
-      int st;
-
-      if (strcmp (cmd, "backup") != 0)
-        return cli_usage_error (cmd, "unknown option");
-      st = cli_compression_option (cmd, names[c - OPT_COMPRESS], optarg,
-                                   &co->comp);
-      if (st != -1)
-        return st;
+      if (split_assignment (cmd, "--image-format", optarg, &co->args, &name,
+                            &format)
+          == -1)
+        return -1;
+      if (chain_string_vector_append (&co->formats, (char *) name) == -1)
+        return cli_usage_error (cmd, "--image-format: out of memory");
       break;
     }
     case OPT_DOMAIN:
     case OPT_QUIESCE:
-      if (strcmp (cmd, "backup") != 0)
+      if (!is_backup)
         return cli_usage_error (cmd, "unknown option");
       if (c == OPT_DOMAIN)
         co->domain = optarg;
@@ -467,28 +367,26 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
       break;
     case OPT_QGA:
     case OPT_QGA_TIMEOUT:
-      if (strcmp (cmd, "backup") != 0)
+      if (!is_backup)
         return cli_usage_error (cmd, "unknown option");
       if (c == OPT_QGA)
         co->qga = optarg;
-      else if (parse_int64 ("--qga-timeout", optarg, 1, 3600, &v) == -1)
-        return cli_usage_error (cmd, "%s", get_error ());
-      else
-        co->qga_timeout_ms = (int) v * 1000;
+      else if (cli_parse_timeout (cmd, "--qga-timeout", optarg,
+                                  &co->qga_timeout_ms)
+               == -1)
+        return -1;
       break;
-    case 'q':
-      co->quiet = true;
-      break;
-    case 'h':
-      usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error (cmd, "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (co->common.help)
+    return 0;
   if (optind != argc)
     return cli_usage_error (cmd, "unexpected argument '%s'", argv[optind]);
-  if (co->domain != NULL && (co->eo.qmp_socket != NULL || co->nimages > 0))
+  if (co->domain != NULL && (co->eo.qmp_socket != NULL || co->images.len > 0))
     return cli_usage_error (cmd, "--domain finds the QMP socket or the "
                                  "images itself: leave out --qmp and --image");
   if (co->quiesce != NULL && strcmp (co->quiesce, "on") != 0
@@ -505,37 +403,45 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
   if (co->qga != NULL && co->quiesce == NULL)
     return cli_usage_error (cmd, "--qga is for --quiesce: give --quiesce or "
                                  "--quiesce=try");
-  if (co->domain != NULL && co->eo.vm == NULL)
-    co->eo.vm = co->domain;
-  if (co->eo.vm == NULL || co->repo == NULL)
-    return cli_usage_error (cmd, "--vm and --repo are required");
-  if (co->eo.qmp_socket != NULL && co->nimages > 0)
+  if (co->domain != NULL && co->common.vm == NULL) {
+    if (!cli_name_ok ("vm", co->domain))
+      return -1;
+    co->common.vm = co->domain;
+  }
+  if (cli_common_check (cmd, &co->common, true, true) == -1)
+    return -1;
+  if (co->eo.qmp_socket != NULL && co->images.len > 0)
     return cli_usage_error (cmd, "--qmp is for a running VM, --image for a "
                                  "stopped one: give one of them");
-  if (apply_formats (cmd, co) != -1)
-    return EXIT_USAGE;
-  if (cli_compression_check (cmd, &co->comp) != -1)
-    return EXIT_USAGE;
+  if (apply_formats (cmd, co) == -1
+      || cli_compression_check (cmd, &co->comp) == -1)
+    return -1;
+  if (co->disks.len > 0) {
+    /* The backup takes a NULL-terminated list. */
+    if (chain_string_vector_append (&co->disks, NULL) == -1)
+      return cli_usage_error (cmd, "--disk: out of memory");
+    co->disks.len--;
+    co->eo.disks = (const char **) co->disks.ptr;
+  }
+  co->eo.images = co->images.ptr;
+  co->eo.n_images = co->images.len;
+  co->eo.vm = co->common.vm;
+  co->eo.timeout_ms = co->common.timeout_ms;
   co->eo.compression = co->comp.type;
   co->eo.compression_level = co->comp.level;
   co->eo.compression_threads = co->comp.threads;
   co->eo.rate_limit = co->comp.rate_limit;
-  if (!cli_name_ok ("vm", co->eo.vm))
-    return EXIT_USAGE;
-  return -1;
+  return 0;
 }
 
 static void
-free_opts (struct common_opts *co)
+free_opts (struct backup_cli_opts *co)
 {
-  size_t i;
-
-  for (i = 0; i < co->ncopies; i++)
-    free (co->copies[i]);
-  for (i = 0; i < co->nimages; i++)
-    free (co->image_args[i]);
-  for (i = 0; i < co->nformats; i++)
-    free (co->format_args[i]);
+  chain_string_vector_release (&co->disks);
+  chain_string_vector_release (&co->args);
+  /* formats borrows from args. */
+  chain_string_vector_reset (&co->formats);
+  image_vector_reset (&co->images);
 }
 
 /* --quiesce --qga: freeze through the guest agent's socket itself. */
@@ -617,26 +523,29 @@ qga_thaw (void *opaque)
 int
 cmd_backup (struct cli *cli, int argc, char **argv)
 {
-  struct common_opts co = { .repo = NULL };
+  struct backup_cli_opts co = { .domain = NULL };
   struct backup_result r;
   struct chain_repo *repo = NULL;
   struct progress *bar = NULL;
   struct libvirt_backup lb = { .domain = NULL };
   struct qga_quiesce qq = { .socket = NULL };
-  int status;
+  int status = EXIT_USAGE;
 
-  status = parse_opts (cli, "backup", argc, argv, &co, backup_usage);
-  if (status != -1)
+  if (parse_opts (cli, "backup", argc, argv, &co) == -1)
     goto out;
-  status = EXIT_FAILURE_;
-  if (co.eo.qmp_socket == NULL && co.nimages == 0 && co.domain == NULL) {
-    status
-      = cli_usage_error ("backup", "--qmp SOCKET (a running VM), --image "
-                                   "DISK=PATH (a stopped one) or --domain NAME "
-                                   "(libvirt's) is required");
+  if (co.common.help) {
+    backup_usage (stdout);
+    status = EXIT_OK;
     goto out;
   }
-  repo = chain_repo_open (co.repo, true);
+  if (co.eo.qmp_socket == NULL && co.images.len == 0 && co.domain == NULL) {
+    cli_usage_error ("backup", "--qmp SOCKET (a running VM), --image "
+                               "DISK=PATH (a stopped one) or --domain NAME "
+                               "(libvirt's) is required");
+    goto out;
+  }
+  status = EXIT_FAILURE_;
+  repo = chain_repo_open (co.common.repo, true);
   if (repo == NULL) {
     cli_error ("%s", "");
     goto out;
@@ -656,29 +565,33 @@ cmd_backup (struct cli *cli, int argc, char **argv)
     co.eo.thaw = qga_thaw;
     co.eo.quiesce_opaque = &qq;
   }
-  catch_signals ();
-  bar = progress_new (!co.json && !co.quiet);
+  cli_catch_signals ();
+  bar = progress_new (!co.common.json && !co.common.quiet);
   co.eo.progress = on_progress;
   co.eo.opaque = bar;
-  co.eo.cancel = &cancelled;
+  co.eo.cancel = &cli_interrupted;
   if (backup_run (repo, &co.eo, &r) == -1) {
     progress_free (bar);
     bar = NULL;
-    print_notes (&r.notes);
+    show_problems (&r.notes);
     cli_error ("%s", "");
     backup_result_release (&r);
+    status = cli_exit_status_failed ();
     goto out;
   }
   progress_free (bar);
   bar = NULL;
-  print_notes (&r.notes);
-  if (co.json) {
+  show_problems (&r.notes);
+  if (co.common.json) {
     json_t *j = result_json (co.eo.vm, &r);
-    char *s = j ? json_dumps (j, JSON_COMPACT) : NULL;
 
-    if (s != NULL)
-      printf ("%s\n", s);
-    free (s);
+    if (j == NULL) {
+      set_error (ENOMEM, "json");
+      cli_error ("backup %s of vm '%s' is committed, but", r.id, co.eo.vm);
+      backup_result_release (&r);
+      goto out;
+    }
+    show_json (j, true);
     json_decref (j);
   }
   else
@@ -697,23 +610,27 @@ out:
 int
 cmd_recover (struct cli *cli, int argc, char **argv)
 {
-  struct common_opts co = { .repo = NULL };
+  struct backup_cli_opts co = { .domain = NULL };
   chain_string_vector done = empty_vector;
   struct chain_repo *repo = NULL;
-  int status;
+  int status = EXIT_USAGE;
   size_t i;
 
-  status = parse_opts (cli, "recover", argc, argv, &co, recover_usage);
-  if (status != -1)
+  if (parse_opts (cli, "recover", argc, argv, &co) == -1)
     goto out;
+  if (co.common.help) {
+    recover_usage (stdout);
+    status = EXIT_OK;
+    goto out;
+  }
   status = EXIT_FAILURE_;
-  repo = chain_repo_open (co.repo, false);
+  repo = chain_repo_open (co.common.repo, false);
   if (repo == NULL) {
     cli_error ("%s", "");
     goto out;
   }
   if (backup_recover (repo, &co.eo, &done) == -1) {
-    print_notes (&done);
+    show_problems (&done);
     cli_error ("%s", "");
     goto out;
   }

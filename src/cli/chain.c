@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chain.c: "knib chain end": end a VM's chain so that its next backup is full. */
 #include <config.h>
 
@@ -13,7 +14,7 @@
 #include "common/error.h"
 #include "common/util.h"
 
-enum { OPT_REPO = 256, OPT_VM, OPT_QMP, OPT_REASON, OPT_TIMEOUT };
+enum { OPT_QMP = CLI_OPT_FIRST, OPT_REASON };
 
 static void
 chain_usage (FILE *fp)
@@ -37,75 +38,65 @@ chain_usage (FILE *fp)
         "  -h, --help             show this help\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-chain_parse (struct cli *cli, int argc, char **argv, const char **repo,
+chain_parse (struct cli *cli, int argc, char **argv, struct cli_common *co,
              const char **reason, struct backup_options *eo)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
+    CLI_COMMON_OPTIONS,
     { "qmp", required_argument, NULL, OPT_QMP },
     { "reason", required_argument, NULL, OPT_REASON },
-    { "timeout", required_argument, NULL, OPT_TIMEOUT },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int64_t v;
-  int c;
+  int c, r;
 
-  eo->timeout_ms
-    = cli->cfg.timeout > INT32_MAX / 1000 ? -1 : (int) cli->cfg.timeout * 1000;
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  cli_common_init (cli, co);
+  while ((r = cli_next_option ("chain", argc, argv, opts, co, &c)) > 0) {
     switch (c) {
-    case OPT_REPO:
-      *repo = optarg;
-      break;
-    case OPT_VM:
-      eo->vm = optarg;
-      break;
     case OPT_QMP:
       eo->qmp_socket = optarg;
       break;
     case OPT_REASON:
       *reason = optarg;
       break;
-    case OPT_TIMEOUT:
-      if (parse_int64 ("--timeout", optarg, 1, 2000000, &v) == -1)
-        return cli_usage_error ("chain", "%s", get_error ());
-      eo->timeout_ms = (int) v * 1000;
-      break;
-    case 'h':
-      chain_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("chain", "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (co->help)
+    return 0;
   if (optind >= argc || strcmp (argv[optind], "end") != 0)
     return cli_usage_error ("chain", "the sub-command is 'knib chain end'");
   if (optind + 1 != argc)
     return cli_usage_error ("chain", "unexpected argument '%s'",
                             argv[optind + 1]);
-  if (*repo == NULL || eo->vm == NULL)
-    return cli_usage_error ("chain", "--repo and --vm are required");
-  if (!cli_name_ok ("vm", eo->vm))
-    return EXIT_USAGE;
-  return -1;
+  if (cli_common_check ("chain", co, true, true) == -1)
+    return -1;
+  eo->vm = co->vm;
+  eo->timeout_ms = co->timeout_ms;
+  return 0;
 }
 
 int
 cmd_chain (struct cli *cli, int argc, char **argv)
 {
-  const char *repo_path = NULL, *reason = "knib chain end";
+  const char *reason = "knib chain end";
+  struct cli_common co;
   struct backup_options eo = { .vm = NULL };
   chain_string_vector done = empty_vector;
   struct chain_repo *repo;
   int status, r;
 
-  status = chain_parse (cli, argc, argv, &repo_path, &reason, &eo);
-  if (status >= 0)
-    return status;
-  repo = chain_repo_open (repo_path, false);
+  if (chain_parse (cli, argc, argv, &co, &reason, &eo) == -1)
+    return EXIT_USAGE;
+  if (co.help) {
+    chain_usage (stdout);
+    return EXIT_OK;
+  }
+  repo = chain_repo_open (co.repo, false);
   if (repo == NULL) {
     cli_error ("chain end");
     return EXIT_FAILURE_;

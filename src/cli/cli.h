@@ -1,7 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cli.h: what the sub-commands of the knib command share. */
 #ifndef KNIB_CLI_H
 #define KNIB_CLI_H
 
+#include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -27,10 +30,102 @@ struct cli {
   bool verbose;
 };
 
+/* The options every sub-command takes (options.c).  A command's option
+ * table starts with CLI_COMMON_OPTIONS; its loop hands each option to
+ * cli_common_option first. */
+enum {
+  CLI_OPT_REPO = 0x1000,
+  CLI_OPT_VM,
+  CLI_OPT_JSON,
+  CLI_OPT_TIMEOUT,
+  /* CLI_COMPRESSION_OPTIONS */
+  CLI_OPT_COMPRESS,
+  CLI_OPT_LEVEL,
+  CLI_OPT_THREADS,
+  CLI_OPT_RATE_LIMIT,
+  /* A command's own options number from here. */
+  CLI_OPT_FIRST,
+};
+
+#define CLI_COMMON_OPTIONS                                                     \
+  { "repo", required_argument, NULL, CLI_OPT_REPO },                           \
+    { "vm", required_argument, NULL, CLI_OPT_VM },                             \
+    { "json", no_argument, NULL, CLI_OPT_JSON },                               \
+    { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT },                   \
+    { "quiet", no_argument, NULL, 'q' },                                       \
+  {                                                                            \
+    "help", no_argument, NULL, 'h'                                             \
+  }
+
+/* The short options of CLI_COMMON_OPTIONS, for getopt_long. */
+#define CLI_COMMON_SHORT "qh"
+
+struct cli_common {
+  const char *repo; /* --repo DIR */
+  const char *vm;   /* --vm NAME (checked: a valid name) */
+  bool json;        /* --json: one JSON document on stdout */
+  bool quiet;       /* -q, --quiet: no progress bar */
+  bool help;        /* -h, --help */
+  int timeout_ms;   /* --timeout SECONDS, else the timeout setting; -1 none */
+  bool timeout_set; /* --timeout was given */
+};
+
+/* The longest timeout, in seconds (about 23 days). */
+#define CLI_TIMEOUT_MAX_S 2000000
+
+/* Seconds (a setting or an option) as milliseconds: <= 0 is no timeout
+ * (-1), anything above CLI_TIMEOUT_MAX_S is that. */
+int cli_timeout_ms (int64_t seconds);
+
+/* Parse a timeout option's argument (1 to CLI_TIMEOUT_MAX_S seconds);
+ * -1 after saying what is wrong (a usage error). */
+int cli_parse_timeout (const char *cmd, const char *what, const char *arg,
+                       int *ms) __attribute__ ((warn_unused_result));
+
+/* The defaults: nothing given, the timeout from the settings. */
+void cli_common_init (const struct cli *cli, struct cli_common *co);
+
+/* Take option c with its argument if it is a common one: 1 taken, 0 not
+ * a common option, -1 a bad argument (said: exit with EXIT_USAGE). */
+int cli_common_option (const char *cmd, int c, const char *arg,
+                       struct cli_common *co)
+  __attribute__ ((warn_unused_result));
+
+/* The next option of the command's own (opts starts with
+ * CLI_COMMON_OPTIONS, which this takes on the way): 1 with it in *c and
+ * its argument in optarg; 0 at the end of the options or once --help was
+ * given (co->help); -1 after saying what is wrong. */
+int cli_next_option (const char *cmd, int argc, char **argv,
+                     const struct option *opts, struct cli_common *co, int *c)
+  __attribute__ ((warn_unused_result));
+
+/* After the options: -1 (said) unless --repo and --vm are there where
+ * needed. */
+int cli_common_check (const char *cmd, const struct cli_common *co,
+                      bool need_repo, bool need_vm)
+  __attribute__ ((warn_unused_result));
+
+/* Append each name of the comma-separated list arg ("vda,vdb"), checked
+ * as a WHAT name, to out (as copies).  -1 with set_error. */
+int cli_split_list (const char *what, const char *arg, chain_string_vector *out)
+  __attribute__ ((warn_unused_result));
+
+/* Signals (signals.c): SIGINT, SIGTERM and SIGHUP set cli_interrupted
+ * (unless they were ignored, as under nohup), which long operations
+ * watch as their cancel flag to stop cleanly; SIGPIPE and SIGXFSZ are
+ * ignored (a closed pipe or ulimit -f is a write error). */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch_signals (void);
+
+/* The exit status of a failed command: 128 + the signal that stopped
+ * it, else EXIT_FAILURE_. */
+int cli_exit_status_failed (void);
+
 /* Print "knib: CONTEXT: <last error>" on stderr. */
 void cli_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
-/* Print "knib: MESSAGE" and a hint to use --help; returns EXIT_USAGE. */
+/* Print "knib: MESSAGE" and a hint to use --help; returns -1 (a parser
+ * returns it; the command then exits with EXIT_USAGE). */
 int cli_usage_error (const char *cmd, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
 
@@ -56,13 +151,24 @@ struct cli_compression {
 void cli_compression_init (const struct cli *cli, struct cli_compression *c,
                            bool deferred);
 
-/* Take option name ("compress", "level", "threads", "rate-limit") with
- * its argument.  Returns -1 when it is fine, else EXIT_USAGE (said). */
-int cli_compression_option (const char *cmd, const char *name, const char *arg,
-                            struct cli_compression *c);
+/* The options of struct cli_compression, for an option table. */
+#define CLI_COMPRESSION_OPTIONS                                                \
+  { "compress", required_argument, NULL, CLI_OPT_COMPRESS },                   \
+    { "level", required_argument, NULL, CLI_OPT_LEVEL },                       \
+    { "threads", required_argument, NULL, CLI_OPT_THREADS },                   \
+  {                                                                            \
+    "rate-limit", required_argument, NULL, CLI_OPT_RATE_LIMIT                  \
+  }
+
+/* Take option c with its argument if it is one of
+ * CLI_COMPRESSION_OPTIONS: 1 taken, 0 not one of them, -1 after saying
+ * what is wrong (a usage error). */
+int cli_compression_option (const char *cmd, int c, const char *arg,
+                            struct cli_compression *comp)
+  __attribute__ ((warn_unused_result));
 
 /* After the options: check --level against the type; without
- * compression the rate limit is --rate-limit alone.  -1 or EXIT_USAGE. */
+ * compression the rate limit is --rate-limit alone.  0, or -1 (said). */
 int cli_compression_check (const char *cmd, struct cli_compression *c);
 
 int cmd_qmp (struct cli *cli, int argc, char **argv);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* compress.c: "knib compress", and the compression options "knib backup" shares. */
 #include <config.h>
 
@@ -11,11 +12,11 @@
 #include <jansson.h>
 
 #include "chain/chain.h"
-#include "chain/chain.h"
 #include "cli.h"
 #include "common/error.h"
 #include "common/util.h"
 #include "progress.h"
+#include "show.h"
 #include "qcow2/qcow2.h"
 
 /* The levels the libraries take (zstd's "ultra" levels included). */
@@ -40,34 +41,35 @@ cli_compression_init (const struct cli *cli, struct cli_compression *c,
 }
 
 int
-cli_compression_option (const char *cmd, const char *name, const char *arg,
-                        struct cli_compression *c)
+cli_compression_option (const char *cmd, int c, const char *arg,
+                        struct cli_compression *comp)
 {
   int64_t v;
 
-  if (strcmp (name, "compress") == 0) {
-    if (chain_compression_parse (arg, &c->type) == -1)
+  switch (c) {
+  case CLI_OPT_COMPRESS:
+    if (chain_compression_parse (arg, &comp->type) == -1)
       return cli_usage_error (cmd, "--compress: %s", get_error ());
-  }
-  else if (strcmp (name, "level") == 0) {
+    return 1;
+  case CLI_OPT_LEVEL:
     if (parse_int64 ("--level", arg, 1, ZSTD_MAX_LEVEL, &v) == -1)
       return cli_usage_error (cmd, "%s", get_error ());
-    c->level = (int) v;
-  }
-  else if (strcmp (name, "threads") == 0) {
+    comp->level = (int) v;
+    return 1;
+  case CLI_OPT_THREADS:
     if (parse_int64 ("--threads", arg, 0, QCOW2_PIPELINE_MAX_THREADS, &v) == -1)
       return cli_usage_error (cmd, "%s", get_error ());
-    c->threads = (unsigned) v;
-  }
-  else if (strcmp (name, "rate-limit") == 0) {
+    comp->threads = (unsigned) v;
+    return 1;
+  case CLI_OPT_RATE_LIMIT:
     if (parse_int64 ("--rate-limit", arg, INT32_MIN, 1000000, &v) == -1)
       return cli_usage_error (cmd, "%s", get_error ());
-    c->rate_limit = v;
-    c->rate_limit_set = true;
+    comp->rate_limit = v;
+    comp->rate_limit_set = true;
+    return 1;
+  default:
+    return 0;
   }
-  else
-    return cli_usage_error (cmd, "unknown option '--%s'", name);
-  return -1;
 }
 
 int
@@ -90,7 +92,7 @@ cli_compression_check (const char *cmd, struct cli_compression *c)
   case CHAIN_COMPRESSION_ZSTD:
     break;
   }
-  return -1;
+  return 0;
 }
 
 /* ---- knib compress ---- */
@@ -102,52 +104,18 @@ enum phase {
 };
 
 struct compress_opts {
-  const char *repo;
+  struct cli_common common;
   const char *id;
   struct cli_compression comp;
   struct chain_compress_options co;
   enum phase phase;
-  bool json;
-  bool quiet;
 };
 
 enum {
-  OPT_REPO = 256,
-  OPT_VM,
-  OPT_COMPRESS,
-  OPT_LEVEL,
-  OPT_THREADS,
-  OPT_RATE_LIMIT,
-  OPT_MIN_FREE,
-  OPT_TIMEOUT,
+  OPT_MIN_FREE = CLI_OPT_FIRST,
   OPT_START_ONLY,
   OPT_FINALIZE_ONLY,
-  OPT_JSON,
 };
-
-static volatile sig_atomic_t interrupted;
-
-static void
-on_signal (int sig)
-{
-  (void) sig;
-  interrupted = 1;
-}
-
-/* SIGINT, SIGTERM and SIGHUP stop the compression cleanly: the partial
- * copy goes, the original stays. */
-static void
-catch_signals (void)
-{
-  struct sigaction sa = { .sa_handler = on_signal };
-
-  sigemptyset (&sa.sa_mask);
-  sigaction (SIGINT, &sa, NULL);
-  sigaction (SIGTERM, &sa, NULL);
-  sigaction (SIGHUP, &sa, NULL);
-  signal (SIGPIPE, SIG_IGN);
-  signal (SIGXFSZ, SIG_IGN);
-}
 
 static void
 compress_usage (FILE *fp)
@@ -194,57 +162,37 @@ compress_usage (FILE *fp)
     "  -h, --help             show this help\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
 compress_parse (struct cli *cli, int argc, char **argv, struct compress_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
-    { "compress", required_argument, NULL, OPT_COMPRESS },
-    { "level", required_argument, NULL, OPT_LEVEL },
-    { "threads", required_argument, NULL, OPT_THREADS },
-    { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
+    CLI_COMMON_OPTIONS,
+    CLI_COMPRESSION_OPTIONS,
     { "min-free", required_argument, NULL, OPT_MIN_FREE },
-    { "timeout", required_argument, NULL, OPT_TIMEOUT },
     { "start-only", no_argument, NULL, OPT_START_ONLY },
     { "finalize-only", no_argument, NULL, OPT_FINALIZE_ONLY },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "quiet", no_argument, NULL, 'q' },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int64_t v;
-  int c, idx, st;
+  int c, r, taken;
 
+  cli_common_init (cli, &o->common);
+  /* Compression has a timeout setting of its own. */
+  o->common.timeout_ms = cli_timeout_ms (cli->cfg.compression_timeout);
   cli_compression_init (cli, &o->comp, true);
   o->co.min_free = cli->cfg.compression_min_free;
-  o->co.timeout_ms = cli->cfg.compression_timeout * 1000;
-  while ((c = getopt_long (argc, argv, "qh", opts, &idx)) != -1) {
+  while ((r = cli_next_option ("compress", argc, argv, opts, &o->common, &c))
+         > 0) {
+    taken = cli_compression_option ("compress", c, optarg, &o->comp);
+    if (taken == -1)
+      return -1;
+    if (taken)
+      continue;
     switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->co.vm = optarg;
-      break;
-    case OPT_COMPRESS:
-    case OPT_LEVEL:
-    case OPT_THREADS:
-    case OPT_RATE_LIMIT:
-      st
-        = cli_compression_option ("compress", opts[idx].name, optarg, &o->comp);
-      if (st != -1)
-        return st;
-      break;
     case OPT_MIN_FREE:
       if (parse_double ("--min-free", optarg, 0, 1000000, &o->co.min_free)
           == -1)
         return cli_usage_error ("compress", "%s", get_error ());
-      break;
-    case OPT_TIMEOUT:
-      if (parse_int64 ("--timeout", optarg, 1, 31536000, &v) == -1)
-        return cli_usage_error ("compress", "%s", get_error ());
-      o->co.timeout_ms = v * 1000;
       break;
     case OPT_START_ONLY:
       o->phase = PHASE_START;
@@ -252,35 +200,31 @@ compress_parse (struct cli *cli, int argc, char **argv, struct compress_opts *o)
     case OPT_FINALIZE_ONLY:
       o->phase = PHASE_FINALIZE;
       break;
-    case OPT_JSON:
-      o->json = true;
-      break;
-    case 'q':
-      o->quiet = true;
-      break;
-    case 'h':
-      compress_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("compress", "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
   if (argc - optind != 1)
     return cli_usage_error ("compress", "give one BACKUP id");
   o->id = argv[optind];
-  if (o->repo == NULL)
-    return cli_usage_error ("compress", "--repo is required");
+  if (cli_common_check ("compress", &o->common, true, false) == -1)
+    return -1;
   if (o->comp.type == CHAIN_COMPRESSION_NONE)
     return cli_usage_error ("compress", "--compress none: compress with zstd "
                                         "or zlib");
-  st = cli_compression_check ("compress", &o->comp);
-  if (st != -1)
-    return st;
+  if (cli_compression_check ("compress", &o->comp) == -1)
+    return -1;
+  o->co.vm = o->common.vm;
+  o->co.timeout_ms = o->common.timeout_ms;
   o->co.compression = o->comp.type;
   o->co.level = o->comp.level;
   o->co.threads = o->comp.threads;
   o->co.rate_limit = o->comp.rate_limit;
-  return -1;
+  return 0;
 }
 
 static void
@@ -351,35 +295,31 @@ print_human (const struct chain_compress_result *r, enum phase phase)
   }
 }
 
-static void
-print_notes (const chain_string_vector *notes)
-{
-  for (size_t i = 0; i < notes->len; i++)
-    fprintf (stderr, "knib: %s\n", notes->ptr[i]);
-}
-
 int
 cmd_compress (struct cli *cli, int argc, char **argv)
 {
-  struct compress_opts o = { .repo = NULL };
+  struct compress_opts o = { .id = NULL };
   struct chain_compress_result r = { .vm = NULL };
   struct chain_repo *repo = NULL;
   struct progress *bar = NULL;
   int status, ret = -1;
 
-  status = compress_parse (cli, argc, argv, &o);
-  if (status != -1)
-    return status;
-  repo = chain_repo_open (o.repo, false);
+  if (compress_parse (cli, argc, argv, &o) == -1)
+    return EXIT_USAGE;
+  if (o.common.help) {
+    compress_usage (stdout);
+    return EXIT_OK;
+  }
+  repo = chain_repo_open (o.common.repo, false);
   if (repo == NULL) {
     cli_error ("%s", "");
     return EXIT_FAILURE_;
   }
-  catch_signals ();
-  bar = progress_new (!o.json && !o.quiet);
+  cli_catch_signals ();
+  bar = progress_new (!o.common.json && !o.common.quiet);
   o.co.progress = on_progress;
   o.co.opaque = bar;
-  o.co.cancel = &interrupted;
+  o.co.cancel = &cli_interrupted;
   switch (o.phase) {
   case PHASE_START:
     ret = chain_compress_start (repo, o.id, &o.co, &r);
@@ -392,19 +332,22 @@ cmd_compress (struct cli *cli, int argc, char **argv)
     break;
   }
   progress_free (bar);
-  print_notes (&r.notes);
-  status = EXIT_FAILURE_;
+  show_problems (&r.notes);
+  status = cli_exit_status_failed ();
   if (ret == -1)
     cli_error ("%s", "");
-  else if (o.json) {
+  else if (o.common.json) {
     json_t *j = result_json (&r, o.phase);
-    char *s = j ? json_dumps (j, JSON_COMPACT) : NULL;
 
-    if (s != NULL)
-      printf ("%s\n", s);
-    free (s);
-    json_decref (j);
-    status = EXIT_OK;
+    if (j == NULL) {
+      set_error (ENOMEM, "json");
+      cli_error ("%s", "");
+    }
+    else {
+      show_json (j, true);
+      json_decref (j);
+      status = EXIT_OK;
+    }
   }
   else {
     print_human (&r, o.phase);

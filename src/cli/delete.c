@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* delete.c: "knib delete" and "knib prune": removing backups safely. */
 #include <config.h>
 
@@ -18,10 +19,7 @@
 #include "show.h"
 
 enum {
-  OPT_REPO = 256,
-  OPT_VM,
-  OPT_DRY_RUN,
-  OPT_JSON,
+  OPT_DRY_RUN = CLI_OPT_FIRST,
   OPT_KEEP_LAST,
   OPT_KEEP_DAILY,
   OPT_KEEP_WEEKLY,
@@ -96,10 +94,8 @@ cli_steps_report (const char *vm, const chain_delete_step_vector *steps,
 /* ---- knib delete ---- */
 
 struct delete_opts {
-  const char *repo;
-  const char *vm;
+  struct cli_common common;
   bool dry_run;
-  bool json;
   char **ids;
   size_t n;
 };
@@ -133,49 +129,39 @@ delete_usage (FILE *fp)
     "  -h, --help       show this help\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-delete_parse (int argc, char **argv, struct delete_opts *o)
+delete_parse (struct cli *cli, int argc, char **argv, struct delete_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
+    CLI_COMMON_OPTIONS,
     { "dry-run", no_argument, NULL, OPT_DRY_RUN },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int c;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  cli_common_init (cli, &o->common);
+  while ((r = cli_next_option ("delete", argc, argv, opts, &o->common, &c))
+         > 0) {
     switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->vm = optarg;
-      break;
     case OPT_DRY_RUN:
       o->dry_run = true;
       break;
-    case OPT_JSON:
-      o->json = true;
-      break;
-    case 'h':
-      delete_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("delete", "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
   o->ids = argv + optind;
   o->n = (size_t) (argc - optind);
-  if (o->repo == NULL)
-    return cli_usage_error ("delete", "--repo is required");
+  if (cli_common_check ("delete", &o->common, true, false) == -1)
+    return -1;
   if (o->n == 0)
     return cli_usage_error ("delete", "name the backups to delete");
-  if (!cli_name_ok ("vm", o->vm))
-    return EXIT_USAGE;
-  return -1;
+  return 0;
 }
 
 /* The VM of each backup (o->vm, or the one that has it). */
@@ -183,7 +169,8 @@ static int
 resolve_vms (struct chain_repo *repo, const struct delete_opts *o, char **vms)
 {
   for (size_t i = 0; i < o->n; i++) {
-    struct chain_manifest *m = chain_backup_find (repo, o->vm, o->ids[i]);
+    struct chain_manifest *m
+      = chain_backup_find (repo, o->common.vm, o->ids[i]);
 
     if (m == NULL)
       return -1;
@@ -233,18 +220,20 @@ delete_all (struct chain_repo *repo, const struct delete_opts *o, char **vms,
 int
 cmd_delete (struct cli *cli, int argc, char **argv)
 {
-  struct delete_opts o = { .repo = NULL };
+  struct delete_opts o = { .ids = NULL };
   struct chain_repo *repo = NULL;
   char **vms = NULL;
   json_t *json = NULL;
   int status;
 
-  (void) cli;
-  status = delete_parse (argc, argv, &o);
-  if (status >= 0)
-    return status;
+  if (delete_parse (cli, argc, argv, &o) == -1)
+    return EXIT_USAGE;
+  if (o.common.help) {
+    delete_usage (stdout);
+    return EXIT_OK;
+  }
   status = EXIT_FAILURE_;
-  repo = chain_repo_open (o.repo, false);
+  repo = chain_repo_open (o.common.repo, false);
   vms = calloc (o.n, sizeof *vms);
   if (repo == NULL || vms == NULL) {
     if (vms == NULL)
@@ -256,7 +245,7 @@ cmd_delete (struct cli *cli, int argc, char **argv)
     cli_error ("delete");
     goto out;
   }
-  if (o.json && (json = json_array ()) == NULL) {
+  if (o.common.json && (json = json_array ()) == NULL) {
     set_error (ENOMEM, "delete");
     cli_error ("delete");
     goto out;
@@ -282,12 +271,10 @@ out:
 /* ---- knib prune ---- */
 
 struct prune_opts {
-  const char *repo;
-  const char *vm;
+  struct cli_common common;
   struct chain_prune_policy policy;
   bool keep_last_given;
   bool dry_run;
-  bool json;
 };
 
 static void
@@ -315,109 +302,104 @@ prune_usage (FILE *fp)
         "  -h, --help             show this help\n");
 }
 
+/* 0, or -1 (said). */
 static int
 parse_count (const char *what, const char *arg, int64_t *v)
 {
   if (parse_int64 (what, arg, 0, 1000000, v) == -1)
     return cli_usage_error ("prune", "%s", get_error ());
-  return -1;
+  return 0;
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-prune_parse (int argc, char **argv, struct prune_opts *o)
+prune_parse (struct cli *cli, int argc, char **argv, struct prune_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
+    CLI_COMMON_OPTIONS,
     { "keep-last", required_argument, NULL, OPT_KEEP_LAST },
     { "keep-daily", required_argument, NULL, OPT_KEEP_DAILY },
     { "keep-weekly", required_argument, NULL, OPT_KEEP_WEEKLY },
     { "dry-run", no_argument, NULL, OPT_DRY_RUN },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int c, status = -1;
+  int c, r;
 
-  while (status == -1
-         && (c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  cli_common_init (cli, &o->common);
+  while ((r = cli_next_option ("prune", argc, argv, opts, &o->common, &c))
+         > 0) {
     switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->vm = optarg;
-      break;
     case OPT_KEEP_LAST:
       o->keep_last_given = true;
-      status = parse_count ("--keep-last", optarg, &o->policy.keep_last);
+      if (parse_count ("--keep-last", optarg, &o->policy.keep_last) == -1)
+        return -1;
       break;
     case OPT_KEEP_DAILY:
-      status = parse_count ("--keep-daily", optarg, &o->policy.keep_daily);
+      if (parse_count ("--keep-daily", optarg, &o->policy.keep_daily) == -1)
+        return -1;
       break;
     case OPT_KEEP_WEEKLY:
-      status = parse_count ("--keep-weekly", optarg, &o->policy.keep_weekly);
+      if (parse_count ("--keep-weekly", optarg, &o->policy.keep_weekly) == -1)
+        return -1;
       break;
     case OPT_DRY_RUN:
       o->dry_run = true;
       break;
-    case OPT_JSON:
-      o->json = true;
-      break;
-    case 'h':
-      prune_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("prune", "unknown option");
     }
   }
-  if (status != -1)
-    return status;
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
   if (optind < argc)
     return cli_usage_error ("prune", "unexpected argument '%s'", argv[optind]);
-  if (o->repo == NULL || o->vm == NULL || !o->keep_last_given)
+  if (o->common.repo == NULL || o->common.vm == NULL || !o->keep_last_given)
     return cli_usage_error ("prune", "--repo, --vm and --keep-last are "
                                      "required");
   if (o->policy.keep_last + o->policy.keep_daily + o->policy.keep_weekly == 0)
     return cli_usage_error ("prune", "this would delete every backup: keep "
                                      "some, or use 'knib delete'");
-  if (!cli_name_ok ("vm", o->vm))
-    return EXIT_USAGE;
-  return -1;
+  return 0;
 }
 
 int
 cmd_prune (struct cli *cli, int argc, char **argv)
 {
-  struct prune_opts o = { .repo = NULL };
+  struct prune_opts o = { .dry_run = false };
   chain_delete_step_vector steps = empty_vector;
   struct chain_repo *repo;
   json_t *json = NULL;
+  const char *vm;
   int status, r;
 
-  (void) cli;
-  status = prune_parse (argc, argv, &o);
-  if (status >= 0)
-    return status;
-  repo = chain_repo_open (o.repo, false);
+  if (prune_parse (cli, argc, argv, &o) == -1)
+    return EXIT_USAGE;
+  if (o.common.help) {
+    prune_usage (stdout);
+    return EXIT_OK;
+  }
+  vm = o.common.vm;
+  repo = chain_repo_open (o.common.repo, false);
   if (repo == NULL) {
     cli_error ("prune");
     return EXIT_FAILURE_;
   }
-  if (o.json && (json = json_array ()) == NULL) {
+  if (o.common.json && (json = json_array ()) == NULL) {
     chain_repo_free (repo);
     set_error (ENOMEM, "prune");
     cli_error ("%s", "");
     return EXIT_FAILURE_;
   }
-  r = chain_prune (repo, o.vm, &o.policy, o.dry_run, &steps);
+  r = chain_prune (repo, vm, &o.policy, o.dry_run, &steps);
   status = r == 0 ? EXIT_OK : EXIT_FAILURE_;
-  if (cli_steps_report (o.vm, &steps, o.dry_run, json) == -1 || r == -1) {
+  if (cli_steps_report (vm, &steps, o.dry_run, json) == -1 || r == -1) {
     cli_error ("%s", "");
     status = EXIT_FAILURE_;
   }
   else if (json == NULL && steps.len == 0)
-    printf ("vm %s: nothing to prune\n", o.vm);
+    printf ("vm %s: nothing to prune\n", vm);
   if (json != NULL) {
     json_t *out = json_pack ("{s:O, s:b}", "steps", json, "dry-run", o.dry_run);
     if (out != NULL)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* delete.h: how delete, prune and merge report what they deleted. */
 #ifndef KNIB_CLI_DELETE_H
 #define KNIB_CLI_DELETE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* info.c: "knib info": one backup in detail, disk by disk. */
 #include <config.h>
 
@@ -18,13 +19,9 @@
 #include "show.h"
 
 struct info_opts {
-  const char *repo;
-  const char *vm;
+  struct cli_common common;
   const char *id;
-  bool json;
 };
-
-enum { OPT_REPO = 256, OPT_VM, OPT_JSON };
 
 static void
 info_usage (FILE *fp)
@@ -45,46 +42,35 @@ info_usage (FILE *fp)
                "  -h, --help       show this help\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-info_parse (int argc, char **argv, struct info_opts *o)
+info_parse (struct cli *cli, int argc, char **argv, struct info_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "help", no_argument, NULL, 'h' },
+    CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
   };
-  int c;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  cli_common_init (cli, &o->common);
+  while ((r = cli_next_option ("info", argc, argv, opts, &o->common, &c)) > 0) {
     switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->vm = optarg;
-      break;
-    case OPT_JSON:
-      o->json = true;
-      break;
-    case 'h':
-      info_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("info", "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
   if (optind >= argc)
     return cli_usage_error ("info", "no BACKUP given");
   o->id = argv[optind++];
   if (optind < argc)
     return cli_usage_error ("info", "unexpected argument '%s'", argv[optind]);
-  if (o->repo == NULL)
-    return cli_usage_error ("info", "--repo is required");
-  if (!cli_name_ok ("vm", o->vm))
-    return EXIT_USAGE;
-  return -1;
+  if (cli_common_check ("info", &o->common, true, false) == -1)
+    return -1;
+  return 0;
 }
 
 static const char *
@@ -160,19 +146,22 @@ print_text (const json_t *b)
 int
 cmd_info (struct cli *cli, int argc, char **argv)
 {
-  struct info_opts o = { .repo = NULL };
+  struct info_opts o = { .common = { .repo = NULL } };
   chain_string_vector problems = empty_vector;
   struct chain_repo *repo;
   struct chain_manifest *m = NULL;
   json_t *b = NULL;
   int status;
 
-  status = info_parse (argc, argv, &o);
-  if (status >= 0)
-    return status;
-  repo = chain_repo_open (o.repo, false);
+  if (info_parse (cli, argc, argv, &o) == -1)
+    return EXIT_USAGE;
+  if (o.common.help) {
+    info_usage (stdout);
+    return EXIT_OK;
+  }
+  repo = chain_repo_open (o.common.repo, false);
   if (repo != NULL)
-    m = chain_backup_find (repo, o.vm, o.id);
+    m = chain_backup_find (repo, o.common.vm, o.id);
   if (m != NULL)
     b = show_backup_json (repo, m, true, &problems);
   if (b == NULL) {
@@ -180,7 +169,7 @@ cmd_info (struct cli *cli, int argc, char **argv)
     status = EXIT_FAILURE_;
   }
   else {
-    if (o.json)
+    if (o.common.json)
       show_json (b, false);
     else
       print_text (b);

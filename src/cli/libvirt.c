@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libvirt.c: "knib libvirt enable|disable|status", and backups by domain.
  *
  * libvirt is reached only through virsh, run as an argv (never a shell),
@@ -219,9 +220,11 @@ cmd_libvirt (struct cli *cli, int argc, char **argv)
     libvirt_usage (stdout);
     return EXIT_OK;
   }
-  if (argc != 3)
-    return cli_usage_error ("libvirt", "expected enable, disable or status "
-                                       "and a domain");
+  if (argc != 3) {
+    cli_usage_error ("libvirt", "expected enable, disable or status and a "
+                                "domain");
+    return EXIT_USAGE;
+  }
   sub = argv[1];
   if (strcmp (sub, "enable") == 0 || strcmp (sub, "disable") == 0)
     return libvirt_set (argv[2], strcmp (sub, "enable") == 0);
@@ -232,7 +235,8 @@ cmd_libvirt (struct cli *cli, int argc, char **argv)
     }
     return libvirt_status (argv[2]);
   }
-  return cli_usage_error ("libvirt", "unknown sub-command '%s'", sub);
+  cli_usage_error ("libvirt", "unknown sub-command '%s'", sub);
+  return EXIT_USAGE;
 }
 
 /* ---- knib backup --domain ---- */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libvirt.h: backups of libvirt domains (--domain, --quiesce) for backup.c. */
 #ifndef KNIB_CLI_LIBVIRT_H
 #define KNIB_CLI_LIBVIRT_H

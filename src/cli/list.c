@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* list.c: "knib list": the backups in a repository, per VM. */
 #include <config.h>
 
@@ -18,13 +19,11 @@
 #include "show.h"
 
 struct list_opts {
-  const char *repo;
-  const char *vm;
+  struct cli_common common;
   bool all;
-  bool json;
 };
 
-enum { OPT_REPO = 256, OPT_VM, OPT_ALL, OPT_JSON };
+enum { OPT_ALL = CLI_OPT_FIRST };
 
 /* The columns of the table; STATE only with --all. */
 enum {
@@ -75,52 +74,43 @@ list_usage (FILE *fp)
            "  -h, --help       show this help\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-list_parse (int argc, char **argv, struct list_opts *o)
+list_parse (struct cli *cli, int argc, char **argv, struct list_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
+    CLI_COMMON_OPTIONS,
     { "all", no_argument, NULL, OPT_ALL },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int c;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  cli_common_init (cli, &o->common);
+  while ((r = cli_next_option ("list", argc, argv, opts, &o->common, &c)) > 0) {
     switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->vm = optarg;
-      break;
     case OPT_ALL:
       o->all = true;
       break;
-    case OPT_JSON:
-      o->json = true;
-      break;
-    case 'h':
-      list_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("list", "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
   if (optind < argc) {
-    if (o->vm != NULL)
+    if (o->common.vm != NULL)
       return cli_usage_error ("list", "give the VM once");
-    o->vm = argv[optind++];
+    if (!cli_name_ok ("vm", argv[optind]))
+      return -1;
+    o->common.vm = argv[optind++];
   }
   if (optind < argc)
     return cli_usage_error ("list", "unexpected argument '%s'", argv[optind]);
-  if (o->repo == NULL)
-    return cli_usage_error ("list", "--repo is required");
-  if (!cli_name_ok ("vm", o->vm))
-    return EXIT_USAGE;
-  return -1;
+  if (cli_common_check ("list", &o->common, true, false) == -1)
+    return -1;
+  return 0;
 }
 
 static void
@@ -265,7 +255,7 @@ collect (struct chain_repo *repo, const struct list_opts *o,
   chain_string_vector vms = empty_vector;
   int r = 0;
 
-  if (list_vms (repo, o->vm, &vms) == -1)
+  if (list_vms (repo, o->common.vm, &vms) == -1)
     return -1;
   /* VM by VM: chain_backup_list sorts all that its vector holds. */
   for (size_t i = 0; r == 0 && i < vms.len; i++)
@@ -336,25 +326,29 @@ print_text_list (struct chain_repo *repo, const chain_manifest_vector *backups,
 int
 cmd_list (struct cli *cli, int argc, char **argv)
 {
-  struct list_opts o = { .repo = NULL };
+  struct list_opts o = { .common = { .repo = NULL } };
   chain_manifest_vector backups = empty_vector;
   const_string_vector branches = empty_vector;
   chain_string_vector problems = empty_vector;
   struct chain_repo *repo;
   int status, r;
 
-  status = list_parse (argc, argv, &o);
-  if (status >= 0)
-    return status;
-  repo = chain_repo_open (o.repo, false);
+  if (list_parse (cli, argc, argv, &o) == -1)
+    return EXIT_USAGE;
+  if (o.common.help) {
+    list_usage (stdout);
+    return EXIT_OK;
+  }
+  repo = chain_repo_open (o.common.repo, false);
   if (repo == NULL) {
     cli_error ("list");
     return EXIT_FAILURE_;
   }
   r = collect (repo, &o, &backups, &branches, &problems);
   if (r == 0)
-    r = o.json ? print_json_list (repo, &backups, &branches, &problems)
-               : print_text_list (repo, &backups, &branches, o.all, &problems);
+    r = o.common.json
+          ? print_json_list (repo, &backups, &branches, &problems)
+          : print_text_list (repo, &backups, &branches, o.all, &problems);
   fflush (stdout);
   show_problems (&problems);
   if (r == -1)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c: the knib command: global options, then one sub-command. */
 #include <config.h>
 
@@ -60,7 +61,7 @@ cli_usage_error (const char *cmd, const char *fmt, ...)
   va_end (ap);
   fprintf (stderr, "\nTry 'knib %s%s--help' for more information.\n",
            cmd ? cmd : "", cmd ? " " : "");
-  return EXIT_USAGE;
+  return -1;
 }
 
 bool
@@ -172,7 +173,8 @@ main (int argc, char **argv)
       printf ("knib %s\n", PACKAGE_VERSION);
       return EXIT_OK;
     default:
-      return cli_usage_error (NULL, "unknown option");
+      cli_usage_error (NULL, "unknown option");
+      return EXIT_USAGE;
     }
   }
   if (optind >= argc) {
@@ -189,5 +191,6 @@ main (int argc, char **argv)
     optind = 0; /* let the sub-command parse its own options */
     return commands[i].run (&cli, argc, argv);
   }
-  return cli_usage_error (NULL, "unknown command '%s'", argv[optind]);
+  cli_usage_error (NULL, "unknown command '%s'", argv[optind]);
+  return EXIT_USAGE;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* merge.c: "knib merge": make a backup standalone, shortening its chain. */
 #include <config.h>
 
@@ -12,8 +13,6 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "delete.h"
-
-enum { OPT_REPO = 256, OPT_VM };
 
 static void
 merge_usage (FILE *fp)
@@ -37,57 +36,49 @@ merge_usage (FILE *fp)
         "  -h, --help       show this help\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-merge_parse (int argc, char **argv, const char **repo, const char **vm,
+merge_parse (struct cli *cli, int argc, char **argv, struct cli_common *co,
              const char **id)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
-    { "help", no_argument, NULL, 'h' },
+    CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
   };
-  int c;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case OPT_REPO:
-      *repo = optarg;
-      break;
-    case OPT_VM:
-      *vm = optarg;
-      break;
-    case 'h':
-      merge_usage (stdout);
-      return EXIT_OK;
-    default:
-      return cli_usage_error ("merge", "unknown option");
-    }
-  }
+  cli_common_init (cli, co);
+  r = cli_next_option ("merge", argc, argv, opts, co, &c);
+  if (r == 1)
+    return cli_usage_error ("merge", "unknown option");
+  if (r == -1)
+    return -1;
+  if (co->help)
+    return 0;
   if (optind + 1 != argc)
     return cli_usage_error ("merge", "name one backup to merge");
   *id = argv[optind];
-  if (*repo == NULL)
-    return cli_usage_error ("merge", "--repo is required");
-  if (!cli_name_ok ("vm", *vm))
-    return EXIT_USAGE;
-  return -1;
+  return cli_common_check ("merge", co, true, false);
 }
 
 int
 cmd_merge (struct cli *cli, int argc, char **argv)
 {
-  const char *repo_path = NULL, *vm = NULL, *id = NULL;
+  const char *vm, *id = NULL;
+  struct cli_common co;
   chain_string_vector done = empty_vector;
   chain_delete_step_vector deleted = empty_vector;
   struct chain_repo *repo;
   int status, r;
 
-  (void) cli;
-  status = merge_parse (argc, argv, &repo_path, &vm, &id);
-  if (status >= 0)
-    return status;
-  repo = chain_repo_open (repo_path, false);
+  if (merge_parse (cli, argc, argv, &co, &id) == -1)
+    return EXIT_USAGE;
+  if (co.help) {
+    merge_usage (stdout);
+    return EXIT_OK;
+  }
+  vm = co.vm;
+  repo = chain_repo_open (co.repo, false);
   if (repo == NULL) {
     cli_error ("merge");
     return EXIT_FAILURE_;

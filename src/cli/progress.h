@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* progress.h: a one-line progress bar on a terminal, silence otherwise. */
 #ifndef KNIB_CLI_PROGRESS_H
 #define KNIB_CLI_PROGRESS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qmp.c: "knib qmp": run QMP commands, watch events, or a small QMP shell. */
 #include <config.h>
 
@@ -19,6 +20,7 @@
 struct qmp_opts {
   bool json;
   bool events;
+  bool help;
   const char **filters;
   size_t nfilters;
   int timeout_ms;
@@ -442,7 +444,6 @@ qmp_parse (int argc, char **argv, struct qmp_opts *o)
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int64_t secs;
   int c;
 
   while ((c = getopt_long (argc, argv, "+h", opts, NULL)) != -1) {
@@ -457,20 +458,17 @@ qmp_parse (int argc, char **argv, struct qmp_opts *o)
       o->filters[o->nfilters++] = optarg;
       break;
     case 't':
-      if (parse_int64 ("--timeout", optarg, 1, 2000000, &secs) == -1) {
-        cli_error ("%s", "");
-        return EXIT_USAGE;
-      }
-      o->timeout_ms = secs * 1000;
+      if (cli_parse_timeout ("qmp", "--timeout", optarg, &o->timeout_ms) == -1)
+        return -1;
       break;
     case 'h':
-      qmp_usage (stdout);
-      return EXIT_OK;
+      o->help = true;
+      return 0;
     default:
       return cli_usage_error ("qmp", "bad option");
     }
   }
-  return -1;
+  return 0;
 }
 
 int
@@ -482,9 +480,7 @@ cmd_qmp (struct cli *cli, int argc, char **argv)
   json_t *args = NULL;
   int r, first;
 
-  /* The setting may exceed what poll takes: cap it at about 24 days. */
-  o.timeout_ms
-    = cli->cfg.timeout > 2000000 ? 2000000000 : (int) (cli->cfg.timeout * 1000);
+  o.timeout_ms = cli_timeout_ms (cli->cfg.timeout);
   o.filters = calloc (argc + 1, sizeof *o.filters);
   if (o.filters == NULL) {
     perror ("knib: calloc");
@@ -492,27 +488,36 @@ cmd_qmp (struct cli *cli, int argc, char **argv)
   }
   /* Options may come after SOCKET too (knib qmp SOCK --events): parse
    * the words before SOCKET, then again after it. */
-  r = qmp_parse (argc, argv, &o);
-  if (r >= 0)
+  r = EXIT_USAGE;
+  if (qmp_parse (argc, argv, &o) == -1)
     goto out;
+  if (o.help) {
+    qmp_usage (stdout);
+    r = EXIT_OK;
+    goto out;
+  }
   if (optind >= argc) {
-    r = cli_usage_error ("qmp", "no SOCKET given");
+    cli_usage_error ("qmp", "no SOCKET given");
     goto out;
   }
   socket_path = argv[optind];
   argv += optind;
   argc -= optind;
   optind = 0;
-  r = qmp_parse (argc, argv, &o);
-  if (r >= 0)
+  if (qmp_parse (argc, argv, &o) == -1)
     goto out;
+  if (o.help) {
+    qmp_usage (stdout);
+    r = EXIT_OK;
+    goto out;
+  }
   first = optind;
   if (o.nfilters > 0 && !o.events) {
-    r = cli_usage_error ("qmp", "--filter goes with --events");
+    cli_usage_error ("qmp", "--filter goes with --events");
     goto out;
   }
   if (o.events && first < argc) {
-    r = cli_usage_error ("qmp", "--events takes no COMMAND");
+    cli_usage_error ("qmp", "--events takes no COMMAND");
     goto out;
   }
   if (first < argc && first + 1 < argc) {

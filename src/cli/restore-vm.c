@@ -6,10 +6,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -60,16 +63,18 @@ restore_check_in_place (struct restore_opts *o)
   if (o->ro.to != NULL)
     return cli_usage_error ("restore", "--to restores to new files: it does "
                                        "not go with --image or --domain");
-  if (o->qmp != NULL || o->wait)
-    return cli_usage_error ("restore", "--qmp and --wait go with "
-                                       "--consolidate (or --domain --start)");
+  if (o->qmp != NULL)
+    return cli_usage_error ("restore", "--qmp goes with --consolidate");
+  if (o->wait && !(o->domain != NULL && o->quick && o->start))
+    return cli_usage_error ("restore", "--wait goes with --consolidate, or "
+                                       "with --domain --quick --start");
   if (o->images.len > 0 && (o->start || o->stop))
     return cli_usage_error ("restore", "--start and --stop need --domain: "
                                        "knib does not run plain QEMU VMs");
   if (o->images.len > 0 && o->ro.disk != NULL)
     return cli_usage_error ("restore", "--image names its disk already: "
                                        "leave out --disk");
-  return -1;
+  return 0;
 }
 
 int
@@ -82,7 +87,7 @@ restore_check_consolidate (struct restore_opts *o, int argc, char **argv)
                             "--consolidate and --status take no "
                             "BACKUP ('%s')",
                             argv[optind]);
-  if (o->repo == NULL)
+  if (o->common.repo == NULL)
     return cli_usage_error ("restore", "--repo is required");
   if ((o->domain == NULL) == (o->qmp == NULL))
     return cli_usage_error ("restore", "give --domain NAME, or --qmp SOCKET "
@@ -97,8 +102,8 @@ restore_check_consolidate (struct restore_opts *o, int argc, char **argv)
     return cli_usage_error ("restore",
                             "--wait and --rate-limit go with --consolidate");
   if (!cli_name_ok ("vm", o->ro.vm) || !cli_name_ok ("domain", o->domain))
-    return EXIT_USAGE;
-  return -1;
+    return -1;
+  return 0;
 }
 
 /* Say why it failed (after the bar is gone), remove a new image that
@@ -115,7 +120,7 @@ failed (struct restore_state *st, const char *made)
     fprintf (stderr, "knib: warning: cannot remove '%s': %m\n", made);
   error_restore (&err);
   cli_error ("restore");
-  return restore_interrupted ? 128 + restore_interrupted : EXIT_FAILURE_;
+  return cli_exit_status_failed ();
 }
 
 /* ---- libvirt ---- */
@@ -267,6 +272,89 @@ out:
   return r;
 }
 
+/* ---- Quick restores into libvirt domains ---- */
+
+/* Can uid:gid search dir?  Asked of the kernel by a child that becomes
+ * that user (ACLs count too). */
+static bool
+user_can_search (uid_t uid, gid_t gid, const char *dir)
+{
+  pid_t pid = fork ();
+  int st;
+
+  if (pid == 0) {
+    if (setgroups (0, NULL) == -1 || setgid (gid) == -1 || setuid (uid) == -1)
+      _exit (2);
+    _exit (access (dir, X_OK) == 0 ? 0 : 1);
+  }
+  if (pid == -1 || waitpid (pid, &st, 0) == -1)
+    return true; /* cannot tell: let QEMU say */
+  return WIFEXITED (st) && WEXITSTATUS (st) == 0;
+}
+
+/* The directories from the repository down to each image that disk of
+ * backup id reads, for QEMU's user (the domain's DAC label, else
+ * libvirt's default user): libvirt gives QEMU the images themselves, not
+ * the directories above them.  Fails naming the first it cannot search. */
+static int
+check_qemu_reach (struct chain_repo *repo, const struct restore_opts *o,
+                  const struct domain_info *info)
+{
+  chain_manifest_vector chain = empty_vector;
+  struct chain_manifest *m = chain_backup_find (repo, o->ro.vm, o->id);
+  uid_t uid;
+  gid_t gid;
+  int r = -1;
+
+  if (m == NULL)
+    return -1;
+  if (info != NULL && info->dac_label) {
+    uid = info->qemu_uid;
+    gid = info->qemu_gid;
+  }
+  else {
+    struct passwd *pw = getpwnam (DOMAIN_DEFAULT_QEMU_USER);
+
+    if (pw == NULL || geteuid () != 0) {
+      r = 0; /* QEMU runs as some user knib cannot check for */
+      goto out;
+    }
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  if (uid == 0 || chain_backup_chain (repo, m->vm, m->id, &chain) == -1) {
+    r = uid == 0 ? 0 : -1;
+    goto out;
+  }
+  for (size_t i = 0; i < chain.len; i++) {
+    const struct chain_disk *d = &chain.ptr[i]->disks.ptr[0];
+    CLEANUP_FREE char *img = chain_backup_image_path (repo, chain.ptr[i], d);
+    char *slash;
+
+    if (img == NULL)
+      goto out;
+    /* Each directory above the image, up to the root. */
+    while ((slash = strrchr (img, '/')) != NULL && slash != img) {
+      *slash = '\0';
+      if (!user_can_search (uid, gid, img)) {
+        set_error (-EACCES,
+                   "a quick restore into a libvirt domain needs QEMU's user "
+                   "(uid %u) to reach the backup's images, and it cannot "
+                   "search '%s': give it access (setfacl -m u:%u:x on the "
+                   "repository's directories down to the backups), or "
+                   "restore without --quick",
+                   (unsigned) uid, img, (unsigned) uid);
+        goto out;
+      }
+    }
+  }
+  r = 0;
+out:
+  chain_manifest_vector_release (&chain);
+  chain_manifest_free (m);
+  return r;
+}
+
 /* ---- Output ---- */
 
 static void
@@ -317,7 +405,7 @@ start_domain (struct cli *cli, struct restore_opts *o)
                o->domain);
     return EXIT_FAILURE_;
   }
-  if (!o->json)
+  if (!o->common.json)
     printf ("started domain '%s'\n", o->domain);
   if (!o->quick)
     return EXIT_OK;
@@ -328,8 +416,9 @@ start_domain (struct cli *cli, struct restore_opts *o)
 int
 restore_in_place (struct cli *cli, struct restore_opts *o)
 {
-  struct restore_state st = { .bar = progress_new (!o->quiet && !o->json),
-                              .quiet = o->quiet || o->json };
+  struct restore_state st
+    = { .bar = progress_new (!o->common.quiet && !o->common.json),
+        .quiet = o->common.quiet || o->common.json };
   struct domain_info info = { 0 };
   chain_string_vector notes = empty_vector;
   struct backup_restore_options bo = {
@@ -343,11 +432,13 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
   struct chain_repo *repo;
   int status = EXIT_FAILURE_;
 
-  restore_catch_signals ();
-  repo = chain_repo_open (o->repo, false);
+  cli_catch_signals ();
+  repo = chain_repo_open (o->common.repo, false);
   if (repo == NULL)
     goto out;
   if (o->domain != NULL && domain_targets (repo, o, &info) == -1)
+    goto out;
+  if (o->domain != NULL && o->quick && check_qemu_reach (repo, o, &info) == -1)
     goto out;
   if (o->domain != NULL) {
     bo.prepare = prepare_domain;
@@ -360,14 +451,14 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
   progress_free (st.bar);
   st.bar = NULL;
   status = EXIT_OK;
-  if (o->json && !o->start)
+  if (o->common.json && !o->start)
     print_in_place_json (o, &notes);
-  else if (!o->quiet)
-    print_notes (&notes, o->json);
-  if (o->quick && o->domain == NULL && !o->quiet && !o->json)
+  else if (!o->common.quiet)
+    print_notes (&notes, o->common.json);
+  if (o->quick && o->domain == NULL && !o->common.quiet && !o->common.json)
     printf ("start the VM on these images, then pull the data in: knib "
             "restore --repo %s --consolidate --qmp SOCKET --vm VM --wait\n",
-            o->repo);
+            o->common.repo);
   if (o->domain != NULL && o->start)
     status = start_domain (cli, o);
 out:
@@ -416,7 +507,7 @@ print_consolidation_text (const struct restore_opts *o,
       printf ("%s: %s%s%s: it reads '%s'; run 'knib restore --repo %s "
               "--consolidate %s%s%s%s%s'\n",
               d->disk, state, d->error ? ": " : "", d->error ? d->error : "",
-              d->backing ? d->backing : "?", o->repo,
+              d->backing ? d->backing : "?", o->common.repo,
               o->domain ? "--domain " : "--qmp ",
               o->domain ? o->domain : o->qmp, o->domain ? "" : " --vm ",
               o->domain ? "" : o->ro.vm, " --wait");
@@ -486,7 +577,7 @@ int
 restore_consolidate (struct cli *cli, struct restore_opts *o)
 {
   struct restore_state st
-    = { .bar = progress_new (o->wait && !o->quiet && !o->json) };
+    = { .bar = progress_new (o->wait && !o->common.quiet && !o->common.json) };
   backup_consolidation_vector v = empty_vector;
   chain_string_vector notes = empty_vector;
   struct domain_info info = { 0 };
@@ -502,14 +593,14 @@ restore_consolidate (struct cli *cli, struct restore_opts *o)
     .timeout_ms = 60000,
     .progress = on_consolidation,
     .opaque = &st,
-    .cancel = &restore_interrupted,
+    .cancel = &cli_interrupted,
   };
   struct chain_repo *repo;
   int status = EXIT_FAILURE_;
 
   (void) cli;
-  restore_catch_signals ();
-  repo = chain_repo_open (o->repo, false);
+  cli_catch_signals ();
+  repo = chain_repo_open (o->common.repo, false);
   if (repo == NULL)
     goto fail;
   if (o->domain != NULL
@@ -535,9 +626,9 @@ restore_consolidate (struct cli *cli, struct restore_opts *o)
     goto fail;
   progress_free (st.bar);
   st.bar = NULL;
-  if (o->json)
+  if (o->common.json)
     print_consolidation_json (o, &v, &notes);
-  else if (!o->quiet) {
+  else if (!o->common.quiet) {
     print_consolidation_text (o, &v);
     print_notes (&notes, false);
   }
@@ -581,8 +672,8 @@ restore_check_attach (struct restore_opts *o)
   if (!cli_name_ok ("disk", o->ro.disk)
       || !cli_name_ok ("disk", o->target ? o->target : o->ro.disk)
       || !cli_name_ok ("domain", o->attach))
-    return EXIT_USAGE;
-  return -1;
+    return -1;
+  return 0;
 }
 
 /* The domain's definition (live when it runs), and whether it runs. */
@@ -667,7 +758,8 @@ int
 restore_attach (struct cli *cli, struct restore_opts *o)
 {
   struct restore_state st
-    = { .bar = progress_new (!o->quiet && !o->json), .quiet = true };
+    = { .bar = progress_new (!o->common.quiet && !o->common.json),
+        .quiet = true };
   const char *target = o->target ? o->target : o->ro.disk;
   struct domain_info info = { 0 };
   chain_string_vector notes = empty_vector;
@@ -677,15 +769,17 @@ restore_attach (struct cli *cli, struct restore_opts *o)
   int status = EXIT_FAILURE_;
 
   (void) cli;
-  restore_catch_signals ();
-  repo = chain_repo_open (o->repo, false);
+  cli_catch_signals ();
+  repo = chain_repo_open (o->common.repo, false);
   if (repo == NULL)
     goto out;
   if (o->attach != NULL
       && attach_domain_info (o->attach, &info, &running) == -1)
     goto out;
   path = attach_plan (repo, o, o->attach ? &info : NULL, target);
-  if (path == NULL)
+  if (path == NULL
+      || (o->attach != NULL && o->quick
+          && check_qemu_reach (repo, o, &info) == -1))
     goto out;
   {
     struct backup_volume_options vo = {
@@ -710,7 +804,7 @@ restore_attach (struct cli *cli, struct restore_opts *o)
           && backup_attach_qmp (o->attach_qmp, path, target, 60000) == -1))
     goto out;
   status = EXIT_OK;
-  if (o->json) {
+  if (o->common.json) {
     json_auto_t *out
       = json_pack ("{s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "backup", o->id,
                    "disk", o->ro.disk, "image", path, "target", target, "quick",
@@ -719,7 +813,7 @@ restore_attach (struct cli *cli, struct restore_opts *o)
     if (out != NULL)
       show_json (out, false);
   }
-  else if (!o->quiet) {
+  else if (!o->common.quiet) {
     print_notes (&notes, false);
     printf ("restored disk '%s' of backup '%s' to '%s' and attached it to "
             "%s '%s' as '%s'%s\n",
@@ -756,8 +850,8 @@ restore_check_new_domain (struct restore_opts *o)
   if (o->wait && !(o->quick && o->start))
     return cli_usage_error ("restore", "--wait goes with --quick --start");
   if (!cli_name_ok ("domain", o->new_domain))
-    return EXIT_USAGE;
-  return -1;
+    return -1;
+  return 0;
 }
 
 /* A random (version 4) UUID from the kernel. */
@@ -919,16 +1013,19 @@ int
 restore_new_domain (struct cli *cli, struct restore_opts *o)
 {
   struct restore_state st
-    = { .bar = progress_new (!o->quiet && !o->json), .quiet = true };
+    = { .bar = progress_new (!o->common.quiet && !o->common.json),
+        .quiet = true };
   struct new_domain nd = { NULL };
   chain_string_vector notes = empty_vector;
   struct chain_repo *repo;
   int status = EXIT_FAILURE_;
   bool defined = false;
 
-  restore_catch_signals ();
-  repo = chain_repo_open (o->repo, false);
-  if (repo == NULL || new_domain_plan (repo, o, &nd) == -1)
+  cli_catch_signals ();
+  repo = chain_repo_open (o->common.repo, false);
+  if (repo == NULL || new_domain_plan (repo, o, &nd) == -1
+      || (o->quick && !o->print_xml
+          && check_qemu_reach (repo, o, &nd.old) == -1))
     goto out;
   if (o->print_xml) {
     fputs (nd.xml, stdout);
@@ -959,7 +1056,7 @@ restore_new_domain (struct cli *cli, struct restore_opts *o)
   progress_free (st.bar);
   st.bar = NULL;
   status = EXIT_OK;
-  if (o->json) {
+  if (o->common.json) {
     json_auto_t *out = json_pack (
       "{s:s, s:s, s:s, s:b, s:o}", "backup", nd.m->id, "domain", o->new_domain,
       "uuid", nd.uuid, "quick", o->quick, "notes", notes_json (&notes));
@@ -967,7 +1064,7 @@ restore_new_domain (struct cli *cli, struct restore_opts *o)
     if (out != NULL)
       show_json (out, false);
   }
-  else if (!o->quiet) {
+  else if (!o->common.quiet) {
     print_notes (&notes, false);
     printf ("defined domain '%s' (uuid %s) from backup '%s' of vm '%s'\n",
             o->new_domain, nd.uuid, nd.m->id, nd.m->vm);

@@ -1,9 +1,13 @@
-/* restore.c: "knib restore": a backup's disks as new qcow2 or raw images. */
+/* SPDX-License-Identifier: Apache-2.0 */
+/* restore.c: "knib restore": a backup's disks as new images, into a VM's
+ * disks, as new volumes or a new domain; the consolidation of quick
+ * restores (restore-vm.c does all but the first). */
 #include <config.h>
 
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +20,7 @@
 #include "restore.h"
 
 enum {
-  OPT_REPO = 256,
-  OPT_VM,
-  OPT_DISK,
+  OPT_DISK = CLI_OPT_FIRST,
   OPT_TO,
   OPT_FORMAT,
   OPT_FORCE,
@@ -32,8 +34,7 @@ enum {
   OPT_STATUS,
   OPT_QMP,
   OPT_WAIT,
-  OPT_JSON,
-  OPT_RATE_LIMIT,
+  OPT_RATE_LIMIT_MIB,
   OPT_ATTACH,
   OPT_ATTACH_QMP,
   OPT_TARGET,
@@ -41,9 +42,6 @@ enum {
   OPT_STORAGE,
   OPT_PRINT_XML,
 };
-
-volatile sig_atomic_t restore_interrupted;
-#define interrupted restore_interrupted
 
 static void
 restore_usage (FILE *fp)
@@ -131,12 +129,126 @@ restore_usage (FILE *fp)
     "  -h, --help             show this help\n");
 }
 
+/* One option of restore's own; 0, or -1 (said). */
 static int
-restore_parse (int argc, char **argv, struct restore_opts *o)
+restore_option (int c, struct restore_opts *o)
+{
+  switch (c) {
+  case OPT_DISK:
+    o->ro.disk = optarg;
+    return 0;
+  case OPT_TO:
+    o->ro.to = optarg;
+    return 0;
+  case OPT_FORMAT:
+    if (chain_restore_format_parse (optarg, &o->ro.format) == -1)
+      return cli_usage_error ("restore", "--format: %s", get_error ());
+    return 0;
+  case OPT_FORCE:
+    o->ro.force = true;
+    return 0;
+  case OPT_IMAGE:
+    return restore_add_image (o, optarg);
+  case OPT_DOMAIN:
+    o->domain = optarg;
+    return 0;
+  case OPT_QUICK:
+    o->quick = true;
+    return 0;
+  case OPT_START:
+    o->start = true;
+    return 0;
+  case OPT_STOP:
+    o->stop = true;
+    return 0;
+  case OPT_STOP_TIMEOUT:
+    if (parse_int64 ("--stop-timeout", optarg, 0, 86400, &o->stop_timeout)
+        == -1)
+      return cli_usage_error ("restore", "%s", get_error ());
+    return 0;
+  case OPT_CONSOLIDATE:
+    o->consolidate = true;
+    return 0;
+  case OPT_STATUS:
+    o->status = true;
+    return 0;
+  case OPT_QMP:
+    o->qmp = optarg;
+    return 0;
+  case OPT_WAIT:
+    o->wait = true;
+    return 0;
+  case OPT_RATE_LIMIT_MIB:
+    if (parse_int64 ("--rate-limit", optarg, 0, INT64_MAX >> 20, &o->rate_limit)
+        == -1)
+      return cli_usage_error ("restore", "%s", get_error ());
+    return 0;
+  case OPT_ATTACH:
+    o->attach = optarg;
+    return 0;
+  case OPT_ATTACH_QMP:
+    o->attach_qmp = optarg;
+    return 0;
+  case OPT_TARGET:
+    o->target = optarg;
+    return 0;
+  case OPT_NEW_DOMAIN:
+    o->new_domain = optarg;
+    return 0;
+  case OPT_STORAGE:
+    o->storage = optarg;
+    return 0;
+  case OPT_PRINT_XML:
+    o->print_xml = true;
+    return 0;
+  }
+  return cli_usage_error ("restore", "unknown option");
+}
+
+/* After the options: which restore it is, and its checks. */
+static int
+restore_check (struct restore_opts *o, int argc, char **argv)
+{
+  if (o->consolidate || o->status)
+    return restore_check_consolidate (o, argc, argv);
+  if (optind >= argc)
+    return cli_usage_error ("restore", "no BACKUP given");
+  o->id = argv[optind++];
+  if (optind < argc)
+    return cli_usage_error ("restore", "unexpected argument '%s'",
+                            argv[optind]);
+  if (o->common.repo == NULL)
+    return cli_usage_error ("restore", "--repo is required");
+  if (o->new_domain != NULL)
+    return restore_check_new_domain (o);
+  if (o->storage != NULL || o->print_xml)
+    return cli_usage_error ("restore", "--storage and --print-xml go with "
+                                       "--new-domain");
+  if (o->attach != NULL || o->attach_qmp != NULL)
+    return restore_check_attach (o);
+  if (o->target != NULL)
+    return cli_usage_error ("restore", "--target goes with --attach or "
+                                       "--attach-qmp");
+  if (o->images.len > 0 || o->domain != NULL)
+    return restore_check_in_place (o);
+  if (o->quick || o->start || o->stop || o->wait || o->qmp || o->common.json)
+    return cli_usage_error ("restore", "--quick, --start, --stop, --wait, "
+                                       "--qmp and --json go with --image or "
+                                       "--domain");
+  if (o->ro.to == NULL)
+    return cli_usage_error ("restore", "give where to restore: --to PATH, "
+                                       "--image DISK=PATH or --domain NAME");
+  if (!cli_name_ok ("disk", o->ro.disk))
+    return -1;
+  return 0;
+}
+
+/* 0, or -1 (said); --help stops the parse at once. */
+static int
+restore_parse (struct cli *cli, int argc, char **argv, struct restore_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
+    CLI_COMMON_OPTIONS,
     { "disk", required_argument, NULL, OPT_DISK },
     { "to", required_argument, NULL, OPT_TO },
     { "format", required_argument, NULL, OPT_FORMAT },
@@ -151,145 +263,28 @@ restore_parse (int argc, char **argv, struct restore_opts *o)
     { "status", no_argument, NULL, OPT_STATUS },
     { "qmp", required_argument, NULL, OPT_QMP },
     { "wait", no_argument, NULL, OPT_WAIT },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT },
+    { "rate-limit", required_argument, NULL, OPT_RATE_LIMIT_MIB },
     { "attach", required_argument, NULL, OPT_ATTACH },
     { "attach-qmp", required_argument, NULL, OPT_ATTACH_QMP },
     { "target", required_argument, NULL, OPT_TARGET },
     { "new-domain", required_argument, NULL, OPT_NEW_DOMAIN },
     { "storage", required_argument, NULL, OPT_STORAGE },
     { "print-xml", no_argument, NULL, OPT_PRINT_XML },
-    { "quiet", no_argument, NULL, 'q' },
-    { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
-  int c;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "qh", opts, NULL)) != -1) {
-    switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->ro.vm = optarg;
-      break;
-    case OPT_DISK:
-      o->ro.disk = optarg;
-      break;
-    case OPT_TO:
-      o->ro.to = optarg;
-      break;
-    case OPT_FORMAT:
-      if (chain_restore_format_parse (optarg, &o->ro.format) == -1)
-        return cli_usage_error ("restore", "--format: %s", get_error ());
-      break;
-    case OPT_FORCE:
-      o->ro.force = true;
-      break;
-    case OPT_IMAGE:
-      if (restore_add_image (o, optarg) == -1)
-        return EXIT_USAGE;
-      break;
-    case OPT_DOMAIN:
-      o->domain = optarg;
-      break;
-    case OPT_QUICK:
-      o->quick = true;
-      break;
-    case OPT_START:
-      o->start = true;
-      break;
-    case OPT_STOP:
-      o->stop = true;
-      break;
-    case OPT_STOP_TIMEOUT:
-      if (parse_int64 ("--stop-timeout", optarg, 0, 86400, &o->stop_timeout)
-          == -1)
-        return cli_usage_error ("restore", "%s", get_error ());
-      break;
-    case OPT_CONSOLIDATE:
-      o->consolidate = true;
-      break;
-    case OPT_STATUS:
-      o->status = true;
-      break;
-    case OPT_QMP:
-      o->qmp = optarg;
-      break;
-    case OPT_WAIT:
-      o->wait = true;
-      break;
-    case OPT_JSON:
-      o->json = true;
-      break;
-    case OPT_ATTACH:
-      o->attach = optarg;
-      break;
-    case OPT_ATTACH_QMP:
-      o->attach_qmp = optarg;
-      break;
-    case OPT_TARGET:
-      o->target = optarg;
-      break;
-    case OPT_NEW_DOMAIN:
-      o->new_domain = optarg;
-      break;
-    case OPT_STORAGE:
-      o->storage = optarg;
-      break;
-    case OPT_PRINT_XML:
-      o->print_xml = true;
-      break;
-    case OPT_RATE_LIMIT:
-      if (parse_int64 ("--rate-limit", optarg, 0, INT64_MAX >> 20,
-                       &o->rate_limit)
-          == -1)
-        return cli_usage_error ("restore", "%s", get_error ());
-      break;
-    case 'q':
-      o->quiet = true;
-      break;
-    case 'h':
-      restore_usage (stdout);
-      return EXIT_OK;
-    default:
-      return cli_usage_error ("restore", "unknown option");
-    }
-  }
-  if (o->consolidate || o->status)
-    return restore_check_consolidate (o, argc, argv);
-  if (optind >= argc)
-    return cli_usage_error ("restore", "no BACKUP given");
-  o->id = argv[optind++];
-  if (optind < argc)
-    return cli_usage_error ("restore", "unexpected argument '%s'",
-                            argv[optind]);
-  if (o->repo == NULL)
-    return cli_usage_error ("restore", "--repo is required");
-  if (!cli_name_ok ("vm", o->ro.vm))
-    return EXIT_USAGE;
-  if (o->new_domain != NULL)
-    return restore_check_new_domain (o);
-  if (o->storage != NULL || o->print_xml)
-    return cli_usage_error ("restore", "--storage and --print-xml go with "
-                                       "--new-domain");
-  if (o->attach != NULL || o->attach_qmp != NULL)
-    return restore_check_attach (o);
-  if (o->target != NULL)
-    return cli_usage_error ("restore", "--target goes with --attach or "
-                                       "--attach-qmp");
-  if (o->images.len > 0 || o->domain != NULL)
-    return restore_check_in_place (o);
-  if (o->quick || o->start || o->stop || o->wait || o->qmp || o->json)
-    return cli_usage_error ("restore", "--quick, --start, --stop, --wait, "
-                                       "--qmp and --json go with --image or "
-                                       "--domain");
-  if (o->ro.to == NULL)
-    return cli_usage_error ("restore", "give where to restore: --to PATH, "
-                                       "--image DISK=PATH or --domain NAME");
-  if (!cli_name_ok ("disk", o->ro.disk))
-    return EXIT_USAGE;
-  return -1;
+  cli_common_init (cli, &o->common);
+  while ((r = cli_next_option ("restore", argc, argv, opts, &o->common, &c))
+         > 0)
+    if (restore_option (c, o) == -1)
+      return -1;
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
+  o->ro.vm = o->common.vm;
+  return restore_check (o, argc, argv);
 }
 
 void
@@ -300,35 +295,12 @@ restore_opts_release (struct restore_opts *o)
   restore_target_vector_reset (&o->images);
 }
 
-static void
-on_signal (int sig)
-{
-  interrupted = sig;
-}
-
-/* ^C, SIGTERM and SIGHUP stop the restore cleanly (the progress
- * callback sees the flag within half a second), unless they were
- * ignored (nohup). */
-void
-restore_catch_signals (void)
-{
-  static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-  struct sigaction sa, old;
-
-  memset (&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset (&sa.sa_mask);
-  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-    if (sigaction (sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-      sigaction (sigs[i], &sa, NULL);
-}
-
 int
 restore_on_progress (const struct chain_restore_status *s, void *opaque)
 {
   struct restore_state *st = opaque;
 
-  if (interrupted)
+  if (cli_interrupted)
     return -1;
   if (!s->done) {
     progress_update (st->bar, s->disk, s->written, s->virtual_size);
@@ -344,45 +316,57 @@ restore_on_progress (const struct chain_restore_status *s, void *opaque)
   return 0;
 }
 
-int
-cmd_restore (struct cli *cli, int argc, char **argv)
+/* The restore to new files. */
+static int
+restore_to_files (struct restore_opts *o)
 {
-  struct restore_opts o = { .repo = NULL };
   struct restore_state st = { .bar = NULL };
   struct chain_repo *repo;
   int status;
 
-  o.ro.format = CHAIN_RESTORE_QCOW2;
-  o.stop_timeout = 120;
-  status = restore_parse (argc, argv, &o);
-  if (status < 0 && (o.consolidate || o.status))
-    status = restore_consolidate (cli, &o);
-  else if (status < 0 && o.new_domain != NULL)
-    status = restore_new_domain (cli, &o);
-  else if (status < 0 && (o.attach != NULL || o.attach_qmp != NULL))
-    status = restore_attach (cli, &o);
-  else if (status < 0 && (o.images.len > 0 || o.domain != NULL))
-    status = restore_in_place (cli, &o);
-  if (status >= 0) {
-    restore_opts_release (&o);
-    return status;
-  }
-  st.quiet = o.quiet;
-  st.bar = progress_new (!o.quiet);
-  o.ro.progress = restore_on_progress;
-  o.ro.opaque = &st;
-  restore_catch_signals ();
-  repo = chain_repo_open (o.repo, false);
-  if (repo == NULL || chain_restore (repo, o.id, &o.ro) == -1) {
+  st.quiet = o->common.quiet;
+  st.bar = progress_new (!o->common.quiet);
+  o->ro.progress = restore_on_progress;
+  o->ro.opaque = &st;
+  cli_catch_signals ();
+  repo = chain_repo_open (o->common.repo, false);
+  if (repo == NULL || chain_restore (repo, o->id, &o->ro) == -1) {
     progress_free (st.bar);
     st.bar = NULL;
     cli_error ("%s", "");
-    status = interrupted ? 128 + interrupted : EXIT_FAILURE_;
+    status = cli_exit_status_failed ();
   }
   else
     status = EXIT_OK;
   progress_free (st.bar);
   chain_repo_free (repo);
+  return status;
+}
+
+int
+cmd_restore (struct cli *cli, int argc, char **argv)
+{
+  struct restore_opts o = { .id = NULL };
+  int status;
+
+  o.ro.format = CHAIN_RESTORE_QCOW2;
+  o.stop_timeout = 120;
+  if (restore_parse (cli, argc, argv, &o) == -1)
+    status = EXIT_USAGE;
+  else if (o.common.help) {
+    restore_usage (stdout);
+    status = EXIT_OK;
+  }
+  else if (o.consolidate || o.status)
+    status = restore_consolidate (cli, &o);
+  else if (o.new_domain != NULL)
+    status = restore_new_domain (cli, &o);
+  else if (o.attach != NULL || o.attach_qmp != NULL)
+    status = restore_attach (cli, &o);
+  else if (o.images.len > 0 || o.domain != NULL)
+    status = restore_in_place (cli, &o);
+  else
+    status = restore_to_files (&o);
   restore_opts_release (&o);
   return status;
 }

@@ -14,11 +14,10 @@
 DEFINE_VECTOR_TYPE (restore_target_vector, struct chain_restore_target)
 
 struct restore_opts {
-  const char *repo;
+  struct cli_common common; /* --repo, --vm, --json, --quiet, ... */
   const char *id;
-  struct chain_restore_options ro; /* --vm, --disk, --to, --format, --force */
-  bool quiet;
-  restore_target_vector images; /* --image DISK=PATH (disk owned) */
+  struct chain_restore_options ro; /* --disk, --to, --format, --force */
+  restore_target_vector images;    /* --image DISK=PATH (disk owned) */
   const char *domain;
   const char *qmp;
   const char *attach;     /* --attach DOMAIN */
@@ -27,7 +26,7 @@ struct restore_opts {
   const char *new_domain; /* --new-domain NAME */
   const char *storage;    /* --storage DIR */
   bool print_xml;
-  bool quick, start, stop, consolidate, status, wait, json;
+  bool quick, start, stop, consolidate, status, wait;
   int64_t stop_timeout; /* seconds */
   int64_t rate_limit;   /* consolidation, MiB/s; 0: none */
 };
@@ -37,10 +36,6 @@ struct restore_state {
   bool quiet;
 };
 
-/* Set by the signal handlers of restore_catch_signals. */
-extern volatile sig_atomic_t restore_interrupted;
-
-void restore_catch_signals (void);
 void restore_opts_release (struct restore_opts *o);
 
 /* The chain_restore progress callback (opaque: struct restore_state). */
@@ -49,8 +44,8 @@ int restore_on_progress (const struct chain_restore_status *s, void *opaque);
 /* Parse "--image DISK=PATH" into o->images; -1 (said) when malformed. */
 int restore_add_image (struct restore_opts *o, const char *arg);
 
-/* After the options, for an in-place restore / a consolidation: -1
- * when they are fine, else EXIT_USAGE (said). */
+/* After the options, for each kind of restore: 0 when they are fine,
+ * else -1 (said: a usage error). */
 int restore_check_in_place (struct restore_opts *o);
 int restore_check_consolidate (struct restore_opts *o, int argc, char **argv);
 

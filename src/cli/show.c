@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* show.c: how list, info and verify present backups (text and JSON). */
 #include <config.h>
 

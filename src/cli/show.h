@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* show.h: how list, info and verify present backups (text and JSON). */
 #ifndef KNIB_CLI_SHOW_H
 #define KNIB_CLI_SHOW_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* verify.c: "knib verify": check a backup's chain or all of a VM's backups. */
 #include <config.h>
 
@@ -17,10 +18,8 @@
 #include "show.h"
 
 struct verify_opts {
-  const char *repo;
-  const char *vm;
-  const char *id; /* NULL: every backup of vm */
-  bool json;
+  struct cli_common common;
+  const char *id; /* NULL: every backup of the VM */
 };
 
 struct verify_out {
@@ -28,8 +27,6 @@ struct verify_out {
   json_t *items; /* with --json */
   bool nomem;
 };
-
-enum { OPT_REPO = 256, OPT_VM, OPT_JSON };
 
 static void
 verify_usage (FILE *fp)
@@ -59,56 +56,48 @@ verify_usage (FILE *fp)
         "or verify could not run, 2 usage.\n");
 }
 
+/* 0, or -1 (said); --help stops the parse at once. */
 static int
-verify_parse (int argc, char **argv, struct verify_opts *o)
+verify_parse (struct cli *cli, int argc, char **argv, struct verify_opts *o)
 {
   static const struct option opts[] = {
-    { "repo", required_argument, NULL, OPT_REPO },
-    { "vm", required_argument, NULL, OPT_VM },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "help", no_argument, NULL, 'h' },
+    CLI_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
   };
-  int c;
+  int c, r;
 
-  while ((c = getopt_long (argc, argv, "h", opts, NULL)) != -1) {
+  cli_common_init (cli, &o->common);
+  while ((r = cli_next_option ("verify", argc, argv, opts, &o->common, &c))
+         > 0) {
     switch (c) {
-    case OPT_REPO:
-      o->repo = optarg;
-      break;
-    case OPT_VM:
-      o->vm = optarg;
-      break;
-    case OPT_JSON:
-      o->json = true;
-      break;
-    case 'h':
-      verify_usage (stdout);
-      return EXIT_OK;
     default:
       return cli_usage_error ("verify", "unknown option");
     }
   }
+  if (r == -1)
+    return -1;
+  if (o->common.help)
+    return 0;
   if (optind < argc) {
     const char *arg = argv[optind++];
 
     /* A backup id, or else the name of a VM. */
     if (chain_id_is_valid (arg))
       o->id = arg;
-    else if (o->vm != NULL)
+    else if (o->common.vm != NULL)
       return cli_usage_error ("verify", "'%s' is not a backup id", arg);
+    else if (!cli_name_ok ("vm", arg))
+      return -1;
     else
-      o->vm = arg;
+      o->common.vm = arg;
   }
   if (optind < argc)
     return cli_usage_error ("verify", "unexpected argument '%s'", argv[optind]);
-  if (o->repo == NULL)
-    return cli_usage_error ("verify", "--repo is required");
-  if (o->vm == NULL && o->id == NULL)
+  if (cli_common_check ("verify", &o->common, true, false) == -1)
+    return -1;
+  if (o->common.vm == NULL && o->id == NULL)
     return cli_usage_error ("verify", "give a BACKUP or a VM");
-  if (!cli_name_ok ("vm", o->vm))
-    return EXIT_USAGE;
-  return -1;
+  return 0;
 }
 
 static const char *
@@ -186,7 +175,7 @@ print_summary (const struct verify_opts *o, struct verify_out *out,
     return;
   }
   j = json_pack ("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:O}", "vm",
-                 nullable (o->vm), "backup", nullable (o->id), "backups",
+                 nullable (o->common.vm), "backup", nullable (o->id), "backups",
                  (json_int_t) s->backups, "images", (json_int_t) s->images,
                  "ok", (json_int_t) s->ok, "warnings", (json_int_t) s->warnings,
                  "errors", (json_int_t) s->errors, "success", s->errors == 0,
@@ -202,23 +191,27 @@ print_summary (const struct verify_opts *o, struct verify_out *out,
 int
 cmd_verify (struct cli *cli, int argc, char **argv)
 {
-  struct verify_opts o = { .repo = NULL };
+  struct verify_opts o = { .common = { .repo = NULL } };
   struct verify_out out = { .json = false };
   struct chain_verify_summary sum;
   struct chain_repo *repo;
   int status, r;
 
-  status = verify_parse (argc, argv, &o);
-  if (status >= 0)
-    return status;
-  out.json = o.json;
+  if (verify_parse (cli, argc, argv, &o) == -1)
+    return EXIT_USAGE;
+  if (o.common.help) {
+    verify_usage (stdout);
+    return EXIT_OK;
+  }
+  out.json = o.common.json;
   out.items = json_array ();
   if (out.items == NULL) {
     fprintf (stderr, "knib: verify: out of memory\n");
     return EXIT_FAILURE_;
   }
-  repo = chain_repo_open (o.repo, false);
-  r = repo ? chain_verify (repo, o.vm, o.id, 0, print_item, &out, &sum) : -1;
+  repo = chain_repo_open (o.common.repo, false);
+  r = repo ? chain_verify (repo, o.common.vm, o.id, 0, print_item, &out, &sum)
+           : -1;
   if (r == -1) {
     cli_error ("verify");
     status = EXIT_FAILURE_;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cleanup.c: the functions behind the CLEANUP_* attributes. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cleanup.h: scoped cleanup attributes so error paths are a plain return. */
 #ifndef KNIB_COMMON_CLEANUP_H
 #define KNIB_COMMON_CLEANUP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* command.c: fork and execve an argv with captured output and a timeout. */
 #include <config.h>
 

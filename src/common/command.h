@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* command.h: run an external program from an argv (never a shell string). */
 #ifndef KNIB_COMMON_COMMAND_H
 #define KNIB_COMMON_COMMAND_H

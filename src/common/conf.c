@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conf.c: defaults, parsing and validation of knib.conf. */
 #include <config.h>
 

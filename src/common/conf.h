@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conf.h: /etc/knib/knib.conf, "key = value" settings with the seed defaults. */
 #ifndef KNIB_COMMON_CONF_H
 #define KNIB_COMMON_CONF_H

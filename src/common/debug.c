@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* debug.c: the trace mask and the trace line writer. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* debug.h: opt-in tracing (-v, KNIB_DEBUG=qmp,...) such as raw QMP traffic. */
 #ifndef KNIB_COMMON_DEBUG_H
 #define KNIB_COMMON_DEBUG_H

@@ -50,8 +50,10 @@ fs_fsync_path (const char *path)
 char *
 fs_read_file (const char *path, const char *what, size_t max, size_t *len)
 {
-  /* O_NONBLOCK: a FIFO in place of the file must not block the reader. */
-  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  /* O_NONBLOCK: a FIFO in place of the file must not block the reader;
+   * O_NOFOLLOW: a symbolic link in its place is not followed out. */
+  CLEANUP_CLOSE int fd
+    = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
   CLEANUP_FREE char *buf = NULL;
   size_t cap = 0, n = 0;
   struct stat st;

@@ -17,7 +17,8 @@ int fs_mkdir (const char *path) __attribute__ ((warn_unused_result));
 int fs_fsync_path (const char *path) __attribute__ ((warn_unused_result));
 
 /* Read a whole regular file of at most max bytes, NUL-terminated; *len
- * gets its length.  Does not block on a FIFO.  Errors "WHAT 'PATH': ...",
+ * gets its length.  Does not block on a FIFO nor follow a symbolic link
+ * (ELOOP).  Errors "WHAT 'PATH': ...",
  * with ENOENT kept for a missing file. */
 char *fs_read_file (const char *path, const char *what, size_t max, size_t *len)
   __attribute__ ((warn_unused_result));

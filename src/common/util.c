@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* util.c: name validation, strict number parsing and monotonic time. */
 #include <config.h>
 

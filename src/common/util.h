@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* util.h: small helpers: name validation, strict number parsing, clocks. */
 #ifndef KNIB_COMMON_UTIL_H
 #define KNIB_COMMON_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vector.c: the growth policy shared by every DEFINE_VECTOR_TYPE. */
 #include <config.h>
 

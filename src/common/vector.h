@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* vector.h: typed growable arrays, so no module hand-rolls realloc loops. */
 #ifndef KNIB_COMMON_VECTOR_H
 #define KNIB_COMMON_VECTOR_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* domain.h: libvirt domains for knib: their XML, the hook's records, holds. */
 #ifndef KNIB_DOMAIN_DOMAIN_H
 #define KNIB_DOMAIN_DOMAIN_H

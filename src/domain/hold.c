@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hold.c: an offline backup tells the hook which images it has open.
  *
  * The file "<run>/offline/<vm>.<pid>.hold" reads

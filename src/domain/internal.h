@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: what the files of src/domain share. */
 #ifndef KNIB_DOMAIN_INTERNAL_H
 #define KNIB_DOMAIN_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state.c: knib's directories, and the hook's records of each domain. */
 #include <config.h>
 
@@ -15,6 +16,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/util.h"
 #include "domain/domain.h"
 #include "domain/internal.h"
@@ -132,73 +134,32 @@ int
 domain_write_file (const char *path, const char *data, size_t len)
 {
   CLEANUP_FREE char *dir = strdup (path);
-  CLEANUP_FREE char *tmp = NULL;
-  CLEANUP_CLOSE int fd = -1;
+  char *slash;
 
-  if (dir == NULL
-      || asprintf (&tmp, "%s.tmp.%ld", path, (long) getpid ()) == -1) {
-    tmp = NULL;
+  if (dir == NULL) {
     set_error (ENOMEM, "out of memory");
     return -1;
   }
-  *strrchr (dir, '/') = '\0';
+  slash = strrchr (dir, '/');
+  if (slash == NULL) {
+    set_error (-EINVAL, "'%s' is not an absolute path", path);
+    return -1;
+  }
+  *slash = '\0';
   if (domain_make_dir (dir, 0700) == -1)
     return -1;
-  fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    set_error (errno, "cannot write '%s'", tmp);
-    return -1;
-  }
-  if (write_all (fd, data, len) == -1) {
-    set_error (errno, "cannot write '%s'", tmp);
-    unlink (tmp);
-    return -1;
-  }
-  if (close (STEAL_FD (fd)) == -1 || rename (tmp, path) == -1) {
-    set_error (errno, "cannot write '%s'", path);
-    unlink (tmp);
-    return -1;
-  }
-  return 0;
+  return fs_replace_file (dir, slash + 1, data, len, "domain record");
 }
 
 char *
 domain_read_file (const char *path, size_t max, size_t *len)
 {
-  CLEANUP_CLOSE int fd = open (path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  struct stat st;
-  size_t done = 0;
-  char *buf;
+  size_t n;
+  char *text = fs_read_file (path, "domain record", max + 1, &n);
 
-  if (fd == -1 || fstat (fd, &st) == -1) {
-    set_error (errno, "'%s'", path);
-    return NULL;
-  }
-  if (!S_ISREG (st.st_mode) || (size_t) st.st_size > max) {
-    set_error (EINVAL, "'%s' is not a file of at most %zu bytes", path, max);
-    return NULL;
-  }
-  buf = malloc (st.st_size + 1);
-  if (buf == NULL) {
-    set_error (errno, "malloc");
-    return NULL;
-  }
-  while (done < (size_t) st.st_size) {
-    ssize_t n = read (fd, buf + done, st.st_size - done);
-
-    if (n == -1 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      set_error (n == 0 ? EIO : errno, "cannot read '%s'", path);
-      free (buf);
-      return NULL;
-    }
-    done += n;
-  }
-  buf[done] = '\0';
-  if (len)
-    *len = done;
-  return buf;
+  if (text != NULL && len != NULL)
+    *len = n;
+  return text;
 }
 
 /* ---- Records ---- */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* xml.c: what knib reads in a libvirt domain XML, and its edits of it. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* copy.c: read the plan with bounded async reads, delivered in offset order. */
 #include <config.h>
 

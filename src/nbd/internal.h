@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: the extent planner and the source's insides, shared with tests. */
 #ifndef KNIB_NBD_INTERNAL_H
 #define KNIB_NBD_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nbd.h: read a point-in-time NBD export: block status, plan, ordered reads. */
 #ifndef KNIB_NBD_H
 #define KNIB_NBD_H

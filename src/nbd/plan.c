@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plan.c: turn block status extents into cluster ranges, window by window. */
 #include <config.h>
 

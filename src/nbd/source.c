@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* source.c: connect to an export, negotiate its contexts, ask block status. */
 #include <config.h>
 

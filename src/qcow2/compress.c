@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* compress.c: compress one cluster the way QEMU's qcow2 driver decompresses it. */
 #include <config.h>
 

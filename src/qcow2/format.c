@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* format.c: encodings of qcow2 table entries and of the image header. */
 #include <config.h>
 

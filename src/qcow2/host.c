@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* host.c: the image file written front to back, and the refcounts of its clusters. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: qcow2 on-disk constants, encodings and the host file allocator. */
 #ifndef KNIB_QCOW2_INTERNAL_H
 #define KNIB_QCOW2_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pipeline.c: clusters compressed on worker threads, written in guest order. */
 #include <config.h>
 

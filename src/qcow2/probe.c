@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* probe.c: read and validate a qcow2 header, trusting nothing in the file. */
 #include <config.h>
 

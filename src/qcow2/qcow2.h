@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qcow2.h: the streaming qcow2 v3 writer, the cluster compressor, and probe. */
 #ifndef KNIB_QCOW2_H
 #define KNIB_QCOW2_H

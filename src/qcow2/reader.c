@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reader.c: the clusters one qcow2 image holds itself, trusting nothing in it. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* writer.c: the streaming qcow2 writer: guest clusters in, L1/L2 tables out. */
 #include <config.h>
 

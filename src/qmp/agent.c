@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agent.c: the QEMU guest agent client: guest-sync-delimited, commands.
  *
  * The agent speaks QMP without greeting or ids, and a previous client's

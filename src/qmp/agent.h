@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agent.h: a small client for the QEMU guest agent's unix socket. */
 #ifndef KNIB_QMP_AGENT_H
 #define KNIB_QMP_AGENT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* client.c: the QMP connection: greeting, commands matched by id, events. */
 #include <config.h>
 

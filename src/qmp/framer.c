@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* framer.c: split the byte stream from QEMU into one-line JSON messages. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* internal.h: QMP framing and message classification, shared with tests. */
 #ifndef KNIB_QMP_INTERNAL_H
 #define KNIB_QMP_INTERNAL_H

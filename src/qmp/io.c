@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* io.c: what the QMP and the guest agent clients share on the socket. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* job.c: wait for a QEMU job to conclude, collect its error, dismiss it. */
 #include <config.h>
 

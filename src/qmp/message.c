@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* message.c: parse one QMP line and check which of QMP's shapes it has. */
 #include <config.h>
 

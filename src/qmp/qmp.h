@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qmp.h: the QMP client: greeting, commands with ids, queued events, jobs. */
 #ifndef KNIB_QMP_H
 #define KNIB_QMP_H
@@ -66,6 +67,62 @@ size_t qmp_client_events_queued (const struct qmp_client *c);
  * vanished (ENOENT), or the connection broke. */
 int qmp_client_job_wait (struct qmp_client *c, const char *job_id,
                          int timeout_ms) __attribute__ ((warn_unused_result));
+
+/* Typed wrappers of the block commands knib uses (block.c).  Each is
+ * qmp_client_execute of that command: 0, or -1 with set_error "qmp
+ * 'COMMAND': ..." (EREMOTEIO when QEMU refused it). */
+
+/* qmp_client_execute with arguments built by json_pack: NULL args means
+ * json_pack failed (ENOMEM), not "no arguments". */
+int qmp_client_execute_packed (struct qmp_client *c, const char *command,
+                               json_t *args, json_t **result)
+  __attribute__ ((warn_unused_result));
+
+/* The lists of query-block, query-named-block-nodes (flat: each node's
+ * image without its backing images), query-jobs and query-block-exports:
+ * *list gets a new reference to a JSON array (a reply that is not one is
+ * an error, EPROTO). */
+int qmp_query_block (struct qmp_client *c, json_t **list)
+  __attribute__ ((warn_unused_result));
+int qmp_query_named_block_nodes (struct qmp_client *c, bool flat, json_t **list)
+  __attribute__ ((warn_unused_result));
+int qmp_query_jobs (struct qmp_client *c, json_t **list)
+  __attribute__ ((warn_unused_result));
+int qmp_query_block_exports (struct qmp_client *c, json_t **list)
+  __attribute__ ((warn_unused_result));
+
+int qmp_blockdev_del (struct qmp_client *c, const char *node)
+  __attribute__ ((warn_unused_result));
+
+/* Dirty bitmaps of node. */
+int qmp_bitmap_add (struct qmp_client *c, const char *node, const char *name,
+                    bool persistent, bool disabled)
+  __attribute__ ((warn_unused_result));
+int qmp_bitmap_remove (struct qmp_client *c, const char *node, const char *name)
+  __attribute__ ((warn_unused_result));
+int qmp_bitmap_enable (struct qmp_client *c, const char *node, const char *name)
+  __attribute__ ((warn_unused_result));
+int qmp_bitmap_disable (struct qmp_client *c, const char *node,
+                        const char *name) __attribute__ ((warn_unused_result));
+
+/* Merge bitmap src_name into target (both of node), or with src_node the
+ * bitmap src_name of another node (a layer below, after a snapshot). */
+int qmp_bitmap_merge (struct qmp_client *c, const char *node,
+                      const char *target, const char *src_node,
+                      const char *src_name)
+  __attribute__ ((warn_unused_result));
+
+/* QEMU's NBD server on a unix socket, and its exports. */
+int qmp_nbd_server_start_unix (struct qmp_client *c, const char *path)
+  __attribute__ ((warn_unused_result));
+int qmp_nbd_server_stop (struct qmp_client *c)
+  __attribute__ ((warn_unused_result));
+int qmp_block_export_del (struct qmp_client *c, const char *id)
+  __attribute__ ((warn_unused_result));
+
+/* Cancel job id (it still needs qmp_client_job_wait to be dismissed). */
+int qmp_job_cancel (struct qmp_client *c, const char *id)
+  __attribute__ ((warn_unused_result));
 
 /* The socket's file descriptor, for poll (borrowed). */
 int qmp_client_fd (const struct qmp_client *c);

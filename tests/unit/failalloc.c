@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* failalloc.c: the ld --wrap allocators that fail from the nth call on. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* failalloc.h: make allocations fail on purpose to test out-of-memory paths. */
 #ifndef KNIB_TESTS_FAILALLOC_H
 #define KNIB_TESTS_FAILALLOC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qcow2-fixture.c: what the qcow2 tests share: running qemu-img, temporary
  * paths, generated data. */
 #include <config.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* qcow2-fixture.h: what the qcow2 tests share: running qemu-img, temporary
  * paths, generated data.  Failures end the test through cmocka. */
 #ifndef KNIB_TESTS_QCOW2_FIXTURE_H

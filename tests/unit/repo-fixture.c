@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* repo-fixture.c: build backup repositories of real qcow2 chains for tests. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* repo-fixture.h: build backup repositories of real qcow2 chains for tests. */
 #ifndef KNIB_TESTS_REPO_FIXTURE_H
 #define KNIB_TESTS_REPO_FIXTURE_H

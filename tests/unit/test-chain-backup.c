@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-backup.c: begin/commit/abort, crashes and recovery, listing. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-compress.c: deferred compression of backups in a real repository. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-decide.c: the chain rules table (full or incremental, parent). */
 #include <config.h>
 

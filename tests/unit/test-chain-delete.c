@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-delete.c: delete planning, retention, and deleting in a repository. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-hash.c: image hashes against values from another tool. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-lock.c: per-VM OFD locks: conflicts, holders, waiting. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-manifest.c: manifest round trip, and every kind of corruption. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-repo.c: creating, opening and refusing repositories; ids. */
 #include <config.h>
 

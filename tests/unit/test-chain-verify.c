@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-chain-verify.c: verify and restore on real qcow2 chains in a repository. */
 #include <config.h>
 

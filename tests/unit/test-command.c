@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-command.c: the external-program runner against small real programs. */
 #include <config.h>
 

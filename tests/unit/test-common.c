@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-common.c: errors, vectors, names, numbers, clocks and knib.conf. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-domain.c: the domain XML, its -qmp edit, the hook's records, holds. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-nbd-plan.c: the extent planner, alone and walking a fake server. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-nbd-reader.c: drive src/nbd against a real server for tests/nbd-*.sh. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qcow2-convert.c: raw to qcow2 through the writer, for qcow2-*.sh and timing. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qcow2-pipeline.c: compression on worker threads, and the image reader. */
 #include <config.h>
 

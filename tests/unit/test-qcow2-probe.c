@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qcow2-probe.c: qcow2_probe on good images, and on truncated and hostile ones. */
 #include <config.h>
 

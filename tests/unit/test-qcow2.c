@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qcow2.c: the qcow2 writer's encodings, and its images as qemu-img sees them. */
 #include <config.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qmp-agent.c: the guest agent client against a fake agent. */
 #include <config.h>
 

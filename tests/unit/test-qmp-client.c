@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qmp-client.c: the QMP client against a scripted fake QMP server. */
 #include <config.h>
 

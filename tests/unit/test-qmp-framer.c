@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-qmp-framer.c: QMP line framing and message classification, no socket. */
 #include <config.h>
 

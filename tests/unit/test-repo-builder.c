@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test-repo-builder.c: make backups of real qcow2 chains for the repo-*.sh tests. */
 #include <config.h>
 

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* block.c: typed wrappers of the QMP block commands knib uses. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "common/error.h"
+#include "qmp.h"
+
+int
+qmp_client_execute_packed (struct qmp_client *c, const char *command,
+                           json_t *args, json_t **result)
+{
+  if (args == NULL) {
+    set_error (ENOMEM, "qmp '%s': cannot build the arguments", command);
+    return -1;
+  }
+  return qmp_client_execute (c, command, args, result);
+}
+
+/* The list a query command returns: -1 unless it is a JSON array. */
+static int
+query_list (struct qmp_client *c, const char *command, json_t *args,
+            json_t **list)
+{
+  json_t *r = NULL;
+
+  if (qmp_client_execute (c, command, args, &r) == -1)
+    return -1;
+  if (!json_is_array (r)) {
+    json_decref (r);
+    set_error (-EPROTO, "qmp '%s': the reply is not a list", command);
+    return -1;
+  }
+  *list = r;
+  return 0;
+}
+
+int
+qmp_query_block (struct qmp_client *c, json_t **list)
+{
+  return query_list (c, "query-block", NULL, list);
+}
+
+int
+qmp_query_named_block_nodes (struct qmp_client *c, bool flat, json_t **list)
+{
+  json_t *args = NULL;
+
+  if (flat && (args = json_pack ("{s:b}", "flat", 1)) == NULL)
+    return qmp_client_execute_packed (c, "query-named-block-nodes", NULL, NULL);
+  return query_list (c, "query-named-block-nodes", args, list);
+}
+
+int
+qmp_query_jobs (struct qmp_client *c, json_t **list)
+{
+  return query_list (c, "query-jobs", NULL, list);
+}
+
+int
+qmp_query_block_exports (struct qmp_client *c, json_t **list)
+{
+  return query_list (c, "query-block-exports", NULL, list);
+}
+
+int
+qmp_blockdev_del (struct qmp_client *c, const char *node)
+{
+  return qmp_client_execute_packed (
+    c, "blockdev-del", json_pack ("{s:s}", "node-name", node), NULL);
+}
+
+int
+qmp_bitmap_add (struct qmp_client *c, const char *node, const char *name,
+                bool persistent, bool disabled)
+{
+  return qmp_client_execute_packed (
+    c, "block-dirty-bitmap-add",
+    json_pack ("{s:s, s:s, s:b, s:b}", "node", node, "name", name, "persistent",
+               persistent, "disabled", disabled),
+    NULL);
+}
+
+int
+qmp_bitmap_remove (struct qmp_client *c, const char *node, const char *name)
+{
+  return qmp_client_execute_packed (
+    c, "block-dirty-bitmap-remove",
+    json_pack ("{s:s, s:s}", "node", node, "name", name), NULL);
+}
+
+int
+qmp_bitmap_enable (struct qmp_client *c, const char *node, const char *name)
+{
+  return qmp_client_execute_packed (
+    c, "block-dirty-bitmap-enable",
+    json_pack ("{s:s, s:s}", "node", node, "name", name), NULL);
+}
+
+int
+qmp_bitmap_disable (struct qmp_client *c, const char *node, const char *name)
+{
+  return qmp_client_execute_packed (
+    c, "block-dirty-bitmap-disable",
+    json_pack ("{s:s, s:s}", "node", node, "name", name), NULL);
+}
+
+int
+qmp_bitmap_merge (struct qmp_client *c, const char *node, const char *target,
+                  const char *src_node, const char *src_name)
+{
+  json_t *source
+    = src_node ? json_pack ("{s:s, s:s}", "node", src_node, "name", src_name)
+               : json_string (src_name);
+
+  if (source == NULL)
+    return qmp_client_execute_packed (c, "block-dirty-bitmap-merge", NULL,
+                                      NULL);
+  return qmp_client_execute_packed (c, "block-dirty-bitmap-merge",
+                                    json_pack ("{s:s, s:s, s:[o]}", "node",
+                                               node, "target", target,
+                                               "bitmaps", source),
+                                    NULL);
+}
+
+int
+qmp_nbd_server_start_unix (struct qmp_client *c, const char *path)
+{
+  return qmp_client_execute_packed (c, "nbd-server-start",
+                                    json_pack ("{s:{s:s, s:{s:s}}}", "addr",
+                                               "type", "unix", "data", "path",
+                                               path),
+                                    NULL);
+}
+
+int
+qmp_nbd_server_stop (struct qmp_client *c)
+{
+  return qmp_client_execute (c, "nbd-server-stop", NULL, NULL);
+}
+
+int
+qmp_block_export_del (struct qmp_client *c, const char *id)
+{
+  return qmp_client_execute_packed (c, "block-export-del",
+                                    json_pack ("{s:s}", "id", id), NULL);
+}
+
+int
+qmp_job_cancel (struct qmp_client *c, const char *id)
+{
+  return qmp_client_execute_packed (c, "job-cancel",
+                                    json_pack ("{s:s}", "id", id), NULL);
+}
