@@ -4,7 +4,8 @@
 # running domain is refused, --stop stops it (destroyed after the
 # timeout: no guest OS answers ACPI), --start starts it again; its disks
 # equal the backup's oracle, a disk not named is left alone, and the
-# next backup is an incremental of the restored backup.
+# next backup is an incremental of the restored backup; quick restore
+# into the domain; a volume detached since the backup comes back.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/libvirt-functions.sh"
 lv_require
@@ -104,5 +105,19 @@ expect_kind 4 incremental
 grep -q "\"parent\":\"$b3\"" b4.json || fail "backup 4 is not an incremental of $b3: $(cat b4.json)"
 check 4 vda
 check 4 vdb
+b4=$(field 4 id)
+
+# The reference's restoreBackup row 4: a volume detached after the
+# backup comes back as a new volume, attached, and the domain starts.
+virsh detach-disk "$DOM" vdb --persistent >/dev/null || fail "detach vdb"
+"$KNIB" restore --repo "$REPO" "$b4" --domain "$DOM" --stop --stop-timeout 2 \
+  --start >out 2>err || fail "restore with vdb detached: $(cat err)"
+grep -q "disk 'vdb' was no longer attached" out || fail "no note of vdb: $(cat out)"
+[ "$(lv_state)" = running ] || fail "the domain does not run"
+new_b=$(lv_source vdb)
+[ -n "$new_b" ] && [ "$new_b" != "$B" ] || fail "vdb is not attached as a new volume: '$new_b'"
+qemu-img compare -U -q oracle-4-vdb.qcow2 "$new_b" || fail "the new vdb differs from backup 4"
+qemu-img compare -U -q oracle-4-vda.qcow2 "$A" || fail "vda differs from backup 4"
+virsh dumpxml --inactive "$DOM" | grep -q "$new_b" || fail "the new vdb is not persistent"
 "$KNIB" list --repo "$REPO" "$DOM"
 echo ok

@@ -59,6 +59,14 @@ knib_run out err restore --repo "$REPO" "$b1" --image vda=a.qcow2 --to x
 expect_failure err "--image with --to" "does not go with"
 knib_run out err restore --repo "$REPO" "$b1" --image vda=a.qcow2 --start
 expect_failure err "--start without a domain" "need --domain"
+knib_run out err restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --rate-limit x
+expect_failure err "--rate-limit x" "rate-limit"
+knib_run out err restore --repo "$REPO" "$b1" --to x --target vdc
+expect_failure err "--target without --attach" "goes with --attach"
+knib_run out err restore --repo "$REPO" "$b1" --to x --print-xml
+expect_failure err "--print-xml without --new-domain" "go with --new-domain"
+knib_run out err restore --repo "$REPO" "$b1" --image vda=a.qcow2 --wait
+expect_failure err "--wait with --image" "--wait goes with"
 knib_run out err restore --repo "$REPO" "$b1" --image vda=missing.qcow2
 expect_failure err "a missing image" "missing.qcow2"
 [ "$(sha256sum a.qcow2 b.qcow2)" = "$sum_before" ] || fail "bad input changed the images"

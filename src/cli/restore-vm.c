@@ -207,10 +207,11 @@ in_list (const char *list, const char *name)
 }
 
 /* The targets of a domain: its disks that the backup has (or those of
- * --disk), from its persistent definition. */
+ * --disk), from its persistent definition; the backup's disks that the
+ * domain no longer has go to missing. */
 static int
 domain_targets (struct chain_repo *repo, struct restore_opts *o,
-                struct domain_info *info)
+                struct domain_info *info, chain_string_vector *missing)
 {
   struct chain_manifest *m = chain_backup_find (repo, o->ro.vm, o->id);
   CLEANUP_FREE char *xml = NULL;
@@ -247,11 +248,21 @@ domain_targets (struct chain_repo *repo, struct restore_opts *o,
     for (size_t k = 0; k < info->disks.len; k++)
       if (strcmp (info->disks.ptr[k].target, name) == 0)
         d = &info->disks.ptr[k];
-    if (d == NULL || d->source == NULL || strcmp (d->type, "file") != 0) {
-      set_error (-ENOENT,
-                 "domain '%s' has no file disk '%s' that backup %s has: "
-                 "restore it with --attach, or leave it out with --disk",
-                 o->domain, name, m->id);
+    if (d == NULL) {
+      /* Detached since the backup: it comes back as a new volume. */
+      char *copy = strdup (name);
+
+      if (copy == NULL || chain_string_vector_append (missing, copy) == -1) {
+        free (copy);
+        goto out;
+      }
+      continue;
+    }
+    if (d->source == NULL || strcmp (d->type, "file") != 0) {
+      set_error (-EINVAL,
+                 "disk '%s' of domain '%s' is not an image file: leave it "
+                 "out with --disk",
+                 name, o->domain);
       goto out;
     }
     if (d->format != NULL && strcmp (d->format, "raw") == 0)
@@ -413,6 +424,52 @@ start_domain (struct cli *cli, struct restore_opts *o)
   return restore_consolidate (cli, o);
 }
 
+static int attach_libvirt (const struct restore_opts *o, const char *domain,
+                           const char *path, const char *target, bool running);
+static char *attach_plan (struct chain_repo *repo, const struct restore_opts *o,
+                          const char *domain, const struct domain_info *info,
+                          const char *disk, const char *target);
+
+/* The backup's disks that the domain no longer has (detached since):
+ * each restored to a new volume and attached again, persistently (the
+ * domain is stopped). */
+static int
+reattach_missing (struct chain_repo *repo, const struct restore_opts *o,
+                  const struct domain_info *info,
+                  const chain_string_vector *missing,
+                  chain_string_vector *notes)
+{
+  for (size_t i = 0; i < missing->len; i++) {
+    const char *disk = missing->ptr[i];
+    CLEANUP_FREE char *path
+      = attach_plan (repo, o, o->domain, info, disk, disk);
+    struct backup_volume_options vo = {
+      .vm = o->ro.vm,
+      .disk = disk,
+      .path = path,
+      .quick = o->quick,
+      .holder = o->domain,
+      .force = o->ro.force,
+    };
+
+    if (path == NULL || backup_restore_volume (repo, o->id, &vo, notes) == -1)
+      return -1;
+    if (attach_libvirt (o, o->domain, path, disk, false) == -1) {
+      struct error_saved err;
+
+      error_save (&err);
+      if (unlink (path) == -1)
+        fprintf (stderr, "knib: warning: cannot remove '%s': %m\n", path);
+      error_restore (&err);
+      return -1;
+    }
+    chain_note_add (notes, str_printf ("disk '%s' was no longer attached: "
+                                       "restored to '%s' and attached again",
+                                       disk, path));
+  }
+  return 0;
+}
+
 int
 restore_in_place (struct cli *cli, struct restore_opts *o)
 {
@@ -420,7 +477,7 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
     = { .bar = progress_new (!o->common.quiet && !o->common.json),
         .quiet = o->common.quiet || o->common.json };
   struct domain_info info = { 0 };
-  chain_string_vector notes = empty_vector;
+  chain_string_vector notes = empty_vector, missing = empty_vector;
   struct backup_restore_options bo = {
     .vm = o->ro.vm,
     .quick = o->quick,
@@ -436,7 +493,7 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
   repo = chain_repo_open (o->common.repo, false);
   if (repo == NULL)
     goto out;
-  if (o->domain != NULL && domain_targets (repo, o, &info) == -1)
+  if (o->domain != NULL && domain_targets (repo, o, &info, &missing) == -1)
     goto out;
   if (o->domain != NULL && o->quick && check_qemu_reach (repo, o, &info) == -1)
     goto out;
@@ -446,7 +503,10 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
   }
   bo.targets = o->images.ptr;
   bo.n_targets = o->images.len;
-  if (backup_restore_in_place (repo, o->id, &bo, &notes) == -1)
+  if ((bo.n_targets == 0 && o->domain != NULL && prepare_domain (o) == -1)
+      || (bo.n_targets > 0
+          && backup_restore_in_place (repo, o->id, &bo, &notes) == -1)
+      || reattach_missing (repo, o, &info, &missing, &notes) == -1)
     goto out;
   progress_free (st.bar);
   st.bar = NULL;
@@ -467,6 +527,7 @@ out:
   progress_free (st.bar);
   domain_info_release (&info);
   chain_string_vector_release (&notes);
+  chain_string_vector_release (&missing);
   chain_repo_free (repo);
   return status;
 }
@@ -697,7 +758,8 @@ attach_domain_info (const char *domain, struct domain_info *info, bool *running)
  * "<dir of the first disk>/<vm>-<disk>-<backup>.qcow2". */
 static char *
 attach_plan (struct chain_repo *repo, const struct restore_opts *o,
-             const struct domain_info *info, const char *target)
+             const char *domain, const struct domain_info *info,
+             const char *disk, const char *target)
 {
   struct chain_manifest *m;
   const char *dir_of = NULL;
@@ -710,7 +772,7 @@ attach_plan (struct chain_repo *repo, const struct restore_opts *o,
       set_error (-EEXIST,
                  "domain '%s' has a disk '%s' already: choose another "
                  "name with --target",
-                 o->attach, target);
+                 domain, target);
       return NULL;
     }
     if (dir_of == NULL && d->source != NULL && strcmp (d->device, "disk") == 0)
@@ -745,12 +807,13 @@ attach_plan (struct chain_repo *repo, const struct restore_opts *o,
 }
 
 static int
-attach_libvirt (const struct restore_opts *o, const char *path,
-                const char *target, bool running)
+attach_libvirt (const struct restore_opts *o, const char *domain,
+                const char *path, const char *target, bool running)
 {
+  (void) o;
   return libvirt_virsh (NULL, NULL, LIBVIRT_VIRSH_TIMEOUT_MS, "attach-disk",
-                        o->attach, path, target, "--driver", "qemu",
-                        "--subdriver", "qcow2", "--targetbus", "virtio",
+                        domain, path, target, "--driver", "qemu", "--subdriver",
+                        "qcow2", "--targetbus", "virtio",
                         running ? "--persistent" : "--config", NULL);
 }
 
@@ -776,7 +839,8 @@ restore_attach (struct cli *cli, struct restore_opts *o)
   if (o->attach != NULL
       && attach_domain_info (o->attach, &info, &running) == -1)
     goto out;
-  path = attach_plan (repo, o, o->attach ? &info : NULL, target);
+  path = attach_plan (repo, o, o->attach, o->attach ? &info : NULL, o->ro.disk,
+                      target);
   if (path == NULL
       || (o->attach != NULL && o->quick
           && check_qemu_reach (repo, o, &info) == -1))
@@ -799,7 +863,8 @@ restore_attach (struct cli *cli, struct restore_opts *o)
   restored = true;
   progress_free (st.bar);
   st.bar = NULL;
-  if ((o->attach != NULL && attach_libvirt (o, path, target, running) == -1)
+  if ((o->attach != NULL
+       && attach_libvirt (o, o->attach, path, target, running) == -1)
       || (o->attach_qmp != NULL
           && backup_attach_qmp (o->attach_qmp, path, target, 60000) == -1))
     goto out;
