@@ -259,4 +259,165 @@ int backup_consolidate (struct chain_repo *repo,
                         chain_string_vector *notes)
   __attribute__ ((warn_unused_result));
 
+/* ---- A throwaway VM on overlays of a backup (vm.c) ----
+ *
+ * QEMU boots the backup's disks through temporary qcow2 overlays in a
+ * private scratch directory, "<scratch>/vm-XXXXXX", whose backing files
+ * are the backup's images: the repository is only read.  The VM has no
+ * network device; it has a guest agent channel (a unix socket), a VGA
+ * display for screendump, a pvpanic device, its serial console in a
+ * file and a QMP monitor of knib's own.  Its hardware comes from the
+ * definition stored with the backup when there is one (machine type,
+ * BIOS or UEFI firmware with a fresh copy of the NVRAM template,
+ * memory, vCPUs, disk buses, boot order, direct kernel boot), else
+ * from defaults; the options override memory and vCPUs.  QEMU runs in
+ * its own process group and dies with knib (PR_SET_PDEATHSIG). */
+
+enum backup_vm_accel {
+  BACKUP_VM_ACCEL_AUTO, /* kvm when /dev/kvm is usable and the host is
+                           not itself a VM (nested KVM may hang a real
+                           guest kernel), else tcg */
+  BACKUP_VM_ACCEL_KVM,
+  BACKUP_VM_ACCEL_TCG,
+};
+
+const char *backup_vm_accel_name (enum backup_vm_accel a);
+int backup_vm_accel_parse (const char *s, enum backup_vm_accel *a)
+  __attribute__ ((warn_unused_result));
+
+/* Defaults without a stored definition. */
+#define BACKUP_VM_DEFAULT_MEMORY_MIB 1024
+#define BACKUP_VM_DEFAULT_CPUS 1
+
+struct backup_vm_options {
+  const char *scratch; /* NULL: KNIB_DEFAULT_SCRATCH */
+  enum backup_vm_accel accel;
+  uint64_t memory_mib; /* 0: the definition's, else the default */
+  unsigned cpus;       /* 0: the definition's, else the default */
+  bool keep;           /* leave the scratch directory (and QEMU's files) */
+  int timeout_ms;      /* QMP replies and QEMU's start */
+};
+
+struct backup_vm;
+struct qmp_client;
+
+/* Make the overlays of backup m's disks (its chain's images, which the
+ * caller has checked) and start QEMU on them, paused (-S): nothing runs
+ * until backup_vm_power_on.  definition is the domain XML stored with
+ * the backup, or NULL.  NULL with set_error: an unknown or missing
+ * firmware, a disk bus QEMU cannot give, not enough free memory, QEMU
+ * failing to start (with its message). */
+struct backup_vm *
+backup_vm_start (struct chain_repo *repo, const struct chain_manifest *m,
+                 const char *definition, const struct backup_vm_options *o)
+  __attribute__ ((warn_unused_result));
+
+/* Let the VM run ("cont"); the time of power-on is noted. */
+int backup_vm_power_on (struct backup_vm *vm)
+  __attribute__ ((warn_unused_result));
+
+/* Seconds since power-on. */
+double backup_vm_uptime (const struct backup_vm *vm);
+
+/* Borrowed: QEMU's QMP connection, the scratch directory, the guest
+ * agent's socket, the serial console's file, the accelerator used. */
+struct qmp_client *backup_vm_qmp (struct backup_vm *vm);
+const char *backup_vm_dir (const struct backup_vm *vm);
+const char *backup_vm_agent_socket (const struct backup_vm *vm);
+const char *backup_vm_console (const struct backup_vm *vm);
+const char *backup_vm_accel_used (const struct backup_vm *vm);
+
+/* Whether QEMU still runs; when it ended, *why says how (the caller
+ * frees it). */
+bool backup_vm_alive (struct backup_vm *vm, char **why);
+
+/* Kill QEMU (SIGTERM, then SIGKILL), and remove the scratch directory
+ * unless the options said keep.  The last error is left alone.  NULL is
+ * a no-op. */
+void backup_vm_free (struct backup_vm *vm);
+
+/* Leftovers of killed runs under the scratch root: every "vm-*"
+ * directory whose owner is gone loses its QEMU (if it still runs) and
+ * then goes.  One line per removal goes to done. */
+int backup_vm_reap (const char *scratch, chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Boot validation (validate.c) ----
+ *
+ * Does this backup boot?  A throwaway VM on overlays of the backup's
+ * chain (backup_vm_start), powered on; then the steps, each with its
+ * own result:
+ *   boot        the guest agent answers guest-sync-delimited (tried
+ *               every VALIDATE_AGENT_POLL_MS up to boot_timeout); the
+ *               seconds from power-on to its first answer are the
+ *               backup's measured recovery time;
+ *   screenshot  QMP screendump as PNG, stored with the backup as
+ *               validation/screen.png (also when the boot failed);
+ *   command     guest-exec of argv (no shell) with its output captured,
+ *               guest-exec-status until it exits or command_timeout;
+ *               its exit status (or its output, with expect_output) is
+ *               checked.
+ * When the agent never answers, the evidence says why: the
+ * GUEST_PANICKED event, the VGA text screen (QEMU's pmemsave of the
+ * text buffer: "No bootable device", a GRUB prompt, a kernel panic) and
+ * the serial console's last lines; a screen or console that shows a
+ * dead end ends the wait early.  The result goes into the backup's
+ * manifest, with the console log beside the screenshot.  Only those
+ * files and the manifest are written in the repository. */
+
+#define VALIDATE_DEFAULT_BOOT_TIMEOUT 240   /* s, as the platform */
+#define VALIDATE_DEFAULT_COMMAND_TIMEOUT 60 /* s */
+#define VALIDATE_AGENT_POLL_MS 5000         /* one guest-sync attempt */
+/* The most of the console log kept with the backup (its end). */
+#define VALIDATE_CONSOLE_KEEP (256u * 1024)
+
+struct validate_options {
+  const char *vm; /* NULL: whichever VM has the backup */
+  const char *id;
+  struct backup_vm_options vm_options;
+  int boot_timeout;          /* seconds */
+  int command_timeout;       /* seconds */
+  const char *const *argv;   /* the command, NULL-terminated; NULL: none */
+  const char *expect_output; /* an extended regex its stdout must match;
+                                NULL: check expect_exit */
+  int expect_exit;
+  bool screenshot;
+  /* validation-jobs-per-host (< 1: no limit); with no_wait a validation
+   * that finds every slot taken fails at once (EWOULDBLOCK), otherwise
+   * it waits, and waiting (may be NULL) hears why once. */
+  int64_t jobs_per_host;
+  bool no_wait;
+  void (*waiting) (void *opaque, const char *why);
+  void *opaque;
+  volatile sig_atomic_t *cancel; /* set by a signal handler: stop */
+};
+
+struct validate_result {
+  char *vm;
+  char id[CHAIN_ID_MAX];
+  struct chain_validation *validation; /* as recorded in the manifest */
+  chain_string_vector evidence;        /* why the boot failed, line by line */
+  char *screenshot;                    /* paths in the repository, or NULL */
+  char *console;
+  int exit_code; /* the command's, or -1 */
+  char *out;     /* its captured stdout and stderr, or NULL */
+  char *err;
+  char *scratch;             /* kept scratch directory (keep), or NULL */
+  chain_string_vector notes; /* leftovers of killed runs removed */
+};
+
+void validate_result_release (struct validate_result *r);
+
+/* Validate backup o->id: remove the leftovers of killed validations,
+ * take a slot (validation-jobs-per-host), the VM's shared lock
+ * ("validate"), check the chain's structure (chain_verify_structure),
+ * boot, run the steps and record the result.  Returns 0 when the
+ * validation ran, whatever it found (r->validation->status); -1 with
+ * set_error when it could not (no such backup, a removed one, a broken
+ * chain, a bad definition, no slot with no_wait, QEMU missing,
+ * interrupted). */
+int backup_validate (struct chain_repo *repo, const struct validate_options *o,
+                     struct validate_result *r)
+  __attribute__ ((warn_unused_result));
+
 #endif

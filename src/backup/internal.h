@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "backup/backup.h"
 #include "chain/chain.h"
@@ -174,6 +175,19 @@ int live_recover (struct qmp_client *c, const struct live_node_map *map,
 
 /* offline.c */
 
+/* A QemuOpts value: every comma written twice (NULL with set_error). */
+char *backup_opts_escape (const char *s) __attribute__ ((warn_unused_result));
+
+/* Whether pid is alive (not a zombie) and runs program with arguments
+ * that mention dir (as QemuOpts escape it): the helper that a run with
+ * that scratch directory started, not a process that got its pid
+ * later. */
+bool backup_process_of (pid_t pid, const char *program, const char *dir);
+
+/* Wait up to ms for that process to be gone; false if it stays. */
+bool backup_process_wait_gone (pid_t pid, const char *program, const char *dir,
+                               int ms);
+
 /* The daemon's nodes: "knib-file-vda" (the file) under "knib-disk-vda"
  * (the format node, the disk). */
 #define OFFLINE_DISK_PREFIX "knib-disk-"
@@ -232,6 +246,31 @@ void offline_daemon_free (struct offline_daemon *d);
  * it and wait until it is gone, so that its images are free.  Appends
  * what it did to done. */
 int offline_daemon_reap (const char *dir, chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* validate.c: the pure parts, for the unit tests. */
+
+/* The VGA text buffer (80x25 pairs of character and attribute, as at
+ * 0xB8000): its lines, blanks trimmed at the end of each, empty lines at
+ * the end dropped, bytes outside printable ASCII as spaces.  NULL with
+ * set_error when out of memory. */
+char *validate_screen_text (const unsigned char *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* Where a screen or a console shows that the guest will not come up by
+ * itself: "No bootable device", a GRUB rescue prompt, a kernel panic, a
+ * boot loader's error: that line of text (a new string), else NULL. */
+char *validate_dead_end (const char *text) __attribute__ ((warn_unused_result));
+
+/* The last n non-empty lines of text, control characters and ANSI
+ * escapes removed, each appended to lines (as new strings). */
+int validate_tail_lines (const char *text, size_t n, chain_string_vector *lines)
+  __attribute__ ((warn_unused_result));
+
+/* Decode base64 (RFC 4648, padding optional): a new buffer, NUL
+ * terminated (*len without the NUL).  NULL with set_error (EINVAL) on
+ * bad input. */
+char *validate_base64_decode (const char *in, size_t *len)
   __attribute__ ((warn_unused_result));
 
 #endif

@@ -234,9 +234,8 @@ add_blockdevs (struct command *cmd, const struct offline_disk *od)
   return r;
 }
 
-/* QemuOpts value: a comma is written twice. */
-static char *
-opts_escape (const char *s)
+char *
+backup_opts_escape (const char *s)
 {
   size_t i, j, n = strlen (s);
   char *out = malloc (2 * n + 1);
@@ -258,7 +257,7 @@ static struct command *
 build_command (const struct offline_daemon *d)
 {
   struct command *cmd = command_new (DAEMON_PROGRAM);
-  CLEANUP_FREE char *sock = opts_escape (d->socket);
+  CLEANUP_FREE char *sock = backup_opts_escape (d->socket);
   size_t i;
 
   if (cmd == NULL || sock == NULL) {
@@ -481,13 +480,10 @@ offline_daemon_free (struct offline_daemon *d)
 
 /* ---- Leftovers of a killed knib ---- */
 
-/* Whether pid is alive (not a zombie) and its arguments mention dir
- * (as QemuOpts escape it): the daemon of that run, not a process that
- * got its pid later. */
-static bool
-is_daemon_of (pid_t pid, const char *dir)
+bool
+backup_process_of (pid_t pid, const char *program, const char *dir)
 {
-  CLEANUP_FREE char *escaped = opts_escape (dir);
+  CLEANUP_FREE char *escaped = backup_opts_escape (dir);
   char path[64], buf[8192];
   ssize_t len, i;
   int fd;
@@ -507,16 +503,16 @@ is_daemon_of (pid_t pid, const char *dir)
   for (i = 0; i < len; i++)
     if (buf[i] == '\0')
       buf[i] = ' ';
-  return strstr (buf, DAEMON_PROGRAM) != NULL && strstr (buf, escaped) != NULL;
+  return strstr (buf, program) != NULL && strstr (buf, escaped) != NULL;
 }
 
-/* Wait up to ms for the daemon to be gone. */
-static bool
-wait_gone (pid_t pid, const char *dir, int ms)
+bool
+backup_process_wait_gone (pid_t pid, const char *program, const char *dir,
+                          int ms)
 {
   int64_t deadline = deadline_after_ms (ms);
 
-  while (is_daemon_of (pid, dir)) {
+  while (backup_process_of (pid, program, dir)) {
     if (deadline_remaining_ms (deadline) == 0)
       return false;
     usleep (20000);
@@ -547,13 +543,14 @@ offline_daemon_reap (const char *dir, chain_string_vector *done)
     error_clear ();
     return 0; /* written half-way by a killed run: it is gone too */
   }
-  if (!is_daemon_of ((pid_t) pid, dir))
+  if (!backup_process_of ((pid_t) pid, DAEMON_PROGRAM, dir))
     return 0;
   /* It got SIGTERM when its knib died and should be closing. */
   kill ((pid_t) pid, SIGTERM);
-  if (!wait_gone ((pid_t) pid, dir, OFFLINE_STOP_GRACE_MS)) {
+  if (!backup_process_wait_gone ((pid_t) pid, DAEMON_PROGRAM, dir,
+                                 OFFLINE_STOP_GRACE_MS)) {
     kill ((pid_t) pid, SIGKILL);
-    if (!wait_gone ((pid_t) pid, dir, 5000)) {
+    if (!backup_process_wait_gone ((pid_t) pid, DAEMON_PROGRAM, dir, 5000)) {
       set_error (-EBUSY, "%s (pid %ld) of a killed run does not stop",
                  DAEMON_PROGRAM, (long) pid);
       return -1;

@@ -120,6 +120,53 @@ struct chain_disk {
 
 DEFINE_VECTOR_TYPE (chain_disk_vector, struct chain_disk)
 
+/* The last boot validation of a backup ("knib validate"), optional in
+ * the manifest ("validation"): manifests without it stay readable. */
+enum chain_check {
+  CHAIN_CHECK_PASSED,
+  CHAIN_CHECK_FAILED,
+  CHAIN_CHECK_SKIPPED, /* a step that did not run */
+};
+
+const char *chain_check_name (enum chain_check c);
+
+/* One step: "boot", "screenshot", "command". */
+struct chain_validation_step {
+  char *name;
+  enum chain_check status;
+  double seconds;
+  char *message; /* what it found or why it failed (a line), or NULL */
+};
+
+DEFINE_VECTOR_TYPE (chain_validation_step_vector, struct chain_validation_step)
+
+/* The files a validation keeps beside the backup's images. */
+#define CHAIN_VALIDATION_DIR "validation"
+#define CHAIN_VALIDATION_SCREENSHOT "screen.png"
+#define CHAIN_VALIDATION_CONSOLE "console.log"
+
+struct chain_validation {
+  enum chain_check status; /* passed when every step passed (or skipped) */
+  int64_t time;            /* when it started: seconds since the epoch */
+  double seconds;          /* the whole run */
+  /* Seconds from power-on to the guest agent's first answer: the
+   * backup's measured recovery time; < 0 when it never answered. */
+  double boot_seconds;
+  char *accel; /* "kvm" or "tcg" */
+  chain_validation_step_vector steps;
+  /* Relative to the backup's directory ("validation/screen.png"), or
+   * NULL when not kept. */
+  char *screenshot;
+  char *console;
+};
+
+void chain_validation_free (struct chain_validation *v);
+
+/* A deep copy, or NULL with set_error. */
+struct chain_validation *
+chain_validation_copy (const struct chain_validation *v)
+  __attribute__ ((warn_unused_result));
+
 struct chain_manifest {
   char id[CHAIN_ID_MAX];
   char *vm;
@@ -133,6 +180,7 @@ struct chain_manifest {
   int64_t finished; /* >= created */
   char *reason;     /* why this kind (free text) */
   chain_disk_vector disks;
+  struct chain_validation *validation; /* NULL: never validated */
 };
 
 DEFINE_VECTOR_TYPE (chain_manifest_vector, struct chain_manifest *)
@@ -615,6 +663,37 @@ int chain_repo_recover_vm (struct chain_lock *lock,
 int chain_hash_file (const char *path, char hex[CHAIN_HASH_HEX_LEN + 1])
   __attribute__ ((warn_unused_result));
 
+/* Record the result of a boot validation in backup id of vm: load its
+ * manifest afresh, set its validation (copied) and commit it.  The
+ * caller holds the VM's shared lock (so no delete or merge rewrites the
+ * manifest meanwhile); the last of two validations at once wins. */
+int chain_backup_set_validation (struct chain_repo *repo, const char *vm,
+                                 const char *id,
+                                 const struct chain_validation *v)
+  __attribute__ ((warn_unused_result));
+
+/* The path of a file in backup m's directory: name is a valid name
+ * (BACKUP_DEFINITION_FILE), or "validation/" and one. */
+char *chain_backup_file_path (struct chain_repo *repo,
+                              const struct chain_manifest *m, const char *name)
+  __attribute__ ((warn_unused_result));
+
+/* Store a file of the validation, <backup dir>/validation/<name>
+ * (name a valid name), atomically (made 0600, the directory 0700); with
+ * path not NULL *path gets where it is. */
+int chain_backup_write_validation_file (struct chain_repo *repo,
+                                        const struct chain_manifest *m,
+                                        const char *name, const void *data,
+                                        size_t len, char **path)
+  __attribute__ ((warn_unused_result));
+
+/* Remove that file, when it is there (a screenshot that a later
+ * validation did not take again). */
+int chain_backup_remove_validation_file (struct chain_repo *repo,
+                                         const struct chain_manifest *m,
+                                         const char *name)
+  __attribute__ ((warn_unused_result));
+
 /* ---- Reading backups: usage, links, verify, restore ---- */
 
 /* Bytes that the images of backup m take on disk (allocated blocks).
@@ -674,6 +753,17 @@ struct chain_verify_summary {
 int chain_verify (struct chain_repo *repo, const char *vm, const char *id,
                   int lock_timeout_ms, chain_verify_fn fn, void *opaque,
                   struct chain_verify_summary *summary)
+  __attribute__ ((warn_unused_result));
+
+/* The quick part of a verify, for a chain (full first, as
+ * chain_backup_chain gives it) about to be read: every image is there,
+ * is the qcow2 image its manifest describes (size, cluster size) and
+ * records the backing file the chain needs.  No hashes, no qemu-img
+ * check.  What is wrong goes to errors (empty: all is well); -1 only on
+ * ENOMEM. */
+int chain_verify_structure (struct chain_repo *repo,
+                            const chain_manifest_vector *chain,
+                            chain_string_vector *errors)
   __attribute__ ((warn_unused_result));
 
 enum chain_restore_format {

@@ -77,6 +77,16 @@ struct chain_manifest *chain_manifest_load_backup (struct chain_repo *repo,
                                                    const char *id)
   __attribute__ ((warn_unused_result));
 
+/* validation.c */
+
+json_t *chain_validation_to_json (const struct chain_validation *v)
+  __attribute__ ((warn_unused_result));
+/* Read strictly, errors "validation: ..." (EINVAL). */
+struct chain_validation *chain_validation_from_json (const json_t *j)
+  __attribute__ ((warn_unused_result));
+int chain_validation_check (const struct chain_validation *v)
+  __attribute__ ((warn_unused_result));
+
 /* vm.c */
 
 /* The VM's vm.json, or a new one (name only) when it has none. */

@@ -312,16 +312,8 @@ char *
 chain_backup_read_file (struct chain_repo *repo, const struct chain_manifest *m,
                         const char *name)
 {
-  CLEANUP_FREE char *path = NULL;
+  CLEANUP_FREE char *path = chain_backup_file_path (repo, m, name);
   size_t len;
 
-  if (name_check ("vm", m->vm) == -1 || name_check ("file", name) == -1)
-    return NULL;
-  if (!chain_id_is_valid (m->id)) {
-    jsonutil_invalid ("invalid backup id '%s'", m->id);
-    return NULL;
-  }
-  path = str_printf ("%s/" CHAIN_VMS_DIR "/%s/%s/%s", repo->path, m->vm, m->id,
-                     name);
   return path ? fs_read_file (path, "backup file", 16u << 20, &len) : NULL;
 }

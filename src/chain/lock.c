@@ -96,8 +96,8 @@ set_conflict_error (const struct chain_lock *lock, int waited_ms)
 
   if (fcntl (lock->fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_RDLCK) {
     set_error (-EWOULDBLOCK,
-               "vm '%s' is being read by another knib (a restore or verify "
-               "is running): wait for it to finish",
+               "vm '%s' is being read by another knib (a restore, verify or "
+               "validation is running): wait for it to finish",
                lock->vm);
     return;
   }

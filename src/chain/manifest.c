@@ -23,6 +23,9 @@ static const char *const manifest_keys[] = {
   "state", "created", "finished", "reason", "disks",    NULL,
 };
 
+/* Only in the manifests of backups that "knib validate" booted. */
+#define CHAIN_KEY_VALIDATION "validation"
+
 /* Only in the disks that "knib compress" rewrote. */
 #define CHAIN_KEY_BEFORE_COMPRESSION "bytes-before-compression"
 
@@ -33,24 +36,31 @@ static const char *const disk_keys[] = {
   NULL,
 };
 
-/* disk_keys, and CHAIN_KEY_BEFORE_COMPRESSION when o has it. */
+/* keys, and the optional key when o has it. */
 static int
-check_disk_keys (const json_t *o, const char *where)
+check_keys_with (const json_t *o, const char *const *keys, const char *optional,
+                 const char *where)
 {
   json_t *c;
   int r;
 
-  if (json_object_get (o, CHAIN_KEY_BEFORE_COMPRESSION) == NULL)
-    return jsonutil_check_keys (o, disk_keys, where);
+  if (json_object_get (o, optional) == NULL)
+    return jsonutil_check_keys (o, keys, where);
   c = json_copy ((json_t *) o);
   if (c == NULL) {
-    set_error (ENOMEM, "manifest disk");
+    set_error (ENOMEM, "manifest");
     return -1;
   }
-  json_object_del (c, CHAIN_KEY_BEFORE_COMPRESSION);
-  r = jsonutil_check_keys (c, disk_keys, where);
+  json_object_del (c, optional);
+  r = jsonutil_check_keys (c, keys, where);
   json_decref (c);
   return r;
+}
+
+static int
+check_disk_keys (const json_t *o, const char *where)
+{
+  return check_keys_with (o, disk_keys, CHAIN_KEY_BEFORE_COMPRESSION, where);
 }
 
 struct chain_manifest *
@@ -81,6 +91,7 @@ chain_manifest_free (struct chain_manifest *m)
   for (size_t i = 0; i < m->disks.len; i++)
     chain_disk_release (&m->disks.ptr[i]);
   chain_disk_vector_reset (&m->disks);
+  chain_validation_free (m->validation);
   free (m->vm);
   free (m->reason);
   free (m);
@@ -270,6 +281,8 @@ chain_manifest_validate (const struct chain_manifest *m)
   for (size_t i = 0; i < m->disks.len; i++)
     if (validate_disk (m, i) == -1)
       return -1;
+  if (m->validation != NULL && chain_validation_check (m->validation) == -1)
+    return -1;
   return 0;
 }
 
@@ -319,6 +332,15 @@ chain_manifest_to_json (const struct chain_manifest *m)
     finished, "reason", m->reason, "disks", disks);
   if (j == NULL)
     set_error (ENOMEM, "manifest to JSON");
+  if (j != NULL && m->validation != NULL) {
+    json_t *v = chain_validation_to_json (m->validation);
+
+    if (v == NULL || json_object_set_new (j, CHAIN_KEY_VALIDATION, v) == -1) {
+      json_decref (j);
+      set_error (ENOMEM, "manifest to JSON");
+      return NULL;
+    }
+  }
   return j;
 oom:
   json_decref (disks);
@@ -451,7 +473,7 @@ fill_from_json (struct chain_manifest *m, const json_t *j)
 
   if (!json_is_object (j))
     return jsonutil_invalid ("not a JSON object");
-  if (jsonutil_check_keys (j, manifest_keys, "") == -1
+  if (check_keys_with (j, manifest_keys, CHAIN_KEY_VALIDATION, "") == -1
       || get_id (j, "id", false, m->id) == -1
       || jsonutil_get_string (j, "vm", "", false, &vm) == -1
       || get_id (j, "parent", true, m->parent) == -1
@@ -491,6 +513,12 @@ fill_from_json (struct chain_manifest *m, const json_t *j)
       set_error (ENOMEM, "manifest disks");
       return -1;
     }
+  }
+  if (json_object_get (j, CHAIN_KEY_VALIDATION) != NULL) {
+    m->validation
+      = chain_validation_from_json (json_object_get (j, CHAIN_KEY_VALIDATION));
+    if (m->validation == NULL)
+      return -1;
   }
   return chain_manifest_validate (m);
 }

@@ -341,3 +341,37 @@ chain_verify (struct chain_repo *repo, const char *vm, const char *id,
   chain_string_vector_release (&v.seen);
   return r;
 }
+
+int
+chain_verify_structure (struct chain_repo *repo,
+                        const chain_manifest_vector *chain,
+                        chain_string_vector *errors)
+{
+  for (size_t i = 0; i < chain->len; i++) {
+    const struct chain_manifest *m = chain->ptr[i];
+
+    for (size_t j = 0; j < m->disks.len; j++) {
+      const struct chain_disk *disk = &m->disks.ptr[j];
+      chain_string_vector warnings = empty_vector;
+      CLEANUP_FREE char *path = chain_backup_image_path (repo, m, disk);
+      CLEANUP_FREE char *expected = NULL;
+      bool readable;
+      int r;
+
+      if (path == NULL)
+        return -1;
+      if (chain_disk_expected_backing (i > 0 ? chain->ptr[i - 1] : NULL, disk,
+                                       &expected)
+            == -1
+          && chain_problem_add (errors, "backup '%s': %s", m->id, get_error ())
+               == -1)
+        return -1;
+      r = chain_image_check_header (path, disk, expected, errors, &warnings,
+                                    &readable);
+      chain_string_vector_release (&warnings);
+      if (r == -1)
+        return -1;
+    }
+  }
+  return 0;
+}

@@ -184,5 +184,6 @@ int cmd_prune (struct cli *cli, int argc, char **argv);
 int cmd_merge (struct cli *cli, int argc, char **argv);
 int cmd_chain (struct cli *cli, int argc, char **argv);
 int cmd_libvirt (struct cli *cli, int argc, char **argv);
+int cmd_validate (struct cli *cli, int argc, char **argv);
 
 #endif

@@ -33,6 +33,9 @@ info_usage (FILE *fp)
                "and for each disk its image, virtual and cluster size, kind,\n"
                "bytes read and written, extents, xxh3-128 hash, compression,\n"
                "the image's path and the backing file the image records.\n"
+               "The last boot validation (knib validate): its result, each\n"
+               "step, the recovery time (seconds from power-on to the guest\n"
+               "agent's first answer) and the screenshot and console log.\n"
                "BACKUP is a backup id; name the VM when two VMs have it.\n"
                "\n"
                "Options:\n"
@@ -121,8 +124,43 @@ print_disk (const json_t *d)
             : str (d, "backing-file"));
 }
 
+/* The last boot validation, with the measured recovery time. */
 static void
-print_text (const json_t *b)
+print_validation (const struct chain_manifest *m, const json_t *b)
+{
+  const struct chain_validation *v = m->validation;
+  const char *path = NULL;
+  const json_t *d = json_array_get (json_object_get (b, "disks"), 0);
+  char when[CHAIN_TIME_MAX];
+
+  if (v == NULL) {
+    printf ("%-16s %s\n", "validation", "never (knib validate boots it)");
+    return;
+  }
+  chain_time_format (v->time, when);
+  printf ("%-16s %s at %s (%s, %.1f s)\n", "validation",
+          v->status == CHAIN_CHECK_PASSED ? "passed" : "FAILED", when, v->accel,
+          v->seconds);
+  if (v->boot_seconds >= 0)
+    printf ("%-16s %.1f s (power-on to the guest agent's first answer)\n",
+            "recovery time", v->boot_seconds);
+  else
+    printf ("%-16s unknown: the guest agent never answered\n", "recovery time");
+  show_validation_steps (v, stdout);
+  /* The files are beside the images: the directory of the first one. */
+  path = json_string_value (json_object_get (d, "path"));
+  if (path != NULL && strrchr (path, '/') != NULL) {
+    int dir = (int) (strrchr (path, '/') - path);
+
+    if (v->screenshot)
+      printf ("  %-14s %.*s/%s\n", "screenshot", dir, path, v->screenshot);
+    if (v->console)
+      printf ("  %-14s %.*s/%s\n", "console", dir, path, v->console);
+  }
+}
+
+static void
+print_text (const struct chain_manifest *m, const json_t *b)
 {
   const json_t *disks = json_object_get (b, "disks");
   const json_t *d;
@@ -140,6 +178,7 @@ print_text (const json_t *b)
   printf ("%-16s %s\n", "finished", str (b, "finished"));
   printf ("%-16s %s\n", "reason", str (b, "reason"));
   print_size ("size on disk", json_object_get (b, "size"));
+  print_validation (m, b);
   json_array_foreach (disks, i, d) print_disk (d);
 }
 
@@ -172,7 +211,7 @@ cmd_info (struct cli *cli, int argc, char **argv)
     if (o.common.json)
       show_json (b, false);
     else
-      print_text (b);
+      print_text (m, b);
     fflush (stdout);
     show_problems (&problems);
     status = problems.len > 0 ? EXIT_FAILURE_ : EXIT_OK;

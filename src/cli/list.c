@@ -36,13 +36,14 @@ enum {
   COL_CREATED,
   COL_SIZE,
   COL_DISKS,
+  COL_VALIDATED,
   COL_STATE,
   NCOLS
 };
 
 static const char *const headings[NCOLS] = {
-  "VM",     "ID",      "KIND", "POS",   "PARENT",
-  "BRANCH", "CREATED", "SIZE", "DISKS", "STATE",
+  "VM",      "ID",   "KIND",  "POS",       "PARENT", "BRANCH",
+  "CREATED", "SIZE", "DISKS", "VALIDATED", "STATE",
 };
 
 DEFINE_VECTOR_TYPE (row_vector, char **)
@@ -56,10 +57,12 @@ list_usage (FILE *fp)
            "\n"
            "List the backups in the repository, of one VM or of every VM:\n"
            "id, kind (full, incremental, isolated), position in its chain,\n"
-           "parent, where it stands to the VM's branch (BRANCH: 'tip' is\n"
-           "the backup the VM's next backup continues from, 'on' its\n"
-           "ancestors, '-' an old branch that a restore left), creation\n"
-           "time (UTC), space its images take, and disks.\n"
+           "parent, where it stands to the VM's branch (BRANCH: 'tip' is the\n"
+           "backup the VM's next backup continues from, 'on' its ancestors,\n"
+           "'-' an old branch that a restore left), creation time (UTC),\n"
+           "space its images take, disks, and the\n"
+           "last boot validation (knib validate: passed with the seconds to\n"
+           "the guest agent's first answer, FAILED, or -).\n"
            "A backup that was deleted but whose files later backups still\n"
            "need is hidden unless --all.  A backup whose manifest or images\n"
            "cannot be read is reported on standard error and the exit\n"
@@ -130,7 +133,7 @@ add_row (struct chain_repo *repo, const struct chain_manifest *m,
          const char *branch, row_vector *rows, chain_string_vector *problems)
 {
   char **row = calloc (NCOLS, sizeof *row);
-  char created[CHAIN_TIME_MAX], size[32];
+  char created[CHAIN_TIME_MAX], size[32], validated[32];
   uint64_t bytes;
 
   if (row == NULL)
@@ -152,6 +155,8 @@ add_row (struct chain_repo *repo, const struct chain_manifest *m,
   row[COL_CREATED] = strdup (created);
   row[COL_SIZE] = strdup (size);
   row[COL_DISKS] = show_disk_names (m);
+  show_validation_short (m->validation, validated, sizeof validated);
+  row[COL_VALIDATED] = strdup (validated);
   row[COL_STATE] = strdup (chain_state_name (m->state));
   for (size_t c = 0; c < NCOLS; c++)
     if (row[c] == NULL)

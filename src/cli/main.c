@@ -27,6 +27,7 @@ static const struct command {
   { "compress", cmd_compress, "rewrite a backup's images compressed" },
   { "delete", cmd_delete, "delete backups without breaking a chain" },
   { "prune", cmd_prune, "delete the backups a retention policy drops" },
+  { "validate", cmd_validate, "boot a backup in a throwaway VM and check it" },
   { "merge", cmd_merge, "make a backup standalone (a full backup)" },
   { "chain", cmd_chain, "'chain end': the next backup is full" },
   { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },

@@ -155,14 +155,90 @@ show_backup_json (struct chain_repo *repo, const struct chain_manifest *m,
     return NULL;
   }
   j = json_pack ("{s:s, s:s, s:s, s:s, s:o, s:s, s:I, s:o, s:o, s:o, s:o, "
-                 "s:o}",
+                 "s:o, s:o}",
                  "id", m->id, "vm", m->vm, "kind", chain_kind_name (m->kind),
                  "state", chain_state_name (m->state), "parent",
                  string_or_null (m->parent), "chain", m->chain, "position",
                  (json_int_t) m->position, "created", time_json (m->created),
                  "finished", time_json (m->finished), "reason",
-                 string_or_null (m->reason), "size", size, "disks", disks);
+                 string_or_null (m->reason), "size", size, "disks", disks,
+                 "validation", show_validation_json (m->validation));
   if (j == NULL)
     set_error (ENOMEM, "backup '%s'", m->id);
   return j;
+}
+
+json_t *
+show_validation_json (const struct chain_validation *v)
+{
+  char time[CHAIN_TIME_MAX];
+  json_t *steps;
+
+  if (v == NULL)
+    return json_null ();
+  steps = json_array ();
+  for (size_t i = 0; steps != NULL && i < v->steps.len; i++) {
+    const struct chain_validation_step *s = &v->steps.ptr[i];
+
+    if (json_array_append_new (
+          steps, json_pack ("{s:s, s:s, s:f, s:o}", "name", s->name, "status",
+                            chain_check_name (s->status), "seconds", s->seconds,
+                            "message", string_or_null (s->message)))
+        == -1) {
+      json_decref (steps);
+      steps = NULL;
+    }
+  }
+  chain_time_format (v->time, time);
+  return json_pack (
+    "{s:s, s:s, s:f, s:o, s:s, s:o, s:o, s:o}", "status",
+    chain_check_name (v->status), "time", time, "seconds", v->seconds,
+    "boot-seconds",
+    v->boot_seconds >= 0 ? json_real (v->boot_seconds) : json_null (), "accel",
+    v->accel ? v->accel : "", "steps", steps ? steps : json_null (),
+    "screenshot", string_or_null (v->screenshot), "console",
+    string_or_null (v->console));
+}
+
+void
+show_validation_steps (const struct chain_validation *v, FILE *fp)
+{
+  for (size_t i = 0; i < v->steps.len; i++) {
+    const struct chain_validation_step *s = &v->steps.ptr[i];
+
+    fprintf (fp, "  %-11s %-7s %6.1f s  %s\n", s->name,
+             s->status == CHAIN_CHECK_FAILED ? "FAILED"
+                                             : chain_check_name (s->status),
+             s->seconds, s->message ? s->message : "");
+  }
+}
+
+void
+show_validation_short (const struct chain_validation *v, char *buf, size_t size)
+{
+  if (v == NULL)
+    snprintf (buf, size, "-");
+  else if (v->status != CHAIN_CHECK_PASSED)
+    snprintf (buf, size, "FAILED");
+  else
+    snprintf (buf, size, "passed %.0fs", v->boot_seconds);
+}
+
+json_t *
+show_strings_json (const chain_string_vector *v)
+{
+  json_t *a = json_array ();
+
+  for (size_t i = 0; a != NULL && i < v->len; i++)
+    if (json_array_append_new (a, json_string (v->ptr[i])) == -1) {
+      json_decref (a);
+      a = NULL;
+    }
+  return a;
+}
+
+json_t *
+show_nullable (const char *s)
+{
+  return s != NULL ? json_string (s) : json_null ();
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -34,4 +35,19 @@ void show_problems (const chain_string_vector *problems);
 char *show_disk_names (const struct chain_manifest *m)
   __attribute__ ((warn_unused_result));
 
+/* A backup's validation as JSON (NULL: json null), as the manifest
+ * records it. */
+json_t *show_validation_json (const struct chain_validation *v);
+
+/* Its steps, one line each ("  boot        passed   12.3 s  ..."). */
+void show_validation_steps (const struct chain_validation *v, FILE *fp);
+
+/* One word for tables: "passed 23s", "FAILED", "-". */
+void show_validation_short (const struct chain_validation *v, char *buf,
+                            size_t size);
+/* The strings as a JSON array; NULL on ENOMEM. */
+json_t *show_strings_json (const chain_string_vector *v);
+
+/* A JSON string, or null for NULL. */
+json_t *show_nullable (const char *s);
 #endif

@@ -110,25 +110,6 @@ item_status (const struct chain_verify_item *item)
   return "ok";
 }
 
-static json_t *
-strings_json (const chain_string_vector *v)
-{
-  json_t *a = json_array ();
-
-  for (size_t i = 0; a != NULL && i < v->len; i++)
-    if (json_array_append_new (a, json_string (v->ptr[i])) == -1) {
-      json_decref (a);
-      a = NULL;
-    }
-  return a;
-}
-
-static json_t *
-nullable (const char *s)
-{
-  return s != NULL ? json_string (s) : json_null ();
-}
-
 static void
 print_item (const struct chain_verify_item *item, void *opaque)
 {
@@ -136,11 +117,12 @@ print_item (const struct chain_verify_item *item, void *opaque)
   const char *status = item_status (item);
 
   if (out->json) {
-    json_t *j = json_pack (
-      "{s:s, s:o, s:o, s:o, s:s, s:o, s:o}", "vm", item->vm, "backup",
-      nullable (item->backup), "disk", nullable (item->disk), "path",
-      nullable (item->path), "status", status, "errors",
-      strings_json (item->errors), "warnings", strings_json (item->warnings));
+    json_t *j = json_pack ("{s:s, s:o, s:o, s:o, s:s, s:o, s:o}", "vm",
+                           item->vm, "backup", show_nullable (item->backup),
+                           "disk", show_nullable (item->disk), "path",
+                           show_nullable (item->path), "status", status,
+                           "errors", show_strings_json (item->errors),
+                           "warnings", show_strings_json (item->warnings));
 
     if (j == NULL || json_array_append_new (out->items, j) == -1)
       out->nomem = true;
@@ -175,11 +157,11 @@ print_summary (const struct verify_opts *o, struct verify_out *out,
     return;
   }
   j = json_pack ("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:O}", "vm",
-                 nullable (o->common.vm), "backup", nullable (o->id), "backups",
-                 (json_int_t) s->backups, "images", (json_int_t) s->images,
-                 "ok", (json_int_t) s->ok, "warnings", (json_int_t) s->warnings,
-                 "errors", (json_int_t) s->errors, "success", s->errors == 0,
-                 "items", out->items);
+                 show_nullable (o->common.vm), "backup", show_nullable (o->id),
+                 "backups", (json_int_t) s->backups, "images",
+                 (json_int_t) s->images, "ok", (json_int_t) s->ok, "warnings",
+                 (json_int_t) s->warnings, "errors", (json_int_t) s->errors,
+                 "success", s->errors == 0, "items", out->items);
   if (j == NULL) {
     out->nomem = true;
     return;

@@ -39,6 +39,8 @@ static const struct key keys[] = {
   { "compression-rate-limit", KEY_INT, OFF (compression_rate_limit), -1,
     1000000 },
   { "hook-start-wait", KEY_INT, OFF (hook_start_wait), 0, 3600 },
+  { "validation-jobs-per-host", KEY_INT, OFF (validation_jobs_per_host), -1,
+    1024 },
 };
 
 void
@@ -57,6 +59,7 @@ config_init (struct knib_config *cfg)
   cfg->compression_threads = 0;
   cfg->compression_rate_limit = 0;
   cfg->hook_start_wait = 10;
+  cfg->validation_jobs_per_host = 1;
 }
 
 static int

@@ -27,6 +27,8 @@ struct knib_config {
   int64_t compression_rate_limit;     /* MB/s, 0 = off */
   int64_t hook_start_wait; /* seconds the libvirt hook lets a start wait
                               for an offline backup: 10 */
+  int64_t validation_jobs_per_host; /* boot validations at once: 1, -1
+                                       unlimited */
 };
 
 void config_init (struct knib_config *cfg);

@@ -55,6 +55,8 @@ struct domain_disk {
                     empty drive */
   char *format;  /* <driver type=...>: "qcow2", "raw"; NULL when unset */
   bool readonly; /* <readonly/> */
+  char *bus;     /* <target bus=...>: "virtio", "sata", "scsi", "ide" */
+  unsigned boot; /* <boot order=N/>, 0 when unset */
 };
 DEFINE_VECTOR_TYPE (domain_disk_vector, struct domain_disk)
 
@@ -68,6 +70,19 @@ struct domain_info {
   bool dac_label;   /* the XML names QEMU's user: */
   uid_t qemu_uid;   /* <seclabel model='dac'><label>+UID:+GID */
   gid_t qemu_gid;
+  /* The hardware, for a VM made from the definition (NULL or 0 where
+   * the XML does not say): */
+  char *machine;        /* <os><type machine=...>: "pc-q35-7.2" */
+  char *firmware;       /* <os firmware=...>: "bios", "efi" */
+  char *loader;         /* <loader>: the firmware image */
+  char *loader_type;    /* <loader type=...>: "rom", "pflash" */
+  bool loader_secure;   /* <loader secure='yes'> */
+  char *nvram_template; /* <nvram template=...> */
+  char *kernel;         /* direct kernel boot: <kernel>, <initrd>, */
+  char *initrd;         /* <cmdline> */
+  char *cmdline;
+  uint64_t memory_kib; /* <memory> in KiB */
+  unsigned vcpus;      /* <vcpu> */
 };
 
 /* Parse a domain XML (libvirt's, running or inactive).  A document that

@@ -119,6 +119,7 @@ domain_disk_release (struct domain_disk *d)
   free (d->device);
   free (d->source);
   free (d->format);
+  free (d->bus);
 }
 
 static int
@@ -133,6 +134,18 @@ parse_disk (xmlNodePtr n, struct domain_info *info)
   d.type = attr (n, "type", &oom);
   d.device = attr (n, "device", &oom);
   d.format = attr (child (n, "driver"), "type", &oom);
+  d.bus = attr (child (n, "target"), "bus", &oom);
+  {
+    CLEANUP_FREE char *order = attr (child (n, "boot"), "order", &oom);
+    int64_t v;
+
+    if (order != NULL) {
+      if (parse_int64 ("boot order", order, 1, 1000, &v) == 0)
+        d.boot = (unsigned) v;
+      else
+        error_clear ();
+    }
+  }
   if (d.type && strcmp (d.type, "file") == 0)
     d.source = attr (src, "file", &oom);
   else if (d.type && strcmp (d.type, "block") == 0)
@@ -278,6 +291,80 @@ parse_devices (xmlNodePtr devices, struct domain_info *info)
   return 0;
 }
 
+/* A size in KiB from a number and its unit (libvirt's units). */
+static uint64_t
+kib_of (const char *value, const char *unit)
+{
+  static const struct {
+    const char *unit;
+    uint64_t bytes;
+  } units[] = {
+    { "b", 1 },
+    { "bytes", 1 },
+    { "KB", 1000 },
+    { "k", 1024 },
+    { "KiB", 1024 },
+    { "MB", 1000000 },
+    { "M", 1048576 },
+    { "MiB", 1048576 },
+    { "GB", 1000000000 },
+    { "G", 1073741824 },
+    { "GiB", 1073741824 },
+    { "TB", 1000000000000 },
+    { "T", 1099511627776 },
+    { "TiB", 1099511627776 },
+  };
+  int64_t n;
+
+  if (value == NULL
+      || parse_int64 ("memory", value, 1, INT64_MAX / 1024, &n) == -1) {
+    error_clear ();
+    return 0;
+  }
+  if (unit == NULL)
+    return (uint64_t) n; /* KiB by default */
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+    if (strcmp (units[i].unit, unit) == 0)
+      return (uint64_t) n / 1024 * units[i].bytes
+             + (uint64_t) n % 1024 * units[i].bytes / 1024;
+  return 0;
+}
+
+static int
+parse_hardware (xmlNodePtr root, struct domain_info *info)
+{
+  xmlNodePtr os = child (root, "os");
+  xmlNodePtr loader = child (os, "loader");
+  bool oom = false;
+  CLEANUP_FREE char *secure = attr (loader, "secure", &oom);
+  CLEANUP_FREE char *mem = text (child (root, "memory"), &oom);
+  CLEANUP_FREE char *unit = attr (child (root, "memory"), "unit", &oom);
+  CLEANUP_FREE char *vcpu = text (child (root, "vcpu"), &oom);
+  int64_t n;
+
+  info->machine = attr (child (os, "type"), "machine", &oom);
+  info->firmware = attr (os, "firmware", &oom);
+  info->loader = text (loader, &oom);
+  info->loader_type = attr (loader, "type", &oom);
+  info->loader_secure = secure != NULL && strcmp (secure, "yes") == 0;
+  info->nvram_template = attr (child (os, "nvram"), "template", &oom);
+  info->kernel = text (child (os, "kernel"), &oom);
+  info->initrd = text (child (os, "initrd"), &oom);
+  info->cmdline = text (child (os, "cmdline"), &oom);
+  if (oom) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  info->memory_kib = kib_of (mem, unit);
+  if (vcpu != NULL) {
+    if (parse_int64 ("vcpu", vcpu, 1, 4096, &n) == 0)
+      info->vcpus = (unsigned) n;
+    else
+      error_clear ();
+  }
+  return 0;
+}
+
 static int
 parse_root (xmlNodePtr root, struct domain_info *info)
 {
@@ -294,7 +381,8 @@ parse_root (xmlNodePtr root, struct domain_info *info)
     set_error (EINVAL, "the domain XML has no <name>");
     return -1;
   }
-  if (parse_devices (child (root, "devices"), info) == -1)
+  if (parse_devices (child (root, "devices"), info) == -1
+      || parse_hardware (root, info) == -1)
     return -1;
   for (n = root->children; n; n = n->next) {
     if (n->type != XML_ELEMENT_NODE)
@@ -338,6 +426,14 @@ domain_info_release (struct domain_info *info)
   free (info->uuid);
   free (info->agent_path);
   free (info->qmp);
+  free (info->machine);
+  free (info->firmware);
+  free (info->loader);
+  free (info->loader_type);
+  free (info->nvram_template);
+  free (info->kernel);
+  free (info->initrd);
+  free (info->cmdline);
   memset (info, 0, sizeof *info);
 }
 

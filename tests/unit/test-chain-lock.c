@@ -120,8 +120,8 @@ test_shared_and_exclusive (void **state)
   assert_non_null (b);
   c = lock (f, CHAIN_LOCK_EXCLUSIVE, "delete", 0);
   assert_null (c);
-  assert_error ("vm 'web01' is being read by another knib (a restore or "
-                "verify is running): wait for it to finish");
+  assert_error ("vm 'web01' is being read by another knib (a restore, "
+                "verify or validation is running): wait for it to finish");
   chain_lock_free (a);
   c = lock (f, CHAIN_LOCK_EXCLUSIVE, "delete", 0);
   assert_null (c);

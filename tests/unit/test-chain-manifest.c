@@ -420,6 +420,90 @@ test_validate_kinds (void **state)
   chain_manifest_free (m);
 }
 
+/* A validation's result: an optional member that round-trips; a wrong
+ * one is refused; a manifest without one reads as never validated. */
+static void
+test_validation (void **state)
+{
+  struct fixture *f = *state;
+  struct chain_manifest *m = sample (), *back;
+  struct chain_validation *v = calloc (1, sizeof *v);
+  struct chain_validation_step boot = { .name = strdup ("boot"),
+                                        .status = CHAIN_CHECK_PASSED,
+                                        .seconds = 17.25,
+                                        .message = strdup ("answered") };
+  struct chain_validation_step cmd = { .name = strdup ("command"),
+                                       .status = CHAIN_CHECK_FAILED,
+                                       .seconds = 0.5,
+                                       .message = NULL };
+  json_t *j;
+
+  assert_int_equal (chain_manifest_commit (m, f->path), 0);
+  back = chain_manifest_load (f->path);
+  assert_non_null (back);
+  assert_null (back->validation);
+  chain_manifest_free (back);
+
+  assert_non_null (v);
+  v->status = CHAIN_CHECK_FAILED;
+  v->time = T0 + 600;
+  v->seconds = 20.5;
+  v->boot_seconds = 17.25;
+  v->accel = strdup ("tcg");
+  v->screenshot = strdup ("validation/screen.png");
+  assert_int_equal (chain_validation_step_vector_append (&v->steps, boot), 0);
+  assert_int_equal (chain_validation_step_vector_append (&v->steps, cmd), 0);
+  m->validation = v;
+  assert_int_equal (chain_manifest_commit (m, f->path), 0);
+  back = chain_manifest_load (f->path);
+  assert_non_null (back);
+  assert_non_null (back->validation);
+  assert_int_equal (back->validation->status, CHAIN_CHECK_FAILED);
+  assert_int_equal (back->validation->time, T0 + 600);
+  assert_true (back->validation->boot_seconds == 17.25);
+  assert_string_equal (back->validation->accel, "tcg");
+  assert_string_equal (back->validation->screenshot, "validation/screen.png");
+  assert_null (back->validation->console);
+  assert_int_equal (back->validation->steps.len, 2);
+  assert_string_equal (back->validation->steps.ptr[0].message, "answered");
+  assert_null (back->validation->steps.ptr[1].message);
+  assert_int_equal (back->validation->steps.ptr[1].status, CHAIN_CHECK_FAILED);
+  chain_manifest_free (back);
+
+  /* Never answered: boot-seconds is null. */
+  v->boot_seconds = -1;
+  assert_int_equal (chain_manifest_commit (m, f->path), 0);
+  back = chain_manifest_load (f->path);
+  assert_non_null (back);
+  assert_true (back->validation->boot_seconds < 0);
+  chain_manifest_free (back);
+
+  /* A file outside the validation's directory is refused. */
+  free (v->screenshot);
+  v->screenshot = strdup ("../../../etc/passwd");
+  assert_int_equal (chain_manifest_validate (m), -1);
+  assert_non_null (strstr (get_error (), "its files must be in"));
+  free (v->screenshot);
+  v->screenshot = NULL;
+
+  /* Unknown members and wrong types are errors. */
+  j = chain_manifest_to_json (m);
+  assert_non_null (j);
+  json_object_set_new (json_object_get (j, "validation"), "extra",
+                       json_true ());
+  back = chain_manifest_from_json (j);
+  assert_null (back);
+  assert_non_null (strstr (get_error (), "extra"));
+  json_object_del (json_object_get (j, "validation"), "extra");
+  json_object_set_new (json_object_get (j, "validation"), "status",
+                       json_string ("maybe"));
+  back = chain_manifest_from_json (j);
+  assert_null (back);
+  assert_non_null (strstr (get_error (), "'status' must be passed"));
+  json_decref (j);
+  chain_manifest_free (m);
+}
+
 int
 main (void)
 {
@@ -427,6 +511,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     T (test_round_trip),  T (test_json_shape), T (test_commit_is_atomic),
     T (test_corruptions), T (test_not_json),   T (test_validate_kinds),
+    T (test_validation),
   };
 #undef T
 

@@ -106,6 +106,72 @@ parse_reads_disks_agent_and_label (void **state)
   domain_info_release (&info);
 }
 
+/* The hardware a VM made from the definition gets: machine, firmware,
+ * memory in libvirt's units, vCPUs, buses and boot order. */
+static void
+parse_reads_hardware (void **state)
+{
+  static const char xml[]
+    = "<domain type='kvm'>\n"
+      "  <name>win</name>\n"
+      "  <memory unit='GiB'>2</memory>\n"
+      "  <vcpu placement='static'>4</vcpu>\n"
+      "  <os firmware='efi'>\n"
+      "    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>\n"
+      "    <loader readonly='yes' secure='yes' type='pflash'>"
+      "/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>\n"
+      "    <nvram template='/usr/share/OVMF/OVMF_VARS_4M.ms.fd'>"
+      "/var/lib/libvirt/qemu/nvram/win_VARS.fd</nvram>\n"
+      "  </os>\n"
+      "  <devices>\n"
+      "    <disk type='file' device='disk'>\n"
+      "      <target dev='sda' bus='sata'/>\n"
+      "      <boot order='2'/>\n"
+      "    </disk>\n"
+      "    <disk type='file' device='disk'>\n"
+      "      <target dev='vda' bus='virtio'/>\n"
+      "      <boot order='1'/>\n"
+      "    </disk>\n"
+      "  </devices>\n"
+      "</domain>\n";
+  static const char kernel_xml[]
+    = "<domain><name>k</name><memory>524288</memory>\n"
+      "  <os><type>hvm</type><kernel>/boot/vmlinuz</kernel>\n"
+      "  <initrd>/boot/initrd.img</initrd>\n"
+      "  <cmdline>root=/dev/vda1 console=ttyS0</cmdline></os>\n"
+      "</domain>\n";
+  struct domain_info info;
+
+  (void) state;
+  assert_int_equal (domain_info_parse (xml, strlen (xml), &info), 0);
+  assert_string_equal (info.machine, "pc-q35-7.2");
+  assert_string_equal (info.firmware, "efi");
+  assert_string_equal (info.loader, "/usr/share/OVMF/OVMF_CODE_4M.ms.fd");
+  assert_string_equal (info.loader_type, "pflash");
+  assert_true (info.loader_secure);
+  assert_string_equal (info.nvram_template,
+                       "/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
+  assert_int_equal (info.memory_kib, 2 * 1024 * 1024);
+  assert_int_equal (info.vcpus, 4);
+  assert_string_equal (info.disks.ptr[0].bus, "sata");
+  assert_int_equal (info.disks.ptr[0].boot, 2);
+  assert_string_equal (info.disks.ptr[1].bus, "virtio");
+  assert_int_equal (info.disks.ptr[1].boot, 1);
+  assert_null (info.kernel);
+  domain_info_release (&info);
+
+  assert_int_equal (domain_info_parse (kernel_xml, strlen (kernel_xml), &info),
+                    0);
+  assert_int_equal (info.memory_kib, 524288); /* KiB without a unit */
+  assert_int_equal (info.vcpus, 0);
+  assert_null (info.machine);
+  assert_null (info.firmware);
+  assert_string_equal (info.kernel, "/boot/vmlinuz");
+  assert_string_equal (info.initrd, "/boot/initrd.img");
+  assert_string_equal (info.cmdline, "root=/dev/vda1 console=ttyS0");
+  domain_info_release (&info);
+}
+
 static void
 parse_refuses_what_is_not_a_domain (void **state)
 {
@@ -294,6 +360,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (parse_reads_disks_agent_and_label),
+    cmocka_unit_test (parse_reads_hardware),
     cmocka_unit_test (parse_refuses_what_is_not_a_domain),
     cmocka_unit_test (set_qmp_adds_once_and_removes),
     cmocka_unit_test (qmp_socket_wants_a_uuid),
