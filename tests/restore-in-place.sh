@@ -71,6 +71,19 @@ knib_run out err restore --repo "$REPO" "$b1" --image vda=missing.qcow2
 expect_failure err "a missing image" "missing.qcow2"
 [ "$(sha256sum a.qcow2 b.qcow2)" = "$sum_before" ] || fail "bad input changed the images"
 
+# A destination without room: refused before anything is written (a
+# 1 MiB tmpfs, when this user may mount one).
+mkdir small
+if mount -t tmpfs -o size=1M knib-test "$TMPDIR_TEST/small" 2>/dev/null; then
+  knib_run out err restore --repo "$REPO" "$b1" --disk vda --to small/vda.qcow2
+  left=$(ls -A small)
+  umount "$TMPDIR_TEST/small"
+  expect_failure err "a restore without room" "bytes free, the restore needs"
+  [ -z "$left" ] || fail "a refused restore left files: $left"
+else
+  echo "no tmpfs could be mounted: the free-space refusal is not tested"
+fi
+
 # kill -9 right before the images are renamed into place: the old disks
 # are intact (only a temporary file beside them is left).
 if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
