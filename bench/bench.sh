@@ -82,10 +82,7 @@ avail_mib=$(($(df -Pk "$work" | awk 'NR == 2 { print $4 }') / 1024))
 [ "$avail_mib" -ge "$need_mib" ] \
   || die "$BENCH_DIR has $avail_mib MiB free, the bench needs $need_mib MiB: set BENCH_DIR or smaller BENCH_* sizes"
 
-accel=tcg
-if [ -r /dev/kvm ] && [ -w /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
-  accel=kvm
-fi
+accel=$("$here/../scripts/accel")
 knib_ok=no
 if "$KNIB" --help 2>/dev/null | grep -q '^  backup '; then
   knib_ok=yes

@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,6 +241,33 @@ on_prepare (const struct domain_info *info)
 
 /* ---- started, reconnect, stopped, release: the records ---- */
 
+/* Tell knibd, if it runs, in one datagram that never blocks: no agent
+ * (ENOENT, ECONNREFUSED) or a full queue (EAGAIN) loses the notice,
+ * never the domain's start. */
+static void
+notify_agent (const char *name, enum domain_state state)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  char msg[256];
+  int fd, n;
+
+  n = snprintf (msg, sizeof msg, "%s %s",
+                state == DOMAIN_STATE_RUNNING ? "running" : "stopped", name);
+  if (n < 0 || (size_t) n >= sizeof msg
+      || (size_t) snprintf (addr.sun_path, sizeof addr.sun_path,
+                            "%s/" DOMAIN_AGENT_NOTIFY, domain_run_dir ())
+           >= sizeof addr.sun_path)
+    return;
+  fd = socket (AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd == -1)
+    return;
+  if (sendto (fd, msg, n, MSG_NOSIGNAL, (struct sockaddr *) &addr, sizeof addr)
+        == -1
+      && errno != ENOENT && errno != ECONNREFUSED)
+    hook_log (LOG_INFO, "domain '%s': knibd not told: %m", domain_name);
+  close (fd);
+}
+
 static void
 record (struct domain_info *info, enum domain_state state, const char *xml,
         size_t len)
@@ -250,6 +279,7 @@ record (struct domain_info *info, enum domain_state state, const char *xml,
   if (domain_record_save (&r) == -1
       || domain_xml_save (info->name, xml, len) == -1)
     hook_log (LOG_ERR, "domain '%s': %s", domain_name, get_error ());
+  notify_agent (info->name, state);
 }
 
 static int

@@ -62,13 +62,11 @@ require_test_hooks () {
   }
 }
 
-# kvm when /dev/kvm can be opened for reading and writing, else tcg.
+# The accelerator of a QEMU the test starts: kvm when /dev/kvm can be
+# opened for reading and writing, else tcg (scripts/accel says).
+ACCEL=$(cd "$(dirname "$0")/.." && pwd)/scripts/accel
 qemu_accel () {
-  if [ -r /dev/kvm ] && [ -w /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then
-    echo kvm
-  else
-    echo tcg
-  fi
+  "$ACCEL" 2>/dev/null
 }
 
 # Wait (up to $2 seconds, default 30) until path $1 is a socket.

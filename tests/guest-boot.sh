@@ -47,7 +47,13 @@ guest_writer_resume
 wait_for_text "$GUEST_CONSOLE" "complete f-$(printf %08d $((before + 1))).dat" 120
 guest_writer_pause
 guest_quit
-qemu-img check -q "$GUEST_DISK" || fail "qemu-img check of the guest's disk"
+# The disk saw a kill -9 of QEMU above: leaked clusters (exit status 3)
+# are what an unclean stop leaves and harm nothing; corruption (2) or a
+# check that cannot run (1) fails.
+rc=0
+qemu-img check -q "$GUEST_DISK" || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] \
+  || fail "qemu-img check of the guest's disk: exit status $rc"
 
 # Damage one complete file offline: flip the first byte of its payload
 # (offset 256 of the file) in the overlay, found through the ext4

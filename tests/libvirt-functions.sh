@@ -109,14 +109,10 @@ lv_setup () {
 
 # lv_define DISK...: define $DOM with these qcow2 disks (vda, vdb, ...)
 # and no guest OS (ACPI on, so that disks can be hot-plugged); kvm when
-# /dev/kvm works, else qemu (TCG).
+# libvirt's QEMU can use it, else qemu (TCG):
+# root opening /dev/kvm does not mean libvirt's QEMU user can.
 lv_define () {
-  _type=qemu
-  # kvm only when libvirt's QEMU user can open /dev/kvm (it may be root's).
-  if [ "$(qemu_accel)" = kvm ] \
-    && runuser -u libvirt-qemu -- sh -c '(exec 3<>/dev/kvm)' 2>/dev/null; then
-    _type=kvm
-  fi
+  _type=$("$ACCEL" --libvirt) || fail "scripts/accel --libvirt"
   _disks=""
   _n=0
   for _img in "$@"; do

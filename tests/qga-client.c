@@ -50,7 +50,7 @@ connect_until (const char *path, int timeout_ms)
   for (;;) {
     int left = deadline_remaining_ms (deadline);
     struct qga_client *c
-      = qga_client_connect (path, left < 3000 ? left : 3000, 30000);
+      = qga_client_connect (path, left < 3000 ? left : 3000, 30000, NULL);
 
     if (c != NULL)
       return c;

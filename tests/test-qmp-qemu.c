@@ -110,7 +110,7 @@ setup (void **state)
       break;
     usleep (100000);
   }
-  client = qmp_client_connect (socket_path, TIMEOUT_MS);
+  client = qmp_client_connect (socket_path, TIMEOUT_MS, NULL);
   if (client == NULL)
     fail_msg ("%s; qemu: %s", get_error (), command_get_stderr (qemu));
   return 0;

@@ -71,7 +71,7 @@ cat >"$REPO/vms/guest/$id/domain.xml" <<XML
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$TMPDIR_TEST/vmlinuz</kernel>
     <initrd>$TMPDIR_TEST/initrd.img</initrd>
-    <cmdline>console=ttyS0,115200 loglevel=4 knib.direct=1</cmdline>
+    <cmdline>console=ttyS0,115200 loglevel=4 no_timer_check knib.direct=1</cmdline>
   </os>
   <devices>
     <disk type='file' device='disk'>
@@ -89,7 +89,7 @@ vknib validate --repo "$REPO" "$id" --accel tcg --scratch "$SCRATCH" \
   -- cat /proc/cmdline >"$TMPDIR_TEST/direct" 2>&1 || rc=$?
 cat "$TMPDIR_TEST/direct"
 [ "$rc" -eq 0 ] || fail "direct kernel boot failed ($rc)"
-grep -q "^console=ttyS0,115200 loglevel=4 knib.direct=1" "$TMPDIR_TEST/direct" ||
+grep -q "^console=ttyS0,115200 loglevel=4 no_timer_check knib.direct=1" "$TMPDIR_TEST/direct" ||
   fail "the guest did not get the definition's command line"
 
 [ "$(repo_hash)" = "$before" ] || fail "a validation changed the repository"

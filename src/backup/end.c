@@ -25,7 +25,8 @@ add_line (chain_string_vector *done, char *line)
 static int
 remove_bitmaps (const struct backup_options *o, chain_string_vector *done)
 {
-  struct qmp_client *c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
+  struct qmp_client *c = qmp_client_connect (
+    o->qmp_socket, qmp_step_timeout_ms (o->timeout_ms), o->cancel);
   live_disk_vector disks = empty_vector;
   size_t before = done->len;
   int r = -1;

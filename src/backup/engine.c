@@ -88,7 +88,7 @@ recover_scratch (const struct backup_options *o, chain_string_vector *done)
       error_clear ();
       continue;
     }
-    if (kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
+    if (process_alive ((pid_t) pid))
       continue;
     path = str_printf ("%s/%s", root, e->d_name);
     /* Its qemu-storage-daemon must let go of the images first. */
@@ -219,7 +219,8 @@ make_scratch_dir (const struct backup_options *o, char **dir)
 static struct qmp_client *
 connect_qmp (const struct backup_options *o)
 {
-  struct qmp_client *c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
+  struct qmp_client *c = qmp_client_connect (
+    o->qmp_socket, qmp_step_timeout_ms (o->timeout_ms), o->cancel);
 
   if (c == NULL)
     error_prepend ("QMP socket '%s'", o->qmp_socket);
@@ -726,10 +727,12 @@ copy_disk (struct run *run, struct disk_job *job)
     .connections
     = run->o->connections ? run->o->connections : BACKUP_CONNECTIONS,
     .timeout_ms = run->o->timeout_ms,
+    .cancel = run->o->cancel,
   };
   struct nbd_read_options ro = {
     .cluster_size = LIVE_GRANULARITY,
     .timeout_ms = run->o->timeout_ms,
+    .cancel = run->o->cancel,
   };
   struct nbd_copy_stats stats = { 0 };
   struct qcow2_writer_stats ws;
@@ -986,6 +989,7 @@ open_qemu (struct run *run)
   if (run->daemon == NULL)
     return -1;
   run->c = offline_daemon_qmp (run->daemon);
+  qmp_client_set_cancel (run->c, o->cancel);
   run->map = offline_daemon_map (run->daemon, &run->nmap);
   return 0;
 }

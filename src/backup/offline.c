@@ -330,7 +330,7 @@ wait_ready (struct offline_daemon *d, int timeout_ms)
       return -1;
     error_clear ();
     if (stat (d->pid_file, &st) == 0 && st.st_size > 0) {
-      d->c = qmp_client_connect (d->socket, timeout_ms);
+      d->c = qmp_client_connect (d->socket, timeout_ms, NULL);
       return d->c ? 0 : -1;
     }
     if (deadline != -1 && deadline_remaining_ms (deadline) == 0) {

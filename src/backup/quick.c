@@ -390,7 +390,7 @@ backup_consolidate (struct chain_repo *repo,
     set_error (errno, "repository '%s'", chain_repo_path (repo));
     return -1;
   }
-  c = qmp_client_connect (o->qmp_socket, o->timeout_ms);
+  c = qmp_client_connect (o->qmp_socket, o->timeout_ms, o->cancel);
   if (c == NULL) {
     error_prepend ("QMP socket '%s'", o->qmp_socket);
     return -1;

@@ -308,7 +308,7 @@ backup_attach_qmp (const char *qmp_socket, const char *path, const char *target,
 
   if (node == NULL || name_check ("disk", target) == -1)
     return -1;
-  c = qmp_client_connect (qmp_socket, timeout_ms);
+  c = qmp_client_connect (qmp_socket, timeout_ms, NULL);
   if (c == NULL) {
     error_prepend ("QMP socket '%s'", qmp_socket);
     return -1;

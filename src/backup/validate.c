@@ -625,7 +625,7 @@ step_boot (struct run *run)
     run->qga = qga_client_connect (
       backup_vm_agent_socket (run->vm),
       left < VALIDATE_AGENT_POLL_MS ? left : VALIDATE_AGENT_POLL_MS,
-      (o->command_timeout + 30) * 1000);
+      (o->command_timeout + 30) * 1000, o->cancel);
     if (run->qga != NULL) {
       v->boot_seconds = backup_vm_uptime (run->vm);
       debug (DEBUG_CHAIN, "validate: the guest agent answered after %.1f s",

@@ -623,7 +623,7 @@ wait_ready (struct backup_vm *vm, int timeout_ms)
     /* QEMU writes its pid file early; its monitor's socket comes once
      * the chardevs are made. */
     if (stat (vm->qmp_path, &st) == 0 && S_ISSOCK (st.st_mode)) {
-      vm->c = qmp_client_connect (vm->qmp_path, timeout_ms);
+      vm->c = qmp_client_connect (vm->qmp_path, timeout_ms, NULL);
       if (vm->c != NULL)
         return 0;
       if (get_errno () != ECONNREFUSED) { /* refused: not yet listening */

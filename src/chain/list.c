@@ -79,7 +79,8 @@ compare_manifests (const void *a, const void *b)
 void
 chain_manifest_vector_sort (chain_manifest_vector *v)
 {
-  qsort (v->ptr, v->len, sizeof v->ptr[0], compare_manifests);
+  if (v->len > 1) /* qsort's pointer must not be NULL, even for none */
+    qsort (v->ptr, v->len, sizeof v->ptr[0], compare_manifests);
 }
 
 /* Record a problem with one backup, or fail when there is no list. */

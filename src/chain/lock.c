@@ -34,6 +34,30 @@ our_host (char host[256])
   host[255] = '\0';
 }
 
+/* The holder is written as one record of this size, padded with
+ * blanks, so that the file is never truncated. */
+#define HOLDER_RECORD 1024
+
+/* Write text (NULL: nothing) over the holder record. */
+static void
+write_record (struct chain_lock *lock, const char *text)
+{
+  char record[HOLDER_RECORD];
+  size_t len = text ? strlen (text) : 0;
+
+  /* Only informative: a failure here costs a less precise message. */
+  if (len >= sizeof record) {
+    debug (DEBUG_CHAIN, "the holder of '%s/.lock' is too long to record",
+           lock->dir);
+    return;
+  }
+  memset (record, ' ', sizeof record);
+  memcpy (record, text, len);
+  record[sizeof record - 1] = '\n';
+  if (pwrite (lock->fd, record, sizeof record, 0) != (ssize_t) sizeof record)
+    debug (DEBUG_CHAIN, "cannot record the holder of '%s/.lock'", lock->dir);
+}
+
 static void
 write_holder (struct chain_lock *lock, const char *operation)
 {
@@ -47,10 +71,8 @@ write_holder (struct chain_lock *lock, const char *operation)
                  host, "operation", operation ? operation : "", "since", since);
   text = j ? json_dumps (j, 0) : NULL;
   json_decref (j);
-  /* Only informative: a failure here costs a less precise message. */
-  if (text == NULL || ftruncate (lock->fd, 0) == -1
-      || pwrite (lock->fd, text, strlen (text), 0) == -1)
-    debug (DEBUG_CHAIN, "cannot record the holder of '%s/.lock'", lock->dir);
+  if (text != NULL)
+    write_record (lock, text);
 }
 
 static bool
@@ -145,12 +167,35 @@ open_lock_file (struct chain_lock *lock)
       set_error (errno, "vm '%s': '%s'", lock->vm, lock->dir);
     return -1;
   }
-  lock->fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  /* Never through a symbolic link, never blocking on a FIFO, never
+   * truncating: the lock file may have been replaced by something that
+   * is not knib's. */
+  lock->fd
+    = open (path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
   if (lock->fd == -1 && lock->mode == CHAIN_LOCK_SHARED
       && (errno == EROFS || errno == EACCES))
-    lock->fd = open (path, O_RDONLY | O_CLOEXEC);
+    lock->fd = open (path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (lock->fd == -1 && errno == ELOOP) {
+    set_error (-ELOOP,
+               "vm '%s': lock file '%s' is a symbolic link: remove it (knib "
+               "makes a new one)",
+               lock->vm, path);
+    return -1;
+  }
   if (lock->fd == -1) {
     set_error (errno, "vm '%s': cannot open lock file '%s'", lock->vm, path);
+    return -1;
+  }
+  if (fstat (lock->fd, &st) == -1) {
+    set_error (errno, "vm '%s': lock file '%s'", lock->vm, path);
+    return -1;
+  }
+  if (!S_ISREG (st.st_mode) || st.st_nlink != 1) {
+    set_error (-EINVAL,
+               "vm '%s': lock file '%s' is not a plain file of its own (%s): "
+               "remove it (knib makes a new one)",
+               lock->vm, path,
+               !S_ISREG (st.st_mode) ? "not a regular file" : "hard-linked");
     return -1;
   }
   return 0;
@@ -247,8 +292,8 @@ chain_lock_free (struct chain_lock *lock)
 
   if (lock == NULL)
     return;
-  if (lock->mode == CHAIN_LOCK_EXCLUSIVE && ftruncate (lock->fd, 0) == -1)
-    debug (DEBUG_CHAIN, "cannot clear '%s/.lock'", lock->dir);
+  if (lock->mode == CHAIN_LOCK_EXCLUSIVE)
+    write_record (lock, NULL);
   close (lock->fd); /* releases the lock */
   debug (DEBUG_CHAIN, "unlocked vm '%s'", lock->vm);
   free (lock->vm);

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -188,6 +189,7 @@ struct backup_cli_opts {
   const char *quiesce; /* --quiesce: "on" or "try" */
   const char *qga;     /* --qga: the guest agent's socket */
   int qga_timeout_ms;  /* --qga-timeout */
+  char *scratch;       /* --scratch, absolute */
 };
 
 enum {
@@ -255,6 +257,43 @@ apply_formats (const char *cmd, struct backup_cli_opts *co)
     co->images.ptr[j].format = format;
   }
   return 0;
+}
+
+/* --scratch DIR as an absolute path: QEMU, which opens the files in
+ * it, does not run in knib's directory.  NULL with set_error when it
+ * cannot be one QEMU takes (QMP carries paths as UTF-8 JSON text). */
+static char *
+scratch_path (const char *arg)
+{
+  CLEANUP_FREE char *cwd = NULL;
+  char *path = NULL;
+  json_t *text;
+
+  if (arg[0] == '\0') {
+    set_error (0, "--scratch: the directory name is empty");
+    return NULL;
+  }
+  if (arg[0] != '/') {
+    cwd = getcwd (NULL, 0);
+    if (cwd == NULL) {
+      set_error (errno, "--scratch '%s': cannot get the current directory",
+                 arg);
+      return NULL;
+    }
+  }
+  if (asprintf (&path, "%s%s%s", cwd ? cwd : "", cwd ? "/" : "", arg) == -1) {
+    set_error (ENOMEM, "--scratch");
+    return NULL;
+  }
+  text = json_string (path);
+  if (text == NULL) {
+    free (path);
+    set_error (0, "--scratch: the directory name is not valid UTF-8, which "
+                  "QEMU cannot take: choose another directory");
+    return NULL;
+  }
+  json_decref (text);
+  return path;
 }
 
 /* Parse the options both commands share.  0, or -1 after saying what is
@@ -327,7 +366,11 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
       co->eo.chain_size = v;
       break;
     case OPT_SCRATCH:
-      co->eo.scratch = optarg;
+      free (co->scratch);
+      co->scratch = scratch_path (optarg);
+      if (co->scratch == NULL)
+        return cli_usage_error (cmd, "%s", get_error ());
+      co->eo.scratch = co->scratch;
       break;
     case OPT_CONNECTIONS:
       if (parse_int64 ("--connections", optarg, 1, 16, &v) == -1)
@@ -442,6 +485,7 @@ free_opts (struct backup_cli_opts *co)
   /* formats borrows from args. */
   chain_string_vector_reset (&co->formats);
   image_vector_reset (&co->images);
+  free (co->scratch);
 }
 
 /* --quiesce --qga: freeze through the guest agent's socket itself. */
@@ -461,8 +505,8 @@ qga_freeze (void *opaque)
   struct qga_quiesce *q = opaque;
   json_t *ret = NULL;
 
-  q->agent
-    = qga_client_connect (q->socket, q->sync_timeout_ms, QGA_FREEZE_TIMEOUT_MS);
+  q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
+                                 QGA_FREEZE_TIMEOUT_MS, &cli_interrupted);
   if (q->agent != NULL) {
     if (qga_client_execute (q->agent, "guest-fsfreeze-freeze", NULL, &ret)
         == 0) {
@@ -507,7 +551,7 @@ qga_thaw (void *opaque)
     /* Once more on a new connection: the old one may be unusable. */
     qga_client_free (q->agent);
     q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
-                                   QGA_FREEZE_TIMEOUT_MS);
+                                   QGA_FREEZE_TIMEOUT_MS, &cli_interrupted);
     if (q->agent == NULL
         || qga_client_execute (q->agent, "guest-fsfreeze-thaw", NULL, NULL)
              == -1) {

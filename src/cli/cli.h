@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "chain/chain.h"
 #include "common/conf.h"
 
@@ -110,9 +112,10 @@ int cli_common_check (const char *cmd, const struct cli_common *co,
 int cli_split_list (const char *what, const char *arg, chain_string_vector *out)
   __attribute__ ((warn_unused_result));
 
-/* Signals (signals.c): SIGINT, SIGTERM and SIGHUP set cli_interrupted
- * (unless they were ignored, as under nohup), which long operations
- * watch as their cancel flag to stop cleanly; SIGPIPE and SIGXFSZ are
+/* Signals (signals.c): SIGINT, SIGTERM and SIGHUP count in
+ * cli_interrupted (unless they were ignored, as under nohup), which long
+ * operations watch as their cancel flag: the first stops them cleanly, a
+ * later one also cuts their cleanup short.  SIGPIPE and SIGXFSZ are
  * ignored (a closed pipe or ulimit -f is a write error). */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_catch_signals (void);
@@ -171,6 +174,13 @@ int cli_compression_option (const char *cmd, int c, const char *arg,
  * compression the rate limit is --rate-limit alone.  0, or -1 (said). */
 int cli_compression_check (const char *cmd, struct cli_compression *c);
 
+/* QMP arguments from command-line words: one JSON object, or KEY=VALUE
+ * words (a dotted key nests, a value that is valid JSON is taken as
+ * such); *out NULL when there are none.  0, or -1 with set_error
+ * (qmp.c, which "knib job submit" shares). */
+int cli_args_build (int argc, char **argv, json_t **out)
+  __attribute__ ((warn_unused_result));
+
 int cmd_qmp (struct cli *cli, int argc, char **argv);
 int cmd_backup (struct cli *cli, int argc, char **argv);
 int cmd_recover (struct cli *cli, int argc, char **argv);
@@ -185,5 +195,8 @@ int cmd_merge (struct cli *cli, int argc, char **argv);
 int cmd_chain (struct cli *cli, int argc, char **argv);
 int cmd_libvirt (struct cli *cli, int argc, char **argv);
 int cmd_validate (struct cli *cli, int argc, char **argv);
+int cmd_jobs (struct cli *cli, int argc, char **argv);
+int cmd_job (struct cli *cli, int argc, char **argv);
+int cmd_agent (struct cli *cli, int argc, char **argv);
 
 #endif

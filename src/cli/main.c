@@ -32,6 +32,9 @@ static const struct command {
   { "chain", cmd_chain, "'chain end': the next backup is full" },
   { "libvirt", cmd_libvirt, "give knib a QMP monitor in a libvirt domain" },
   { "qmp", cmd_qmp, "talk QMP to a running QEMU (for debugging)" },
+  { "jobs", cmd_jobs, "list the jobs of knibd, the agent" },
+  { "job", cmd_job, "cancel, wait for or show the log of a knibd job" },
+  { "agent", cmd_agent, "'agent status': the state of knibd" },
 };
 
 void

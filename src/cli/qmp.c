@@ -103,10 +103,8 @@ args_value (const char *text)
   return v != NULL ? v : json_string (text);
 }
 
-/* Build the arguments object from argv words (*out NULL when there are
- * none).  Returns 0, or -1 with set_error. */
-static int
-args_build (int argc, char **argv, json_t **out)
+int
+cli_args_build (int argc, char **argv, json_t **out)
 {
   json_auto_t *args = NULL;
   json_error_t err;
@@ -386,7 +384,7 @@ shell_line (struct qmp_client *c, const struct qmp_opts *o, char *line)
     rest++;
   if (*rest == '{') {
     char *one[] = { rest };
-    r = args_build (1, one, &args);
+    r = cli_args_build (1, one, &args);
   }
   else {
     char *words[256];
@@ -397,7 +395,7 @@ shell_line (struct qmp_client *c, const struct qmp_opts *o, char *line)
       r = -1;
     }
     else
-      r = args_build (n, words, &args);
+      r = cli_args_build (n, words, &args);
   }
   if (r == -1) {
     cli_error ("qmp '%s'", command);
@@ -521,13 +519,13 @@ cmd_qmp (struct cli *cli, int argc, char **argv)
     goto out;
   }
   if (first < argc && first + 1 < argc) {
-    if (args_build (argc - first - 1, argv + first + 1, &args) == -1) {
+    if (cli_args_build (argc - first - 1, argv + first + 1, &args) == -1) {
       cli_error ("qmp '%s'", argv[first]);
       r = EXIT_USAGE;
       goto out;
     }
   }
-  c = qmp_client_connect (socket_path, o.timeout_ms);
+  c = qmp_client_connect (socket_path, o.timeout_ms, NULL);
   if (c == NULL) {
     json_decref (args);
     cli_error ("%s", "");

@@ -3,16 +3,23 @@
 #include <config.h>
 
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "cli.h"
 
 volatile sig_atomic_t cli_interrupted;
+static volatile sig_atomic_t last_signal;
 
+/* Each signal counts: the first stops the command, and each one
+ * interrupts whatever knib waits for then (a second one cuts the cleanup
+ * after the first short). */
 static void
 on_signal (int sig)
 {
-  cli_interrupted = sig;
+  last_signal = sig;
+  if (cli_interrupted < SIG_ATOMIC_MAX)
+    cli_interrupted++;
 }
 
 void
@@ -35,5 +42,5 @@ cli_catch_signals (void)
 int
 cli_exit_status_failed (void)
 {
-  return cli_interrupted ? 128 + cli_interrupted : EXIT_FAILURE_;
+  return cli_interrupted ? 128 + last_signal : EXIT_FAILURE_;
 }

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 #include "error.h"
 #include "util.h"
 
-enum key_type { KEY_INT, KEY_BOOL, KEY_RATIO, KEY_COMPRESS };
+enum key_type { KEY_INT, KEY_BOOL, KEY_RATIO, KEY_COMPRESS, KEY_GROUP };
 
 struct key {
   const char *name;
@@ -34,13 +35,16 @@ static const struct key keys[] = {
   { "compression-retry-interval", KEY_INT, OFF (compression_retry_interval), 0,
     525600 },
   { "compression-timeout", KEY_INT, OFF (compression_timeout), 1, 31536000 },
-  { "compression-min-free", KEY_RATIO, OFF (compression_min_free), 0, 1000 },
+  { "compression-min-free", KEY_RATIO, OFF (compression_min_free), 0, 1000000 },
   { "compression-threads", KEY_INT, OFF (compression_threads), 0, 1024 },
   { "compression-rate-limit", KEY_INT, OFF (compression_rate_limit), -1,
     1000000 },
   { "hook-start-wait", KEY_INT, OFF (hook_start_wait), 0, 3600 },
   { "validation-jobs-per-host", KEY_INT, OFF (validation_jobs_per_host), -1,
     1024 },
+  { "backup-jobs-per-host", KEY_INT, OFF (backup_jobs_per_host), 0, 1024 },
+  { "retry-interval-unit", KEY_INT, OFF (retry_interval_unit), 1, 60 },
+  { "agent-group", KEY_GROUP, OFF (agent_group), 0, 0 },
 };
 
 void
@@ -60,6 +64,8 @@ config_init (struct knib_config *cfg)
   cfg->compression_rate_limit = 0;
   cfg->hook_start_wait = 10;
   cfg->validation_jobs_per_host = 1;
+  cfg->backup_jobs_per_host = 0;
+  cfg->retry_interval_unit = 60;
 }
 
 static int
@@ -99,6 +105,17 @@ set_key (struct knib_config *cfg, const struct key *k, const char *value)
     }
     strcpy (field, value);
     return 0;
+  case KEY_GROUP:
+    if (value[0] != '\0' && !name_is_valid (value)) {
+      set_error (0, "%s: '%s' is not a group name", k->name, value);
+      return -1;
+    }
+    if (strlen (value) >= sizeof cfg->agent_group) {
+      set_error (0, "%s: '%s' is too long", k->name, value);
+      return -1;
+    }
+    strcpy (field, value);
+    return 0;
   }
   set_error (EINVAL, "%s: bad key type", k->name);
   return -1;
@@ -112,6 +129,51 @@ config_set (struct knib_config *cfg, const char *key, const char *value)
       return set_key (cfg, &keys[i], value);
   set_error (0, "unknown setting '%s'", key);
   return -1;
+}
+
+const char *
+config_key (size_t i)
+{
+  return i < sizeof keys / sizeof keys[0] ? keys[i].name : NULL;
+}
+
+static char *
+key_format (const struct knib_config *cfg, const struct key *k)
+{
+  const char *field = (const char *) cfg + k->offset;
+  char *s = NULL;
+  int r = -1;
+
+  switch (k->type) {
+  case KEY_INT:
+    r = asprintf (&s, "%" PRIi64, *(const int64_t *) field);
+    break;
+  case KEY_RATIO:
+    r = asprintf (&s, "%g", *(const double *) field);
+    break;
+  case KEY_BOOL:
+    r = asprintf (&s, "%s", *(const bool *) field ? "true" : "false");
+    break;
+  case KEY_COMPRESS:
+  case KEY_GROUP:
+    r = asprintf (&s, "%s", field);
+    break;
+  }
+  if (r == -1) {
+    set_error (ENOMEM, "setting '%s'", k->name);
+    return NULL;
+  }
+  return s;
+}
+
+char *
+config_get (const struct knib_config *cfg, const char *key)
+{
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (strcmp (keys[i].name, key) == 0)
+      return key_format (cfg, &keys[i]);
+  set_error (0, "unknown setting '%s'", key);
+  return NULL;
 }
 
 /* Trim leading and trailing blanks in place. */

@@ -27,8 +27,14 @@ struct knib_config {
   int64_t compression_rate_limit;     /* MB/s, 0 = off */
   int64_t hook_start_wait; /* seconds the libvirt hook lets a start wait
                               for an offline backup: 10 */
-  int64_t validation_jobs_per_host; /* boot validations at once: 1, -1
+  int64_t validation_jobs_per_host; /* boot validations at once (knib
+                                       validate and knibd): 1, -1
                                        unlimited */
+  int64_t backup_jobs_per_host;     /* knibd: 0 = number of cores */
+  int64_t retry_interval_unit;      /* knibd: seconds in one minute of
+                                       compression-retry-interval: 60 */
+  char agent_group[64];             /* knibd: a group also allowed on its
+                                       socket ("" none) */
 };
 
 void config_init (struct knib_config *cfg);
@@ -36,6 +42,14 @@ void config_init (struct knib_config *cfg);
 /* Set one key from its text value (the file and the command line share
  * this).  Returns 0, or -1 with set_error naming the key. */
 int config_set (struct knib_config *cfg, const char *key, const char *value)
+  __attribute__ ((warn_unused_result));
+
+/* The name of the i-th key, NULL past the last: to list them all. */
+const char *config_key (size_t i);
+
+/* The value of key as the file would spell it (caller frees), or NULL
+ * with set_error (unknown key, ENOMEM). */
+char *config_get (const struct knib_config *cfg, const char *key)
   __attribute__ ((warn_unused_result));
 
 /* Read a configuration file over cfg.  A missing file is fine unless

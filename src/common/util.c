@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,4 +213,64 @@ str_printf (const char *fmt, ...)
     return NULL;
   }
   return s;
+}
+
+/* The fields of /proc/PID/stat after "PID (COMM)" (COMM may hold
+ * anything, ')' included), in buf; NULL when it cannot be read. */
+static const char *
+proc_stat_fields (pid_t pid, char *buf, size_t size)
+{
+  char path[64];
+  FILE *fp;
+  size_t n;
+  const char *p;
+
+  snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+  fp = fopen (path, "re");
+  if (fp == NULL)
+    return NULL;
+  n = fread (buf, 1, size - 1, fp);
+  fclose (fp);
+  buf[n] = '\0';
+  p = strrchr (buf, ')');
+  return p != NULL && p[1] == ' ' ? p + 2 : NULL;
+}
+
+static bool
+state_gone (const char *fields)
+{
+  return fields[0] == 'Z' || fields[0] == 'X';
+}
+
+bool
+process_alive (pid_t pid)
+{
+  char buf[1024];
+  const char *f;
+
+  if (pid <= 0 || (kill (pid, 0) == -1 && errno == ESRCH))
+    return false;
+  f = proc_stat_fields (pid, buf, sizeof buf);
+  return f == NULL || !state_gone (f); /* no /proc: trust kill */
+}
+
+int64_t
+process_start_time (pid_t pid)
+{
+  char buf[1024];
+  const char *f = pid > 0 ? proc_stat_fields (pid, buf, sizeof buf) : NULL;
+  char *end;
+  long long start;
+
+  if (f == NULL || state_gone (f))
+    return -1;
+  /* f is field 3 (the state); the start time is field 22. */
+  for (int field = 3; field < 22; field++) {
+    f = strchr (f, ' ');
+    if (f == NULL)
+      return -1;
+    f++;
+  }
+  start = strtoll (f, &end, 10);
+  return end == f ? -1 : (int64_t) start;
 }

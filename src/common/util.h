@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* A VM, disk or backup name is safe to use as one path component:
  * 1 to 128 characters of [A-Za-z0-9._+:@-], not starting with '.' or '-'. */
@@ -36,6 +37,16 @@ int write_all (int fd, const void *buf, size_t len)
 /* asprintf that records ENOMEM with set_error. */
 char *str_printf (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2), warn_unused_result));
+
+/* Process pid exists and has not exited: a zombie that its parent (or
+ * an init that is slow to reap) has not collected yet counts as gone,
+ * as does a process that kill (pid, 0) says is not there. */
+bool process_alive (pid_t pid);
+
+/* When process pid started, in clock ticks after boot (field 22 of
+ * /proc/PID/stat): with the pid, it names one process for good.  -1
+ * when it is gone (or a zombie) or /proc cannot say. */
+int64_t process_start_time (pid_t pid);
 
 /* Monotonic clock in milliseconds, and in seconds. */
 int64_t monotonic_ms (void);

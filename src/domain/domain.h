@@ -23,6 +23,11 @@
 #define DOMAIN_RECORD_SUBDIR "domains"
 #define DOMAIN_HOLD_SUBDIR "offline"
 
+/* In the run directory: knibd's datagram socket, where the hook tells
+ * the agent of a domain's start and stop without ever waiting: one
+ * datagram "running NAME" or "stopped NAME" (knibd(8)). */
+#define DOMAIN_AGENT_NOTIFY "knibd.notify"
+
 /* Who QEMU runs as when the domain XML does not say (Debian's libvirt). */
 #define DOMAIN_DEFAULT_QEMU_USER "libvirt-qemu"
 

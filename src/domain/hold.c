@@ -111,7 +111,7 @@ sweep (const char *dir)
       ;
     pid = strtol (dot, &end, 10);
     if (dot == e->d_name || end != e->d_name + len - slen || pid <= 0
-        || kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
+        || process_alive ((pid_t) pid))
       continue;
     if (asprintf (&path, "%s/%s", dir, e->d_name) == -1)
       path = NULL;

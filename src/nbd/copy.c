@@ -267,6 +267,12 @@ copy_any_in_flight (const struct copy *c)
   return false;
 }
 
+static bool
+copy_cancelled (const struct copy *c)
+{
+  return c->o.cancel != NULL && *c->o.cancel != 0;
+}
+
 /* After a failure: let the reads in flight finish (or fail) so that no
  * buffer is still libnbd's when it is freed.  Keeps the first error. */
 static void
@@ -275,7 +281,7 @@ copy_drain (struct copy *c)
   CLEANUP_FREE char *msg = strdup (get_error ());
   int errnum = get_errno ();
 
-  while (copy_any_in_flight (c))
+  while (copy_any_in_flight (c) && !copy_cancelled (c))
     if (nbd_source_wait (c->s, c->o.timeout_ms) == -1)
       break;
   if (copy_any_in_flight (c))
@@ -301,6 +307,10 @@ copy_run (struct copy *c)
     head = &c->ring[c->head];
     if (nbd_source_wait (c->s, c->o.timeout_ms) == -1) {
       error_prepend ("nbd read at %" PRIu64, head->offset);
+      return -1;
+    }
+    if (copy_cancelled (c)) {
+      set_error (EINTR, "interrupted");
       return -1;
     }
   }
@@ -373,7 +383,11 @@ nbd_source_copy (struct nbd_source *s, const struct nbd_read_options *o,
     set_error (errno, "nbd copy");
     return -1;
   }
-  c.status = (struct nbd_status_ctx) { .s = s, .timeout_ms = c.o.timeout_ms };
+  c.status = (struct nbd_status_ctx) {
+    .s = s,
+    .timeout_ms = c.o.timeout_ms,
+    .cancel = c.o.cancel,
+  };
   nbd_walk_init (&c.walk, s->size, c.o.cluster_size, c.o.window_size,
                  s->bitmap != NULL, nbd_source_block_status, &c.status,
                  copy_queue_range, &c);

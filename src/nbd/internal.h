@@ -116,6 +116,7 @@ struct nbd_source {
   bool has_allocation; /* the server answers base:allocation */
   bool multi_conn;
   bool broken; /* a connection failed: nothing more can be read */
+  volatile sig_atomic_t *cancel; /* nbd_source_options' */
 };
 
 /* Run the connections until something happens: poll their sockets for at
@@ -141,6 +142,7 @@ unsigned nbd_source_in_flight_all (struct nbd_source *s);
 struct nbd_status_ctx {
   struct nbd_source *s;
   int timeout_ms;
+  volatile sig_atomic_t *cancel; /* nbd_read_options' */
 };
 int nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
                              nbd_block_extent_vector *base,

@@ -3,6 +3,7 @@
 #ifndef KNIB_NBD_H
 #define KNIB_NBD_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +50,9 @@ struct nbd_read_options {
                             clusters (at least one), never above the
                             server's maximum block size */
   int timeout_ms;        /* none: fail when the server is silent this long */
+  /* Set (by a signal handler) to stop the copy: it fails with EINTR
+   * without waiting for the reads in flight.  NULL: never. */
+  volatile sig_atomic_t *cancel;
 };
 
 /* Where and what to read. */
@@ -61,6 +65,8 @@ struct nbd_source_options {
   unsigned connections;    /* 0 or 1: one; up to NBD_MAX_CONNECTIONS when
                               the server allows multi-conn */
   int timeout_ms;          /* connecting: <= 0 waits for ever */
+  volatile sig_atomic_t *cancel; /* set by a signal handler: stop waiting
+                                    for the handshake (EINTR); NULL */
 };
 
 /* One export, over one or more connections, used by one thread. */

@@ -61,16 +61,28 @@ nbd_error_from_libnbd (const char *fmt, ...)
   nbd_error_set (errnum ? errnum : EIO, msg);
 }
 
+/* How long one poll may last while a cancel flag is watched. */
+#define CANCEL_SLICE_MS 250
+
 /* Wait until h finishes connecting.  -1: libnbd's error says why;
- * -2: set_error does (ETIMEDOUT, or the server hung up). */
+ * -2: set_error does (ETIMEDOUT, EINTR when cancel was set, or the
+ * server hung up). */
 static int
-handle_wait_connected (struct nbd_handle *h, int timeout_ms)
+handle_wait_connected (struct nbd_handle *h, int timeout_ms,
+                       volatile sig_atomic_t *cancel)
 {
   int64_t deadline = deadline_after_ms (timeout_ms > 0 ? timeout_ms : -1);
-  int r;
+  int r, left;
 
   while (nbd_aio_is_connecting (h)) {
-    r = nbd_poll (h, deadline_remaining_ms (deadline));
+    if (cancel != NULL && *cancel != 0) {
+      set_error (-EINTR, "interrupted");
+      return -2;
+    }
+    left = deadline_remaining_ms (deadline);
+    if (cancel != NULL && (left < 0 || left > CANCEL_SLICE_MS))
+      left = CANCEL_SLICE_MS;
+    r = nbd_poll (h, left);
     if (r == -1)
       return -1;
     if (r == 0 && deadline_remaining_ms (deadline) == 0) {
@@ -107,7 +119,7 @@ source_open_handle (struct nbd_source *s, bool meta, int timeout_ms)
     nbd_close (h);
     return NULL;
   }
-  r = handle_wait_connected (h, timeout_ms);
+  r = handle_wait_connected (h, timeout_ms, s->cancel);
   if (r < 0) {
     if (r == -1)
       nbd_error_from_libnbd ("nbd connect to '%s' export '%s'", s->socket,
@@ -207,6 +219,7 @@ nbd_source_connect (const struct nbd_source_options *o)
   }
   s->socket = strdup (o->socket);
   s->export_name = strdup (export_name);
+  s->cancel = o->cancel;
   if (o->bitmap) {
     s->bitmap = strdup (o->bitmap);
     if (asprintf (&s->bitmap_context, "%s%s", NBD_CONTEXT_BITMAP_PREFIX,
@@ -507,6 +520,12 @@ nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
       error_prepend ("nbd block status at %" PRIu64, offset);
       return -1;
     }
+    if (!call.done && ctx->cancel != NULL && *ctx->cancel != 0) {
+      /* Closing retires the command, which refers to call. */
+      nbd_source_close_all (s);
+      set_error (EINTR, "nbd block status at %" PRIu64 ": interrupted", offset);
+      return -1;
+    }
   }
   if (s->h[0])
     (void) nbd_aio_command_completed (s->h[0], cookie);
@@ -535,6 +554,7 @@ nbd_source_plan (struct nbd_source *s, const struct nbd_read_options *o,
   if (nbd_read_options_resolve (o, &opts) == -1)
     return -1;
   ctx.timeout_ms = opts.timeout_ms;
+  ctx.cancel = opts.cancel;
   nbd_walk_init (&walk, s->size, opts.cluster_size, opts.window_size,
                  s->bitmap != NULL, nbd_source_block_status, &ctx, fn, opaque);
   while ((r = nbd_walk_step (&walk)) == 1)

@@ -35,33 +35,31 @@ struct qga_client {
   int fd;
   char *name;
   int timeout_ms;
+  volatile sig_atomic_t *cancel;
   struct qmp_framer framer;
   bool synced; /* the 0xFF delimiter came: bytes go to the framer */
   bool broken;
 };
 
-/* Read more bytes, waiting until deadline.  Before the delimiter, bytes
- * up to and including the 0xFF are dropped.  -1 with set_error
- * (ETIMEDOUT when the time ran out: the caller words it). */
+/* Read more bytes, waiting within w.  Before the delimiter, bytes up to
+ * and including the 0xFF are dropped.  -1 with set_error (ETIMEDOUT when
+ * the time ran out: the caller words it; EINTR when a signal came). */
 static int
-agent_fill (struct qga_client *c, int64_t deadline)
+agent_fill (struct qga_client *c, const struct qmp_wait *w)
 {
   char buf[4096];
-  struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
   const char *p = buf;
   ssize_t n;
-  int r;
 
   for (;;) {
-    r = poll (&pfd, 1, deadline_remaining_ms (deadline));
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r == -1) {
-      set_error (errno, "poll");
-      return -1;
-    }
-    if (r == 0) {
-      set_error (ETIMEDOUT, "timed out");
+    if (qmp_wait_poll (w, c->fd, POLLIN) == -1) {
+      if (errno == ETIMEDOUT)
+        set_error (ETIMEDOUT, "timed out");
+      else if (errno == EINTR) {
+        set_error (-EINTR, "interrupted while waiting for the guest agent");
+      }
+      else
+        set_error (errno, "poll");
       return -1;
     }
     n = read (c->fd, buf, sizeof buf);
@@ -93,7 +91,7 @@ agent_fill (struct qga_client *c, int64_t deadline)
 
 /* The next reply: a return or an error. */
 static int
-agent_read (struct qga_client *c, int64_t deadline, json_t **msg,
+agent_read (struct qga_client *c, const struct qmp_wait *w, json_t **msg,
             enum qmp_message_kind *kind)
 {
   for (;;) {
@@ -117,19 +115,21 @@ agent_read (struct qga_client *c, int64_t deadline, json_t **msg,
       *msg = NULL;
       continue;
     }
-    if (agent_fill (c, deadline) == -1)
+    if (agent_fill (c, w) == -1)
       return -1;
   }
 }
 
 static int
 agent_write (struct qga_client *c, const char *text, size_t len,
-             int64_t deadline)
+             const struct qmp_wait *w)
 {
-  int r = qmp_send_all (c->fd, text, len, deadline);
+  int r = qmp_send_all (c->fd, text, len, w);
 
   if (r == QMP_SEND_WAIT_FAILED)
-    set_error (errno, errno == ETIMEDOUT ? "timed out" : "poll");
+    set_error (errno, errno == ETIMEDOUT ? "timed out"
+                      : errno == EINTR   ? "interrupted while sending"
+                                         : "poll");
   else if (r == QMP_SEND_FAILED)
     set_error (errno, "write to the guest agent socket '%s'", c->name);
   return r == 0 ? 0 : -1;
@@ -137,7 +137,8 @@ agent_write (struct qga_client *c, const char *text, size_t len,
 
 /* Send a request (one JSON line, prefixed by 0xFF when sentinel). */
 static int
-agent_send (struct qga_client *c, json_t *req, bool sentinel, int64_t deadline)
+agent_send (struct qga_client *c, json_t *req, bool sentinel,
+            const struct qmp_wait *w)
 {
   CLEANUP_FREE char *text = NULL;
   CLEANUP_FREE char *line = NULL;
@@ -154,19 +155,20 @@ agent_send (struct qga_client *c, json_t *req, bool sentinel, int64_t deadline)
     set_error (ENOMEM, "cannot format a guest agent command");
     return -1;
   }
-  r = agent_write (c, line, strlen (line), deadline);
+  r = agent_write (c, line, strlen (line), w);
   return r;
 }
 
 static int
 agent_sync (struct qga_client *c, int sync_timeout_ms)
 {
-  int64_t deadline = deadline_after_ms (sync_timeout_ms);
+  struct qmp_wait w;
   json_int_t id;
   json_t *req, *msg = NULL;
   enum qmp_message_kind kind;
   struct timespec ts;
 
+  qmp_wait_init (&w, c->cancel, sync_timeout_ms);
   clock_gettime (CLOCK_REALTIME, &ts);
   id = ((json_int_t) getpid () << 20 ^ (json_int_t) ts.tv_nsec) & INT32_MAX;
   req = json_pack ("{s:s,s:{s:I}}", "execute", "guest-sync-delimited",
@@ -175,7 +177,7 @@ agent_sync (struct qga_client *c, int sync_timeout_ms)
     set_error (ENOMEM, "cannot format a guest agent command");
     return -1;
   }
-  if (agent_send (c, req, true, deadline) == -1) {
+  if (agent_send (c, req, true, &w) == -1) {
     json_decref (req);
     goto fail;
   }
@@ -183,7 +185,7 @@ agent_sync (struct qga_client *c, int sync_timeout_ms)
   for (;;) {
     const json_t *ret;
 
-    if (agent_read (c, deadline, &msg, &kind) == -1)
+    if (agent_read (c, &w, &msg, &kind) == -1)
       goto fail;
     ret = json_object_get (msg, "return");
     if (kind == QMP_MESSAGE_RETURN && json_is_integer (ret)
@@ -209,7 +211,7 @@ fail:
 
 struct qga_client *
 qga_client_new_fd (int fd, const char *name, int sync_timeout_ms,
-                   int timeout_ms)
+                   int timeout_ms, volatile sig_atomic_t *cancel)
 {
   struct qga_client *c = calloc (1, sizeof *c);
 
@@ -221,6 +223,7 @@ qga_client_new_fd (int fd, const char *name, int sync_timeout_ms,
   }
   c->fd = fd;
   c->timeout_ms = timeout_ms;
+  c->cancel = cancel;
   qmp_framer_init (&c->framer, QGA_MAX_LINE);
   if (agent_sync (c, sync_timeout_ms) == -1) {
     qga_client_free (c);
@@ -230,13 +233,14 @@ qga_client_new_fd (int fd, const char *name, int sync_timeout_ms,
 }
 
 struct qga_client *
-qga_client_connect (const char *path, int sync_timeout_ms, int timeout_ms)
+qga_client_connect (const char *path, int sync_timeout_ms, int timeout_ms,
+                    volatile sig_atomic_t *cancel)
 {
   int fd = unix_connect ("guest agent", path);
 
   if (fd == -1)
     return NULL;
-  return qga_client_new_fd (fd, path, sync_timeout_ms, timeout_ms);
+  return qga_client_new_fd (fd, path, sync_timeout_ms, timeout_ms, cancel);
 }
 
 void
@@ -254,7 +258,7 @@ int
 qga_client_execute (struct qga_client *c, const char *command, json_t *args,
                     json_t **result)
 {
-  int64_t deadline = deadline_after_ms (c->timeout_ms);
+  struct qmp_wait w;
   enum qmp_message_kind kind;
   json_t *req, *msg = NULL;
 
@@ -275,8 +279,9 @@ qga_client_execute (struct qga_client *c, const char *command, json_t *args,
     set_error (ENOMEM, "guest agent '%s': cannot format the command", command);
     return -1;
   }
-  if (agent_send (c, req, false, deadline) == -1
-      || agent_read (c, deadline, &msg, &kind) == -1) {
+  qmp_wait_init (&w, c->cancel, c->timeout_ms);
+  if (agent_send (c, req, false, &w) == -1
+      || agent_read (c, &w, &msg, &kind) == -1) {
     json_decref (req);
     c->broken = true;
     if (get_errno () == ETIMEDOUT) {

@@ -3,6 +3,8 @@
 #ifndef KNIB_QMP_AGENT_H
 #define KNIB_QMP_AGENT_H
 
+#include <signal.h>
+
 #include <jansson.h>
 
 /* How long the guest agent may take to answer guest-sync-delimited. */
@@ -13,15 +15,19 @@ struct qga_client;
 /* Connect to the guest agent's socket (QEMU's chardev of the
  * org.qemu.guest_agent.0 port) and synchronise with guest-sync-delimited
  * within sync_timeout_ms; later commands may take timeout_ms (-1: no
- * limit).  NULL with set_error; ETIMEDOUT when no agent answered. */
+ * limit).  cancel (may be NULL) interrupts the waits as for
+ * qmp_client_connect.  NULL with set_error; ETIMEDOUT when no agent
+ * answered. */
 struct qga_client *qga_client_connect (const char *path, int sync_timeout_ms,
-                                       int timeout_ms)
+                                       int timeout_ms,
+                                       volatile sig_atomic_t *cancel)
   __attribute__ ((warn_unused_result));
 
 /* The same over a connected stream socket (taken, even on failure);
  * name is the socket's name in messages. */
 struct qga_client *qga_client_new_fd (int fd, const char *name,
-                                      int sync_timeout_ms, int timeout_ms)
+                                      int sync_timeout_ms, int timeout_ms,
+                                      volatile sig_atomic_t *cancel)
   __attribute__ ((warn_unused_result));
 
 void qga_client_free (struct qga_client *c);

@@ -28,6 +28,7 @@ DEFINE_VECTOR_TYPE (event_queue, json_t *)
 struct qmp_client {
   int fd;
   int timeout_ms;
+  volatile sig_atomic_t *cancel;
   struct qmp_framer framer;
   json_t *greeting;
   int major, minor, micro;
@@ -43,34 +44,29 @@ client_break (struct qmp_client *c)
   c->broken = true;
 }
 
-static void
-set_timeout_error (int timeout_ms, const char *waiting_for)
-{
-  set_error (ETIMEDOUT, "no %s from QEMU within %.1f s", waiting_for,
-             timeout_ms / 1000.0);
-}
-
-/* Read more bytes into the framer, waiting until deadline.
- * Returns 0, or -1 with set_error (ETIMEDOUT when the time ran out). */
+/* Read more bytes into the framer, waiting within w.  Returns 0, or -1
+ * with set_error (ETIMEDOUT when the time ran out, EINTR when a signal
+ * interrupted the wait). */
 static int
-client_fill (struct qmp_client *c, int64_t deadline, const char *waiting_for)
+client_fill (struct qmp_client *c, const struct qmp_wait *w,
+             const char *waiting_for)
 {
   char buf[65536];
-  struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
   ssize_t n;
-  int r;
 
   for (;;) {
-    r = poll (&pfd, 1, deadline_remaining_ms (deadline));
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r == -1) {
-      set_error (errno, "poll");
-      client_break (c);
-      return -1;
-    }
-    if (r == 0) {
-      set_timeout_error (c->timeout_ms, waiting_for);
+    if (qmp_wait_poll (w, c->fd, POLLIN) == -1) {
+      if (errno == ETIMEDOUT)
+        set_error (ETIMEDOUT, "no %s from QEMU within %.1f s", waiting_for,
+                   w->timeout_ms / 1000.0);
+      else if (errno == EINTR) {
+        set_error (-EINTR, "interrupted while waiting for %s from QEMU",
+                   waiting_for);
+      }
+      else {
+        set_error (errno, "poll");
+        client_break (c);
+      }
       return -1;
     }
     n = read (c->fd, buf, sizeof buf);
@@ -99,8 +95,8 @@ client_fill (struct qmp_client *c, int64_t deadline, const char *waiting_for)
 /* Read one whole message and classify it.  A timeout leaves the
  * connection usable; anything else breaks it. */
 static int
-client_read (struct qmp_client *c, int64_t deadline, const char *waiting_for,
-             json_t **msg, enum qmp_message_kind *kind)
+client_read (struct qmp_client *c, const struct qmp_wait *w,
+             const char *waiting_for, json_t **msg, enum qmp_message_kind *kind)
 {
   for (;;) {
     CLEANUP_FREE char *line = NULL;
@@ -123,24 +119,27 @@ client_read (struct qmp_client *c, int64_t deadline, const char *waiting_for,
       }
       return 0;
     }
-    if (client_fill (c, deadline, waiting_for) == -1)
+    if (client_fill (c, w, waiting_for) == -1)
       return -1;
   }
 }
 
 static int
 client_write (struct qmp_client *c, const char *text, size_t len,
-              int64_t deadline)
+              const struct qmp_wait *w)
 {
   int r;
 
   debug (DEBUG_QMP, "-> %.*s", (int) (len ? len - 1 : 0), text);
-  r = qmp_send_all (c->fd, text, len, deadline);
+  r = qmp_send_all (c->fd, text, len, w);
   if (r == 0)
     return 0;
   if (r == QMP_SEND_WAIT_FAILED && errno == ETIMEDOUT)
     set_error (ETIMEDOUT, "QEMU did not take the command within %.1f s",
-               c->timeout_ms / 1000.0);
+               w->timeout_ms / 1000.0);
+  else if (r == QMP_SEND_WAIT_FAILED && errno == EINTR) {
+    set_error (-EINTR, "interrupted while sending the command to QEMU");
+  }
   else
     set_error (errno, r == QMP_SEND_WAIT_FAILED ? "poll" : "write to QEMU");
   client_break (c);
@@ -166,21 +165,32 @@ queue_event (struct qmp_client *c, json_t *event)
   return 0;
 }
 
+/* Log a reply that answers no command of knib's and is dropped, as the
+ * QMP specification asks. */
+static void
+reply_drop (const json_t *msg, const char *why)
+{
+  CLEANUP_FREE char *id
+    = json_dumps (json_object_get (msg, "id"), JSON_COMPACT | JSON_ENCODE_ANY);
+
+  debug (DEBUG_QMP, "dropped a reply with id %s: %s", id ? id : "?", why);
+}
+
+/* 1 when msg answers the command with id want, 0 when it answers
+ * another (dropped), -1 when it has no id: QEMU could not read the
+ * command, and the connection is out of step. */
 static int
 reply_id_check (struct qmp_client *c, const json_t *msg, const char *want)
 {
   const json_t *id = json_object_get (msg, "id");
 
   if (json_is_string (id) && strcmp (json_string_value (id), want) == 0)
+    return 1;
+  if (id != NULL) {
+    reply_drop (msg, "knib did not send it");
     return 0;
-  if (id == NULL)
-    set_error (EPROTO, "reply without an id (expected '%s')", want);
-  else if (json_is_string (id))
-    set_error (EPROTO, "reply with unexpected id '%s' (expected '%s')",
-               json_string_value (id), want);
-  else
-    set_error (EPROTO, "reply with an id that is not a string (expected '%s')",
-               want);
+  }
+  set_error (EPROTO, "reply without an id (expected '%s')", want);
   client_break (c);
   return -1;
 }
@@ -207,7 +217,7 @@ client_call (struct qmp_client *c, json_t *req, const char *id, json_t **result)
 {
   CLEANUP_FREE char *text = NULL;
   CLEANUP_FREE char *line = NULL;
-  int64_t deadline = deadline_after_ms (c->timeout_ms);
+  struct qmp_wait w;
   size_t len;
 
   text = json_dumps (req, JSON_COMPACT);
@@ -224,15 +234,19 @@ client_call (struct qmp_client *c, json_t *req, const char *id, json_t **result)
   memcpy (line, text, len);
   line[len] = '\n';
   line[len + 1] = '\0';
-  if (client_write (c, line, len + 1, deadline) == -1)
+  qmp_wait_init (&w, c->cancel, c->timeout_ms);
+  if (client_write (c, line, len + 1, &w) == -1)
     return -1;
 
   for (;;) {
     json_t *msg = NULL;
     enum qmp_message_kind kind;
+    int r;
 
-    if (client_read (c, deadline, "reply", &msg, &kind) == -1) {
-      if (errno == ETIMEDOUT)
+    if (client_read (c, &w, "reply", &msg, &kind) == -1) {
+      if (get_errno () == ETIMEDOUT)
+        (void) qmp_peer_explain_silence (c->fd, NULL, false);
+      if (get_errno () == ETIMEDOUT || get_errno () == EINTR)
         client_break (c); /* a late reply would now be out of step */
       return -1;
     }
@@ -250,9 +264,12 @@ client_call (struct qmp_client *c, json_t *req, const char *id, json_t **result)
     case QMP_MESSAGE_ERROR:
       break;
     }
-    if (reply_id_check (c, msg, id) == -1) {
+    r = reply_id_check (c, msg, id);
+    if (r != 1) {
       json_decref (msg);
-      return -1;
+      if (r == -1)
+        return -1;
+      continue;
     }
     if (kind == QMP_MESSAGE_ERROR) {
       reply_error (c, msg);
@@ -339,17 +356,12 @@ qmp_client_error_class (const struct qmp_client *c)
  * server's "NBDMAGIC", a shell's prompt) is refused at once rather than
  * waited on until the timeout. */
 static int
-client_check_first_byte (struct qmp_client *c, int64_t deadline)
+client_check_first_byte (struct qmp_client *c, const struct qmp_wait *w)
 {
-  struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
   char first;
   ssize_t n;
-  int r;
 
-  do
-    r = poll (&pfd, 1, deadline_remaining_ms (deadline));
-  while (r == -1 && errno == EINTR);
-  if (r <= 0)
+  if (qmp_wait_poll (w, c->fd, POLLIN) == -1)
     return 0; /* client_read reports the timeout or the error */
   do
     n = recv (c->fd, &first, 1, MSG_PEEK);
@@ -367,20 +379,25 @@ client_check_first_byte (struct qmp_client *c, int64_t deadline)
 }
 
 static int
-client_greet (struct qmp_client *c)
+client_greet (struct qmp_client *c, const char *path)
 {
-  int64_t deadline = deadline_after_ms (
-    c->timeout_ms < 0 || c->timeout_ms > QMP_GREETING_TIMEOUT_MS
-      ? QMP_GREETING_TIMEOUT_MS
-      : c->timeout_ms);
   json_t *msg = NULL;
   enum qmp_message_kind kind;
+  struct qmp_wait w;
   json_t *ver;
 
-  if (client_check_first_byte (c, deadline) == -1)
+  qmp_wait_init (&w, c->cancel,
+                 c->timeout_ms < 0 || c->timeout_ms > QMP_GREETING_TIMEOUT_MS
+                   ? QMP_GREETING_TIMEOUT_MS
+                   : c->timeout_ms);
+  if (client_check_first_byte (c, &w) == -1)
     return -1;
-  if (client_read (c, deadline, "greeting", &msg, &kind) == -1) {
-    error_prepend ("no QMP greeting (is this QEMU's QMP socket?)");
+  if (client_read (c, &w, "greeting", &msg, &kind) == -1) {
+    if (get_errno () == ETIMEDOUT
+        && qmp_peer_explain_silence (c->fd, path, true) == 0)
+      return -1;
+    if (get_errno () != EINTR)
+      error_prepend ("no QMP greeting (is this QEMU's QMP socket?)");
     return -1;
   }
   if (kind != QMP_MESSAGE_GREETING) {
@@ -402,7 +419,8 @@ client_greet (struct qmp_client *c)
 /* Set up a client on fd (taken even on failure); errors begin with
  * "qmp" or "qmp 'PATH'". */
 static struct qmp_client *
-client_open (int fd, int timeout_ms, const char *path)
+client_open (int fd, int timeout_ms, volatile sig_atomic_t *cancel,
+             const char *path)
 {
   struct qmp_client *c;
 
@@ -414,8 +432,9 @@ client_open (int fd, int timeout_ms, const char *path)
   else {
     c->fd = fd;
     c->timeout_ms = timeout_ms;
+    c->cancel = cancel;
     qmp_framer_init (&c->framer, QMP_MAX_LINE);
-    if (client_greet (c) == 0) {
+    if (client_greet (c, path) == 0) {
       debug (DEBUG_QMP, "connected to QEMU %d.%d.%d", c->major, c->minor,
              c->micro);
       return c;
@@ -430,17 +449,18 @@ client_open (int fd, int timeout_ms, const char *path)
 }
 
 struct qmp_client *
-qmp_client_new_fd (int fd, int timeout_ms)
+qmp_client_new_fd (int fd, int timeout_ms, volatile sig_atomic_t *cancel)
 {
-  return client_open (fd, timeout_ms, NULL);
+  return client_open (fd, timeout_ms, cancel, NULL);
 }
 
 struct qmp_client *
-qmp_client_connect (const char *path, int timeout_ms)
+qmp_client_connect (const char *path, int timeout_ms,
+                    volatile sig_atomic_t *cancel)
 {
   int fd = unix_connect ("qmp", path);
 
-  return fd == -1 ? NULL : client_open (fd, timeout_ms, path);
+  return fd == -1 ? NULL : client_open (fd, timeout_ms, cancel, path);
 }
 
 void
@@ -459,10 +479,24 @@ qmp_client_free (struct qmp_client *c)
   free (c);
 }
 
+int
+qmp_step_timeout_ms (int timeout_ms)
+{
+  return timeout_ms < 0 || timeout_ms > QMP_STEP_TIMEOUT_MS
+           ? QMP_STEP_TIMEOUT_MS
+           : timeout_ms;
+}
+
 void
 qmp_client_set_timeout (struct qmp_client *c, int timeout_ms)
 {
   c->timeout_ms = timeout_ms;
+}
+
+void
+qmp_client_set_cancel (struct qmp_client *c, volatile sig_atomic_t *cancel)
+{
+  c->cancel = cancel;
 }
 
 const json_t *
@@ -508,7 +542,7 @@ qmp_client_wait_event (struct qmp_client *c, const char *name,
                        qmp_event_pred pred, void *opaque, int timeout_ms,
                        json_t **event)
 {
-  int64_t deadline = deadline_after_ms (timeout_ms);
+  struct qmp_wait w;
   char what[160];
 
   snprintf (what, sizeof what, "event %s%s%s", name ? "'" : "",
@@ -527,22 +561,26 @@ qmp_client_wait_event (struct qmp_client *c, const char *name,
       what);
     return -1;
   }
+  qmp_wait_init (&w, c->cancel, timeout_ms);
   for (;;) {
     json_t *msg = NULL;
     enum qmp_message_kind kind;
 
-    if (client_read (c, deadline, what, &msg, &kind) == -1) {
-      if (errno == ETIMEDOUT)
-        set_error (ETIMEDOUT, "no %s from QEMU within %.1f s", what,
-                   timeout_ms / 1000.0);
+    if (client_read (c, &w, what, &msg, &kind) == -1) {
       error_prepend ("qmp");
       return -1;
     }
-    if (kind != QMP_MESSAGE_EVENT) {
+    if (kind == QMP_MESSAGE_GREETING) {
       json_decref (msg);
-      set_error (EPROTO, "qmp: a reply arrived while no command was waiting");
+      set_error (EPROTO,
+                 "qmp: unexpected greeting in the middle of the session");
       client_break (c);
       return -1;
+    }
+    if (kind != QMP_MESSAGE_EVENT) {
+      reply_drop (msg, "no command was waiting");
+      json_decref (msg);
+      continue;
     }
     if (event_matches (msg, name, pred, opaque)) {
       *event = msg;

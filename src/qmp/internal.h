@@ -3,6 +3,7 @@
 #ifndef KNIB_QMP_INTERNAL_H
 #define KNIB_QMP_INTERNAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,8 +52,10 @@ enum qmp_message_kind {
   QMP_MESSAGE_EVENT,
 };
 
-/* Check a message's shape and say what it is.  -1 with set_error when it
- * is none of the four shapes QMP defines (EPROTO), or on ENOMEM. */
+/* Check a message's shape and say what it is: the members knib reads,
+ * with their types; members it does not know are ignored.  -1 with
+ * set_error when it is none of the four shapes QMP defines (EPROTO), or
+ * on ENOMEM. */
 int qmp_message_classify (const json_t *msg, enum qmp_message_kind *kind)
   __attribute__ ((warn_unused_result));
 
@@ -62,15 +65,46 @@ int qmp_message_classify (const json_t *msg, enum qmp_message_kind *kind)
 json_t *qmp_message_parse (const char *line, size_t len)
   __attribute__ ((warn_unused_result));
 
-/* Send all of text to fd (never SIGPIPE), waiting for room until
- * deadline.  Returns 0; QMP_SEND_WAIT_FAILED with errno (ETIMEDOUT when
- * the deadline passed) when waiting failed; QMP_SEND_FAILED with errno
- * when send failed.  No set_error: each client words its own. */
+/* One wait for QEMU (a reply, an event, room to send): until a
+ * deadline, or until a signal bumps the cancel flag.  The wait is
+ * interrupted when the flag changes while it lasts; a wait that begins
+ * with the flag already set (the cleanup after the first signal) is
+ * bounded by QMP_INTERRUPTED_TIMEOUT_MS instead. */
+#define QMP_INTERRUPTED_TIMEOUT_MS 15000
+
+struct qmp_wait {
+  volatile sig_atomic_t *cancel; /* may be NULL: not interruptible */
+  sig_atomic_t seen;             /* *cancel when the wait began */
+  int timeout_ms;                /* -1: none */
+  int64_t deadline;
+};
+
+void qmp_wait_init (struct qmp_wait *w, volatile sig_atomic_t *cancel,
+                    int timeout_ms);
+
+/* poll fd for events within the wait.  1 ready, -1 with errno: EINTR
+ * when interrupted, ETIMEDOUT when the deadline passed, else poll's
+ * (never 0). */
+int qmp_wait_poll (const struct qmp_wait *w, int fd, short events)
+  __attribute__ ((warn_unused_result));
+
+/* Send all of text to fd (never SIGPIPE), waiting for room within w.
+ * Returns 0; QMP_SEND_WAIT_FAILED with errno (ETIMEDOUT, EINTR) when
+ * waiting failed; QMP_SEND_FAILED with errno when send failed.  No
+ * set_error: each client words its own. */
 enum {
   QMP_SEND_WAIT_FAILED = -2,
   QMP_SEND_FAILED = -1,
 };
-int qmp_send_all (int fd, const char *text, size_t len, int64_t deadline)
+int qmp_send_all (int fd, const char *text, size_t len,
+                  const struct qmp_wait *w)
   __attribute__ ((warn_unused_result));
+
+/* QEMU said nothing in time on the socket fd (named path, may be NULL):
+ * when the kernel can say why (QEMU is stopped; at the greeting, QEMU
+ * has not accepted the connection because another client holds the
+ * socket), set_error says so and 0 is returned; otherwise -1 and the
+ * error is left alone. */
+int qmp_peer_explain_silence (int fd, const char *path, bool greeting);
 
 #endif

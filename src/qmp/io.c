@@ -9,21 +9,58 @@
 #include "common/util.h"
 #include "internal.h"
 
-int
-qmp_send_all (int fd, const char *text, size_t len, int64_t deadline)
+/* A signal that arrives between the check of the flag and poll does not
+ * interrupt poll: waiting in slices bounds how late it is seen. */
+#define QMP_POLL_SLICE_MS 250
+
+void
+qmp_wait_init (struct qmp_wait *w, volatile sig_atomic_t *cancel,
+               int timeout_ms)
 {
-  struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+  w->cancel = cancel;
+  w->seen = cancel != NULL ? *cancel : 0;
+  /* After the first signal, cleanup still talks to QEMU, but briefly:
+   * QEMU may be the reason knib was interrupted. */
+  if (w->seen != 0
+      && (timeout_ms < 0 || timeout_ms > QMP_INTERRUPTED_TIMEOUT_MS))
+    timeout_ms = QMP_INTERRUPTED_TIMEOUT_MS;
+  w->timeout_ms = timeout_ms;
+  w->deadline = deadline_after_ms (timeout_ms);
+}
+
+int
+qmp_wait_poll (const struct qmp_wait *w, int fd, short events)
+{
+  struct pollfd pfd = { .fd = fd, .events = events };
+
+  for (;;) {
+    int left = deadline_remaining_ms (w->deadline), slice = left, r;
+
+    if (w->cancel != NULL && *w->cancel != w->seen) {
+      errno = EINTR;
+      return -1;
+    }
+    if (w->cancel != NULL && (left < 0 || left > QMP_POLL_SLICE_MS))
+      slice = QMP_POLL_SLICE_MS;
+    r = poll (&pfd, 1, slice);
+    if ((r == -1 && errno == EINTR) || (r == 0 && slice != left))
+      continue;
+    if (r == 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    return r;
+  }
+}
+
+int
+qmp_send_all (int fd, const char *text, size_t len, const struct qmp_wait *w)
+{
   size_t done = 0;
 
   while (done < len) {
     ssize_t n;
-    int r = poll (&pfd, 1, deadline_remaining_ms (deadline));
-
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r == 0)
-      errno = ETIMEDOUT;
-    if (r <= 0)
+    if (qmp_wait_poll (w, fd, POLLOUT) == -1)
       return QMP_SEND_WAIT_FAILED;
     n = send (fd, text + done, len - done, MSG_NOSIGNAL);
     if (n == -1 && (errno == EINTR || errno == EAGAIN))

@@ -3,6 +3,7 @@
 #ifndef KNIB_QMP_H
 #define KNIB_QMP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -12,18 +13,38 @@ struct qmp_client;
 
 /* Connect to a QMP unix socket, read the greeting and leave capabilities
  * negotiation mode.  timeout_ms bounds every later read and write too
- * (-1: none).  Returns NULL with set_error on failure. */
-struct qmp_client *qmp_client_connect (const char *path, int timeout_ms)
+ * (-1: none).  cancel (may be NULL) is a flag that a signal handler
+ * changes (increments) to interrupt whatever the client waits for: that
+ * wait fails with EINTR, and a wait that begins with the flag already
+ * set (cleaning up after the signal) lasts at most 15 s.  Returns NULL
+ * with set_error on failure; EBUSY when another client holds the
+ * socket. */
+struct qmp_client *qmp_client_connect (const char *path, int timeout_ms,
+                                       volatile sig_atomic_t *cancel)
   __attribute__ ((warn_unused_result));
 
 /* The same over a connected stream socket.  Takes ownership of fd, even
  * when it fails. */
-struct qmp_client *qmp_client_new_fd (int fd, int timeout_ms)
+struct qmp_client *qmp_client_new_fd (int fd, int timeout_ms,
+                                      volatile sig_atomic_t *cancel)
   __attribute__ ((warn_unused_result));
+
+/* How long one QMP command of a backup may take at most, whatever the
+ * (much longer) silence limit of the whole run: QEMU answers commands at
+ * once, so a longer silence is a stopped or stuck QEMU. */
+#define QMP_STEP_TIMEOUT_MS (5 * 60 * 1000)
+
+/* timeout_ms, bounded by QMP_STEP_TIMEOUT_MS (-1: none is bounded too). */
+int qmp_step_timeout_ms (int timeout_ms);
 
 void qmp_client_free (struct qmp_client *c);
 
 void qmp_client_set_timeout (struct qmp_client *c, int timeout_ms);
+
+/* Change the flag that interrupts the client's waits (see
+ * qmp_client_connect; NULL: none). */
+void qmp_client_set_cancel (struct qmp_client *c,
+                            volatile sig_atomic_t *cancel);
 
 /* The greeting's "QMP" member ({"version": ..., "capabilities": [...]}),
  * borrowed; and the QEMU version it announced. */

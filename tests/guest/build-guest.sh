@@ -172,7 +172,7 @@ TIMEOUT 0
 LABEL knib
   LINUX /vmlinuz
   INITRD /initrd.img
-  APPEND console=tty0 console=ttyS0,115200 loglevel=4
+  APPEND console=tty0 console=ttyS0,115200 loglevel=4 no_timer_check
 EOF
 mkfs.fat -C -n KNIBBOOT boot.img $((BOOT_MIB * 1024)) >/dev/null
 syslinux --install boot.img

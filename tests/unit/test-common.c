@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -678,6 +679,30 @@ config_load_of_a_directory_fails (void **state)
   assert_int_equal (get_errno (), EISDIR);
 }
 
+/* process_alive: a zombie is gone, as is a reaped pid. */
+static void
+process_alive_and_start_time_count_a_zombie_as_gone (void **state)
+{
+  pid_t pid;
+  int st;
+
+  assert_true (process_alive (getpid ()));
+  assert_false (process_alive (0));
+  assert_true (process_start_time (getpid ()) > 0);
+  assert_int_equal (process_start_time (0), -1);
+  pid = fork ();
+  assert_true (pid >= 0);
+  if (pid == 0)
+    _exit (0);
+  /* Not reaped yet: a zombie once it has exited. */
+  for (int i = 0; i < 500 && process_alive (pid); i++)
+    usleep (10000);
+  assert_false (process_alive (pid));
+  assert_int_equal (process_start_time (pid), -1);
+  assert_int_equal (waitpid (pid, &st, 0), pid);
+  assert_false (process_alive (pid));
+}
+
 int
 main (void)
 {
@@ -718,6 +743,7 @@ main (void)
     cmocka_unit_test (config_load_errors_name_the_file_and_line),
     cmocka_unit_test (config_load_missing_file_is_fine_unless_required),
     cmocka_unit_test (config_load_of_a_directory_fails),
+    cmocka_unit_test (process_alive_and_start_time_count_a_zombie_as_gone),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

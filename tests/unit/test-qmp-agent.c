@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -37,6 +39,11 @@ enum script {
   AGENT_FREEZE_ERR, /* sync, then an error reply to the freeze */
   AGENT_STALE_SYNC, /* a stale sync reply after the delimiter first */
   AGENT_CLOSES,     /* hangs up after the request */
+  AGENT_EXTRA,      /* replies with members knib does not know */
+  AGENT_ONE_BYTE,   /* the command's reply one byte per write */
+  AGENT_HALF_REPLY, /* half the command's reply, then hangs up */
+  AGENT_LONG_LINE,  /* a reply line over the size limit */
+  AGENT_MUTE,       /* syncs, then never answers the command */
 };
 
 struct agent {
@@ -82,6 +89,49 @@ agent_sends (int fd, const char *text)
   agent_send (fd, text, strlen (text));
 }
 
+/* The answer to the command after the sync. */
+static void
+agent_answer (struct agent *a)
+{
+  static const char reply[] = "{\"return\": 2}\n";
+  char *big;
+
+  switch (a->script) {
+  case AGENT_FREEZE_ERR:
+    agent_sends (a->fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                        "\"failed to freeze /: Device or resource busy\"}}\n");
+    break;
+  case AGENT_EXTRA:
+    agent_sends (a->fd, "{\"return\": 2, \"id\": \"x\", \"new\": {}}\n");
+    break;
+  case AGENT_ONE_BYTE:
+    for (size_t i = 0; i < strlen (reply); i++)
+      agent_send (a->fd, reply + i, 1);
+    break;
+  case AGENT_HALF_REPLY:
+    agent_sends (a->fd, "{\"return\": ");
+    shutdown (a->fd, SHUT_RDWR);
+    break;
+  case AGENT_LONG_LINE:
+    big = malloc (2 * 1024 * 1024);
+    if (big != NULL) {
+      memset (big, ' ', 2 * 1024 * 1024);
+      big[0] = '{';
+      agent_send (a->fd, big, 2 * 1024 * 1024);
+      free (big);
+    }
+    break;
+  case AGENT_MUTE:
+    break;
+  case AGENT_SILENT:
+  case AGENT_FREEZE_OK:
+  case AGENT_STALE_SYNC:
+  case AGENT_CLOSES:
+    agent_sends (a->fd, reply);
+    break;
+  }
+}
+
 static void *
 agent_run (void *opaque)
 {
@@ -111,15 +161,12 @@ agent_run (void *opaque)
   }
   else
     agent_send (a->fd, "garbage\x01\xfe\xff", 10);
-  snprintf (buf, sizeof buf, "{\"return\": %ld}\n", id);
+  snprintf (buf, sizeof buf, "{\"return\": %ld%s}\n", id,
+            a->script == AGENT_EXTRA ? ", \"trace\": [1]" : "");
   agent_sends (a->fd, buf);
   if (!agent_read_line (a->fd, a->line1, sizeof a->line1))
     return NULL;
-  if (a->script == AGENT_FREEZE_ERR)
-    agent_sends (a->fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
-                        "\"failed to freeze /: Device or resource busy\"}}\n");
-  else
-    agent_sends (a->fd, "{\"return\": 2}\n");
+  agent_answer (a);
   while (agent_read_line (a->fd, buf, sizeof buf))
     ;
   return NULL;
@@ -127,7 +174,8 @@ agent_run (void *opaque)
 
 /* A client on one end of a socketpair, the fake agent on the other. */
 static struct qga_client *
-start (struct agent *a, enum script script, int sync_timeout_ms)
+start_cancellable (struct agent *a, enum script script, int sync_timeout_ms,
+                   volatile sig_atomic_t *cancel)
 {
   int sv[2];
 
@@ -136,7 +184,13 @@ start (struct agent *a, enum script script, int sync_timeout_ms)
   a->fd = sv[1];
   a->script = script;
   assert_int_equal (pthread_create (&a->thread, NULL, agent_run, a), 0);
-  return qga_client_new_fd (sv[0], "qga.sock", sync_timeout_ms, 2000);
+  return qga_client_new_fd (sv[0], "qga.sock", sync_timeout_ms, 2000, cancel);
+}
+
+static struct qga_client *
+start (struct agent *a, enum script script, int sync_timeout_ms)
+{
+  return start_cancellable (a, script, sync_timeout_ms, NULL);
 }
 
 static void
@@ -236,11 +290,136 @@ hang_up_is_an_error (void **state)
   close (a.fd);
 }
 
+/* Sync, then run guest-fsfreeze-freeze: its result, or -1. */
+static int
+freeze (enum script script, struct agent *a)
+{
+  struct qga_client *c = start (a, script, 2000);
+  json_t *ret = NULL;
+  int r;
+
+  if (c == NULL)
+    fail_msg ("sync failed: %s", get_error ());
+  r = qga_client_execute (c, "guest-fsfreeze-freeze", NULL, &ret) == -1
+        ? -1
+        : (int) json_integer_value (ret);
+  json_decref (ret);
+  finish (a, c);
+  return r;
+}
+
+static void
+replies_with_members_knib_does_not_know_are_accepted (void **state)
+{
+  struct agent a;
+
+  (void) state;
+  if (freeze (AGENT_EXTRA, &a) == -1)
+    fail_msg ("%s", get_error ());
+}
+
+static void
+a_reply_sent_one_byte_at_a_time_is_read (void **state)
+{
+  struct agent a;
+
+  (void) state;
+  assert_int_equal (freeze (AGENT_ONE_BYTE, &a), 2);
+}
+
+static void
+hang_up_mid_reply_is_an_error (void **state)
+{
+  struct agent a;
+
+  (void) state;
+  assert_int_equal (freeze (AGENT_HALF_REPLY, &a), -1);
+  assert_int_equal (get_errno (), ECONNRESET);
+  assert_contains (get_error (), "guest agent 'guest-fsfreeze-freeze': "
+                                 "the guest agent socket 'qga.sock' was "
+                                 "closed");
+}
+
+static void
+a_line_over_the_size_limit_is_refused (void **state)
+{
+  struct agent a;
+
+  (void) state;
+  assert_int_equal (freeze (AGENT_LONG_LINE, &a), -1);
+  assert_int_equal (get_errno (), EMSGSIZE);
+  assert_contains (get_error (), "guest agent 'guest-fsfreeze-freeze': ");
+}
+
+static void
+a_command_never_answered_times_out (void **state)
+{
+  struct agent a;
+
+  (void) state;
+  assert_int_equal (freeze (AGENT_MUTE, &a), -1);
+  assert_int_equal (get_errno (), ETIMEDOUT);
+  assert_string_equal (get_error (), "guest agent 'guest-fsfreeze-freeze': no "
+                                     "answer on qga.sock within 2 s");
+}
+
+static volatile sig_atomic_t signals;
+
+static void
+on_usr1 (int sig)
+{
+  (void) sig;
+  signals++;
+}
+
+static volatile sig_atomic_t kick_stop;
+
+/* Signal every 100 ms until told to stop: a signal before the client
+ * waits only makes it wait as after a signal; the next one interrupts
+ * it. */
+static void *
+kick (void *arg)
+{
+  struct timespec ts = { 0, 100 * 1000000L };
+
+  while (!kick_stop) {
+    nanosleep (&ts, NULL);
+    if (!kick_stop)
+      pthread_kill (*(pthread_t *) arg, SIGUSR1);
+  }
+  return NULL;
+}
+
+static void
+a_signal_interrupts_the_wait_for_the_agent (void **state)
+{
+  struct sigaction sa = { .sa_handler = on_usr1 };
+  pthread_t self = pthread_self (), kicker;
+  struct agent a;
+  struct qga_client *c;
+
+  (void) state;
+  sigemptyset (&sa.sa_mask);
+  assert_int_equal (sigaction (SIGUSR1, &sa, NULL), 0);
+  kick_stop = 0;
+  assert_int_equal (pthread_create (&kicker, NULL, kick, &self), 0);
+  c = start_cancellable (&a, AGENT_SILENT, 60000, &signals);
+  assert_null (c);
+  assert_int_equal (get_errno (), EINTR);
+  assert_contains (get_error (), "interrupted while waiting for the guest "
+                                 "agent");
+  kick_stop = 1;
+  pthread_join (kicker, NULL);
+  signal (SIGUSR1, SIG_DFL);
+  pthread_join (a.thread, NULL);
+  close (a.fd);
+}
+
 static void
 connect_to_a_missing_socket_fails (void **state)
 {
   (void) state;
-  assert_null (qga_client_connect ("/nonexistent/qga.sock", 100, 100));
+  assert_null (qga_client_connect ("/nonexistent/qga.sock", 100, 100, NULL));
   assert_int_equal (get_errno (), ENOENT);
   assert_contains (get_error (), "cannot connect to '/nonexistent/qga.sock'");
 }
@@ -254,6 +433,12 @@ main (void)
     cmocka_unit_test (error_reply_is_eremoteio),
     cmocka_unit_test (silence_times_out_with_a_clear_error),
     cmocka_unit_test (hang_up_is_an_error),
+    cmocka_unit_test (replies_with_members_knib_does_not_know_are_accepted),
+    cmocka_unit_test (a_reply_sent_one_byte_at_a_time_is_read),
+    cmocka_unit_test (hang_up_mid_reply_is_an_error),
+    cmocka_unit_test (a_line_over_the_size_limit_is_refused),
+    cmocka_unit_test (a_command_never_answered_times_out),
+    cmocka_unit_test (a_signal_interrupts_the_wait_for_the_agent),
     cmocka_unit_test (connect_to_a_missing_socket_fails),
   };
 

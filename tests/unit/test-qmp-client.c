@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -309,7 +310,8 @@ server_finish (struct server *srv)
 static struct qmp_client *
 client_start (struct server **srvp, const struct step *steps)
 {
-  struct qmp_client *c = qmp_client_new_fd (server_start (srvp, steps), 5000);
+  struct qmp_client *c
+    = qmp_client_new_fd (server_start (srvp, steps), 5000, NULL);
 
   if (c == NULL)
     fail_msg ("cannot connect to the fake server: %s", get_error ());
@@ -335,6 +337,48 @@ expect_event (struct qmp_client *c, const char *name, const char *want)
 }
 
 /* Greeting, commands and replies */
+
+static void
+a_greeting_with_members_knib_does_not_know_is_accepted (void **state)
+{
+  static const struct step steps[] = {
+    SEND ("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 1, \"minor\": 0, "
+          "\"major\": 11, \"rc\": 0}, \"package\": \"v11\", \"build\": "
+          "{\"id\": 7}}, \"capabilities\": [\"oob\", \"exec-oob-v2\", "
+          "{\"name\": \"new\"}], \"features\": [\"x\"]}, "
+          "\"hint\": \"hello\"}\r\n"),
+    EXPECT (CMD ("qmp_capabilities", "knib-1")),
+    SEND ("{\"return\": {}, \"id\": \"knib-1\", \"warning\": \"new\"}\r\n"),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c = client_start (&srv, steps);
+  int major = -1, minor = -1, micro = -1;
+
+  qmp_client_version (c, &major, &minor, &micro);
+  assert_int_equal (major, 11);
+  assert_int_equal (minor, 0);
+  assert_int_equal (micro, 1);
+  qmp_client_free (c);
+  server_finish (srv);
+}
+
+static void
+a_greeting_of_the_wrong_shape_is_refused (void **state)
+{
+  static const struct step steps[] = {
+    SEND ("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 1, \"minor\": 0, "
+          "\"major\": \"11\"}}, \"capabilities\": []}}\r\n"),
+    END,
+  };
+  struct server *srv;
+  int fd = server_start (&srv, steps);
+
+  assert_null (qmp_client_new_fd (fd, 5000, NULL));
+  assert_int_equal (get_errno (), EPROTO);
+  assert_contains (get_error (), "malformed greeting from QEMU");
+  server_finish (srv);
+}
 
 static void
 connect_reads_the_greeting_and_leaves_negotiation (void **state)
@@ -462,6 +506,75 @@ a_reply_split_across_writes_is_joined (void **state)
   json_decref (result);
   qmp_client_free (c);
   server_finish (srv);
+}
+
+static void
+a_reply_sent_one_byte_at_a_time_is_read (void **state)
+{
+  static const char reply[] = RET ("knib-2", "{\"status\": \"running\"}");
+  static const struct step head[]
+    = { HELLO, EXPECT (CMD ("query-status", "knib-2")) };
+  const size_t nhead = sizeof head / sizeof head[0], n = strlen (reply);
+  struct step *steps = calloc (nhead + n + 1, sizeof *steps);
+  char (*bytes)[2] = calloc (n, sizeof *bytes);
+  struct server *srv;
+  struct qmp_client *c;
+  json_t *result = NULL;
+
+  assert_non_null (steps);
+  assert_non_null (bytes);
+  memcpy (steps, head, sizeof head);
+  for (size_t i = 0; i < n; i++) {
+    bytes[i][0] = reply[i];
+    steps[nhead + i] = (struct step) SEND (bytes[i]);
+  }
+  steps[nhead + n] = (struct step) END;
+  c = client_start (&srv, steps);
+  if (qmp_client_execute (c, "query-status", NULL, &result) == -1)
+    fail_msg ("%s", get_error ());
+  assert_string_equal (json_string_value (json_object_get (result, "status")),
+                       "running");
+  json_decref (result);
+  qmp_client_free (c);
+  server_finish (srv);
+  free (steps);
+  free (bytes);
+}
+
+static void
+a_line_over_the_size_limit_is_refused (void **state)
+{
+  const size_t size = 64u * 1024 * 1024 + 16;
+  char *line = malloc (size + 1);
+  struct step steps[] = {
+    HELLO,
+    EXPECT (CMD ("query-status", "knib-2")),
+    SEND (line),
+    END,
+  };
+  struct server *srv = server_new (steps, -1, true);
+  struct qmp_client *c;
+  int sv[2];
+
+  assert_non_null (line);
+  memset (line, ' ', size);
+  memcpy (line, "{\"return\": \"", 12);
+  line[size] = '\0';
+  assert_int_equal (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  srv->fd = sv[1];
+  assert_int_equal (pthread_create (&srv->thread, NULL, server_run, srv), 0);
+  c = qmp_client_new_fd (sv[0], 5000, NULL);
+  if (c == NULL)
+    fail_msg ("%s", get_error ());
+  assert_int_equal (qmp_client_execute (c, "query-status", NULL, NULL), -1);
+  assert_int_equal (get_errno (), EMSGSIZE);
+  assert_contains (get_error (), "qmp 'query-status': ");
+  assert_int_equal (qmp_client_execute (c, "query-status", NULL, NULL), -1);
+  assert_contains (get_error (), "unusable");
+  qmp_client_free (c); /* the server's send fails: it is lenient */
+  assert_int_equal (pthread_join (srv->thread, NULL), 0);
+  free (srv);
+  free (line);
 }
 
 static void
@@ -614,24 +727,77 @@ wait_event_with_no_time_only_looks_at_what_arrived (void **state)
 }
 
 static void
-a_reply_while_no_command_waits_breaks_the_connection (void **state)
+a_reply_while_no_command_waits_is_dropped (void **state)
 {
   static const struct step steps[] = {
     HELLO,
     SEND (RET ("knib-9", "{}")),
+    SEND (EV0 ("STOP")),
+    EXPECT (CMD ("stop", "knib-2")),
+    SEND (RET ("knib-2", "{}")),
     END,
   };
   struct server *srv;
   struct qmp_client *c = client_start (&srv, steps);
   json_t *event = NULL;
 
-  assert_int_equal (qmp_client_wait_event (c, NULL, NULL, NULL, 5000, &event),
-                    -1);
-  assert_int_equal (get_errno (), EPROTO);
-  assert_contains (get_error (),
-                   "a reply arrived while no command was waiting");
-  assert_int_equal (qmp_client_execute (c, "stop", NULL, NULL), -1);
-  assert_contains (get_error (), "unusable");
+  if (qmp_client_wait_event (c, NULL, NULL, NULL, 5000, &event) == -1)
+    fail_msg ("%s", get_error ());
+  assert_string_equal (event_name (event), "STOP");
+  json_decref (event);
+  if (qmp_client_execute (c, "stop", NULL, NULL) == -1)
+    fail_msg ("%s", get_error ());
+  qmp_client_free (c);
+  server_finish (srv);
+}
+
+static void
+events_with_members_knib_does_not_know_are_taken (void **state)
+{
+  static const struct step steps[] = {
+    HELLO,
+    SEND ("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2, "
+          "\"nanoseconds\": 3}, \"event\": \"JOB_STATUS_CHANGE\", "
+          "\"data\": {\"id\": \"j\", \"status\": \"running\", \"new\": 1}, "
+          "\"source\": \"main\"}\r\n"),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c = client_start (&srv, steps);
+  json_t *event = NULL;
+
+  if (qmp_client_wait_event (c, "JOB_STATUS_CHANGE", NULL, NULL, 5000, &event)
+      == -1)
+    fail_msg ("%s", get_error ());
+  assert_string_equal (json_string_value (json_object_get (
+                         json_object_get (event, "data"), "status")),
+                       "running");
+  json_decref (event);
+  qmp_client_free (c);
+  server_finish (srv);
+}
+
+static void
+an_event_between_replies_is_queued (void **state)
+{
+  static const struct step steps[] = {
+    HELLO,
+    EXPECT (CMD ("query-status", "knib-2")),
+    SEND (RET ("knib-2", "{\"status\": \"running\"}")),
+    SEND (EV ("BLOCK_JOB_READY", "{\"device\": \"x\"}")),
+    EXPECT (CMD ("stop", "knib-3")),
+    SEND (EV0 ("STOP")),
+    SEND (RET ("knib-3", "{}")),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c = client_start (&srv, steps);
+
+  assert_int_equal (qmp_client_execute (c, "query-status", NULL, NULL), 0);
+  assert_int_equal (qmp_client_execute (c, "stop", NULL, NULL), 0);
+  assert_int_equal (qmp_client_events_queued (c), 2);
+  expect_event (c, NULL, "BLOCK_JOB_READY");
+  expect_event (c, NULL, "STOP");
   qmp_client_free (c);
   server_finish (srv);
 }
@@ -740,17 +906,93 @@ check_bad_reply (const char *reply, int errnum, const char *why)
 }
 
 static void
-a_reply_of_the_wrong_shape_is_an_error (void **state)
+an_error_reply_of_the_wrong_shape_is_an_error (void **state)
 {
-  check_bad_reply ("{\"return\": {}, \"id\": \"knib-2\", \"extra\": 1}\r\n",
-                   EPROTO, "malformed reply from QEMU");
+  check_bad_reply ("{\"error\": {\"class\": 1, \"desc\": \"x\"}, "
+                   "\"id\": \"knib-2\"}\r\n",
+                   EPROTO, "malformed error reply from QEMU");
 }
 
 static void
-a_reply_with_an_unexpected_id_is_an_error (void **state)
+an_event_of_the_wrong_shape_is_an_error (void **state)
 {
-  check_bad_reply (RET ("knib-7", "{}"), EPROTO,
-                   "reply with unexpected id 'knib-7' (expected 'knib-2')");
+  check_bad_reply ("{\"event\": \"STOP\", \"timestamp\": {\"seconds\": "
+                   "\"now\", \"microseconds\": 0}}\r\n",
+                   EPROTO, "malformed event from QEMU");
+}
+
+/* Run query-status against a server that sends before (and as) the
+ * reply; the client must get the reply's value. */
+static void
+check_reply_accepted (const char *before, const char *reply)
+{
+  const struct step steps[] = {
+    HELLO,
+    EXPECT (CMD ("query-status", "knib-2")),
+    SEND (before),
+    SEND (reply),
+    EXPECT (CMD ("stop", "knib-3")),
+    SEND (RET ("knib-3", "{}")),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c = client_start (&srv, steps);
+  json_t *result = NULL;
+
+  if (qmp_client_execute (c, "query-status", NULL, &result) == -1)
+    fail_msg ("%s", get_error ());
+  assert_string_equal (json_string_value (json_object_get (result, "status")),
+                       "running");
+  json_decref (result);
+  if (qmp_client_execute (c, "stop", NULL, NULL) == -1)
+    fail_msg ("%s", get_error ());
+  qmp_client_free (c);
+  server_finish (srv);
+}
+
+static void
+a_reply_with_members_knib_does_not_know_is_accepted (void **state)
+{
+  check_reply_accepted (
+    "", "{\"return\": {\"status\": \"running\", \"new-key\": [1]}, "
+        "\"id\": \"knib-2\", \"trace\": {\"ns\": 5}}\r\n");
+}
+
+static void
+a_reply_with_an_unknown_id_is_dropped (void **state)
+{
+  check_reply_accepted (RET ("knib-7", "{\"status\": \"paused\"}"),
+                        RET ("knib-2", "{\"status\": \"running\"}"));
+}
+
+static void
+a_reply_with_an_id_that_is_not_a_string_is_dropped (void **state)
+{
+  check_reply_accepted ("{\"return\": {}, \"id\": 2}\r\n"
+                        "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                        "\"x\"}, \"id\": {\"a\": 1}}\r\n",
+                        RET ("knib-2", "{\"status\": \"running\"}"));
+}
+
+static void
+an_error_with_members_knib_does_not_know_is_an_error_reply (void **state)
+{
+  static const struct step steps[] = {
+    HELLO,
+    EXPECT (CMD ("stop", "knib-2")),
+    SEND ("{\"id\": \"knib-2\", \"error\": {\"class\": \"GenericError\", "
+          "\"desc\": \"no\", \"hint\": \"later\"}, \"extra\": true}\r\n"),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c = client_start (&srv, steps);
+
+  assert_int_equal (qmp_client_execute (c, "stop", NULL, NULL), -1);
+  assert_int_equal (get_errno (), EREMOTEIO);
+  assert_string_equal (get_error (), "qmp 'stop': no");
+  assert_string_equal (qmp_client_error_class (c), "GenericError");
+  qmp_client_free (c);
+  server_finish (srv);
 }
 
 static void
@@ -758,13 +1000,6 @@ a_reply_without_an_id_is_an_error (void **state)
 {
   check_bad_reply ("{\"return\": {}}\r\n", EPROTO,
                    "reply without an id (expected 'knib-2')");
-}
-
-static void
-a_reply_with_an_id_that_is_not_a_string_is_an_error (void **state)
-{
-  check_bad_reply ("{\"return\": {}, \"id\": 2}\r\n", EPROTO,
-                   "reply with an id that is not a string");
 }
 
 static void
@@ -841,7 +1076,7 @@ not_a_qmp_server_is_refused (void **state)
   struct server *srv;
   int fd = server_start (&srv, steps);
 
-  assert_null (qmp_client_new_fd (fd, 5000));
+  assert_null (qmp_client_new_fd (fd, 5000, NULL));
   assert_int_equal (get_errno (), EPROTO);
   assert_contains (get_error (),
                    "qmp: no QMP greeting (is this QEMU's QMP socket?)");
@@ -855,7 +1090,7 @@ an_event_before_the_greeting_is_refused (void **state)
   struct server *srv;
   int fd = server_start (&srv, steps);
 
-  assert_null (qmp_client_new_fd (fd, 5000));
+  assert_null (qmp_client_new_fd (fd, 5000, NULL));
   assert_int_equal (get_errno (), EPROTO);
   assert_contains (get_error (), "the first message was not a QMP greeting");
   server_finish (srv);
@@ -869,7 +1104,7 @@ a_silent_server_times_out_at_the_greeting (void **state)
   int fd = server_start (&srv, steps);
   int64_t t0 = monotonic_ms ();
 
-  assert_null (qmp_client_new_fd (fd, 200));
+  assert_null (qmp_client_new_fd (fd, 200, NULL));
   assert_in_range (monotonic_ms () - t0, 190, 900);
   assert_int_equal (get_errno (), ETIMEDOUT);
   assert_contains (get_error (), "no greeting from QEMU within 0.2 s");
@@ -1030,7 +1265,7 @@ job_wait_refuses_a_query_jobs_reply_that_is_not_a_list (void **state)
 static void
 connect_to_a_missing_path_fails (void **state)
 {
-  assert_null (qmp_client_connect ("/nonexistent-knib/qmp.sock", 1000));
+  assert_null (qmp_client_connect ("/nonexistent-knib/qmp.sock", 1000, NULL));
   assert_int_equal (get_errno (), ENOENT);
   assert_string_equal (
     get_error (),
@@ -1045,7 +1280,7 @@ connect_to_a_too_long_path_fails (void **state)
   memset (path, 'a', sizeof path - 1);
   path[0] = '/';
   path[sizeof path - 1] = '\0';
-  assert_null (qmp_client_connect (path, 1000));
+  assert_null (qmp_client_connect (path, 1000, NULL));
   assert_int_equal (get_errno (), ENAMETOOLONG);
   assert_contains (get_error (), "is longer than 107 bytes");
 }
@@ -1099,11 +1334,152 @@ connect_to_a_unix_socket_path (void **state)
 
   listener_open (&l);
   srv = server_start_listening (steps, l.fd, false);
-  c = qmp_client_connect (l.path, 5000);
+  c = qmp_client_connect (l.path, 5000, NULL);
   if (c == NULL)
     fail_msg ("%s", get_error ());
   qmp_client_free (c);
   server_finish (srv);
+  listener_close (&l);
+}
+
+/* Signals and a busy socket */
+
+static volatile sig_atomic_t signals;
+
+static void
+on_usr1 (int sig)
+{
+  (void) sig;
+  signals++;
+}
+
+struct kicker {
+  pthread_t target, thread;
+  int ms;
+  volatile sig_atomic_t stop;
+};
+
+/* A signal that comes before the client waits only makes the client
+ * wait as after a signal; the next one interrupts it.  So signal until
+ * told to stop. */
+static void *
+kick (void *arg)
+{
+  struct kicker *k = arg;
+
+  while (!k->stop) {
+    sleep_ms (k->ms);
+    if (!k->stop)
+      pthread_kill (k->target, SIGUSR1);
+  }
+  return NULL;
+}
+
+/* SIGUSR1 (counted in signals) every ms, to this thread. */
+static void
+kick_after (struct kicker *k, int ms)
+{
+  struct sigaction sa = { .sa_handler = on_usr1 };
+
+  sigemptyset (&sa.sa_mask);
+  assert_int_equal (sigaction (SIGUSR1, &sa, NULL), 0);
+  k->target = pthread_self ();
+  k->ms = ms;
+  k->stop = 0;
+  assert_int_equal (pthread_create (&k->thread, NULL, kick, k), 0);
+}
+
+static void
+kick_finish (struct kicker *k)
+{
+  k->stop = 1;
+  assert_int_equal (pthread_join (k->thread, NULL), 0);
+  signal (SIGUSR1, SIG_DFL);
+}
+
+static void
+a_signal_interrupts_a_command_waiting_on_a_silent_peer (void **state)
+{
+  static const struct step steps[] = {
+    HELLO,
+    EXPECT (CMD ("query-status", "knib-2")),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c
+    = qmp_client_new_fd (server_start (&srv, steps), 60000, &signals);
+  struct kicker k;
+  int64_t t0 = monotonic_ms ();
+
+  if (c == NULL)
+    fail_msg ("%s", get_error ());
+  kick_after (&k, 100);
+  assert_int_equal (qmp_client_execute (c, "query-status", NULL, NULL), -1);
+  assert_int_equal (get_errno (), EINTR);
+  assert_string_equal (get_error (), "qmp 'query-status': interrupted while "
+                                     "waiting for reply from QEMU");
+  assert_in_range (monotonic_ms () - t0, 0, 30000);
+  kick_finish (&k);
+  /* A late reply would be out of step. */
+  assert_int_equal (qmp_client_execute (c, "query-status", NULL, NULL), -1);
+  assert_contains (get_error (), "unusable");
+  qmp_client_free (c);
+  server_finish (srv);
+}
+
+static void
+after_a_signal_the_cleanup_still_talks_to_qemu (void **state)
+{
+  static const struct step steps[] = {
+    HELLO,
+    EXPECT (CMD ("job-cancel", "knib-2")),
+    SEND (RET ("knib-2", "{}")),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c
+    = qmp_client_new_fd (server_start (&srv, steps), 60000, &signals);
+
+  if (c == NULL)
+    fail_msg ("%s", get_error ());
+  signals++; /* the signal came while knib was not waiting on QEMU */
+  if (qmp_client_execute (c, "job-cancel", NULL, NULL) == -1)
+    fail_msg ("%s", get_error ());
+  qmp_client_free (c);
+  server_finish (srv);
+}
+
+static void
+a_signal_interrupts_the_wait_for_the_greeting (void **state)
+{
+  static const struct step steps[] = { END };
+  struct server *srv;
+  int fd = server_start (&srv, steps);
+  struct kicker k;
+
+  kick_after (&k, 100);
+  assert_null (qmp_client_new_fd (fd, 60000, &signals));
+  assert_int_equal (get_errno (), EINTR);
+  assert_string_equal (get_error (),
+                       "qmp: interrupted while waiting for greeting from QEMU");
+  kick_finish (&k);
+  server_finish (srv);
+}
+
+static void
+a_socket_held_by_another_client_is_named (void **state)
+{
+  struct listener l;
+  char want[256];
+
+  /* QEMU's monitor accepts one client at a time: the second one's
+   * connection waits, never accepted, in the socket's queue. */
+  listener_open (&l);
+  assert_null (qmp_client_connect (l.path, 300, NULL));
+  assert_int_equal (get_errno (), EBUSY);
+  snprintf (want, sizeof want, "another client holds the QMP socket '%s'",
+            l.path);
+  assert_contains (get_error (), want);
   listener_close (&l);
 }
 
@@ -1162,7 +1538,7 @@ remove_missing_bitmap (struct qmp_client *c)
 static int
 alloc_scenario (const char *path, struct alloc_run *run)
 {
-  struct qmp_client *c = qmp_client_connect (path, 5000);
+  struct qmp_client *c = qmp_client_connect (path, 5000, NULL);
   json_t *status = NULL, *event = NULL;
   int r = -1;
 
@@ -1251,23 +1627,33 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (connect_reads_the_greeting_and_leaves_negotiation),
+    cmocka_unit_test (a_greeting_with_members_knib_does_not_know_is_accepted),
+    cmocka_unit_test (a_greeting_of_the_wrong_shape_is_refused),
     cmocka_unit_test (execute_returns_the_value_of_the_reply),
     cmocka_unit_test (execute_refuses_arguments_that_are_not_an_object),
     cmocka_unit_test (several_messages_in_one_write_are_all_read),
     cmocka_unit_test (a_reply_split_across_writes_is_joined),
+    cmocka_unit_test (a_reply_sent_one_byte_at_a_time_is_read),
+    cmocka_unit_test (a_line_over_the_size_limit_is_refused),
     cmocka_unit_test (a_2_mib_reply_is_read_whole),
     cmocka_unit_test (events_before_a_reply_are_queued_in_order),
     cmocka_unit_test (wait_event_predicate_picks_by_data),
     cmocka_unit_test (wait_event_timeout_leaves_the_connection_usable),
     cmocka_unit_test (wait_event_with_no_time_only_looks_at_what_arrived),
-    cmocka_unit_test (a_reply_while_no_command_waits_breaks_the_connection),
+    cmocka_unit_test (a_reply_while_no_command_waits_is_dropped),
+    cmocka_unit_test (events_with_members_knib_does_not_know_are_taken),
+    cmocka_unit_test (an_event_between_replies_is_queued),
     cmocka_unit_test (server_closing_mid_message_is_an_error),
     cmocka_unit_test (server_closing_between_messages_is_an_error),
     cmocka_unit_test (invalid_json_makes_the_next_command_fail_fast),
-    cmocka_unit_test (a_reply_of_the_wrong_shape_is_an_error),
-    cmocka_unit_test (a_reply_with_an_unexpected_id_is_an_error),
+    cmocka_unit_test (an_error_reply_of_the_wrong_shape_is_an_error),
+    cmocka_unit_test (an_event_of_the_wrong_shape_is_an_error),
+    cmocka_unit_test (a_reply_with_members_knib_does_not_know_is_accepted),
+    cmocka_unit_test (a_reply_with_an_unknown_id_is_dropped),
+    cmocka_unit_test (a_reply_with_an_id_that_is_not_a_string_is_dropped),
+    cmocka_unit_test (
+      an_error_with_members_knib_does_not_know_is_an_error_reply),
     cmocka_unit_test (a_reply_without_an_id_is_an_error),
-    cmocka_unit_test (a_reply_with_an_id_that_is_not_a_string_is_an_error),
     cmocka_unit_test (a_greeting_mid_session_is_an_error),
     cmocka_unit_test (a_qemu_error_gives_its_class_and_desc),
     cmocka_unit_test (a_silent_command_times_out),
@@ -1282,6 +1668,10 @@ main (void)
     cmocka_unit_test (connect_to_a_missing_path_fails),
     cmocka_unit_test (connect_to_a_too_long_path_fails),
     cmocka_unit_test (connect_to_a_unix_socket_path),
+    cmocka_unit_test (a_signal_interrupts_a_command_waiting_on_a_silent_peer),
+    cmocka_unit_test (after_a_signal_the_cleanup_still_talks_to_qemu),
+    cmocka_unit_test (a_signal_interrupts_the_wait_for_the_greeting),
+    cmocka_unit_test (a_socket_held_by_another_client_is_named),
     cmocka_unit_test (allocation_failures_give_enomem_and_no_crash_or_leak),
   };
 

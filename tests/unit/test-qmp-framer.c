@@ -510,21 +510,27 @@ classify_knows_every_valid_shape (void **state)
                QMP_MESSAGE_EVENT);
 }
 
+/* The QMP specification: clients must ignore members they do not know
+ * (newer QEMUs add them). */
 static void
-classify_refuses_extra_top_level_members (void **state)
+classify_ignores_members_it_does_not_know (void **state)
 {
-  expect_malformed ("{\"return\": {}, \"id\": \"knib-1\", \"extra\": 1}",
-                    "unexpected member 'extra'");
-  expect_malformed ("{\"error\": {\"class\": \"c\", \"desc\": \"d\"}, "
-                    "\"return\": {}}",
-                    "unexpected member 'return'");
-  expect_malformed ("{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, "
-                    "\"microseconds\": 2}, \"id\": \"knib-1\"}",
-                    "unexpected member 'id'");
-  expect_malformed ("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "
-                    "\"minor\": 2, \"major\": 7}}, \"capabilities\": []}, "
-                    "\"id\": 1}",
-                    "unexpected member 'id'");
+  expect_kind ("{\"return\": {}, \"id\": \"knib-1\", \"extra\": 1}",
+               QMP_MESSAGE_RETURN);
+  expect_kind ("{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, "
+               "\"microseconds\": 2}, \"id\": \"knib-1\"}",
+               QMP_MESSAGE_EVENT);
+  expect_kind ("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "
+               "\"minor\": 2, \"major\": 7, \"rc\": 1}, \"x\": 1}, "
+               "\"capabilities\": [\"oob\", {\"new\": 1}], \"y\": []}, "
+               "\"id\": 1}",
+               QMP_MESSAGE_GREETING);
+  expect_kind ("{\"error\": {\"class\": \"c\", \"desc\": \"d\", "
+               "\"data\": {}}}",
+               QMP_MESSAGE_ERROR);
+  expect_kind ("{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, "
+               "\"microseconds\": 2, \"nanoseconds\": 3}}",
+               QMP_MESSAGE_EVENT);
 }
 
 static void
@@ -534,16 +540,10 @@ classify_refuses_wrong_inner_shapes (void **state)
                     "error reply");
   expect_malformed ("{\"error\": {\"class\": 1, \"desc\": \"d\"}}",
                     "error reply");
-  expect_malformed ("{\"error\": {\"class\": \"c\", \"desc\": \"d\", "
-                    "\"data\": {}}}",
-                    "unexpected member 'data'");
   expect_malformed ("{\"error\": \"bad\"}", "error reply");
   expect_malformed ("{\"event\": \"STOP\"}", "event");
   expect_malformed ("{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1}}",
                     "event");
-  expect_malformed ("{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, "
-                    "\"microseconds\": 2, \"nanoseconds\": 3}}",
-                    "unexpected member 'nanoseconds'");
   expect_malformed ("{\"event\": 5, \"timestamp\": {\"seconds\": 1, "
                     "\"microseconds\": 2}}",
                     "event");
@@ -560,10 +560,6 @@ classify_refuses_wrong_inner_shapes (void **state)
   expect_malformed ("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "
                     "\"minor\": 2, \"major\": 7}}, \"capabilities\": {}}}",
                     "capabilities is not an array");
-  expect_malformed ("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "
-                    "\"minor\": 2, \"major\": 7}}, \"capabilities\": [], "
-                    "\"oob\": true}}",
-                    "unexpected member 'oob'");
 }
 
 static void
@@ -597,7 +593,7 @@ main (void)
     cmocka_unit_test (parse_out_of_memory_is_enomem_not_invalid_json),
     cmocka_unit_test (classify_out_of_memory_is_enomem_not_malformed),
     cmocka_unit_test (classify_knows_every_valid_shape),
-    cmocka_unit_test (classify_refuses_extra_top_level_members),
+    cmocka_unit_test (classify_ignores_members_it_does_not_know),
     cmocka_unit_test (classify_refuses_wrong_inner_shapes),
     cmocka_unit_test (classify_refuses_messages_of_no_known_shape),
   };
