@@ -9,6 +9,7 @@
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/libvirt-functions.sh"
 lv_require
+require setfacl
 lv_setup
 
 cd "$TMPDIR_TEST"
