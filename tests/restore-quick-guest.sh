@@ -9,6 +9,7 @@
 . "$(dirname "$0")/guest-functions.sh"
 require qemu-img
 
+cd "$TMPDIR_TEST"
 guest_disk
 GUEST_MODE=writer start_guest "$GUEST_DISK"
 wait_for_guest_agent
