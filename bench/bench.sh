@@ -2,12 +2,25 @@
 # SPDX-License-Identifier: Apache-2.0
 # bench.sh: knib's benchmark (`make bench`): knib's full and incremental
 # backups of a running VM against qemu-img convert and nbdcopy, all on one
-# generated disk, with wall time, peak RSS, output size and targets.
+# generated disk (and the same data in disks of 64 GiB and 1 TiB), in
+# interleaved rounds, with wall time, peak RSS, output size and targets.
+#
+# Fairness: each round runs every tool once, one after the other (convert,
+# knib, nbdcopy, ...), and before every run the page cache is put in the
+# same state: sync, drop every clean page (echo 3 >
+# /proc/sys/vm/drop_caches, as root; BENCH_DROP_CACHES=no skips it), then
+# read the disk's data once, so that every tool reads a warm source and
+# writes into free memory.  Figures are medians of the rounds with min and
+# max; ratios are taken within a round.  The results also go to
+# bench/results/TIME-COMMIT.json (not committed: they describe one
+# machine at one moment).
 #
 # Environment: BENCH_SIZE (virtual size, default 8G), BENCH_RANDOM (random
 # data, default 1G), BENCH_COMPRESSIBLE (text-like data, default 1G), all in
-# bytes or with a K/M/G/T suffix and whole MiB; BENCH_DIR (where the scratch
-# directory goes, default /var/tmp); KNIB and RUNSTAT (the programs).
+# bytes or with a K/M/G/T suffix and whole MiB; BENCH_ROUNDS (default 3);
+# BENCH_DIR (where the scratch directory goes, default /var/tmp);
+# BENCH_RESULTS (the JSON's directory, default bench/results); KNIB and
+# RUNSTAT (the programs).
 #
 # Exit status: 0 when every row ran, even if a target is missed (the table
 # says so); 1 when something failed to run or a backup does not match.
@@ -22,6 +35,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${BENCH_RANDOM:=1G}"
 : "${BENCH_COMPRESSIBLE:=1G}"
 : "${BENCH_DIR:=/var/tmp}"
+: "${BENCH_ROUNDS:=3}"
+: "${BENCH_RESULTS:=$here/results}"
+: "${BENCH_DROP_CACHES:=yes}"
 
 die () {
   echo "bench: $*" >&2
@@ -48,6 +64,7 @@ text_mib=$(to_mib "$BENCH_COMPRESSIBLE") || die "BENCH_COMPRESSIBLE '$BENCH_COMP
 [ $((random_mib + text_mib)) -le "$size_mib" ] \
   || die "BENCH_RANDOM + BENCH_COMPRESSIBLE ($((random_mib + text_mib)) MiB) exceed BENCH_SIZE ($size_mib MiB)"
 [ $((random_mib + text_mib)) -gt 0 ] || die "the disk needs some data: BENCH_RANDOM or BENCH_COMPRESSIBLE"
+case $BENCH_ROUNDS in '' | *[!0-9]* | 0) die "BENCH_ROUNDS must be a positive number" ;; esac
 
 for prog in qemu-img qemu-nbd nbdcopy qemu-system-x86_64 awk dd; do
   command -v "$prog" >/dev/null 2>&1 \
@@ -125,6 +142,8 @@ measure () {
   secs=$(awk '$1 == "seconds" { print $2 }' "$work/$key.stat")
   rss=$(awk '$1 == "maxrss_kib" { printf "%.1f", $2 / 1024 }' "$work/$key.stat")
   eval "${key}_secs=\$secs ${key}_rss=\$rss ${key}_status=\$rc"
+  # Every round's figures, for the medians.
+  echo "$secs $rss $rc" >>"$work/runs.$key"
   if [ "$rc" -ne 0 ]; then
     echo "bench: $key: '$*' failed with exit status $rc:" >&2
     show_log "$work/$key.err"
@@ -158,7 +177,7 @@ echo "  $(qemu-img --version | head -n 1); $(nbdcopy --version | head -n 1)"
 #
 t0=$(now)
 raw=$work/workload.raw
-disk=$work/disk.qcow2
+base=$work/base.qcow2
 : >"$raw"
 truncate -s "${size_mib}M" "$raw"
 stripes=16
@@ -188,33 +207,54 @@ while [ "$i" -lt "$stripes" ]; do
   fi
   i=$((i + 1))
 done
-qemu-img create -q -f qcow2 "$disk" "${size_mib}M"
-qemu-img convert -n -f raw -O qcow2 "$raw" "$disk"
+qemu-img create -q -f qcow2 "$base" "${size_mib}M"
+qemu-img convert -n -f raw -O qcow2 "$raw" "$base"
 rm -f "$raw"
-cat "$disk" >/dev/null # every row reads a warm page cache
-echo "  workload generated in $(($(now) - t0)) s (not measured): $(alloc_mib "$disk") MiB allocated"
+echo "  workload generated in $(($(now) - t0)) s (not measured): $(alloc_mib "$base") MiB allocated"
 echo
 
-#
-# Baselines.
-#
-echo "measuring qemu-img convert -O qcow2 (then sync of the copy)..."
-copy=$work/convert.qcow2
-measure convert sh -c 'qemu-img convert -f qcow2 -O qcow2 "$1" "$2" && sync "$2"' \
-  sh "$disk" "$copy" || :
-convert_size=$(alloc_mib "$copy")
-rm -f "$copy"
+# The disks every tool reads: thin overlays on the workload (which only
+# QEMU's and qemu-nbd's read-only backing nodes open, so they can share
+# it), of the workload's size and of 64 GiB and 1 TiB: the same data in
+# a bigger disk, the rest unallocated.
+disk=$work/disk.qcow2
+qemu-img create -q -f qcow2 -b "$base" -F qcow2 "$disk" "${size_mib}M"
+big_rows=""
+for big in 64G:65536 1T:1048576; do
+  name=${big%%:*} mib=${big#*:}
+  [ "$mib" -gt "$size_mib" ] || continue
+  qemu-img create -q -f qcow2 -b "$base" -F qcow2 "$work/disk-$name.qcow2" "${mib}M"
+  big_rows="$big_rows $name"
+done
+nbd_disk=$work/nbd.qcow2
+qemu-img create -q -f qcow2 -b "$base" -F qcow2 "$nbd_disk" "${size_mib}M"
 
-echo "measuring qemu-img convert -c -O qcow2 -o compression_type=zstd (then sync of the copy)..."
-copy=$work/convertz.qcow2
-measure convertz sh -c 'qemu-img convert -c -f qcow2 -O qcow2 -o compression_type=zstd "$1" "$2" && sync "$2"' \
-  sh "$disk" "$copy" || :
-convertz_size=$(alloc_mib "$copy")
-rm -f "$copy"
+drop=no
+if [ "$BENCH_DROP_CACHES" != no ] && [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/vm/drop_caches ]; then
+  drop=yes
+fi
+if [ "$drop" = yes ]; then
+  echo "  before each run: sync, drop the page cache (drop_caches), read the source once"
+else
+  echo "  before each run: sync, read the source once (the page cache is NOT dropped: needs root, or BENCH_DROP_CACHES=no)"
+fi
+
+# The page cache in the same state for every run.
+settle () {
+  sync
+  if [ "$drop" = yes ]; then
+    echo 3 >/proc/sys/vm/drop_caches
+  fi
+  cat "$base" >/dev/null
+}
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "  load average at the start: $load_start"
+echo
 
 nbd_sock=$work/nbd.sock
 qemu-nbd --read-only --format=qcow2 --persistent --shared=8 \
-  --socket="$nbd_sock" "$disk" >"$work/qemu-nbd.log" 2>&1 &
+  --socket="$nbd_sock" "$nbd_disk" >"$work/qemu-nbd.log" 2>&1 &
 nbd_pid=$!
 pids="$pids $nbd_pid"
 i=0
@@ -223,29 +263,23 @@ while [ ! -S "$nbd_sock" ]; do
   [ "$i" -le 300 ] || { show_log "$work/qemu-nbd.log"; die "qemu-nbd did not start"; }
   sleep 0.1
 done
-echo "measuring nbdcopy from qemu-nbd to a file (--flush)..."
-copy=$work/nbdcopy.raw
-measure nbdcopy nbdcopy --flush "nbd+unix:///?socket=$nbd_sock" "$copy" || :
-nbdcopy_size=$(alloc_mib "$copy")
-rm -f "$copy"
-echo "measuring nbdcopy from qemu-nbd to null:..."
-measure nbdnull nbdcopy "nbd+unix:///?socket=$nbd_sock" null: || :
-kill "$nbd_pid"
-wait "$nbd_pid" 2>/dev/null || :
 
-#
-# knib: a full backup of a running VM, 1% of the disk dirtied in scattered
-# 1 MiB guest writes, an incremental backup.
-#
-repo=$work/repo
-full_size="" inc_size=""
+qmp=$work/qmp.sock
 if [ "$knib_ok" = yes ]; then
-  qmp=$work/qmp.sock
+  devs="-blockdev driver=qcow2,node-name=disk0,file.driver=file,file.filename=$disk"
+  devs="$devs -device virtio-blk-pci,drive=disk0,id=vda"
+  n=1
+  for name in $big_rows; do
+    dev=vd$(printf "\\$(printf '%03o' $((97 + n)))")
+    devs="$devs -blockdev driver=qcow2,node-name=disk$n,file.driver=file,file.filename=$work/disk-$name.qcow2"
+    devs="$devs -device virtio-blk-pci,drive=disk$n,id=$dev"
+    eval "dev_$name=$dev"
+    n=$((n + 1))
+  done
+  # shellcheck disable=SC2086
   qemu-system-x86_64 -name bench -machine "accel=$accel" -m 128 -nodefaults \
     -display none -no-user-config \
-    -qmp "unix:$qmp,server=on,wait=off" \
-    -blockdev "driver=qcow2,node-name=disk0,file.driver=file,file.filename=$disk" \
-    -device virtio-blk-pci,drive=disk0,id=vda >"$work/qemu.log" 2>&1 &
+    -qmp "unix:$qmp,server=on,wait=off" $devs >"$work/qemu.log" 2>&1 &
   qemu_pid=$!
   pids="$pids $qemu_pid"
   i=0
@@ -254,172 +288,307 @@ if [ "$knib_ok" = yes ]; then
     [ "$i" -le 300 ] || { show_log "$work/qemu.log"; die "QEMU did not start"; }
     sleep 0.1
   done
+fi
 
-  echo "measuring knib backup --full..."
-  if measure full "$KNIB" backup --qmp "$qmp" --vm bench --repo "$repo" \
-    --scratch "$work/scratch" --full --json; then
-    full_id=$(json_get id "$work/full.out")
-    full_img=$repo/vms/bench/$full_id/vda.qcow2
-    [ -n "$full_id" ] && [ -f "$full_img" ] \
-      || die "knib backup --full printed no id or wrote no $full_img: $(cat "$work/full.out")"
-    full_size=$(alloc_mib "$repo/vms/bench/$full_id"/*.qcow2)
-    full_info=$(backup_info "$work/full.out")
-    # Sanity, not timed: no guest runs, so the disk still holds what it held.
-    qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$full_img" >"$work/cmp-full.log" 2>&1 \
-      || { show_log "$work/cmp-full.log"; die "the full backup $full_img differs from the disk"; }
+# knib_full KEY DEV [OPTION...]: a timed full backup of one disk into a
+# repository of its own, removed afterwards (each run starts alike).
+knib_full () {
+  key=$1 dev=$2
+  shift 2
+  rm -rf "$work/repo-$key"
+  settle
+  measure "$key" "$KNIB" backup --qmp "$qmp" --vm bench --repo "$work/repo-$key" \
+    --scratch "$work/scratch" --disk "$dev" --json "$@" || return 1
+  img=$work/repo-$key/vms/bench/$(json_get id "$work/$key.out")/$dev.qcow2
+  [ -f "$img" ] || die "knib backup printed no id or wrote no $img: $(cat "$work/$key.out")"
+  eval "${key}_size=\$(alloc_mib \"\$img\")"
+}
+
+# run_convert KEY SOURCE [OPTION...]: a timed qemu-img convert (then sync).
+run_convert () {
+  key=$1 src=$2
+  shift 2
+  settle
+  measure "$key" sh -c 'src=$1 dst=$2; shift 2; qemu-img convert -U -f qcow2 -O qcow2 "$@" "$src" "$dst" && sync "$dst"' \
+    sh "$src" "$work/$key.qcow2" "$@" || :
+  eval "${key}_size=\$(alloc_mib \"\$work/\$key.qcow2\")"
+  rm -f "$work/$key.qcow2"
+}
+
+round=1
+while [ "$round" -le "$BENCH_ROUNDS" ]; do
+  echo "round $round of $BENCH_ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "  qemu-img convert -O qcow2 + sync"
+  run_convert convert "$disk"
+  if [ "$knib_ok" = yes ]; then
+    echo "  knib backup --full"
+    if knib_full full vda --full && [ "$round" -eq 1 ]; then
+      # Sanity, not timed: no guest runs, so the disk still holds what it held.
+      qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$img" >"$work/cmp-full.log" 2>&1 \
+        || { show_log "$work/cmp-full.log"; die "the full backup $img differs from the disk"; }
+      full_info=$(backup_info "$work/full.out")
+    fi
+    rm -rf "$work/repo-full"
   fi
-
-  # Compressed: an isolated backup leaves the chain's bitmaps alone.
-  fullz_size=""
-  echo "measuring knib backup --isolated --compress zstd..."
-  if measure fullz "$KNIB" backup --qmp "$qmp" --vm bench --repo "$repo" \
-    --scratch "$work/scratch" --isolated --compress zstd --json; then
-    fullz_img=$repo/vms/bench/$(json_get id "$work/fullz.out")/vda.qcow2
-    fullz_size=$(alloc_mib "$fullz_img")
-    qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$fullz_img" >"$work/cmp-fullz.log" 2>&1 \
-      || { show_log "$work/cmp-fullz.log"; die "the zstd backup $fullz_img differs from the disk"; }
+  echo "  nbdcopy qemu-nbd -> file --flush"
+  settle
+  measure nbdcopy nbdcopy --flush "nbd+unix:///?socket=$nbd_sock" "$work/nbdcopy.raw" || :
+  nbdcopy_size=$(alloc_mib "$work/nbdcopy.raw")
+  rm -f "$work/nbdcopy.raw"
+  echo "  nbdcopy qemu-nbd -> null:"
+  settle
+  measure nbdnull nbdcopy "nbd+unix:///?socket=$nbd_sock" null: || :
+  echo "  qemu-img convert -c zstd + sync"
+  run_convert convertz "$disk" -c -o compression_type=zstd
+  if [ "$knib_ok" = yes ]; then
+    echo "  knib backup --compress zstd"
+    if knib_full fullz vda --full --compress zstd && [ "$round" -eq 1 ]; then
+      qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$img" >"$work/cmp-fullz.log" 2>&1 \
+        || { show_log "$work/cmp-fullz.log"; die "the zstd backup $img differs from the disk"; }
+    fi
+    rm -rf "$work/repo-fullz"
   fi
+  for name in $big_rows; do
+    echo "  $name disk: qemu-img convert, knib backup --full"
+    run_convert "convert$name" "$work/disk-$name.qcow2"
+    if [ "$knib_ok" = yes ]; then
+      eval "dev=\$dev_$name"
+      knib_full "full$name" "$dev" --full || :
+      rm -rf "$work/repo-full$name"
+    fi
+  done
+  round=$((round + 1))
+done
 
-  # 1% of the disk: evenly spread 1 MiB writes, each nudged off its slot's
-  # start, in one QMP session.
+#
+# Incremental: a full backup (not timed), then per round 1% of the disk
+# dirtied in scattered 1 MiB guest writes and an incremental backup.
+#
+repo=$work/repo
+inc_size=""
+if [ "$knib_ok" = yes ]; then
+  echo "incremental: a full backup first (not timed)"
+  "$KNIB" backup --qmp "$qmp" --vm bench --repo "$repo" --scratch "$work/scratch" \
+    --disk vda --full --json >"$work/base-full.out" 2>"$work/base-full.err" \
+    || { show_log "$work/base-full.err"; die "the full backup before the incrementals failed"; }
   nwrites=$(((size_mib + 99) / 100))
   slot=$((size_mib / nwrites))
-  i=0
-  : >"$work/dirty.cmds"
-  while [ "$i" -lt "$nwrites" ]; do
-    off=$((i * slot + (i * 37) % (slot > 1 ? slot / 2 : 1)))
-    printf 'human-monitor-command {"command-line": "qemu-io -d vda/virtio-backend \\"write -P 0x5a %dM 1M\\""}\n' \
-      "$off" >>"$work/dirty.cmds"
-    i=$((i + 1))
-  done
-  # qemu-io prints to QEMU's stdout, not to the monitor, and its writes
-  # are not in the device's statistics: a bitmap of our own counts them.
-  "$KNIB" qmp "$qmp" block-dirty-bitmap-add node=disk0 name=bench-check >/dev/null \
-    || die "block-dirty-bitmap-add failed"
-  t0=$(now)
-  "$KNIB" qmp --json "$qmp" <"$work/dirty.cmds" >"$work/dirty.out" 2>"$work/dirty.err" \
-    || { show_log "$work/dirty.err"; die "the guest writes through HMP failed"; }
-  ! grep -v '^""$' "$work/dirty.out" >/dev/null \
-    || die "the guest writes through HMP failed: $(grep -v '^""$' "$work/dirty.out" | head -n 3)"
-  "$KNIB" qmp --json "$qmp" query-block >"$work/query-block.out" || die "query-block failed"
-  "$KNIB" qmp "$qmp" block-dirty-bitmap-remove node=disk0 name=bench-check >/dev/null \
-    || die "block-dirty-bitmap-remove failed"
-  wrote=$(awk 'BEGIN { RS = "{" }
-    /"name": *"bench-check"/ { if (match ($0, /"count": *[0-9]+/)) { s = substr ($0, RSTART, RLENGTH); sub (/.*: */, "", s); print s } }' \
-    "$work/query-block.out")
-  [ "${wrote:-0}" -eq $((nwrites * 1048576)) ] \
-    || die "${wrote:-0} bytes of the $nwrites MiB of guest writes went through (see $work/qemu.log)"
-  echo "  dirtied $nwrites MiB in $nwrites scattered writes ($(($(now) - t0)) s, not measured)"
-
-  if [ -n "$full_size" ]; then
-    echo "measuring knib backup --incremental..."
+  round=1
+  while [ "$round" -le "$BENCH_ROUNDS" ]; do
+    i=0
+    : >"$work/dirty.cmds"
+    while [ "$i" -lt "$nwrites" ]; do
+      off=$((i * slot + (i * 37 + round * 13) % (slot > 1 ? slot / 2 : 1)))
+      printf 'human-monitor-command {"command-line": "qemu-io -d vda/virtio-backend \\"write -P 0x5%d %dM 1M\\""}\n' \
+        "$round" "$off" >>"$work/dirty.cmds"
+      i=$((i + 1))
+    done
+    # qemu-io prints to QEMU's stdout, not to the monitor, and its writes
+    # are not in the device's statistics: a bitmap of our own counts them.
+    "$KNIB" qmp "$qmp" block-dirty-bitmap-add node=disk0 name=bench-check >/dev/null \
+      || die "block-dirty-bitmap-add failed"
+    "$KNIB" qmp --json "$qmp" <"$work/dirty.cmds" >"$work/dirty.out" 2>"$work/dirty.err" \
+      || { show_log "$work/dirty.err"; die "the guest writes through HMP failed"; }
+    ! grep -v '^""$' "$work/dirty.out" >/dev/null \
+      || die "the guest writes through HMP failed: $(grep -v '^""$' "$work/dirty.out" | head -n 3)"
+    "$KNIB" qmp --json "$qmp" query-block >"$work/query-block.out" || die "query-block failed"
+    "$KNIB" qmp "$qmp" block-dirty-bitmap-remove node=disk0 name=bench-check >/dev/null \
+      || die "block-dirty-bitmap-remove failed"
+    wrote=$(awk 'BEGIN { RS = "{" }
+      /"name": *"bench-check"/ { if (match ($0, /"count": *[0-9]+/)) { s = substr ($0, RSTART, RLENGTH); sub (/.*: */, "", s); print s } }' \
+      "$work/query-block.out")
+    [ "${wrote:-0}" -eq $((nwrites * 1048576)) ] \
+      || die "${wrote:-0} bytes of the $nwrites MiB of guest writes went through (see $work/qemu.log)"
+    echo "  round $round: dirtied $nwrites MiB in $nwrites scattered writes; knib backup --incremental"
+    settle
     if measure inc "$KNIB" backup --qmp "$qmp" --vm bench --repo "$repo" \
-      --scratch "$work/scratch" --incremental --json; then
+      --scratch "$work/scratch" --disk vda --incremental --json; then
       inc_id=$(json_get id "$work/inc.out")
       inc_img=$repo/vms/bench/$inc_id/vda.qcow2
       [ -n "$inc_id" ] && [ -f "$inc_img" ] \
         || die "knib backup --incremental printed no id or wrote no $inc_img: $(cat "$work/inc.out")"
-      inc_size=$(alloc_mib "$repo/vms/bench/$inc_id"/*.qcow2)
+      inc_size=$(alloc_mib "$inc_img")
       inc_info=$(backup_info "$work/inc.out")
-      # Sanity, not timed: pause the VM (QEMU flushes the disk), then the
-      # chain must equal the disk, as no write came after the backup.
-      "$KNIB" qmp "$qmp" stop >/dev/null
-      qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$inc_img" >"$work/cmp-inc.log" 2>&1 \
-        || { show_log "$work/cmp-inc.log"; die "the incremental backup chain $inc_img differs from the disk"; }
     fi
+    round=$((round + 1))
+  done
+  if [ -n "$inc_size" ]; then
+    # Sanity, not timed: pause the VM (QEMU flushes the disk), then the
+    # chain must equal the disk, as no write came after the backup.
+    "$KNIB" qmp "$qmp" stop >/dev/null
+    qemu-img compare -U -f qcow2 -F qcow2 "$disk" "$inc_img" >"$work/cmp-inc.log" 2>&1 \
+      || { show_log "$work/cmp-inc.log"; die "the incremental backup chain $inc_img differs from the disk"; }
   fi
   "$KNIB" qmp "$qmp" quit >/dev/null 2>&1 || :
   wait "$qemu_pid" 2>/dev/null || :
 fi
+kill "$nbd_pid" 2>/dev/null || :
+wait "$nbd_pid" 2>/dev/null || :
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 #
 # The table, the ratios, the targets.
 #
+
+# stats KEY FIELD: median, min and max of a column of runs.KEY (1: seconds,
+# 2: RSS), "" when it never ran; only runs that succeeded count.
+stats () {
+  [ -s "$work/runs.$1" ] || return 0
+  awk -v f="$2" '$3 == 0 { print $f }' "$work/runs.$1" | sort -n \
+    | awk '{ v[NR] = $1 } END { if (NR == 0) exit; m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f %.2f %.2f %d\n", m, v[1], v[NR], NR }'
+}
+
+# ratios A B: the per-round ratios A/B, one a line ("" when a side failed).
+ratios () {
+  [ -s "$work/runs.$1" ] && [ -s "$work/runs.$2" ] || return 0
+  paste -d' ' "$work/runs.$1" "$work/runs.$2" \
+    | awk '$3 == 0 && $6 == 0 && $4 > 0 { printf "%.3f\n", $1 / $4 }'
+}
+
+# median of stdin's numbers; min and max too with "all".
+median () {
+  sort -n | awk -v all="${1:-}" '{ v[NR] = $1 } END { if (NR == 0) exit; m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; if (all) printf "%.3f %.3f %.3f\n", m, v[1], v[NR]; else printf "%.3f\n", m }'
+}
+
 row () {
-  # row LABEL KEY SIZE [WHY-NOT-MEASURED]
-  eval "s=\${$2_secs:-} r=\${$2_rss:-} st=\${$2_status:-}"
-  if [ -z "$s" ]; then
-    printf '%-34s %s\n' "$1" "${4:-not measured}"
-  elif [ "$st" -ne 0 ]; then
-    printf '%-34s %10.2f %10s %10s  FAILED (exit status %s)\n' "$1" "$s" "$r" "-" "$st"
-  else
-    printf '%-34s %10.2f %10s %10s\n' "$1" "$s" "$r" "${3:--}"
+  # row LABEL KEY SIZE
+  st=$(stats "$2" 1)
+  if [ -z "$st" ]; then
+    if [ -s "$work/runs.$2" ]; then
+      printf '%-34s %s\n' "$1" "FAILED"
+    else
+      printf '%-34s %s\n' "$1" "not measured"
+    fi
+    return 0
   fi
+  set -- "$1" "$2" "$3" $st
+  rss=$(stats "$2" 2 | cut -d' ' -f3)
+  printf '%-34s %8.2f %6.2f-%-6.2f %8s %9s\n' "$1" "$4" "$5" "$6" "$rss" "${3:--}"
 }
 
 echo
-printf '%-34s %10s %10s %10s\n' "" "wall s" "RSS MiB" "out MiB"
-row "qemu-img convert -O qcow2 + sync" convert "$convert_size"
-row "nbdcopy qemu-nbd -> file --flush" nbdcopy "$nbdcopy_size"
+printf '%-34s %8s %13s %8s %9s\n' "" "median s" "min-max" "RSS MiB" "out MiB"
+row "qemu-img convert -O qcow2 + sync" convert "${convert_size:-}"
+row "knib backup --full" full "${full_size:-}"
+row "nbdcopy qemu-nbd -> file --flush" nbdcopy "${nbdcopy_size:-}"
 row "nbdcopy qemu-nbd -> null:" nbdnull ""
-row "qemu-img convert -c zstd + sync" convertz "$convertz_size"
-if [ "$knib_ok" = yes ]; then
-  row "knib backup --full" full "$full_size"
-  row "knib backup --incremental" inc "$inc_size" "not measured (no full backup)"
-  row "knib backup --compress zstd" fullz "${fullz_size:-}"
-else
-  printf '%-34s %s\n' "knib backup --full" "knib backup: not available"
-  printf '%-34s %s\n' "knib backup --incremental" "knib backup: not available"
-fi
+row "qemu-img convert -c zstd + sync" convertz "${convertz_size:-}"
+row "knib backup --compress zstd" fullz "${fullz_size:-}"
+for name in $big_rows; do
+  eval "cs=\${convert${name}_size:-} ks=\${full${name}_size:-}"
+  row "qemu-img convert ($name disk)" "convert$name" "$cs"
+  row "knib backup --full ($name disk)" "full$name" "$ks"
+done
+row "knib backup --incremental (1%)" inc "$inc_size"
 [ -z "${full_info:-}" ] || echo "  full: $full_info"
 [ -z "${inc_info:-}" ] || echo "  incremental: $inc_info"
+echo "  (RSS: the largest of the rounds; rounds: $BENCH_ROUNDS; load average $load_start at the start, $load_end at the end)"
 
-full_ok=no inc_ok=no
-[ -z "$full_size" ] || full_ok=yes
-[ -z "$inc_size" ] || inc_ok=yes
 echo
-if [ "$full_ok" = yes ]; then
-  printf '%-34s %s\n' "knib full / qemu-img convert" "$(ratio "$full_secs" "$convert_secs")"
-  printf '%-34s %s\n' "knib full / nbdcopy to file" "$(ratio "$full_secs" "$nbdcopy_secs")"
-else
-  printf '%-34s %s\n' "knib full / qemu-img convert" "n/a"
-  printf '%-34s %s\n' "knib full / nbdcopy to file" "n/a"
-fi
-if [ "$inc_ok" = yes ]; then
-  printf '%-34s %s\n' "knib incremental / knib full" "$(ratio "$inc_secs" "$full_secs")"
-else
-  printf '%-34s %s\n' "knib incremental / knib full" "n/a"
-fi
+echo "ratios in the same round (median, min, max):"
+ratio_row () {
+  r=$(ratios "$2" "$3" | median all)
+  printf '  %-40s %s\n' "$1" "${r:-n/a}"
+}
+ratio_row "knib full / qemu-img convert" full convert
+ratio_row "knib full / nbdcopy to file" full nbdcopy
+ratio_row "knib full / nbdcopy to null:" full nbdnull
+ratio_row "qemu-img convert -c / knib zstd" convertz fullz
+for name in $big_rows; do
+  ratio_row "knib full $name disk / knib full" "full$name" full
+done
 
 # target LABEL OK-CONDITION-AWK DETAIL (or "n/a" when not measured)
+targets_json=""
 target () {
   if [ "$2" = n/a ]; then
-    printf 'target: %-46s n/a (not measured)\n' "$1"
+    verdict=n/a
+    printf 'target: %-52s n/a (not measured)\n' "$1"
   elif awk "BEGIN { exit !($2) }"; then
-    printf 'target: %-46s PASS (%s)\n' "$1" "$3"
+    verdict=PASS
+    printf 'target: %-52s PASS (%s)\n' "$1" "$3"
   else
-    printf 'target: %-46s MISS (%s)\n' "$1" "$3"
+    verdict=MISS
+    printf 'target: %-52s MISS (%s)\n' "$1" "$3"
   fi
+  targets_json="$targets_json${targets_json:+, }{\"target\": \"$1\", \"result\": \"$verdict\", \"detail\": \"${3:-}\"}"
 }
 echo
-if [ "$full_ok" = yes ]; then
-  target "full backup no slower than qemu-img convert" "$full_secs <= $convert_secs" \
-    "$(printf '%.2f s vs %.2f s' "$full_secs" "$convert_secs")"
+r=$(ratios full convert | median all)
+if [ -n "$r" ]; then
+  set -- $r
+  target "full <= 0.8x qemu-img convert (median of rounds)" "$1 <= 0.8" "median $1x"
+  target "full <= 1.0x qemu-img convert in every round" "$3 <= 1.0" "worst round $3x"
 else
-  target "full backup no slower than qemu-img convert" n/a
+  target "full <= 0.8x qemu-img convert (median of rounds)" n/a
+  target "full <= 1.0x qemu-img convert in every round" n/a
 fi
-if [ "$inc_ok" = yes ]; then
-  target "incremental under a tenth of the full" "$inc_secs < $full_secs / 10" \
-    "$(printf '%.2f s vs %.2f s' "$inc_secs" "$full_secs")"
+r=$(ratios full nbdnull | median)
+if [ -n "$r" ]; then
+  target "stretch: full within 1.2x nbdcopy to null:" "$r <= 1.2" "median ${r}x (from qemu-nbd, not QEMU's fleecing export)"
 else
-  target "incremental under a tenth of the full" n/a
+  target "stretch: full within 1.2x nbdcopy to null:" n/a
 fi
-if [ -n "${fullz_size:-}" ]; then
-  target "zstd backup 1.5x faster than qemu-img -c" "$fullz_secs * 1.5 <= $convertz_secs" \
-    "$(printf '%.2f s vs %.2f s' "$fullz_secs" "$convertz_secs")"
-  target "zstd backup no larger than qemu-img -c" "$fullz_size <= $convertz_size" \
-    "$fullz_size MiB vs $convertz_size MiB"
+last=""
+for name in $big_rows; do
+  last=$name
+done
+r=""
+[ -z "$last" ] || r=$(ratios "full$last" full | median)
+if [ -n "$r" ]; then
+  target "time follows data: $last disk <= 1.3x the small one" "$r <= 1.3" "median ${r}x"
 else
-  target "zstd backup 1.5x faster than qemu-img -c" n/a
+  target "time follows data: big disk <= 1.3x the small one" n/a
 fi
-if [ "$full_ok" = yes ]; then
-  peak=$full_rss
-  [ -z "${fullz_size:-}" ] || peak=$(awk -v a="$peak" -v b="$fullz_rss" 'BEGIN { print (a > b ? a : b) }')
-  [ "$inc_ok" = no ] || peak=$(awk -v a="$full_rss" -v b="$inc_rss" 'BEGIN { print (a > b ? a : b) }')
-  target "knib peak RSS under 32 MiB" "$peak < 32" "$peak MiB"
+fm=$(stats full 1 | cut -d' ' -f1)
+im=$(stats inc 1 | cut -d' ' -f1)
+if [ -n "$fm" ] && [ -n "$im" ]; then
+  target "incremental 1% <= 0.1x full (medians)" "$im <= $fm * 0.1" "$im s vs $fm s"
 else
-  target "knib peak RSS under 32 MiB" n/a
+  target "incremental 1% <= 0.1x full (medians)" n/a
 fi
+r=$(ratios convertz fullz | median)
+if [ -n "$r" ]; then
+  target "zstd backup >= 2x faster than qemu-img -c" "$r >= 2" "median ${r}x"
+  target "zstd backup no larger than qemu-img -c" "${fullz_size:-0} <= ${convertz_size:-0}" \
+    "${fullz_size:-?} MiB vs ${convertz_size:-?} MiB"
+else
+  target "zstd backup >= 2x faster than qemu-img -c" n/a
+fi
+peak=""
+for key in full fullz inc $(for name in $big_rows; do echo "full$name"; done); do
+  v=$(stats "$key" 2 | cut -d' ' -f3)
+  [ -n "$v" ] || continue
+  peak=$(awk -v a="${peak:-0}" -v b="$v" 'BEGIN { print (a > b ? a : b) }')
+done
+if [ -n "$peak" ]; then
+  target "knib peak RSS <= 32 MiB (also with compression)" "$peak <= 32" "$peak MiB"
+else
+  target "knib peak RSS <= 32 MiB (also with compression)" n/a
+fi
+
+# The JSON: every run, and the targets.
+mkdir -p "$BENCH_RESULTS"
+commit=$(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+json=$BENCH_RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-$commit.json
+{
+  printf '{"commit": "%s", "size_mib": %s, "random_mib": %s, "compressible_mib": %s, ' \
+    "$commit" "$size_mib" "$random_mib" "$text_mib"
+  printf '"rounds": %s, "cpus": %s, "accel": "%s", "page_cache_dropped": %s, ' \
+    "$BENCH_ROUNDS" "$(nproc)" "$accel" "$([ "$drop" = yes ] && echo true || echo false)"
+  printf '"load_start": "%s", "load_end": "%s", "runs": {' "$load_start" "$load_end"
+  sep=""
+  for f in "$work"/runs.*; do
+    [ -e "$f" ] || continue
+    printf '%s"%s": [' "$sep" "${f##*/runs.}"
+    awk '{ printf "%s{\"seconds\": %s, \"rss_mib\": %s, \"status\": %s}", (NR > 1 ? ", " : ""), $1, $2, $3 }' "$f"
+    printf ']'
+    sep=", "
+  done
+  printf '}, "targets": [%s]}\n' "$targets_json"
+} >"$json"
+echo
+echo "results: $json"
 
 if [ "$failed" = yes ]; then
   echo "bench: some commands failed (see above)" >&2

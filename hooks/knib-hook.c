@@ -32,9 +32,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "domain/domain.h"
-
-/* The domain XML is small; anything this large is not one. */
-#define MAX_XML (16u * 1024 * 1024)
+#include "hook-input.h"
 
 /* How often a start that waits for an offline backup looks again. */
 #define WAIT_POLL_MS 200
@@ -69,54 +67,6 @@ hook_log (int prio, const char *fmt, ...)
   else
     syslog (prio, "%s", msg);
   free (msg);
-}
-
-/* stdin, whole (NUL-terminated). */
-static char *
-read_stdin (size_t *len)
-{
-  size_t cap = 65536, n = 0;
-  char *buf = malloc (cap);
-
-  if (buf == NULL) {
-    set_error (errno, "malloc");
-    return NULL;
-  }
-  for (;;) {
-    ssize_t r;
-
-    if (n + 1 >= cap) {
-      char *p;
-
-      if (cap >= MAX_XML) {
-        set_error (EFBIG, "the domain XML on stdin is over %u bytes", MAX_XML);
-        free (buf);
-        return NULL;
-      }
-      cap *= 2;
-      p = realloc (buf, cap);
-      if (p == NULL) {
-        set_error (errno, "realloc");
-        free (buf);
-        return NULL;
-      }
-      buf = p;
-    }
-    r = read (STDIN_FILENO, buf + n, cap - n - 1);
-    if (r == -1 && errno == EINTR)
-      continue;
-    if (r == -1) {
-      set_error (errno, "cannot read the domain XML on stdin");
-      free (buf);
-      return NULL;
-    }
-    if (r == 0)
-      break;
-    n += r;
-  }
-  buf[n] = '\0';
-  *len = n;
-  return buf;
 }
 
 /* ---- knib's QMP socket directory ---- */
@@ -369,76 +319,33 @@ on_stopped (struct domain_info *info, const char *xml, size_t len)
 
 /* ---- Dispatch ---- */
 
-enum action {
-  ACT_NONE,
-  ACT_PREPARE,
-  ACT_START,
-  ACT_RUNNING,
-  ACT_STOPPED,
-};
-
-static const struct {
-  const char *op;
-  const char *sub; /* NULL: any; the action for it */
-  enum action act;
-} ops[] = {
-  { "prepare", "begin", ACT_PREPARE },   { "prepare", NULL, ACT_NONE },
-  { "start", "begin", ACT_START },       { "start", NULL, ACT_NONE },
-  { "started", "begin", ACT_RUNNING },   { "started", NULL, ACT_NONE },
-  { "reconnect", "begin", ACT_RUNNING }, { "reconnect", NULL, ACT_NONE },
-  { "stopped", "end", ACT_STOPPED },     { "stopped", NULL, ACT_NONE },
-  { "release", "end", ACT_STOPPED },     { "release", NULL, ACT_NONE },
-  { "migrate", NULL, ACT_NONE },         { "restore", NULL, ACT_NONE },
-  { "attach", NULL, ACT_NONE },
-};
-
 static int
-lookup (const char *op, const char *sub, enum action *act)
-{
-  size_t i;
-
-  for (i = 0; i < sizeof ops / sizeof ops[0]; i++)
-    if (strcmp (ops[i].op, op) == 0
-        && (ops[i].sub == NULL || strcmp (ops[i].sub, sub) == 0)) {
-      *act = ops[i].act;
-      return 0;
-    }
-  return -1;
-}
-
-static int
-run (enum action act)
+run (enum hook_action act)
 {
   struct domain_info info;
   CLEANUP_FREE char *xml = NULL;
   size_t len = 0;
   int r = HOOK_OK;
 
-  xml = read_stdin (&len);
-  if (xml == NULL || domain_info_parse (xml, len, &info) == -1) {
+  if (hook_input_read_domain (STDIN_FILENO, domain_name, &xml, &len, &info)
+      == -1) {
     hook_log (LOG_ERR, "domain '%s': %s", domain_name, get_error ());
     return HOOK_OK;
   }
-  if (strcmp (info.name, domain_name) != 0) {
-    hook_log (LOG_ERR, "domain '%s': the XML on stdin is of domain '%s'",
-              domain_name, info.name);
-    domain_info_release (&info);
-    return HOOK_OK;
-  }
   switch (act) {
-  case ACT_PREPARE:
+  case HOOK_ACT_PREPARE:
     r = on_prepare (&info);
     break;
-  case ACT_START:
+  case HOOK_ACT_START:
     ensure_qmp_dir (&info);
     break;
-  case ACT_RUNNING:
+  case HOOK_ACT_RUNNING:
     record (&info, DOMAIN_STATE_RUNNING, xml, len);
     break;
-  case ACT_STOPPED:
+  case HOOK_ACT_STOPPED:
     on_stopped (&info, xml, len);
     break;
-  case ACT_NONE:
+  case HOOK_ACT_NONE:
     break;
   }
   domain_info_release (&info);
@@ -448,33 +355,19 @@ run (enum action act)
 int
 main (int argc, char **argv)
 {
-  enum action act;
+  enum hook_action act;
 
   openlog ("knib-hook", LOG_PID, LOG_DAEMON);
   /* Whatever happens, nothing goes to stdout. */
   if (freopen ("/dev/null", "w", stdout) == NULL)
     fclose (stdout);
-  if (argc < 4) {
-    hook_log (LOG_ERR,
-              "called with %d arguments: expected DOMAIN OPERATION "
-              "SUBOPERATION EXTRA (it is libvirt's qemu hook)",
-              argc - 1);
+  if (argc >= 2)
+    domain_name = argv[1];
+  if (hook_input_action (argc, argv, &act) == -1) {
+    hook_log (argc < 4 ? LOG_ERR : LOG_WARNING, "%s", get_error ());
     return HOOK_OK;
   }
-  domain_name = argv[1];
-  if (lookup (argv[2], argv[3], &act) == -1) {
-    hook_log (LOG_WARNING, "domain '%s': unknown operation '%s %s': ignored",
-              domain_name, argv[2], argv[3]);
+  if (act == HOOK_ACT_NONE)
     return HOOK_OK;
-  }
-  if (act == ACT_NONE)
-    return HOOK_OK;
-  /* Records are files named after the domain: its name must be one
-   * path component that knib accepts as a VM name. */
-  if (act != ACT_PREPARE && act != ACT_START
-      && name_check ("domain", domain_name) == -1) {
-    hook_log (LOG_WARNING, "%s: knib does not record it", get_error ());
-    return HOOK_OK;
-  }
   return run (act);
 }

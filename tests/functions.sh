@@ -138,3 +138,25 @@ hmp_write () {
   "$KNIB" qmp "$1" human-monitor-command \
     "command-line=qemu-io -d $2/virtio-backend \"write -P $3 $4 $5\"" >/dev/null
 }
+
+# seg_digest FILE: the segmented digest of FILE (common/digest.h) from
+# xxhsum alone: the xxh3-128 of each 4 MiB piece, as bytes one after the
+# other, hashed with xxh3-128.  Needs xxhsum, split and awk; writes into
+# the current directory.
+seg_digest () {
+  rm -rf seg.d
+  mkdir seg.d
+  (cd seg.d && split -b 4194304 -a 4 "$1" part.)
+  for p in seg.d/part.*; do
+    [ -e "$p" ] || continue
+    xxhsum -H2 "$p" 2>/dev/null | cut -d' ' -f1
+  done | awk 'BEGIN { hex = "0123456789abcdef" }
+    { s = ""
+      for (i = 1; i <= 32; i += 2) {
+        v = (index (hex, substr ($1, i, 1)) - 1) * 16 + index (hex, substr ($1, i + 1, 1)) - 1
+        s = s sprintf ("\\%03o", v)
+      }
+      print s }' | while read -r line; do printf "$line"; done > seg.d/sums
+  xxhsum -H2 seg.d/sums 2>/dev/null | cut -d' ' -f1
+  rm -rf seg.d
+}

@@ -46,6 +46,13 @@ read_and_compare multi-conn -C 4 -r 16 -s 262144
 [ "$(reader_field multi-conn.out connections)" -eq 4 ] \
   || fail "multi-conn: $(cat multi-conn.out)"
 
+# Each window's block status is asked while the one before it is read:
+# 17 windows of 4 MiB (the last holds the short cluster): 16 answers are
+# ready when the plan gets to them.
+read_and_compare prefetch -w 4194304 -v 2> prefetch.err
+grep -q "block status: 16 window(s) prefetched in time, 0 not used" prefetch.err \
+  || fail "prefetch: $(grep 'block status:' prefetch.err)"
+
 # A 512-byte cluster size gives the same bytes.
 read_and_compare small-clusters -c 512 -s 1048576
 

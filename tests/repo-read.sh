@@ -120,7 +120,7 @@ expect 0 "$KNIB" info --repo "$R" --vm web01 "$id1" --json
 valid_json
 contains out '"state": "removed"'
 contains out '"backing-file": null'
-contains out '"xxh3-128": "'
+contains out '"xxh3-128-segments": "'
 expect 1 "$KNIB" info --repo "$R" 20000101T000000Z
 contains err "no backup '20000101T000000Z'"
 expect 2 "$KNIB" info --repo "$R"

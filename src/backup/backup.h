@@ -259,6 +259,69 @@ int backup_consolidate (struct chain_repo *repo,
                         chain_string_vector *notes)
   __attribute__ ((warn_unused_result));
 
+/* ---- Disk-only snapshots (snapshot.c) ---- */
+
+struct snapshot_options {
+  const char *vm;         /* the VM's name in the repository */
+  const char *qmp_socket; /* a running VM: its QMP socket (knib's own) */
+  /* A stopped VM: its disk images (create only; later operations find
+   * them in the snapshot records). */
+  const struct offline_image *images;
+  size_t n_images;
+  /* A libvirt domain: create goes through virsh snapshot-create-as, so
+   * that libvirt's definition follows; qmp_socket or images as
+   * libvirt_backup_begin found them. */
+  const char *domain;
+  const struct backup_rename *renames;
+  size_t n_renames;
+  int timeout_ms;
+  /* Set by a signal handler: QMP waits end with EINTR (the next run
+   * repairs what is left). */
+  volatile sig_atomic_t *cancel;
+  /* The progress of a live merge (block-stream): bytes of the disk's
+   * job done of its total, about once a second (NULL: none). */
+  backup_progress_fn progress;
+  void *opaque;
+  /* Quiesce around the point in time (as in backup_options). */
+  int (*freeze) (void *opaque);
+  int (*thaw) (void *opaque);
+  void *quiesce_opaque;
+};
+
+/* Snapshot every writable disk of the VM at one point in time: a new
+ * qcow2 overlay beside each disk's image ("<image>.<name>.qcow2") that
+ * the disk runs on from now on, with knib's bitmaps carried into it so
+ * that the next backup stays incremental.  Running plain QEMU: one QMP
+ * transaction; a libvirt domain: virsh; stopped: qemu-img.  One line per
+ * thing done goes to done (also what recovery did first). */
+int snapshot_create (struct chain_repo *repo, const struct snapshot_options *o,
+                     const char *name, chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* Delete snapshots by the reference's rules: a layer that nothing needs
+ * any more goes, one that a single layer depends on is merged into it
+ * (block-stream in the running QEMU with o->qmp_socket, else qemu-img
+ * rebase), giving its bitmaps to the active layer first; a layer that
+ * several depend on stays and its snapshot is marked removed. */
+int snapshot_delete (struct chain_repo *repo, const struct snapshot_options *o,
+                     const char *const *names, size_t n,
+                     chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* With the VM stopped (o->qmp_socket NULL): put every disk on a fresh
+ * overlay of the snapshot's layer; the abandoned layers go once nothing
+ * needs them.  The new overlay's bitmaps cover every cluster that may
+ * differ from the last backup, so the next backup is incremental. */
+int snapshot_revert (struct chain_repo *repo, const struct snapshot_options *o,
+                     const char *name, chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* What every snapshot operation does first: finish or undo what a killed
+ * knib left (a create, a merge in QEMU or on disk, a revert). */
+int snapshot_recover (struct chain_repo *repo, const struct snapshot_options *o,
+                      chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
 /* ---- A throwaway VM on overlays of a backup (vm.c) ----
  *
  * QEMU boots the backup's disks through temporary qcow2 overlays in a

@@ -40,6 +40,15 @@
  * in 3.8 s. */
 #define BACKUP_CONNECTIONS 1u
 
+/* Bytes asked per block status: twice nbd.h's default.  On an empty 1 TiB
+ * overlay QEMU answered 1024 windows of 1 GiB in 0.23-0.58 s, 512 of
+ * 2 GiB in 0.01-0.12 s: time follows data, not virtual size.  A window's
+ * extents are held twice (one prefetched): at most 32768 clusters each. */
+#define BACKUP_WINDOW (UINT64_C (2) << 30)
+
+/* Reads in flight when the backup compresses (else nbd.h's default). */
+#define BACKUP_COMPRESS_REQUESTS 48u
+
 static void
 disk_result_release (struct backup_disk_result *d)
 {
@@ -521,9 +530,9 @@ decide_disks (struct run *run)
       make_full (job, str_printf ("disk %s was resized from %" PRIu64
                                   " to %" PRIu64 " bytes",
                                   d->name, pd->virtual_size, d->virtual_size));
-    else if (live_bitmap_below_why (run->c, d, pd->bitmap, &why) == -1)
+    else if (live_bitmap_fold (run->c, d, pd->bitmap, &why) == -1)
       goto out;
-    else if (why != NULL) /* a snapshot put a layer on top of it */
+    else if (why != NULL) /* snapshots broke the run of layers */
       make_full (job, why);
     else if (!bitmap_usable (run, d, pd->bitmap, &why))
       make_full (job, why ? why : str_printf ("bitmap %s", pd->bitmap));
@@ -562,7 +571,8 @@ create_fleece (const char *path, uint64_t size)
   struct qcow2_writer *w;
   int fd, r = -1;
 
-  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  /* Read too: the digest reads back the header's segment. */
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd == -1) {
     set_error (errno, "fleecing image '%s'", path);
     return -1;
@@ -670,23 +680,17 @@ struct copy_state {
   enum nbd_range_kind last_kind; /* and its kind */
 };
 
+/* Each chunk, before the writer thread gets it (stream.c). */
 static int
 copy_chunk (void *opaque, struct nbd_chunk *chunk)
 {
   struct copy_state *cs = opaque;
   const struct backup_options *o = cs->run->o;
-  int r;
 
   if (o->cancel && *o->cancel) {
     set_error (EINTR, "interrupted");
     return -1;
   }
-  if (chunk->kind == NBD_RANGE_DATA)
-    r = qcow2_pipeline_write (cs->p, chunk->offset, chunk->data, chunk->length);
-  else
-    r = qcow2_pipeline_zero (cs->p, chunk->offset, chunk->length);
-  if (r == -1)
-    return -1;
   /* Chunks of one extent arrive back to back; count extents. */
   if (cs->job->result.extents == 0 || chunk->offset != cs->end
       || chunk->kind != cs->last_kind)
@@ -713,6 +717,12 @@ copy_disk (struct run *run, struct disk_job *job)
     .compression = run->o->compression == CHAIN_COMPRESSION_ZSTD
                      ? QCOW2_COMPRESSION_ZSTD
                      : QCOW2_COMPRESSION_ZLIB,
+    /* The image stays out of the page cache: nothing reads it soon, and
+     * its digest is computed as it is written.  Compressed clusters are
+     * packed byte by byte: buffered, flushed and dropped. */
+    .io = run->o->compression == CHAIN_COMPRESSION_NONE ? QCOW2_IO_DIRECT
+                                                        : QCOW2_IO_DROP,
+    .digest = true,
   };
   struct qcow2_pipeline_options po = {
     .compress = run->o->compression != CHAIN_COMPRESSION_NONE,
@@ -731,7 +741,13 @@ copy_disk (struct run *run, struct disk_job *job)
   };
   struct nbd_read_options ro = {
     .cluster_size = LIVE_GRANULARITY,
+    .window_size = BACKUP_WINDOW,
     .timeout_ms = run->o->timeout_ms,
+    /* Compression, not the reads, sets the pace: fewer reads in flight
+     * leave room under 32 MiB for the compressors. */
+    .max_requests = run->o->compression != CHAIN_COMPRESSION_NONE
+                      ? BACKUP_COMPRESS_REQUESTS
+                      : 0,
     .cancel = run->o->cancel,
   };
   struct nbd_copy_stats stats = { 0 };
@@ -750,7 +766,8 @@ copy_disk (struct run *run, struct disk_job *job)
     wo.backing_file = backing;
     wo.backing_format = "qcow2";
   }
-  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  /* Read too: the digest reads back the header's segment. */
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd == -1) {
     set_error (errno, "backup image '%s'", path);
     return -1;
@@ -769,7 +786,7 @@ copy_disk (struct run *run, struct disk_job *job)
                nbd_source_size (src), d->virtual_size);
     goto out;
   }
-  if (nbd_source_copy (src, &ro, copy_chunk, &cs, &stats) == -1)
+  if (backup_stream_copy (src, &ro, cs.p, copy_chunk, &cs, &stats) == -1)
     goto out;
   if (qcow2_pipeline_flush (cs.p) == -1 || qcow2_writer_finish (cs.w) == -1)
     goto out;
@@ -790,6 +807,9 @@ copy_disk (struct run *run, struct disk_job *job)
   cd.extents = job->result.extents;
   cd.compression = run->o->compression;
   cd.reason = job->reason;
+  cd.hash_kind = CHAIN_HASH_SEGMENTS;
+  if (qcow2_writer_digest (cs.w, cd.hash) == -1)
+    goto out;
   if (chain_backup_add_disk (run->b, &cd) == -1)
     goto out;
   r = 0;
@@ -906,30 +926,6 @@ backup_disks (struct run *run)
     return -1;
   test_stop_point ("commit");
   return chain_backup_commit (run->b);
-}
-
-/* libvirt's device ids ("virtio-disk0") become knib's names ("vda"). */
-static int
-rename_disks (const struct backup_options *o, live_disk_vector *disks)
-{
-  size_t i, j;
-
-  for (i = 0; i < disks->len; i++)
-    for (j = 0; j < o->n_renames; j++) {
-      char *name;
-
-      if (strcmp (disks->ptr[i].name, o->renames[j].device) != 0)
-        continue;
-      name = strdup (o->renames[j].disk);
-      if (name == NULL) {
-        set_error (errno, "strdup");
-        return -1;
-      }
-      free (disks->ptr[i].name);
-      disks->ptr[i].name = name;
-      break;
-    }
-  return 0;
 }
 
 static void
@@ -1060,13 +1056,14 @@ backup_run (struct chain_repo *repo, const struct backup_options *o,
     goto out;
   /* Recovery removes inconsistent bitmaps: keep what they said. */
   if (live_disks_query (run.c, run.map, run.nmap, &run.before) == -1
-      || rename_disks (o, &run.before) == -1
+      || live_disks_rename (&run.before, o->renames, o->n_renames) == -1
       || recover_qemu (repo, run.c, run.map, run.nmap, o->vm, &r->notes) == -1)
     goto out;
   if (latest_bitmap (repo, o->vm, run.keep, NULL) == -1)
     goto out;
   if (live_disks_query (run.c, run.map, run.nmap, &run.disks) == -1
-      || rename_disks (o, &run.disks) == -1 || select_disks (&run) == -1)
+      || live_disks_rename (&run.disks, o->renames, o->n_renames) == -1
+      || select_disks (&run) == -1)
     goto out;
   if (chain_vm_decide (repo, o->vm, o->chain_size, o->mode, &run.d, NULL) == -1
       || decide_disks (&run) == -1)

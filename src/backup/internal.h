@@ -13,6 +13,8 @@
 #include "backup/backup.h"
 #include "chain/chain.h"
 #include "common/vector.h"
+#include "nbd/nbd.h"
+#include "qcow2/qcow2.h"
 #include "qmp/qmp.h"
 
 /* live.c, layers.c */
@@ -77,6 +79,20 @@ int live_disks_query (struct qmp_client *c, const struct live_node_map *map,
                       size_t n, live_disk_vector *disks)
   __attribute__ ((warn_unused_result));
 
+/* libvirt's device ids ("virtio-disk0") become knib's names ("vda"):
+ * each of the n renames. */
+int live_disks_rename (live_disk_vector *disks,
+                       const struct backup_rename *renames, size_t n)
+  __attribute__ ((warn_unused_result));
+
+/* The node named node_name in a query-named-block-nodes reply, or NULL
+ * (layers.c). */
+json_t *live_find_node (json_t *nodes, const char *node_name);
+
+/* The name of the format node (not the protocol node, which shares its
+ * file name) of image filename in that reply, or NULL (borrowed). */
+const char *live_format_node_of (json_t *nodes, const char *filename);
+
 /* Why d's image cannot keep a dirty bitmap when its QEMU stops ("vdb is
  * a raw image, which cannot store a persistent dirty bitmap"), or NULL
  * when it can (or out of memory). */
@@ -93,12 +109,13 @@ const struct live_bitmap *live_disk_find_bitmap (const struct live_disk *d,
 bool live_bitmap_usable (const struct live_disk *d, const char *name,
                          char **why);
 
-/* Whether a snapshot left bitmap name of disk d below its active layer
- * (layers.c): then *why says so ("bitmap knib-X of vda is no longer on
- * the active layer: ..."), and the disk must be full; else *why is
- * NULL. */
-int live_bitmap_below_why (struct qmp_client *c, const struct live_disk *d,
-                           const char *name, char **why)
+/* External snapshots may have spread bitmap name of disk d over layers
+ * (layers.c): merge it from the contiguous run of layers below into the
+ * active layer's, which then holds every write since its backup.  When
+ * that cannot be proved (a layer in between without it, an inconsistent
+ * one below) *why says so and the disk must be full; else *why is NULL. */
+int live_bitmap_fold (struct qmp_client *c, const struct live_disk *d,
+                      const char *name, char **why)
   __attribute__ ((warn_unused_result));
 
 /* Fail (EBUSY) when a block job that is not knib's runs in QEMU. */
@@ -246,6 +263,23 @@ void offline_daemon_free (struct offline_daemon *d);
  * it and wait until it is gone, so that its images are free.  Appends
  * what it did to done. */
 int offline_daemon_reap (const char *dir, chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* stream.c */
+
+/* Copy the export into the pipeline (nbd_source_copy's plan and reads)
+ * on two threads: this one drives libnbd, a writer thread runs p (which
+ * this thread must not touch until the call returns).  Chunks go to the
+ * writer in batches, in the read buffers themselves (aligned for
+ * O_DIRECT), which come back to the reads once written: memory is
+ * bounded by the reads in flight and two batches.  fn sees each chunk
+ * first, on this thread (cancel, progress); it must not write it.
+ * Returns 0 once every chunk is in p (flush it next), or -1 with
+ * set_error: a read's, fn's or the writer's. */
+int backup_stream_copy (struct nbd_source *src,
+                        const struct nbd_read_options *ro,
+                        struct qcow2_pipeline *p, nbd_chunk_fn fn, void *opaque,
+                        struct nbd_copy_stats *stats)
   __attribute__ ((warn_unused_result));
 
 /* validate.c: the pure parts, for the unit tests. */

@@ -282,6 +282,28 @@ live_disks_query (struct qmp_client *c, const struct live_node_map *map,
   return r;
 }
 
+int
+live_disks_rename (live_disk_vector *disks, const struct backup_rename *renames,
+                   size_t n)
+{
+  for (size_t i = 0; i < disks->len; i++)
+    for (size_t j = 0; j < n; j++) {
+      char *name;
+
+      if (strcmp (disks->ptr[i].name, renames[j].device) != 0)
+        continue;
+      name = strdup (renames[j].disk);
+      if (name == NULL) {
+        set_error (errno, "strdup");
+        return -1;
+      }
+      free (disks->ptr[i].name);
+      disks->ptr[i].name = name;
+      break;
+    }
+  return 0;
+}
+
 char *
 live_disk_volatile_why (const struct live_disk *d)
 {

@@ -395,7 +395,7 @@ sync_images (struct chain_backup *b)
                  d->name, path);
       return -1;
     }
-    if (d->hash[0] == '\0' && chain_hash_fd (fd, d->hash) == -1) {
+    if (d->hash[0] == '\0' && chain_hash_fd (fd, d->hash_kind, d->hash) == -1) {
       error_prepend ("disk '%s': hash of '%s'", d->name, path);
       return -1;
     }

@@ -38,6 +38,14 @@
  * Size of a buffer that holds any id with its NUL. */
 #define CHAIN_ID_MAX 24
 
+/* How an image's hash is computed.  A backup's images get the segmented
+ * digest (common/digest.h), computed while they are written; manifests
+ * of version 1 record xxh3-128 of the whole file, and still verify. */
+enum chain_hash_kind {
+  CHAIN_HASH_SEGMENTS, /* "xxh3-128-segments": the default */
+  CHAIN_HASH_WHOLE,    /* "xxh3-128" */
+};
+
 /* A hex xxh3-128 hash, without its NUL. */
 #define CHAIN_HASH_HEX_LEN 32
 
@@ -110,7 +118,8 @@ struct chain_disk {
   uint64_t bytes_read;
   uint64_t bytes_written;
   uint64_t extents;
-  char hash[CHAIN_HASH_HEX_LEN + 1]; /* xxh3-128 of the image, lowercase hex */
+  char hash[CHAIN_HASH_HEX_LEN + 1]; /* the image's hash, lowercase hex */
+  enum chain_hash_kind hash_kind;    /* which hash */
   enum chain_compression compression;
   /* "knib compress" rewrote the image: its size before (bytes_written is
    * the size after); 0 when the image is as the backup wrote it. */
@@ -658,11 +667,14 @@ int chain_repo_recover_vm (struct chain_lock *lock,
 
 /* ---- Hashing ---- */
 
-/* xxh3-128 of a file's bytes, as 32 lowercase hex digits (the canonical,
+/* The hash of a file of kind, as 32 lowercase hex digits (the canonical,
  * big-endian form that "xxhsum -H2" prints). */
-int chain_hash_file (const char *path, char hex[CHAIN_HASH_HEX_LEN + 1])
+int chain_hash_file (const char *path, enum chain_hash_kind kind,
+                     char hex[CHAIN_HASH_HEX_LEN + 1])
   __attribute__ ((warn_unused_result));
 
+/* The manifest's name of the kind ("xxh3-128", "xxh3-128-segments"). */
+const char *chain_hash_kind_name (enum chain_hash_kind kind);
 /* Record the result of a boot validation in backup id of vm: load its
  * manifest afresh, set its validation (copied) and commit it.  The
  * caller holds the VM's shared lock (so no delete or merge rewrites the
@@ -967,5 +979,108 @@ int chain_compress (struct chain_repo *repo, const char *id,
  * of the VM; one line per repair goes to done. */
 int chain_compress_recover (struct chain_lock *lock, chain_string_vector *done)
   __attribute__ ((warn_unused_result));
+
+/* ---- Disk-only snapshots (snapshot.c) ----
+ *
+ * REPO/vms/<vm>/snapshots.json records a VM's snapshots and, per disk,
+ * the qcow2 layers knib keeps for them: the image the disk runs on (its
+ * top) and every image that a snapshot or a layer above still needs.
+ * Which layer is backed by which is read from the images themselves, so
+ * the record never disagrees with the chain QEMU opens.  A snapshot's
+ * layer is the image that was the disk's top when it was taken (read-only
+ * since: the snapshot's state).  "pending" journals an operation that
+ * touches images, so that the next run can finish or undo it. */
+
+/* One disk's image. */
+struct chain_snap_file {
+  char *disk;
+  char *file;
+};
+DEFINE_VECTOR_TYPE (chain_snap_file_vector, struct chain_snap_file)
+
+struct chain_snap {
+  char *name;
+  int64_t time;
+  bool removed;                  /* deleted, its layer still needed */
+  chain_snap_file_vector layers; /* per disk, its layer */
+};
+DEFINE_VECTOR_TYPE (chain_snap_vector, struct chain_snap)
+
+struct chain_snaps {
+  chain_snap_vector snaps;       /* oldest first */
+  chain_snap_file_vector tops;   /* per disk, the image it runs on */
+  chain_snap_file_vector layers; /* per disk, every image kept (tops too) */
+  char *pending;                 /* "create", "delete", "revert" or NULL */
+  char *pending_name;            /* the snapshot it is about */
+  chain_snap_file_vector pending_files; /* images it may have made */
+};
+
+/* An empty record when the VM has none.  Needs the VM's lock. */
+int chain_snaps_load (struct chain_lock *lock, struct chain_snaps *s)
+  __attribute__ ((warn_unused_result));
+/* Replace snapshots.json atomically. */
+int chain_snaps_commit (struct chain_lock *lock, const struct chain_snaps *s)
+  __attribute__ ((warn_unused_result));
+/* The same without a lock, for listing. */
+int chain_snaps_read (struct chain_repo *repo, const char *vm,
+                      struct chain_snaps *s)
+  __attribute__ ((warn_unused_result));
+void chain_snaps_release (struct chain_snaps *s);
+
+struct chain_snap *chain_snaps_find (struct chain_snaps *s, const char *name);
+/* The file of disk in v, or NULL. */
+const char *chain_snap_file_get (const chain_snap_file_vector *v,
+                                 const char *disk);
+/* Set (replace) disk's file in v; copies both. */
+int chain_snap_file_set (chain_snap_file_vector *v, const char *disk,
+                         const char *file) __attribute__ ((warn_unused_result));
+/* Add disk's file to v unless there already. */
+int chain_snap_file_add (chain_snap_file_vector *v, const char *disk,
+                         const char *file) __attribute__ ((warn_unused_result));
+void chain_snap_file_vector_release (chain_snap_file_vector *v);
+/* Append a snapshot (copies name; takes layers). */
+int chain_snaps_add (struct chain_snaps *s, const char *name, int64_t time,
+                     chain_snap_file_vector *layers)
+  __attribute__ ((warn_unused_result));
+/* Set or clear (op NULL) the journal; copies. */
+int chain_snaps_set_pending (struct chain_snaps *s, const char *op,
+                             const char *name,
+                             const chain_snap_file_vector *files)
+  __attribute__ ((warn_unused_result));
+
+/* A layer of a disk and the file it is backed by (NULL: none, or an
+ * image knib does not keep). */
+struct chain_snap_layer {
+  const char *file;
+  const char *backing;
+};
+
+enum chain_snap_step_kind {
+  CHAIN_SNAP_STEP_NONE,   /* every layer is needed */
+  CHAIN_SNAP_STEP_REMOVE, /* nothing needs file: delete it */
+  CHAIN_SNAP_STEP_MERGE,  /* only child needs file: pull file's data into
+                             child (child's backing becomes file's) */
+};
+
+struct chain_snap_step {
+  enum chain_snap_step_kind kind;
+  const char *file;    /* borrowed from the layers given */
+  const char *child;   /* MERGE */
+  const char *backing; /* MERGE: file's backing, the child's new one */
+};
+
+/* The reference's rules for the layers of disk (n of them, with their
+ * backing files): a layer that is neither the top nor the layer of a
+ * snapshot that is not removed goes when no layer is backed by it, and
+ * is merged into its child when one is; with two or more it stays (its
+ * removed snapshots stay listed as removed).  Removals come first. */
+void chain_snaps_plan (const struct chain_snaps *s, const char *disk,
+                       const struct chain_snap_layer *layers, size_t n,
+                       struct chain_snap_step *step);
+
+/* After a step: forget file of disk, and removed snapshots whose layer
+ * it was. */
+void chain_snaps_forget (struct chain_snaps *s, const char *disk,
+                         const char *file);
 
 #endif

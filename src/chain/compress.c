@@ -822,13 +822,14 @@ check_ready (struct job *j, const struct chain_manifest *m,
                ready, image);
     return -1;
   }
-  if (chain_hash_file (ready, hash) == -1)
+  if (chain_hash_file (ready, CHAIN_HASH_SEGMENTS, hash) == -1)
     return -1;
   if (d->bytes_before_compression == 0)
     d->bytes_before_compression = ifile;
   d->bytes_written = rfile;
   d->compression = rt;
   memcpy (d->hash, hash, sizeof d->hash);
+  d->hash_kind = CHAIN_HASH_SEGMENTS;
   return 0;
 }
 

@@ -428,8 +428,10 @@ delete_locked (struct chain_lock *lock, const char *const *ids, size_t n,
     goto out;
   if (chain_delete_plan (&backups, vm, ids, n, steps) == -1)
     goto out;
-  r = dry_run ? 0
-              : apply_steps (lock, steps->ptr + before, steps->len - before);
+  /* No new step: nothing to do (and steps->ptr may be NULL). */
+  r = dry_run || steps->len == before
+        ? 0
+        : apply_steps (lock, steps->ptr + before, steps->len - before);
 out:
   chain_vm_free (vm);
   chain_manifest_vector_release (&backups);

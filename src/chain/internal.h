@@ -118,7 +118,8 @@ int chain_lock_check_exclusive (const struct chain_lock *lock,
 
 /* hash.c */
 
-int chain_hash_fd (int fd, char hex[CHAIN_HASH_HEX_LEN + 1])
+int chain_hash_fd (int fd, enum chain_hash_kind kind,
+                   char hex[CHAIN_HASH_HEX_LEN + 1])
   __attribute__ ((warn_unused_result));
 
 /* image.c */

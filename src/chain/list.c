@@ -150,6 +150,8 @@ chain_backup_list (struct chain_repo *repo, const char *vm,
   if (r == -1) {
     while (backups->len > before) /* leave the vector as it was */
       chain_manifest_free (backups->ptr[--backups->len]);
+    if (before == 0) /* its storage too, which the caller may not free */
+      chain_manifest_vector_reset (backups);
     return -1;
   }
   chain_manifest_vector_sort (backups);

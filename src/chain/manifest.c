@@ -36,31 +36,97 @@ static const char *const disk_keys[] = {
   NULL,
 };
 
-/* keys, and the optional key when o has it. */
+/* The disk keys of a disk that records the segmented digest. */
+static const char *const disk_keys_segments[] = {
+  "name",         "image",
+  "kind",         "virtual-size",
+  "cluster-size", "bitmap",
+  "bytes-read",   "bytes-written",
+  "extents",      "xxh3-128-segments",
+  "compression",  "reason",
+  NULL,
+};
+
+/* The image's hash: "xxh3-128" of the whole file (version 1), or the
+ * segmented digest (common/digest.h) that a backup computes as it writes
+ * the image (version 2; a disk has one of the two). */
+#define CHAIN_KEY_HASH_WHOLE "xxh3-128"
+#define CHAIN_KEY_HASH_SEGMENTS "xxh3-128-segments"
+
+/* The manifest format: absent means 1.  2 when a disk records the
+ * segmented digest. */
+#define CHAIN_KEY_VERSION "version"
+#define CHAIN_MANIFEST_VERSION 2
+
+static const char *const manifest_optional[] = {
+  CHAIN_KEY_VALIDATION,
+  CHAIN_KEY_VERSION,
+  NULL,
+};
+
+static const char *const disk_optional[] = {
+  CHAIN_KEY_BEFORE_COMPRESSION,
+  NULL,
+};
+
+/* keys, and the optional keys (NULL-terminated) that o has. */
 static int
-check_keys_with (const json_t *o, const char *const *keys, const char *optional,
-                 const char *where)
+check_keys_with (const json_t *o, const char *const *keys,
+                 const char *const *optional, const char *where)
 {
+  bool any = false;
   json_t *c;
   int r;
 
-  if (json_object_get (o, optional) == NULL)
+  for (size_t i = 0; optional[i] != NULL; i++)
+    any = any || json_object_get (o, optional[i]) != NULL;
+  if (!any)
     return jsonutil_check_keys (o, keys, where);
   c = json_copy ((json_t *) o);
   if (c == NULL) {
     set_error (ENOMEM, "manifest");
     return -1;
   }
-  json_object_del (c, optional);
+  for (size_t i = 0; optional[i] != NULL; i++)
+    json_object_del (c, optional[i]);
   r = jsonutil_check_keys (c, keys, where);
   json_decref (c);
   return r;
 }
 
+/* disk_keys, with CHAIN_KEY_HASH_SEGMENTS instead of CHAIN_KEY_HASH_WHOLE
+ * when the manifest's version has it. */
 static int
-check_disk_keys (const json_t *o, const char *where)
+check_disk_keys (const json_t *o, const char *where, int64_t version)
 {
-  return check_keys_with (o, disk_keys, CHAIN_KEY_BEFORE_COMPRESSION, where);
+  json_t *seg = json_object_get (o, CHAIN_KEY_HASH_SEGMENTS);
+
+  if (seg != NULL && version < 2)
+    return jsonutil_invalid ("%s'%s' needs manifest version 2", where,
+                             CHAIN_KEY_HASH_SEGMENTS);
+  if (seg != NULL && json_object_get (o, CHAIN_KEY_HASH_WHOLE) != NULL)
+    return jsonutil_invalid ("%shas both '%s' and '%s'", where,
+                             CHAIN_KEY_HASH_WHOLE, CHAIN_KEY_HASH_SEGMENTS);
+  return check_keys_with (o, seg != NULL ? disk_keys_segments : disk_keys,
+                          disk_optional, where);
+}
+
+static const char *
+hash_key (enum chain_hash_kind kind)
+{
+  switch (kind) {
+  case CHAIN_HASH_SEGMENTS:
+    return CHAIN_KEY_HASH_SEGMENTS;
+  case CHAIN_HASH_WHOLE:
+    return CHAIN_KEY_HASH_WHOLE;
+  }
+  return CHAIN_KEY_HASH_WHOLE;
+}
+
+const char *
+chain_hash_kind_name (enum chain_hash_kind kind)
+{
+  return hash_key (kind);
 }
 
 struct chain_manifest *
@@ -206,8 +272,8 @@ validate_disk (const struct chain_manifest *m, size_t i)
     return jsonutil_invalid ("disk '%s': 'bitmap' must be a bitmap name",
                              d->name);
   if (!is_hex_hash (d->hash))
-    return jsonutil_invalid (
-      "disk '%s': 'xxh3-128' must be 32 lowercase hex digits", d->name);
+    return jsonutil_invalid ("disk '%s': '%s' must be 32 lowercase hex digits",
+                             d->name, hash_key (d->hash_kind));
   if (d->reason != NULL && !is_printable (d->reason))
     return jsonutil_invalid ("disk '%s': 'reason' holds control characters",
                              d->name);
@@ -297,8 +363,9 @@ disk_to_json (const struct chain_disk *d)
     "virtual-size", (json_int_t) d->virtual_size, "cluster-size",
     (json_int_t) d->cluster_size, "bitmap", d->bitmap, "bytes-read",
     (json_int_t) d->bytes_read, "bytes-written", (json_int_t) d->bytes_written,
-    "extents", (json_int_t) d->extents, "xxh3-128", d->hash, "compression",
-    chain_compression_name (d->compression), "reason", d->reason);
+    "extents", (json_int_t) d->extents, hash_key (d->hash_kind), d->hash,
+    "compression", chain_compression_name (d->compression), "reason",
+    d->reason);
 
   if (j != NULL && d->bytes_before_compression != 0
       && json_object_set_new (
@@ -309,6 +376,17 @@ disk_to_json (const struct chain_disk *d)
     return NULL;
   }
   return j;
+}
+
+/* 1 (no "version" key) while every disk has the whole file's hash: a
+ * manifest an older knib wrote stays readable by it. */
+static int
+manifest_version (const struct chain_manifest *m)
+{
+  for (size_t i = 0; i < m->disks.len; i++)
+    if (m->disks.ptr[i].hash_kind != CHAIN_HASH_WHOLE)
+      return CHAIN_MANIFEST_VERSION;
+  return 1;
 }
 
 json_t *
@@ -330,6 +408,13 @@ chain_manifest_to_json (const struct chain_manifest *m)
     "position", (json_int_t) m->position, "kind", chain_kind_name (m->kind),
     "state", chain_state_name (m->state), "created", created, "finished",
     finished, "reason", m->reason, "disks", disks);
+  if (j != NULL && manifest_version (m) > 1
+      && json_object_set_new (j, CHAIN_KEY_VERSION,
+                              json_integer (manifest_version (m)))
+           == -1) {
+    json_decref (j);
+    j = NULL;
+  }
   if (j == NULL)
     set_error (ENOMEM, "manifest to JSON");
   if (j != NULL && m->validation != NULL) {
@@ -413,7 +498,8 @@ get_time (const json_t *o, const char *key, int64_t *t)
 }
 
 static int
-disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
+disk_from_json (const json_t *o, size_t i, int64_t version,
+                struct chain_disk *d)
 {
   char where[160];
   const char *name, *image, *bitmap, *hash, *comp, *reason;
@@ -426,7 +512,10 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
       && name_is_valid (json_string_value (json_object_get (o, "name"))))
     snprintf (where, sizeof where,
               "disk '%s': ", json_string_value (json_object_get (o, "name")));
-  if (check_disk_keys (o, where) == -1
+  d->hash_kind = json_object_get (o, CHAIN_KEY_HASH_SEGMENTS) != NULL
+                   ? CHAIN_HASH_SEGMENTS
+                   : CHAIN_HASH_WHOLE;
+  if (check_disk_keys (o, where, version) == -1
       || jsonutil_get_string (o, "name", where, false, &name) == -1
       || jsonutil_get_string (o, "image", where, false, &image) == -1
       || get_kind (o, where, true, &d->kind) == -1
@@ -438,7 +527,8 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
       || get_u64 (o, "bytes-read", where, &d->bytes_read) == -1
       || get_u64 (o, "bytes-written", where, &d->bytes_written) == -1
       || get_u64 (o, "extents", where, &d->extents) == -1
-      || jsonutil_get_string (o, "xxh3-128", where, false, &hash) == -1
+      || jsonutil_get_string (o, hash_key (d->hash_kind), where, false, &hash)
+           == -1
       || jsonutil_get_string (o, "compression", where, false, &comp) == -1
       || jsonutil_get_string (o, "reason", where, true, &reason) == -1)
     return -1;
@@ -453,8 +543,8 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
     return -1;
   }
   if (!is_hex_hash (hash))
-    return jsonutil_invalid ("%s'xxh3-128' must be 32 lowercase hex digits",
-                             where);
+    return jsonutil_invalid ("%s'%s' must be 32 lowercase hex digits", where,
+                             hash_key (d->hash_kind));
   strcpy (d->hash, hash);
   if (!dup_or_null (name, &d->name) || !dup_or_null (image, &d->image)
       || !dup_or_null (bitmap, &d->bitmap)
@@ -465,15 +555,38 @@ disk_from_json (const json_t *o, size_t i, struct chain_disk *d)
   return 0;
 }
 
+/* "version": absent (1) or 2; a newer one is refused, naming both. */
+static int
+get_version (const json_t *j, int64_t *version)
+{
+  const json_t *v = json_object_get (j, CHAIN_KEY_VERSION);
+
+  *version = 1;
+  if (v == NULL)
+    return 0;
+  if (!json_is_integer (v) || json_integer_value (v) < 2)
+    return jsonutil_invalid ("'%s' must be an integer from 2 to %d",
+                             CHAIN_KEY_VERSION, CHAIN_MANIFEST_VERSION);
+  if (json_integer_value (v) > CHAIN_MANIFEST_VERSION)
+    return jsonutil_invalid (
+      "the manifest has version %" JSON_INTEGER_FORMAT
+      ", this knib reads versions up to %d: use a newer knib",
+      json_integer_value (v), CHAIN_MANIFEST_VERSION);
+  *version = json_integer_value (v);
+  return 0;
+}
+
 static int
 fill_from_json (struct chain_manifest *m, const json_t *j)
 {
   const char *vm, *state, *reason;
   const json_t *disks;
+  int64_t version = 1;
 
   if (!json_is_object (j))
     return jsonutil_invalid ("not a JSON object");
-  if (check_keys_with (j, manifest_keys, CHAIN_KEY_VALIDATION, "") == -1
+  if (get_version (j, &version) == -1
+      || check_keys_with (j, manifest_keys, manifest_optional, "") == -1
       || get_id (j, "id", false, m->id) == -1
       || jsonutil_get_string (j, "vm", "", false, &vm) == -1
       || get_id (j, "parent", true, m->parent) == -1
@@ -504,7 +617,7 @@ fill_from_json (struct chain_manifest *m, const json_t *j)
   for (size_t i = 0; i < json_array_size (disks); i++) {
     struct chain_disk d = { 0 };
 
-    if (disk_from_json (json_array_get (disks, i), i, &d) == -1) {
+    if (disk_from_json (json_array_get (disks, i), i, version, &d) == -1) {
       chain_disk_release (&d);
       return -1;
     }

@@ -98,7 +98,7 @@ write_disk (struct chain_lock *lock, const struct chain_manifest *m,
     return -1;
   }
   md->size = (uint64_t) st.st_size;
-  return chain_hash_fd (fd, md->hash);
+  return chain_hash_fd (fd, CHAIN_HASH_SEGMENTS, md->hash);
 }
 
 static int
@@ -134,6 +134,7 @@ update_manifest (struct chain_lock *lock, struct chain_manifest *m,
     d->kind = CHAIN_KIND_FULL;
     d->bytes_written = mds[i].size;
     memcpy (d->hash, mds[i].hash, sizeof d->hash);
+    d->hash_kind = CHAIN_HASH_SEGMENTS;
     if (set_string (&d->reason, "merged into a standalone image") == -1)
       return -1;
   }

@@ -260,6 +260,7 @@ chain_vm_list (struct chain_repo *repo, chain_string_vector *vms)
     }
   }
   closedir (d);
-  qsort (vms->ptr, vms->len, sizeof vms->ptr[0], compare_strings);
+  if (vms->len > 0) /* an empty vector's ptr is NULL: qsort's is nonnull */
+    qsort (vms->ptr, vms->len, sizeof vms->ptr[0], compare_strings);
   return 0;
 }

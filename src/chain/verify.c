@@ -187,16 +187,17 @@ verify_disk (struct verify *v, const struct chain_manifest *m,
       == -1)
     goto out;
   if (readable) {
-    if (chain_hash_file (path, hex) == -1) {
+    if (chain_hash_file (path, disk->hash_kind, hex) == -1) {
       if (chain_problem_add (&errors, "%s", get_error ()) == -1)
         goto out;
     }
     else if (strcmp (hex, disk->hash) != 0
              && chain_problem_add (&errors,
-                                   "image '%s' has xxh3-128 %s but the "
+                                   "image '%s' has %s %s but the "
                                    "manifest records %s: the image changed "
                                    "after the backup",
-                                   path, hex, disk->hash)
+                                   path, chain_hash_kind_name (disk->hash_kind),
+                                   hex, disk->hash)
                   == -1)
       goto out;
     if (qemu_check (path, &errors, &warnings) == -1)

@@ -23,10 +23,10 @@
 #include "libvirt.h"
 #include "qmp/agent.h"
 #include "progress.h"
+#include "quiesce.h"
 #include "show.h"
 
 /* How long the guest agent may take to freeze or thaw. */
-#define QGA_FREEZE_TIMEOUT_MS 60000
 
 static void
 backup_usage (FILE *fp)
@@ -488,82 +488,6 @@ free_opts (struct backup_cli_opts *co)
   free (co->scratch);
 }
 
-/* --quiesce --qga: freeze through the guest agent's socket itself. */
-struct qga_quiesce {
-  const char *socket;
-  int sync_timeout_ms;
-  bool quiesce_try;
-  struct qga_client *agent; /* kept from freeze to thaw */
-  bool frozen;              /* thaw is due */
-};
-
-static int qga_thaw (void *opaque);
-
-static int
-qga_freeze (void *opaque)
-{
-  struct qga_quiesce *q = opaque;
-  json_t *ret = NULL;
-
-  q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
-                                 QGA_FREEZE_TIMEOUT_MS, &cli_interrupted);
-  if (q->agent != NULL) {
-    if (qga_client_execute (q->agent, "guest-fsfreeze-freeze", NULL, &ret)
-        == 0) {
-      json_decref (ret);
-      q->frozen = true;
-      return 0;
-    }
-    /* An error reply: the agent thawed what it had frozen.  No reply:
-     * it may have frozen them, so thaw anyway, on a new connection. */
-    if (get_errno () != EREMOTEIO)
-      q->frozen = true;
-    error_prepend ("the guest agent did not freeze the filesystems");
-  }
-  error_prepend ("quiesce");
-  if (!q->quiesce_try) {
-    struct error_saved err;
-
-    /* The backup thaws only after a freeze that worked. */
-    error_save (&err);
-    if (q->frozen && qga_thaw (q) == -1)
-      fprintf (stderr, "knib: warning: %s\n", get_error ());
-    error_restore (&err);
-    return -1;
-  }
-  fprintf (stderr, "knib: warning: %s: the backup is not quiesced\n",
-           get_error ());
-  error_clear ();
-  return 0;
-}
-
-static int
-qga_thaw (void *opaque)
-{
-  struct qga_quiesce *q = opaque;
-
-  if (!q->frozen)
-    return 0;
-  q->frozen = false;
-  if (q->agent == NULL
-      || qga_client_execute (q->agent, "guest-fsfreeze-thaw", NULL, NULL)
-           == -1) {
-    /* Once more on a new connection: the old one may be unusable. */
-    qga_client_free (q->agent);
-    q->agent = qga_client_connect (q->socket, q->sync_timeout_ms,
-                                   QGA_FREEZE_TIMEOUT_MS, &cli_interrupted);
-    if (q->agent == NULL
-        || qga_client_execute (q->agent, "guest-fsfreeze-thaw", NULL, NULL)
-             == -1) {
-      error_prepend ("the guest's filesystems may still be frozen: run "
-                     "guest-fsfreeze-thaw on the guest agent socket %s",
-                     q->socket);
-      return -1;
-    }
-  }
-  return 0;
-}
-
 int
 cmd_backup (struct cli *cli, int argc, char **argv)
 {
@@ -572,7 +496,7 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   struct chain_repo *repo = NULL;
   struct progress *bar = NULL;
   struct libvirt_backup lb = { .domain = NULL };
-  struct qga_quiesce qq = { .socket = NULL };
+  struct qga_quiesce qq = { .what = "backup" };
   int status = EXIT_USAGE;
 
   if (parse_opts (cli, "backup", argc, argv, &co) == -1)
@@ -605,8 +529,8 @@ cmd_backup (struct cli *cli, int argc, char **argv)
     qq.socket = co.qga;
     qq.sync_timeout_ms = co.qga_timeout_ms;
     qq.quiesce_try = strcmp (co.quiesce, "try") == 0;
-    co.eo.freeze = qga_freeze;
-    co.eo.thaw = qga_thaw;
+    co.eo.freeze = cli_qga_freeze;
+    co.eo.thaw = cli_qga_thaw;
     co.eo.quiesce_opaque = &qq;
   }
   cli_catch_signals ();

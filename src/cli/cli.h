@@ -194,9 +194,12 @@ int cmd_prune (struct cli *cli, int argc, char **argv);
 int cmd_merge (struct cli *cli, int argc, char **argv);
 int cmd_chain (struct cli *cli, int argc, char **argv);
 int cmd_libvirt (struct cli *cli, int argc, char **argv);
+int cmd_snapshot (struct cli *cli, int argc, char **argv);
 int cmd_validate (struct cli *cli, int argc, char **argv);
 int cmd_jobs (struct cli *cli, int argc, char **argv);
 int cmd_job (struct cli *cli, int argc, char **argv);
 int cmd_agent (struct cli *cli, int argc, char **argv);
+int cmd_files (struct cli *cli, int argc, char **argv);
+int cmd_export (struct cli *cli, int argc, char **argv);
 
 #endif

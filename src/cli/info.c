@@ -116,7 +116,11 @@ print_disk (const json_t *d)
           json_integer_value (json_object_get (d, "bytes-written")));
   printf ("  %-14s %" JSON_INTEGER_FORMAT "\n", "extents",
           json_integer_value (json_object_get (d, "extents")));
-  printf ("  %-14s %s\n", "xxh3-128", str (d, "xxh3-128"));
+  if (json_object_get (d, "xxh3-128") != NULL)
+    printf ("  %-14s %s\n", "xxh3-128", str (d, "xxh3-128"));
+  else
+    printf ("  %-14s %s (xxh3-128 of 4 MiB segments)\n", "hash",
+            str (d, "xxh3-128-segments"));
   printf ("  %-14s %s\n", "compression", str (d, "compression"));
   printf ("  %-14s %s\n", "backing file",
           json_is_null (json_object_get (d, "backing-file"))

@@ -70,6 +70,46 @@ dumpxml_inactive (const char *domain)
   return xml;
 }
 
+int
+libvirt_forget_backing (const char *domain)
+{
+  char *xml = dumpxml_inactive (domain), *edited = NULL;
+  int r = -1;
+
+  if (xml == NULL)
+    return -1;
+  if (domain_xml_drop_backing (xml, strlen (xml), &edited) == 0
+      && (edited == NULL
+          || libvirt_virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define",
+                            "/dev/stdin", NULL)
+               == 0))
+    r = 0;
+  if (r == -1)
+    error_prepend ("domain '%s': updating its definition", domain);
+  free (xml);
+  free (edited);
+  return r;
+}
+
+int
+libvirt_set_disk_file (const char *domain, const char *dev, const char *file)
+{
+  char *xml = dumpxml_inactive (domain), *edited = NULL;
+  int r = -1;
+
+  if (xml != NULL
+      && domain_xml_set_disk_file (xml, strlen (xml), dev, file, &edited) == 0
+      && libvirt_virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define", "/dev/stdin",
+                        NULL)
+           == 0)
+    r = 0;
+  if (r == -1)
+    error_prepend ("domain '%s': pointing disk %s at '%s'", domain, dev, file);
+  free (xml);
+  free (edited);
+  return r;
+}
+
 /* ---- knib libvirt enable | disable | status ---- */
 
 static void

@@ -36,6 +36,18 @@ int libvirt_backup_begin (struct libvirt_backup *lb, const char *domain,
                           const char *quiesce, struct backup_options *eo)
   __attribute__ ((warn_unused_result));
 
+/* After knib merged layers of the shut-off domain: drop the backing
+ * chains its persistent definition records, so that libvirt reads them
+ * from the images when it starts. */
+int libvirt_forget_backing (const char *domain)
+  __attribute__ ((warn_unused_result));
+
+/* The shut-off domain's disk dev runs on image file from its next start
+ * (knib snapshot revert). */
+int libvirt_set_disk_file (const char *domain, const char *dev,
+                           const char *file)
+  __attribute__ ((warn_unused_result));
+
 /* After it: drop the hold, free.  Safe after a failed begin. */
 void libvirt_backup_end (struct libvirt_backup *lb);
 

@@ -104,8 +104,8 @@ disk_json (struct chain_repo *repo, const struct chain_manifest *m,
     "cluster-size", (json_int_t) d->cluster_size, "bitmap",
     d->bitmap ? d->bitmap : "", "bytes-read", (json_int_t) d->bytes_read,
     "bytes-written", (json_int_t) d->bytes_written, "extents",
-    (json_int_t) d->extents, "xxh3-128", d->hash, "compression",
-    chain_compression_name (d->compression), "reason",
+    (json_int_t) d->extents, chain_hash_kind_name (d->hash_kind), d->hash,
+    "compression", chain_compression_name (d->compression), "reason",
     string_or_null (d->reason), "backing-file", backing_json);
   if (j == NULL)
     set_error (ENOMEM, "disk '%s'", d->name);

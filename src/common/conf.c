@@ -13,7 +13,14 @@
 #include "error.h"
 #include "util.h"
 
-enum key_type { KEY_INT, KEY_BOOL, KEY_RATIO, KEY_COMPRESS, KEY_GROUP };
+enum key_type {
+  KEY_INT,
+  KEY_BOOL,
+  KEY_RATIO,
+  KEY_COMPRESS,
+  KEY_GROUP,
+  KEY_ACCEL
+};
 
 struct key {
   const char *name;
@@ -45,6 +52,7 @@ static const struct key keys[] = {
   { "backup-jobs-per-host", KEY_INT, OFF (backup_jobs_per_host), 0, 1024 },
   { "retry-interval-unit", KEY_INT, OFF (retry_interval_unit), 1, 60 },
   { "agent-group", KEY_GROUP, OFF (agent_group), 0, 0 },
+  { "files-accel", KEY_ACCEL, OFF (files_accel), 0, 0 },
 };
 
 void
@@ -66,6 +74,7 @@ config_init (struct knib_config *cfg)
   cfg->validation_jobs_per_host = 1;
   cfg->backup_jobs_per_host = 0;
   cfg->retry_interval_unit = 60;
+  strcpy (cfg->files_accel, "auto");
 }
 
 static int
@@ -84,6 +93,21 @@ set_bool (const char *key, const char *value, bool *out)
   return 0;
 }
 
+/* One of three words (each shorter than the field). */
+static int
+set_choice (const char *key, const char *value, const char *a, const char *b,
+            const char *c, char *field)
+{
+  if (strcmp (value, a) != 0 && strcmp (value, b) != 0
+      && strcmp (value, c) != 0) {
+    set_error (-EINVAL, "%s: '%s' is not one of %s, %s, %s", key, value, a, b,
+               c);
+    return -1;
+  }
+  strcpy (field, value);
+  return 0;
+}
+
 static int
 set_key (struct knib_config *cfg, const struct key *k, const char *value)
 {
@@ -98,20 +122,16 @@ set_key (struct knib_config *cfg, const struct key *k, const char *value)
   case KEY_BOOL:
     return set_bool (k->name, value, (bool *) field);
   case KEY_COMPRESS:
-    if (strcmp (value, "none") != 0 && strcmp (value, "zstd") != 0
-        && strcmp (value, "zlib") != 0) {
-      set_error (0, "%s: '%s' is not one of none, zstd, zlib", k->name, value);
-      return -1;
-    }
-    strcpy (field, value);
-    return 0;
+    return set_choice (k->name, value, "none", "zstd", "zlib", field);
+  case KEY_ACCEL:
+    return set_choice (k->name, value, "auto", "kvm", "tcg", field);
   case KEY_GROUP:
     if (value[0] != '\0' && !name_is_valid (value)) {
-      set_error (0, "%s: '%s' is not a group name", k->name, value);
+      set_error (-EINVAL, "%s: '%s' is not a group name", k->name, value);
       return -1;
     }
     if (strlen (value) >= sizeof cfg->agent_group) {
-      set_error (0, "%s: '%s' is too long", k->name, value);
+      set_error (-EINVAL, "%s: '%s' is too long", k->name, value);
       return -1;
     }
     strcpy (field, value);
@@ -156,6 +176,7 @@ key_format (const struct knib_config *cfg, const struct key *k)
     break;
   case KEY_COMPRESS:
   case KEY_GROUP:
+  case KEY_ACCEL:
     r = asprintf (&s, "%s", field);
     break;
   }

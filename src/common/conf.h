@@ -35,6 +35,8 @@ struct knib_config {
                                        compression-retry-interval: 60 */
   char agent_group[64];             /* knibd: a group also allowed on its
                                        socket ("" none) */
+  char files_accel[8]; /* files-accel: auto | kvm | tcg (libguestfs's
+                          appliance for "knib files") */
 };
 
 void config_init (struct knib_config *cfg);

@@ -100,6 +100,19 @@ void domain_info_release (struct domain_info *info);
 const struct domain_disk *domain_info_find_alias (const struct domain_info *i,
                                                   const char *alias);
 
+/* Drop the <backingStore> of every disk of a domain XML, so that libvirt
+ * reads the backing chains from the images when the domain starts (after
+ * knib merged layers of a shut-off domain).  *out is the new document,
+ * or NULL when there was none. */
+int domain_xml_drop_backing (const char *xml, size_t len, char **out)
+  __attribute__ ((warn_unused_result));
+
+/* Point the disk whose target is dev at image file (its backing chain
+ * dropped, for libvirt to read from the image).  *out: the new document. */
+int domain_xml_set_disk_file (const char *xml, size_t len, const char *dev,
+                              const char *file, char **out)
+  __attribute__ ((warn_unused_result));
+
 /* Add (enable) or remove (!enable) "-qmp unix:SOCKET,server=on,wait=off"
  * in the <qemu:commandline> of a domain XML.  *out is the new document,
  * or NULL when nothing had to change. */

@@ -563,14 +563,30 @@ remove_qmp (xmlNodePtr cl, xmlNodePtr arg)
   remove_node (cl);
 }
 
+/* The document as text in *out (a new string). */
+static int
+dump_doc (xmlDocPtr doc, char **out)
+{
+  xmlChar *buf = NULL;
+  int size = 0;
+
+  xmlDocDumpFormatMemory (doc, &buf, &size, 1);
+  *out = buf ? strndup ((const char *) buf, size) : NULL;
+  xmlFree (buf);
+  if (*out == NULL) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 int
 domain_xml_set_qmp (const char *xml, size_t len, const char *socket,
                     bool enable, char **out)
 {
   xmlDocPtr doc = parse (xml, len);
   xmlNodePtr root, cl, arg;
-  xmlChar *buf = NULL;
-  int size = 0, r = -1;
+  int r = -1;
 
   *out = NULL;
   if (doc == NULL)
@@ -588,14 +604,95 @@ domain_xml_set_qmp (const char *xml, size_t len, const char *socket,
   }
   else
     remove_qmp (cl, arg);
-  xmlDocDumpFormatMemory (doc, &buf, &size, 1);
-  if (buf == NULL || (*out = strndup ((const char *) buf, size)) == NULL) {
+  r = dump_doc (doc, out);
+out:
+  xmlFreeDoc (doc);
+  return r;
+}
+
+/* Drop every <backingStore> under node (recursively, they nest). */
+static bool
+drop_backing (xmlNodePtr node)
+{
+  bool changed = false;
+
+  for (xmlNodePtr c = node->children, next; c != NULL; c = next) {
+    next = c->next;
+    if (c->type != XML_ELEMENT_NODE)
+      continue;
+    if (xmlStrcmp (c->name, BAD_CAST "backingStore") == 0) {
+      xmlUnlinkNode (c);
+      xmlFreeNode (c);
+      changed = true;
+    }
+    else if (xmlStrcmp (c->name, BAD_CAST "devices") == 0
+             || xmlStrcmp (c->name, BAD_CAST "disk") == 0)
+      changed = drop_backing (c) || changed;
+  }
+  return changed;
+}
+
+int
+domain_xml_drop_backing (const char *xml, size_t len, char **out)
+{
+  xmlDocPtr doc = parse (xml, len);
+  int r = -1;
+
+  *out = NULL;
+  if (doc == NULL)
+    return -1;
+  if (!drop_backing (xmlDocGetRootElement (doc))) {
+    r = 0;
+    goto out;
+  }
+  r = dump_doc (doc, out);
+out:
+  xmlFreeDoc (doc);
+  return r;
+}
+
+/* The <disk> whose <target dev> is dev, under <devices>. */
+static xmlNodePtr
+find_disk_by_target (xmlNodePtr root, const char *dev)
+{
+  xmlNodePtr devices = child (root, "devices");
+
+  for (xmlNodePtr d = devices ? devices->children : NULL; d; d = d->next) {
+    xmlNodePtr t = is_element (d, "disk") ? child (d, "target") : NULL;
+    xmlChar *v = t ? xmlGetProp (t, BAD_CAST "dev") : NULL;
+    bool match = v != NULL && xmlStrEqual (v, BAD_CAST dev);
+
+    xmlFree (v);
+    if (match)
+      return d;
+  }
+  return NULL;
+}
+
+int
+domain_xml_set_disk_file (const char *xml, size_t len, const char *dev,
+                          const char *file, char **out)
+{
+  xmlDocPtr doc = parse (xml, len);
+  xmlNodePtr disk, source;
+  int r = -1;
+
+  *out = NULL;
+  if (doc == NULL)
+    return -1;
+  disk = find_disk_by_target (xmlDocGetRootElement (doc), dev);
+  source = disk ? child (disk, "source") : NULL;
+  if (source == NULL) {
+    set_error (ENOENT, "the domain has no disk '%s' with a source file", dev);
+    goto out;
+  }
+  if (xmlSetProp (source, BAD_CAST "file", BAD_CAST file) == NULL) {
     set_error (ENOMEM, "out of memory");
     goto out;
   }
-  r = 0;
+  (void) drop_backing (disk);
+  r = dump_doc (doc, out);
 out:
-  xmlFree (buf);
   xmlFreeDoc (doc);
   return r;
 }

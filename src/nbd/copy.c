@@ -130,7 +130,12 @@ copy_send (struct copy *c, struct slot *slot)
                NBD_LOST_CONNECTION);
     return -1;
   }
-  if (slot->buf == NULL) {
+  if (slot->buf == NULL && c->o.buffer_get != NULL) {
+    slot->buf = c->o.buffer_get (c->o.buffer_opaque, c->request_size);
+    if (slot->buf == NULL)
+      return -1;
+  }
+  else if (slot->buf == NULL) {
     slot->buf = malloc (c->request_size);
     if (slot->buf == NULL) {
       set_error (errno, "nbd read at %" PRIu64, slot->offset);
@@ -356,6 +361,7 @@ copy_release (struct copy *c)
       free (c->ring[i].buf);
     }
   free (c->ring);
+  nbd_status_ctx_release (&c->status);
   nbd_range_vector_reset (&c->queue);
   nbd_walk_release (&c->walk);
 }
@@ -386,6 +392,7 @@ nbd_source_copy (struct nbd_source *s, const struct nbd_read_options *o,
   c.status = (struct nbd_status_ctx) {
     .s = s,
     .timeout_ms = c.o.timeout_ms,
+    .prefetch = true,
     .cancel = c.o.cancel,
   };
   nbd_walk_init (&c.walk, s->size, c.o.cluster_size, c.o.window_size,

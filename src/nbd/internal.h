@@ -138,12 +138,25 @@ bool nbd_source_alive (struct nbd_source *s, unsigned i);
 unsigned nbd_source_in_flight (struct nbd_source *s, unsigned i);
 unsigned nbd_source_in_flight_all (struct nbd_source *s);
 
-/* The block status function for s (opaque: struct nbd_status_ctx). */
+/* The block status function for s (opaque: struct nbd_status_ctx).
+ * With prefetch, each answer keeps the requests for the next
+ * NBD_STATUS_PREFETCH windows in flight, so that the server's answers
+ * are ready (its metadata scan done) when the plan gets there: the
+ * copy's reads go on meanwhile, and the round trips of a large empty
+ * disk overlap.  Release a context that prefetched with
+ * nbd_status_ctx_release. */
+#define NBD_STATUS_PREFETCH 4u
+struct status_prefetch;
 struct nbd_status_ctx {
   struct nbd_source *s;
   int timeout_ms;
+  bool prefetch;
+  struct status_prefetch *pf; /* a ring of NBD_STATUS_PREFETCH */
+  unsigned pf_head, pf_count;
+  uint64_t hits, misses;         /* prefetched windows used, and not */
   volatile sig_atomic_t *cancel; /* nbd_read_options' */
 };
+void nbd_status_ctx_release (struct nbd_status_ctx *ctx);
 int nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
                              nbd_block_extent_vector *base,
                              nbd_block_extent_vector *dirty)

@@ -50,6 +50,13 @@ struct nbd_read_options {
                             clusters (at least one), never above the
                             server's maximum block size */
   int timeout_ms;        /* none: fail when the server is silent this long */
+  /* Where nbd_source_copy gets a read buffer of size bytes when a slot
+   * has none (at the start, and after the consumer took one with
+   * nbd_chunk_steal_data): NULL means malloc.  It may block until the
+   * consumer gives buffers back; NULL with set_error fails the copy.
+   * Buffers are freed with free(). */
+  void *(*buffer_get) (void *opaque, size_t size);
+  void *buffer_opaque;
   /* Set (by a signal handler) to stop the copy: it fails with EINTR
    * without waiting for the reads in flight.  NULL: never. */
   volatile sig_atomic_t *cancel;

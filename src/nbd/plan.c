@@ -65,7 +65,9 @@ static int
 planner_add (struct nbd_planner *p, uint64_t offset, uint64_t length,
              enum plan_kind kind)
 {
-  enum nbd_range_kind rk;
+  /* Set by every case (-Wswitch-enum); gcc's sanitizer builds cannot
+   * tell and warn. */
+  enum nbd_range_kind rk = NBD_RANGE_DATA;
 
   switch (kind) {
   case PLAN_SKIP:

@@ -476,6 +476,194 @@ status_done (void *opaque, int *error)
   return 0;
 }
 
+/* The next window's block status, asked before it is needed. */
+struct status_prefetch {
+  struct status_call call;
+  nbd_block_extent_vector base, dirty;
+  uint64_t offset, count;
+  int64_t cookie;
+};
+
+/* Send the block status of [offset, offset + count) on the first
+ * connection, its answer going to call. */
+static int64_t
+status_send (struct nbd_source *s, uint64_t offset, uint64_t count,
+             struct status_call *call)
+{
+  nbd_extent_callback ecb = { .callback = status_extents, .user_data = call };
+  nbd_completion_callback ccb = { .callback = status_done, .user_data = call };
+
+  return nbd_aio_block_status (s->h[0], count, offset, ecb, ccb, 0);
+}
+
+/* Wait for the answer to call (sent as cookie), retire it and say how it
+ * went. */
+static int
+status_wait (struct nbd_status_ctx *ctx, uint64_t offset,
+             struct status_call *call, int64_t cookie)
+{
+  struct nbd_source *s = ctx->s;
+
+  while (!call->done) {
+    if (nbd_source_wait (s, ctx->timeout_ms) == -1) {
+      error_prepend ("nbd block status at %" PRIu64, offset);
+      return -1;
+    }
+    if (!call->done && ctx->cancel != NULL && *ctx->cancel != 0) {
+      /* Closing retires the command, which refers to call. */
+      nbd_source_close_all (s);
+      set_error (EINTR, "nbd block status at %" PRIu64 ": interrupted", offset);
+      return -1;
+    }
+  }
+  if (s->h[0])
+    (void) nbd_aio_command_completed (s->h[0], cookie);
+  if (call->err == ENOTCONN) {
+    set_error (ENOTCONN, "nbd block status at %" PRIu64 ": %s", offset,
+               NBD_LOST_CONNECTION);
+    return -1;
+  }
+  if (call->err) {
+    set_error (call->err, "nbd block status at %" PRIu64, offset);
+    debug (DEBUG_NBD, "%s", get_error ());
+    return -1;
+  }
+  return 0;
+}
+
+static void
+swap_vectors (nbd_block_extent_vector *a, nbd_block_extent_vector *b)
+{
+  nbd_block_extent_vector t = *a;
+
+  *a = *b;
+  *b = t;
+}
+
+/* The oldest prefetched answer. */
+static struct status_prefetch *
+pf_head (struct nbd_status_ctx *ctx)
+{
+  return &ctx->pf[ctx->pf_head];
+}
+
+static void
+pf_pop (struct nbd_status_ctx *ctx)
+{
+  ctx->pf_head = (ctx->pf_head + 1) % NBD_STATUS_PREFETCH;
+  ctx->pf_count--;
+}
+
+/* Wait for every prefetch and drop the answers (a plan that went
+ * another way).  Errors are the next request's to report. */
+static void
+status_drop_prefetches (struct nbd_status_ctx *ctx)
+{
+  struct error_saved err;
+
+  error_save (&err);
+  while (ctx->pf_count > 0) {
+    struct status_prefetch *pf = pf_head (ctx);
+
+    if (status_wait (ctx, pf->offset, &pf->call, pf->cookie) == -1
+        && !pf->call.done) {
+      /* Its answer must not land in memory that is reused. */
+      nbd_source_close_all (ctx->s);
+    }
+    ctx->misses++;
+    pf_pop (ctx);
+  }
+  error_restore (&err);
+}
+
+/* The prefetched answer, when it is the one asked for: 1 when it was
+ * used (base and dirty hold it), 0 when there is none (prefetches of
+ * other windows are waited for and dropped), -1 on error. */
+static int
+status_take_prefetch (struct nbd_status_ctx *ctx, uint64_t offset,
+                      uint64_t count, nbd_block_extent_vector *base,
+                      nbd_block_extent_vector *dirty)
+{
+  struct status_prefetch *pf;
+  int r;
+
+  if (ctx->pf_count == 0)
+    return 0;
+  pf = pf_head (ctx);
+  if (pf->offset != offset || pf->count != count) {
+    status_drop_prefetches (ctx);
+    return 0;
+  }
+  r = status_wait (ctx, pf->offset, &pf->call, pf->cookie);
+  pf_pop (ctx);
+  if (r == -1)
+    return -1;
+  ctx->hits++;
+  swap_vectors (base, &pf->base);
+  swap_vectors (dirty, &pf->dirty);
+  return 1;
+}
+
+/* Keep the windows after [offset, offset + count) asked for, up to
+ * NBD_STATUS_PREFETCH of them. */
+static void
+status_prefetch (struct nbd_status_ctx *ctx, uint64_t offset, uint64_t count)
+{
+  struct nbd_source *s = ctx->s;
+  uint64_t next = offset + count;
+
+  if (!ctx->prefetch)
+    return;
+  if (ctx->pf == NULL
+      && (ctx->pf = calloc (NBD_STATUS_PREFETCH, sizeof *ctx->pf)) == NULL)
+    return; /* no prefetch: each window is asked when it is needed */
+  if (ctx->pf_count > 0) {
+    const struct status_prefetch *last
+      = &ctx->pf[(ctx->pf_head + ctx->pf_count - 1) % NBD_STATUS_PREFETCH];
+
+    next = last->offset + last->count;
+  }
+  while (ctx->pf_count < NBD_STATUS_PREFETCH && next < s->size && !s->broken
+         && s->h[0] != NULL) {
+    struct status_prefetch *pf
+      = &ctx->pf[(ctx->pf_head + ctx->pf_count) % NBD_STATUS_PREFETCH];
+
+    pf->base.len = pf->dirty.len = 0;
+    pf->call = (struct status_call) {
+      .bitmap_context = s->bitmap_context,
+      .base = &pf->base,
+      .dirty = &pf->dirty,
+    };
+    pf->offset = next;
+    pf->count = count < s->size - next ? count : s->size - next;
+    pf->cookie = status_send (s, next, pf->count, &pf->call);
+    if (pf->cookie == -1)
+      return;
+    ctx->pf_count++;
+    next += pf->count;
+  }
+}
+
+void
+nbd_status_ctx_release (struct nbd_status_ctx *ctx)
+{
+  unsigned i;
+
+  if (ctx->pf == NULL)
+    return;
+  status_drop_prefetches (ctx);
+  debug (DEBUG_NBD,
+         "block status: %" PRIu64 " window(s) prefetched in time, %" PRIu64
+         " not used",
+         ctx->hits, ctx->misses);
+  for (i = 0; i < NBD_STATUS_PREFETCH; i++) {
+    nbd_block_extent_vector_reset (&ctx->pf[i].base);
+    nbd_block_extent_vector_reset (&ctx->pf[i].dirty);
+  }
+  free (ctx->pf);
+  ctx->pf = NULL;
+}
+
 int
 nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
                          nbd_block_extent_vector *base,
@@ -488,9 +676,8 @@ nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
     .base = base,
     .dirty = dirty,
   };
-  nbd_extent_callback ecb = { .callback = status_extents, .user_data = &call };
-  nbd_completion_callback ccb = { .callback = status_done, .user_data = &call };
   int64_t cookie;
+  int r;
 
   if (s->broken) {
     set_error (ENOTCONN,
@@ -510,35 +697,21 @@ nbd_source_block_status (void *opaque, uint64_t offset, uint64_t count,
       return 0;
   }
 
-  cookie = nbd_aio_block_status (s->h[0], count, offset, ecb, ccb, 0);
-  if (cookie == -1) {
-    nbd_error_from_libnbd ("nbd block status at %" PRIu64, offset);
+  r = s->has_allocation ? status_take_prefetch (ctx, offset, count, base, dirty)
+                        : 0;
+  if (r == -1)
     return -1;
-  }
-  while (!call.done) {
-    if (nbd_source_wait (s, ctx->timeout_ms) == -1) {
-      error_prepend ("nbd block status at %" PRIu64, offset);
+  if (r == 0) {
+    cookie = status_send (s, offset, count, &call);
+    if (cookie == -1) {
+      nbd_error_from_libnbd ("nbd block status at %" PRIu64, offset);
       return -1;
     }
-    if (!call.done && ctx->cancel != NULL && *ctx->cancel != 0) {
-      /* Closing retires the command, which refers to call. */
-      nbd_source_close_all (s);
-      set_error (EINTR, "nbd block status at %" PRIu64 ": interrupted", offset);
+    if (status_wait (ctx, offset, &call, cookie) == -1)
       return -1;
-    }
   }
-  if (s->h[0])
-    (void) nbd_aio_command_completed (s->h[0], cookie);
-  if (call.err == ENOTCONN) {
-    set_error (ENOTCONN, "nbd block status at %" PRIu64 ": %s", offset,
-               NBD_LOST_CONNECTION);
-    return -1;
-  }
-  if (call.err) {
-    set_error (call.err, "nbd block status at %" PRIu64, offset);
-    debug (DEBUG_NBD, "%s", get_error ());
-    return -1;
-  }
+  if (s->has_allocation)
+    status_prefetch (ctx, offset, count);
   return 0;
 }
 

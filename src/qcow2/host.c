@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/debug.h"
+#include "common/digest.h"
 #include "common/error.h"
 #include "internal.h"
 
@@ -20,43 +23,181 @@
 
 /* Writeback starts as soon as data is written, and at most about this
  * many dirty bytes of the image wait in the page cache: the disk stays
- * busy and the final fsync is short.  The clean pages stay cached until
- * the image has been hashed (the repository drops them then), so the
- * hash does not read the image back from the disk. */
+ * busy and the final fsync is short.  An uncached image's pages are
+ * dropped once written back (flush, wait, drop), so a backup does not
+ * fill the page cache with pages nobody reads. */
 #define QCOW2_WRITEBACK_WINDOW (UINT64_C (64) * 1024 * 1024)
+#define QCOW2_DROP_WINDOW (UINT64_C (16) * 1024 * 1024)
+
+/* Runs of data this long or longer go to the file straight from the
+ * caller's buffers (qcow2_host_write_clusters_v). */
+#define QCOW2_WRITEV_MIN (UINT64_C (256) * 1024)
+
+/* Alignment of buffers, offsets and lengths of O_DIRECT writes. */
+#define QCOW2_DIRECT_ALIGN 4096u
 
 /* Zeros appended to a file that was empty are skipped (left as a hole)
  * from this many bytes on, a file system block. */
 #define QCOW2_SPARSE_MIN 4096u
 
-int
-qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
+static bool
+direct_ok (const struct qcow2_host *h, const void *buf, size_t len,
+           uint64_t offset)
 {
-  const unsigned char *p = buf;
+  return ((uintptr_t) buf | len | offset) % QCOW2_DIRECT_ALIGN == 0;
+}
 
+/* Stop writing with O_DIRECT.  Before qcow2_host_finish that is a fall
+ * back to flush and drop; the few small writes of the end (tables, the
+ * header) are just buffered. */
+static int
+direct_off (struct qcow2_host *h)
+{
+  int flags = fcntl (h->fd, F_GETFL);
+
+  if (flags == -1 || fcntl (h->fd, F_SETFL, flags & ~O_DIRECT) == -1) {
+    set_error (errno, "qcow2 output file: clearing O_DIRECT");
+    return -1;
+  }
+  h->odirect = false;
+  if (!h->finishing) {
+    debug (DEBUG_QCOW2, "O_DIRECT: falling back to flush and drop");
+    h->io = QCOW2_IO_DROP;
+  }
+  return 0;
+}
+
+/* Every write of the file goes here: the digest follows it. */
+int
+qcow2_host_pwrite (struct qcow2_host *h, const void *buf, size_t len,
+                   uint64_t offset)
+{
+  if (h->odirect && !direct_ok (h, buf, len, offset) && direct_off (h) == -1)
+    goto fail;
+  if (qcow2_pwrite_all (h->fd, buf, len, offset) == -1) {
+    /* A file system that took O_DIRECT but not these writes. */
+    if (!h->odirect || get_errno () != EINVAL || direct_off (h) == -1
+        || qcow2_pwrite_all (h->fd, buf, len, offset) == -1)
+      goto fail;
+  }
+  if (h->digest != NULL && digest_wrote (h->digest, buf, len, offset) == -1)
+    goto fail;
+  return 0;
+fail:
+  h->failed = true;
+  return -1;
+}
+
+/* pwritev all of the n pieces of iov (len bytes) at offset. */
+static int
+pwritev_all (int fd, const struct iovec *iov, int n, uint64_t len,
+             uint64_t offset)
+{
+  struct iovec v[QCOW2_MAX_IOV];
+  int i = 0;
+
+  memcpy (v, iov, (size_t) n * sizeof *iov);
   while (len > 0) {
-    size_t chunk = len < (size_t) 1 << 30 ? len : (size_t) 1 << 30;
-    ssize_t n = pwrite (fd, p, chunk, (off_t) offset);
+    ssize_t r = pwritev (fd, v + i, n - i, (off_t) offset);
 
-    if (n == -1 && errno == EINTR)
+    if (r == -1 && errno == EINTR)
       continue;
-    if (n == -1) {
+    if (r == -1) {
       set_error (errno, "write at file offset %" PRIu64, offset);
       return -1;
     }
-    if (n == 0) {
+    if (r == 0) {
       set_error (EIO, "write at file offset %" PRIu64 " wrote nothing", offset);
       return -1;
     }
-    p += n;
-    len -= (size_t) n;
-    offset += (uint64_t) n;
+    len -= (uint64_t) r;
+    offset += (uint64_t) r;
+    while (r > 0 && (size_t) r >= v[i].iov_len)
+      r -= (ssize_t) v[i++].iov_len;
+    if (r > 0) {
+      v[i].iov_base = (char *) v[i].iov_base + r;
+      v[i].iov_len -= (size_t) r;
+    }
   }
   return 0;
 }
 
 int
-qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits)
+qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
+{
+  struct iovec v = { .iov_base = (void *) buf, .iov_len = len };
+
+  return pwritev_all (fd, &v, 1, len, offset);
+}
+
+static bool
+iov_direct_ok (const struct qcow2_host *h, const struct iovec *iov, int n)
+{
+  for (int i = 0; i < n; i++)
+    if (!direct_ok (h, iov[i].iov_base, iov[i].iov_len, h->end))
+      return false;
+  return true;
+}
+
+/* As qcow2_host_pwrite, for pieces written one after the other. */
+static int
+host_pwritev (struct qcow2_host *h, const struct iovec *iov, int n,
+              uint64_t len, uint64_t offset)
+{
+  uint64_t at = offset;
+
+  if (h->odirect && !iov_direct_ok (h, iov, n) && direct_off (h) == -1)
+    goto fail;
+  if (pwritev_all (h->fd, iov, n, len, offset) == -1) {
+    if (!h->odirect || get_errno () != EINVAL || direct_off (h) == -1
+        || pwritev_all (h->fd, iov, n, len, offset) == -1)
+      goto fail;
+  }
+  for (int i = 0; i < n && h->digest != NULL; i++) {
+    if (digest_wrote (h->digest, iov[i].iov_base, iov[i].iov_len, at) == -1)
+      goto fail;
+    at += iov[i].iov_len;
+  }
+  return 0;
+fail:
+  h->failed = true;
+  return -1;
+}
+
+/* Try O_DIRECT; without it (tmpfs has none), flush and drop. */
+static void
+choose_io (struct qcow2_host *h, enum qcow2_io io)
+{
+  int flags;
+
+  h->io = io;
+  if (io != QCOW2_IO_DIRECT)
+    return;
+  flags = fcntl (h->fd, F_GETFL);
+  if (h->cluster_size < QCOW2_DIRECT_ALIGN || flags == -1
+      || fcntl (h->fd, F_SETFL, flags | O_DIRECT) == -1)
+    h->io = QCOW2_IO_DROP;
+  else
+    h->odirect = true;
+}
+
+const char *
+qcow2_io_name (enum qcow2_io io)
+{
+  switch (io) {
+  case QCOW2_IO_BUFFERED:
+    return "buffered";
+  case QCOW2_IO_DROP:
+    return "buffered, flushed and dropped per chunk";
+  case QCOW2_IO_DIRECT:
+    return "O_DIRECT";
+  }
+  return "?";
+}
+
+int
+qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits,
+                 enum qcow2_io io, bool digest)
 {
   struct stat st;
 
@@ -69,7 +210,13 @@ qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits)
   h->buf_size = QCOW2_WRITE_BUFFER;
   assert (h->buf_size >= 2 * h->cluster_size);
 
-  h->buf = malloc (h->buf_size);
+  if (posix_memalign ((void **) &h->buf, QCOW2_DIRECT_ALIGN, h->buf_size) != 0)
+    h->buf = NULL;
+  if (digest && (h->digest = digest_new ()) == NULL) {
+    qcow2_host_release (h);
+    return -1;
+  }
+  choose_io (h, io);
   h->cur_counts = calloc (h->range_clusters, sizeof (uint16_t));
   h->pending_counts = calloc (h->range_clusters, sizeof (uint16_t));
   if (h->buf == NULL || h->cur_counts == NULL || h->pending_counts == NULL) {
@@ -84,6 +231,8 @@ void
 qcow2_host_release (struct qcow2_host *h)
 {
   free (h->buf);
+  digest_free (h->digest);
+  h->digest = NULL;
   free (h->cur_counts);
   free (h->pending_counts);
   qcow2_offset_vector_reset (&h->blocks);
@@ -102,22 +251,29 @@ static int
 writeback (struct qcow2_host *h, uint64_t start, uint64_t end)
 {
   uint64_t upto;
+  uint64_t window
+    = h->io == QCOW2_IO_DROP ? QCOW2_DROP_WINDOW : QCOW2_WRITEBACK_WINDOW;
 
-  if (h->no_writeback)
+  if (h->no_writeback || h->odirect)
     return 0;
   if (sync_file_range (h->fd, (off_t) start, (off_t) (end - start),
                        SYNC_FILE_RANGE_WRITE)
       == -1)
     goto fail;
-  if (end - h->written_back < 2 * QCOW2_WRITEBACK_WINDOW)
+  if (end - h->written_back < 2 * window)
     return 0;
-  upto = end - QCOW2_WRITEBACK_WINDOW;
+  upto = end - window;
   if (sync_file_range (h->fd, (off_t) h->written_back,
                        (off_t) (upto - h->written_back),
                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE
                          | SYNC_FILE_RANGE_WAIT_AFTER)
       == -1)
     goto fail;
+  /* Written back: the pages are clean and go at once. */
+  if (h->io == QCOW2_IO_DROP)
+    (void) posix_fadvise (h->fd, (off_t) h->written_back,
+                          (off_t) (upto - h->written_back),
+                          POSIX_FADV_DONTNEED);
   h->written_back = upto;
   return 0;
 
@@ -141,10 +297,8 @@ out_flush (struct qcow2_host *h)
 
   if (h->buf_len == 0)
     return 0;
-  if (qcow2_pwrite_all (h->fd, h->buf, h->buf_len, h->end - h->buf_len) == -1) {
-    h->failed = true;
+  if (qcow2_host_pwrite (h, h->buf, h->buf_len, h->end - h->buf_len) == -1)
     return -1;
-  }
   len = h->buf_len;
   h->buf_len = 0;
   return writeback (h, h->end - len, h->end);
@@ -159,18 +313,23 @@ out_append (struct qcow2_host *h, const void *data, uint64_t len)
   /* A file that was empty reads zeros where nothing was written: leave
    * the tails of tables and the like as holes, which take no space. */
   if (p == NULL && h->sparse && len >= QCOW2_SPARSE_MIN) {
+    /* O_DIRECT writes end on a block boundary: zeros up to it. */
+    uint64_t pad = h->odirect ? -h->end % QCOW2_DIRECT_ALIGN : 0;
+
+    if (out_append (h, NULL, pad) == -1)
+      return -1;
+    len -= pad;
     if (out_flush (h) == -1)
       return -1;
     h->end += len;
     return 0;
   }
-  if (p != NULL && len >= h->buf_size) {
+  if (p != NULL && len >= h->buf_size
+      && (h->io != QCOW2_IO_DIRECT || direct_ok (h, p, len, h->end))) {
     if (out_flush (h) == -1)
       return -1;
-    if (qcow2_pwrite_all (h->fd, p, len, h->end) == -1) {
-      h->failed = true;
+    if (qcow2_host_pwrite (h, p, len, h->end) == -1)
       return -1;
-    }
     h->end += len;
     return writeback (h, h->end - len, h->end);
   }
@@ -373,10 +532,8 @@ out_write_at (struct qcow2_host *h, const void *data, size_t len,
   size_t before
     = offset < buf_start ? (size_t) min_u64 (len, buf_start - offset) : 0;
 
-  if (before > 0 && qcow2_pwrite_all (h->fd, data, before, offset) == -1) {
-    h->failed = true;
+  if (before > 0 && qcow2_host_pwrite (h, data, before, offset) == -1)
     return -1;
-  }
   if (len > before)
     memcpy (h->buf + (offset + before - buf_start),
             (const unsigned char *) data + before, len - before);
@@ -419,26 +576,49 @@ check_usable (struct qcow2_host *h)
 }
 
 int
-qcow2_host_write_clusters (struct qcow2_host *h, const void *data, uint64_t len,
-                           uint64_t *offset)
+qcow2_host_write_clusters_v (struct qcow2_host *h, const struct iovec *iov,
+                             int n, uint64_t len, uint64_t *offset)
 {
-  uint64_t n = (len + h->cluster_size - 1) >> h->cluster_bits;
-  uint64_t tail = (n << h->cluster_bits) - len;
+  uint64_t nc = (len + h->cluster_size - 1) >> h->cluster_bits;
+  uint64_t tail = (nc << h->cluster_bits) - len;
 
   if (check_usable (h) == -1 || pad_to_cluster (h) == -1
       || emit_pending (h) == -1)
     return -1;
-  if (h->end + (n << h->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
+  if (h->end + (nc << h->cluster_bits) > QCOW2_MAX_HOST_OFFSET) {
     set_error (EFBIG, "the image would grow past 64 PiB, the qcow2 limit");
     h->failed = true;
     return -1;
   }
   *offset = h->end;
-  count_clusters (h, h->end >> h->cluster_bits, n);
-  if (out_append (h, data, len) == -1 || out_append (h, NULL, tail) == -1)
-    return -1;
+  count_clusters (h, h->end >> h->cluster_bits, nc);
+  if (tail == 0 && len >= QCOW2_WRITEV_MIN && iov[0].iov_base != NULL
+      && (!h->odirect || iov_direct_ok (h, iov, n))) {
+    /* Straight from the caller's buffers: no copy. */
+    if (out_flush (h) == -1 || host_pwritev (h, iov, n, len, h->end) == -1)
+      return -1;
+    h->end += len;
+    if (writeback (h, h->end - len, h->end) == -1)
+      return -1;
+  }
+  else {
+    for (int i = 0; i < n; i++)
+      if (out_append (h, iov[i].iov_base, iov[i].iov_len) == -1)
+        return -1;
+    if (out_append (h, NULL, tail) == -1)
+      return -1;
+  }
   pass_ranges (h);
   return 0;
+}
+
+int
+qcow2_host_write_clusters (struct qcow2_host *h, const void *data, uint64_t len,
+                           uint64_t *offset)
+{
+  struct iovec v = { .iov_base = (void *) data, .iov_len = (size_t) len };
+
+  return qcow2_host_write_clusters_v (h, &v, 1, len, offset);
 }
 
 int
@@ -558,7 +738,7 @@ write_table (struct qcow2_host *h, uint64_t offset, uint64_t clusters)
     assert (h->blocks.ptr[i] != 0);
     qcow2_put_be64 (table + 8 * i, h->blocks.ptr[i]);
   }
-  r = qcow2_pwrite_all (h->fd, table, size, offset);
+  r = qcow2_host_pwrite (h, table, size, offset);
   free (table);
   return r;
 }
@@ -569,6 +749,7 @@ qcow2_host_finish (struct qcow2_host *h, uint64_t *table_offset,
 {
   uint64_t clusters;
 
+  h->finishing = true;
   if (check_usable (h) == -1 || pad_to_cluster (h) == -1
       || emit_pending (h) == -1)
     return -1;

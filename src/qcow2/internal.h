@@ -222,11 +222,24 @@ struct qcow2_host {
   bool no_writeback;          /* the file does not support sync_file_range */
   bool sparse; /* the file was empty: runs of zeros need not be written */
   bool failed;
+  enum qcow2_io io;      /* how the data is written (may fall back) */
+  bool odirect;          /* fd has O_DIRECT now */
+  bool finishing;        /* in qcow2_host_finish */
+  struct digest *digest; /* NULL: none computed */
 };
 
-/* Start an empty file.  Returns 0, or -1 with set_error. */
-int qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits)
+/* Start an empty file, written the way io asks (O_DIRECT falls back to
+ * flush and drop where the file system refuses it), with its digest
+ * (common/digest.h) when digest is true.  Returns 0, or -1 with
+ * set_error. */
+int qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits,
+                     enum qcow2_io io, bool digest)
   __attribute__ ((warn_unused_result));
+
+/* pwrite all of buf at offset, the one way the file is written: the
+ * digest follows every write. */
+int qcow2_host_pwrite (struct qcow2_host *h, const void *buf, size_t len,
+                       uint64_t offset) __attribute__ ((warn_unused_result));
 
 void qcow2_host_release (struct qcow2_host *h);
 
@@ -235,6 +248,15 @@ void qcow2_host_release (struct qcow2_host *h);
  * start.  Returns 0 or -1 with set_error. */
 int qcow2_host_write_clusters (struct qcow2_host *h, const void *data,
                                uint64_t len, uint64_t *offset)
+  __attribute__ ((warn_unused_result));
+
+/* As qcow2_host_write_clusters, for data in the n (at most
+ * QCOW2_MAX_IOV) pieces of iov, len bytes in all (one piece whose base
+ * is NULL: zeros).  Long runs of whole
+ * clusters are written straight from the pieces (with O_DIRECT when the
+ * pieces are aligned for it), the rest through the write buffer. */
+int qcow2_host_write_clusters_v (struct qcow2_host *h, const struct iovec *iov,
+                                 int n, uint64_t len, uint64_t *offset)
   __attribute__ ((warn_unused_result));
 
 /* Append clen (1 .. cluster size) bytes of compressed data right after

@@ -509,6 +509,31 @@ qcow2_pipeline_write (struct qcow2_pipeline *p, uint64_t guest_offset,
 }
 
 int
+qcow2_pipeline_writev (struct qcow2_pipeline *p, uint64_t guest_offset,
+                       const struct iovec *iov, int n)
+{
+  uint64_t len = 0;
+
+  if (check_usable (p) == -1)
+    return -1;
+  if (!p->compress) {
+    if (qcow2_writer_writev (p->w, guest_offset, iov, n) == -1)
+      return pipeline_break (p);
+    for (int i = 0; i < n; i++)
+      len += iov[i].iov_len;
+    throttle (p, len);
+    return 0;
+  }
+  for (int i = 0; i < n; i++) {
+    if (qcow2_pipeline_write (p, guest_offset, iov[i].iov_base, iov[i].iov_len)
+        == -1)
+      return -1;
+    guest_offset += iov[i].iov_len;
+  }
+  return 0;
+}
+
+int
 qcow2_pipeline_zero (struct qcow2_pipeline *p, uint64_t guest_offset,
                      uint64_t len)
 {

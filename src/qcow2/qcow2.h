@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
+
+#include "common/digest.h"
 
 /* The header's compression_type: how compressed clusters are encoded. */
 enum qcow2_compression {
@@ -29,6 +32,20 @@ const char *qcow2_compression_name (enum qcow2_compression type);
 /* Writing an image front to back                                         */
 /* -------------------------------------------------------------------- */
 
+/* How the writer writes the image file. */
+enum qcow2_io {
+  QCOW2_IO_BUFFERED, /* the page cache keeps the pages (writeback starts
+                        early) */
+  QCOW2_IO_DROP,     /* buffered, each chunk written back, waited for and
+                        dropped from the page cache */
+  QCOW2_IO_DIRECT,   /* O_DIRECT from aligned buffers where the file
+                        system takes it (clusters of 4 KiB or more), else
+                        QCOW2_IO_DROP */
+};
+
+/* "O_DIRECT", ... as debug output says it. */
+const char *qcow2_io_name (enum qcow2_io io);
+
 struct qcow2_writer_options {
   /* The disk's size in bytes: a multiple of 512, at least 512. */
   uint64_t virtual_size;
@@ -47,6 +64,13 @@ struct qcow2_writer_options {
   const char *backing_format;
   /* Recorded in the header; every compressed cluster must use it. */
   enum qcow2_compression compression;
+  /* QCOW2_IO_BUFFERED (0) unless asked; see qcow2_writer_io for what
+   * was used. */
+  enum qcow2_io io;
+  /* Compute the image's digest (common/digest.h) as it is written, for
+   * qcow2_writer_digest; fd must then be open for reading too (finish
+   * reads back the first segment, which the header is written into). */
+  bool digest;
 };
 
 /* What a writer has done so far. */
@@ -91,6 +115,18 @@ int qcow2_writer_write (struct qcow2_writer *w, uint64_t guest_offset,
                         const void *buf, size_t len)
   __attribute__ ((warn_unused_result));
 
+/* The most pieces qcow2_writer_writev and qcow2_pipeline_writev take. */
+#define QCOW2_MAX_IOV 64
+
+/* As qcow2_writer_write, for guest data in the n pieces of iov (1 to
+ * QCOW2_MAX_IOV), one after the other in the guest.  Runs of whole
+ * clusters are written to the file straight from the pieces, without a
+ * copy (the pieces must stay unchanged until the call returns); with
+ * QCOW2_IO_DIRECT, pieces aligned to 4 KiB go with O_DIRECT. */
+int qcow2_writer_writev (struct qcow2_writer *w, uint64_t guest_offset,
+                         const struct iovec *iov, int n)
+  __attribute__ ((warn_unused_result));
+
 /* Store the one cluster at guest_offset compressed: cbuf holds clen bytes
  * (1 to cluster size) that decompress to exactly one whole cluster (the
  * disk's last cluster padded with zeros) with the image's compression
@@ -117,6 +153,15 @@ void qcow2_writer_get_stats (const struct qcow2_writer *w,
                              struct qcow2_writer_stats *stats);
 
 uint32_t qcow2_writer_cluster_size (const struct qcow2_writer *w);
+
+/* How the image is being written (O_DIRECT may have fallen back). */
+enum qcow2_io qcow2_writer_io (const struct qcow2_writer *w);
+
+/* After qcow2_writer_finish: the finished file's digest (lowercase hex),
+ * when the options asked for it.  Returns 0, or -1 with set_error. */
+int qcow2_writer_digest (const struct qcow2_writer *w,
+                         char hex[DIGEST_HEX_LEN + 1])
+  __attribute__ ((warn_unused_result));
 
 /* The compression type its header records (opts->compression). */
 enum qcow2_compression qcow2_writer_compression (const struct qcow2_writer *w);
@@ -203,6 +248,12 @@ qcow2_pipeline_new (struct qcow2_writer *w,
  * it on return. */
 int qcow2_pipeline_write (struct qcow2_pipeline *p, uint64_t guest_offset,
                           const void *buf, size_t len)
+  __attribute__ ((warn_unused_result));
+
+/* As qcow2_writer_writev; without compression the pieces go to the
+ * file without a copy. */
+int qcow2_pipeline_writev (struct qcow2_pipeline *p, uint64_t guest_offset,
+                           const struct iovec *iov, int n)
   __attribute__ ((warn_unused_result));
 
 /* As qcow2_writer_zero, written after everything submitted before. */

@@ -39,6 +39,7 @@ struct qcow2_writer {
   bool l2_used;      /* l2 has an entry to write */
   uint64_t l2_entries;
 
+  char digest[DIGEST_HEX_LEN + 1]; /* once finished, when asked for */
   uint64_t next_offset; /* no call may start below this guest offset */
   struct qcow2_writer_stats stats;
   enum writer_state state;
@@ -215,7 +216,7 @@ qcow2_writer_new (int fd, const struct qcow2_writer_options *opts)
     set_error (ENOMEM, "allocating the qcow2 writer");
     return NULL;
   }
-  if (qcow2_host_init (&w->host, fd, bits) == -1) {
+  if (qcow2_host_init (&w->host, fd, bits, opts->io, opts->digest) == -1) {
     qcow2_writer_free (w);
     return NULL;
   }
@@ -228,10 +229,11 @@ qcow2_writer_new (int fd, const struct qcow2_writer_options *opts)
   }
   debug (DEBUG_QCOW2,
          "new image: virtual size %" PRIu64 ", cluster size %" PRIu64
-         ", backing '%s' (%s), compression %s",
+         ", backing '%s' (%s), compression %s, written %s%s",
          w->virtual_size, w->cluster_size,
          w->backing_file ? w->backing_file : "", format,
-         qcow2_compression_name (w->compression));
+         qcow2_compression_name (w->compression), qcow2_io_name (w->host.io),
+         opts->digest ? ", digest while writing" : "");
   return w;
 }
 
@@ -252,6 +254,24 @@ uint32_t
 qcow2_writer_cluster_size (const struct qcow2_writer *w)
 {
   return (uint32_t) w->cluster_size;
+}
+
+enum qcow2_io
+qcow2_writer_io (const struct qcow2_writer *w)
+{
+  return w->host.io;
+}
+
+int
+qcow2_writer_digest (const struct qcow2_writer *w, char hex[DIGEST_HEX_LEN + 1])
+{
+  if (w->state != WRITER_FINISHED || w->digest[0] == '\0') {
+    set_error (EINVAL, "the image has no digest: it is not finished or "
+                       "was written without one");
+    return -1;
+  }
+  memcpy (hex, w->digest, DIGEST_HEX_LEN + 1);
+  return 0;
 }
 
 enum qcow2_compression
@@ -376,38 +396,81 @@ select_l2 (struct qcow2_writer *w, uint64_t g, uint64_t *index)
   return 0;
 }
 
-int
-qcow2_writer_write (struct qcow2_writer *w, uint64_t guest_offset,
-                    const void *buf, size_t len)
+/* The pieces of iov for len bytes from the cursor (*i, *skip), into out
+ * (at most QCOW2_MAX_IOV); the cursor moves past them. */
+static int
+iov_take (const struct iovec *iov, int *i, size_t *skip, uint64_t len,
+          struct iovec *out)
 {
-  const unsigned char *p = buf;
-  uint64_t pos = guest_offset, left = len;
+  int k = 0;
 
+  while (len > 0) {
+    size_t n = iov[*i].iov_len - *skip;
+
+    if (n > len)
+      n = (size_t) len;
+    out[k].iov_base = (char *) iov[*i].iov_base + *skip;
+    out[k++].iov_len = n;
+    len -= n;
+    *skip += n;
+    if (*skip == iov[*i].iov_len) {
+      (*i)++;
+      *skip = 0;
+    }
+  }
+  return k;
+}
+
+int
+qcow2_writer_writev (struct qcow2_writer *w, uint64_t guest_offset,
+                     const struct iovec *iov, int n)
+{
+  struct iovec part[QCOW2_MAX_IOV];
+  uint64_t pos = guest_offset, len = 0, left;
+  size_t skip = 0;
+  int i = 0, k;
+
+  if (n < 1 || n > QCOW2_MAX_IOV) {
+    set_error (EINVAL, "%d pieces of guest data: 1 to %d can be written", n,
+               QCOW2_MAX_IOV);
+    return -1;
+  }
+  for (k = 0; k < n; k++)
+    len += iov[k].iov_len;
   if (check_range (w, guest_offset, len) == -1)
     return -1;
-  while (left > 0) {
-    uint64_t index, host, seg, n, i;
+  for (left = len; left > 0;) {
+    uint64_t index, host, seg, nc, j;
 
     if (select_l2 (w, pos >> w->cluster_bits, &index) == -1)
       return writer_break (w);
     seg = (w->l2_entries - index) << w->cluster_bits;
     if (seg > left)
       seg = left;
-    if (qcow2_host_write_clusters (&w->host, p, seg, &host) == -1) {
+    k = iov_take (iov, &i, &skip, seg, part);
+    if (qcow2_host_write_clusters_v (&w->host, part, k, seg, &host) == -1) {
       error_prepend ("guest offset %" PRIu64, pos);
       return writer_break (w);
     }
-    n = round_up_cluster (w, seg) >> w->cluster_bits;
-    for (i = 0; i < n; i++)
-      w->l2[index + i] = qcow2_l2_data_entry (host + (i << w->cluster_bits));
+    nc = round_up_cluster (w, seg) >> w->cluster_bits;
+    for (j = 0; j < nc; j++)
+      w->l2[index + j] = qcow2_l2_data_entry (host + (j << w->cluster_bits));
     w->l2_used = true;
-    w->stats.data_clusters += n;
+    w->stats.data_clusters += nc;
     pos += seg;
-    p += seg;
     left -= seg;
   }
   w->next_offset = round_up_cluster (w, guest_offset + len);
   return 0;
+}
+
+int
+qcow2_writer_write (struct qcow2_writer *w, uint64_t guest_offset,
+                    const void *buf, size_t len)
+{
+  struct iovec v = { .iov_base = (void *) buf, .iov_len = len };
+
+  return qcow2_writer_writev (w, guest_offset, &v, 1);
 }
 
 int
@@ -532,7 +595,33 @@ write_header (struct qcow2_writer *w, uint64_t l1_offset, uint64_t table_offset,
     return -1;
   }
   qcow2_header_encode (&h, buf, size);
-  return qcow2_pwrite_all (w->fd, buf, size, 0);
+  return qcow2_host_pwrite (&w->host, buf, size, 0);
+}
+
+/* Every byte is written: the segments written out of order (the header's)
+ * are read back. */
+static int
+finish_digest (struct qcow2_writer *w)
+{
+  if (w->host.digest == NULL)
+    return 0;
+  if (digest_finish (w->host.digest, w->fd, w->host.end, w->digest) == -1) {
+    error_prepend ("digest of the image");
+    return -1;
+  }
+  debug (DEBUG_QCOW2,
+         "digest %s while writing (%" PRIu64 " segment(s) read back)",
+         w->digest, digest_reread (w->host.digest));
+  return 0;
+}
+
+/* An image kept out of the page cache leaves none of it there at the
+ * end either (the tables and the header went the buffered way). */
+static void
+drop_cache (struct qcow2_writer *w)
+{
+  if (w->host.io != QCOW2_IO_BUFFERED)
+    (void) posix_fadvise (w->fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 int
@@ -543,14 +632,17 @@ qcow2_writer_finish (struct qcow2_writer *w)
 
   if (check_state (w) == -1)
     return -1;
+  /* The tables and the header are small writes, never O_DIRECT. */
+  w->host.finishing = true;
   /* Everything but the header reaches the disk first, so a crash never
    * leaves a header that points at missing tables. */
   if (flush_l2 (w) == -1 || write_l1 (w, &l1_offset) == -1
       || qcow2_host_finish (&w->host, &table_offset, &table_clusters) == -1
       || truncate_file (w) == -1 || sync_file (w) == -1
       || write_header (w, l1_offset, table_offset, table_clusters) == -1
-      || sync_file (w) == -1)
+      || sync_file (w) == -1 || finish_digest (w) == -1)
     return writer_break (w);
+  drop_cache (w);
   w->state = WRITER_FINISHED;
   debug (DEBUG_QCOW2,
          "finished image: %" PRIu64 " data, %" PRIu64 " compressed, %" PRIu64

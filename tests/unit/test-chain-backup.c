@@ -227,7 +227,7 @@ test_commit_full (void **state)
   assert_string_equal (m->disks.ptr[0].image, "vda.qcow2");
   assert_string_equal (m->disks.ptr[0].bitmap, "knib-20261123T203015Z");
   committed = chain_backup_image_path (f->repo, m, &m->disks.ptr[0]);
-  assert_int_equal (chain_hash_file (committed, hex), 0);
+  assert_int_equal (chain_hash_file (committed, CHAIN_HASH_SEGMENTS, hex), 0);
   assert_string_equal (m->disks.ptr[0].hash, hex);
   chain_manifest_vector_release (&list);
 

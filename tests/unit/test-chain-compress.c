@@ -178,7 +178,7 @@ file_hash (const char *path)
 {
   char hex[CHAIN_HASH_HEX_LEN + 1];
 
-  assert_int_equal (chain_hash_file (path, hex), 0);
+  assert_int_equal (chain_hash_file (path, CHAIN_HASH_SEGMENTS, hex), 0);
   return strdup (hex);
 }
 

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 
 #include "chain/internal.h"
 #include "common/cleanup.h"
+#include "common/digest.h"
 #include "common/error.h"
 
 /* The expected values were computed with the xxhsum tool of Debian's
@@ -29,6 +31,19 @@
 #define HASH_EMPTY "99aa06d3014798d86001c324468d497f"
 #define HASH_KNIB "51750505550e6335c21cbd30b2cc1584"
 #define HASH_BIG "9220778898dfe2af488fe7c89469a712"
+
+/* The segmented digest (common/digest.h), from the same tool: cut the
+ * file into 4 MiB pieces, xxhsum -H2 each, write the hex values as bytes
+ * one after the other, and xxhsum -H2 that.  No segment: the empty
+ * input's value.  HUGE is 9 MiB of 'a' (three segments).
+ *
+ *   split -b 4194304 -a 3 FILE part.
+ *   for p in part.*; do xxhsum -H2 $p | cut -d' ' -f1; done \
+ *     | (convert the hex lines to bytes) > sums.bin; xxhsum -H2 sums.bin */
+#define SEG_EMPTY HASH_EMPTY
+#define SEG_KNIB "18c1be7247fb7ab665e08b2e90d61cf7"
+#define SEG_HUGE "53ce8bd368217fcab68edb1532571eba"
+#define HUGE_LEN (9u * 1024 * 1024)
 
 static char *
 write_temp (const void *data, size_t len)
@@ -46,14 +61,21 @@ write_temp (const void *data, size_t len)
 }
 
 static void
-check (const void *data, size_t len, const char *want)
+check_kind (const void *data, size_t len, enum chain_hash_kind kind,
+            const char *want)
 {
   CLEANUP_FREE char *path = write_temp (data, len);
   char hex[CHAIN_HASH_HEX_LEN + 1];
 
-  assert_int_equal (chain_hash_file (path, hex), 0);
+  assert_int_equal (chain_hash_file (path, kind, hex), 0);
   assert_string_equal (hex, want);
   unlink (path);
+}
+
+static void
+check (const void *data, size_t len, const char *want)
+{
+  check_kind (data, len, CHAIN_HASH_WHOLE, want);
 }
 
 static void
@@ -81,11 +103,67 @@ test_hash_several_reads (void **state)
 }
 
 static void
+test_segments_known (void **state)
+{
+  CLEANUP_FREE char *data = malloc (HUGE_LEN);
+
+  assert_non_null (data);
+  memset (data, 'a', HUGE_LEN);
+  check_kind ("", 0, CHAIN_HASH_SEGMENTS, SEG_EMPTY);
+  check_kind ("knib", 4, CHAIN_HASH_SEGMENTS, SEG_KNIB);
+  check_kind (data, HUGE_LEN, CHAIN_HASH_SEGMENTS, SEG_HUGE);
+}
+
+/* A writer's way: a gap left as a hole, the first bytes written last, a
+ * range written twice, and the end never written (a hole up to the
+ * size).  The digest follows the writes and reads back only what was
+ * written out of order; it equals the file's. */
+static void
+test_segments_while_writing (void **state)
+{
+  const uint64_t seg = DIGEST_SEGMENT;
+  CLEANUP_FREE unsigned char *a = malloc (seg), *b = malloc (seg);
+  CLEANUP_FREE char *path = write_temp ("", 0);
+  char hex[DIGEST_HEX_LEN + 1], want[DIGEST_HEX_LEN + 1];
+  struct digest *d = digest_new ();
+  int fd = open (path, O_RDWR);
+
+  assert_non_null (a);
+  assert_non_null (b);
+  assert_non_null (d);
+  assert_true (fd >= 0);
+  for (uint64_t i = 0; i < seg; i++) {
+    a[i] = (unsigned char) (i * 7 + 1);
+    b[i] = (unsigned char) (i * 13 + 5);
+  }
+#define WRITE(buf, len, off)                                                   \
+  do {                                                                         \
+    assert_int_equal (pwrite (fd, buf, len, off), (ssize_t) (len));            \
+    assert_int_equal (digest_wrote (d, buf, len, off), 0);                     \
+  } while (0)
+  WRITE (a, seg, 65536);       /* [0, 64k) stays a hole for now */
+  WRITE (b, seg / 2, 3 * seg); /* a hole of a segment before it */
+  WRITE (a, seg, 3 * seg + seg / 2);
+  WRITE (b, 4096, seg + 100); /* rewritten: read back */
+  WRITE (b, 512, 0);          /* the header, last */
+#undef WRITE
+  assert_int_equal (ftruncate (fd, 6 * seg + 12345), 0);
+  assert_int_equal (digest_finish (d, fd, 6 * seg + 12345, hex), 0);
+  assert_int_equal (digest_reread (d), 2);
+  digest_free (d);
+  assert_int_equal (digest_fd (fd, want), 0);
+  assert_string_equal (hex, want);
+  assert_int_equal (close (fd), 0);
+  unlink (path);
+}
+
+static void
 test_hash_missing_file (void **state)
 {
   char hex[CHAIN_HASH_HEX_LEN + 1];
 
-  assert_int_equal (chain_hash_file ("/knib/no/such/image.qcow2", hex), -1);
+  assert_int_equal (
+    chain_hash_file ("/knib/no/such/image.qcow2", CHAIN_HASH_WHOLE, hex), -1);
   assert_string_equal (get_error (), "cannot open '/knib/no/such/image.qcow2' "
                                      "to hash it: No such file or directory");
 }
@@ -95,7 +173,7 @@ test_hash_directory (void **state)
 {
   char hex[CHAIN_HASH_HEX_LEN + 1];
 
-  assert_int_equal (chain_hash_file ("/", hex), -1);
+  assert_int_equal (chain_hash_file ("/", CHAIN_HASH_SEGMENTS, hex), -1);
   assert_string_equal (get_error (), "hash of '/': read at 0: Is a directory");
 }
 
@@ -106,6 +184,8 @@ main (void)
     cmocka_unit_test (test_hash_empty),
     cmocka_unit_test (test_hash_short),
     cmocka_unit_test (test_hash_several_reads),
+    cmocka_unit_test (test_segments_known),
+    cmocka_unit_test (test_segments_while_writing),
     cmocka_unit_test (test_hash_missing_file),
     cmocka_unit_test (test_hash_directory),
   };

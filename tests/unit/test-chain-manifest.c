@@ -70,6 +70,9 @@ sample (void)
     .bytes_written = 524288,
     .extents = 3,
     .hash = "0123456789abcdef0123456789abcdef",
+    /* As a manifest of version 1 recorded it; vdb has the segmented
+     * digest, so the manifest is of version 2. */
+    .hash_kind = CHAIN_HASH_WHOLE,
     .compression = CHAIN_COMPRESSION_ZSTD,
   };
   struct chain_disk vdb = vda;
@@ -81,6 +84,7 @@ sample (void)
   vdb.compression = CHAIN_COMPRESSION_NONE;
   vdb.reason = (char *) "new disk";
   strcpy (vdb.hash, "ffffffffffffffffffffffffffffffff");
+  vdb.hash_kind = CHAIN_HASH_SEGMENTS;
 
   assert_non_null (m);
   strcpy (m->id, "20261123T203215Z");
@@ -171,6 +175,14 @@ test_json_shape (void **state)
   d = json_array_get (json_object_get (j, "disks"), 0);
   assert_string_equal (json_string_value (json_object_get (d, "xxh3-128")),
                        "0123456789abcdef0123456789abcdef");
+  assert_null (json_object_get (d, "xxh3-128-segments"));
+  assert_int_equal (json_integer_value (json_object_get (j, "version")), 2);
+  d = json_array_get (json_object_get (j, "disks"), 1);
+  assert_string_equal (
+    json_string_value (json_object_get (d, "xxh3-128-segments")),
+    "ffffffffffffffffffffffffffffffff");
+  assert_null (json_object_get (d, "xxh3-128"));
+  d = json_array_get (json_object_get (j, "disks"), 0);
   assert_string_equal (json_string_value (json_object_get (d, "compression")),
                        "zstd");
   assert_int_equal (json_integer_value (json_object_get (d, "virtual-size")),
@@ -280,6 +292,18 @@ static const struct corruption corruptions[] = {
     "disk 'vda': 'xxh3-128' must be 32 lowercase hex digits" },
   { "disks.0.xxh3-128", "\"0123456789ABCDEF0123456789ABCDEF\"",
     "disk 'vda': 'xxh3-128' must be 32 lowercase hex digits" },
+  { "disks.1.xxh3-128-segments", "\"XYZ\"",
+    "disk 'vdb': 'xxh3-128-segments' must be 32 lowercase hex digits" },
+  { "disks.1.xxh3-128", "\"0123456789abcdef0123456789abcdef\"",
+    "disk 'vdb': has both 'xxh3-128' and 'xxh3-128-segments'" },
+  { "disks.0.xxh3-128", NULL, "disk 'vda': 'xxh3-128' is missing" },
+  { "version", NULL,
+    "disk 'vdb': 'xxh3-128-segments' needs manifest version 2" },
+  { "version", "1", "'version' must be an integer from 2 to 2" },
+  { "version", "\"2\"", "'version' must be an integer from 2 to 2" },
+  { "version", "3",
+    "the manifest has version 3, this knib reads versions up to 2: use a "
+    "newer knib" },
   { "disks.0.compression", "\"lz4\"",
     "disk 'vda': 'compression': unknown compression 'lz4' (known: none, "
     "zlib, zstd)" },
@@ -346,6 +370,31 @@ test_corruptions (void **state)
                 get_error (), want);
   }
   json_decref (good);
+  chain_manifest_free (m);
+}
+
+/* A manifest whose disks all have the whole file's hash is written as
+ * version 1 (no "version"): what an older knib wrote, and can read. */
+static void
+test_version_1 (void **state)
+{
+  struct fixture *f = *state;
+  struct chain_manifest *m = sample (), *back;
+  json_t *j;
+
+  m->disks.ptr[1].hash_kind = CHAIN_HASH_WHOLE;
+  assert_int_equal (chain_manifest_commit (m, f->path), 0);
+  j = json_load_file (f->path, 0, NULL);
+  assert_non_null (j);
+  assert_null (json_object_get (j, "version"));
+  json_decref (j);
+  back = chain_manifest_load (f->path);
+  assert_non_null (back);
+  assert_int_equal (back->disks.ptr[0].hash_kind, CHAIN_HASH_WHOLE);
+  assert_int_equal (back->disks.ptr[1].hash_kind, CHAIN_HASH_WHOLE);
+  assert_string_equal (back->disks.ptr[1].hash,
+                       "ffffffffffffffffffffffffffffffff");
+  chain_manifest_free (back);
   chain_manifest_free (m);
 }
 
@@ -509,9 +558,9 @@ main (void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown (fn, setup, teardown)
   const struct CMUnitTest tests[] = {
-    T (test_round_trip),  T (test_json_shape), T (test_commit_is_atomic),
-    T (test_corruptions), T (test_not_json),   T (test_validate_kinds),
-    T (test_validation),
+    T (test_round_trip),     T (test_json_shape), T (test_commit_is_atomic),
+    T (test_corruptions),    T (test_version_1),  T (test_not_json),
+    T (test_validate_kinds), T (test_validation),
   };
 #undef T
 

@@ -334,7 +334,8 @@ test_verify_leak_is_a_warning (void **state)
   assert_int_equal (close (fd), 0);
   m = chain_backup_find (f->repo, "web01", f->id[2]);
   assert_non_null (m);
-  assert_int_equal (chain_hash_file (path, m->disks.ptr[0].hash), 0);
+  assert_int_equal (
+    chain_hash_file (path, m->disks.ptr[0].hash_kind, m->disks.ptr[0].hash), 0);
   assert_int_equal (chain_manifest_commit (m, manifest), 0);
   chain_manifest_free (m);
 

@@ -27,10 +27,13 @@ usage (void)
   fprintf (
     stderr,
     "usage: test-qcow2-convert [-c CLUSTER_SIZE] [-z zlib|zstd] [-b BACKING [-F FORMAT]]\n"
-    "                          [-d PREVIOUS_RAW] [-t] RAW QCOW2\n"
+    "                          [-d PREVIOUS_RAW] [-o buffered|drop|direct] [-D]\n"
+    "                          [-t] RAW QCOW2\n"
     "Clusters of zeros stay unallocated; with -d only the clusters that\n"
     "differ from PREVIOUS_RAW are written (zeros as zero clusters), like\n"
-    "an incremental backup.  -t prints the time taken.\n");
+    "an incremental backup.  -o says how the image is written; the way\n"
+    "used is printed (\"io: ...\").  -D prints the digest computed while\n"
+    "writing (\"digest: HEX\").  -t prints the time taken.\n");
   exit (2);
 }
 
@@ -145,7 +148,7 @@ main (int argc, char **argv)
   uint64_t off;
   double secs;
 
-  while ((opt = getopt (argc, argv, "c:z:b:F:d:t")) != -1) {
+  while ((opt = getopt (argc, argv, "c:z:b:F:d:o:Dt")) != -1) {
     switch (opt) {
     case 'c':
       o.cluster_size = (uint32_t) strtoul (optarg, NULL, 0);
@@ -161,6 +164,19 @@ main (int argc, char **argv)
       break;
     case 'd':
       prev = optarg;
+      break;
+    case 'o':
+      if (strcmp (optarg, "buffered") == 0)
+        o.io = QCOW2_IO_BUFFERED;
+      else if (strcmp (optarg, "drop") == 0)
+        o.io = QCOW2_IO_DROP;
+      else if (strcmp (optarg, "direct") == 0)
+        o.io = QCOW2_IO_DIRECT;
+      else
+        usage ();
+      break;
+    case 'D':
+      o.digest = true;
       break;
     case 't':
       timing = true;
@@ -182,7 +198,7 @@ main (int argc, char **argv)
     die_errno (argv[optind]);
   if (prev != NULL && (pfd = open (prev, O_RDONLY | O_CLOEXEC)) == -1)
     die_errno (prev);
-  out = open (argv[optind + 1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  out = open (argv[optind + 1], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (out == -1)
     die_errno (argv[optind + 1]);
   o.virtual_size = (uint64_t) sb.st_size;
@@ -196,7 +212,9 @@ main (int argc, char **argv)
     if (c.comp == NULL || c.cbuf == NULL)
       die ("qcow2_compressor_new");
   }
-  buf = malloc (CHUNK);
+  /* Aligned: long runs go to the file straight from it. */
+  if (posix_memalign ((void **) &buf, 4096, CHUNK) != 0)
+    buf = NULL;
   if (prev != NULL)
     pbuf = malloc (CHUNK);
   if (buf == NULL || (prev != NULL && pbuf == NULL))
@@ -228,6 +246,14 @@ main (int argc, char **argv)
   }
   if (qcow2_writer_finish (c.w) == -1)
     die ("finish");
+  printf ("io: %s\n", qcow2_io_name (qcow2_writer_io (c.w)));
+  if (o.digest) {
+    char hex[DIGEST_HEX_LEN + 1];
+
+    if (qcow2_writer_digest (c.w, hex) == -1)
+      die ("digest");
+    printf ("digest: %s\n", hex);
+  }
   clock_gettime (CLOCK_MONOTONIC, &t1);
   qcow2_writer_get_stats (c.w, &st);
   if (timing) {
