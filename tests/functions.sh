@@ -112,6 +112,7 @@ start_qemu () {
     args="$args -device virtio-blk-pci,drive=disk$n,id=$dev"
     n=$((n + 1))
   done
+  rm -f "$TMPDIR_TEST/$name.qmp" "$TMPDIR_TEST/$name.qmp2"
   # shellcheck disable=SC2086
   qemu-system-x86_64 -name "$name" -machine "accel=$(qemu_accel)" -m 128 \
     -nodefaults -display none -no-user-config \
@@ -121,6 +122,20 @@ start_qemu () {
   track_pid $!
   eval "QEMU_PID_$name=$!"
   wait_for_socket "$TMPDIR_TEST/$name.qmp"
+}
+
+# quit_qemu NAME: shut the VM of start_qemu NAME down cleanly (QEMU
+# stores its persistent bitmaps in the images then) and wait for it.
+quit_qemu () {
+  _qpid=$(eval echo "\$QEMU_PID_$1")
+  "$KNIB" qmp "$TMPDIR_TEST/$1.qmp2" quit >/dev/null || :
+  _i=0
+  while kill -0 "$_qpid" 2>/dev/null; do
+    _i=$((_i + 1))
+    [ "$_i" -le 600 ] || fail "QEMU $1 did not quit"
+    sleep 0.1
+  done
+  wait "$_qpid" 2>/dev/null || :
 }
 
 # hmp_write SOCKET DEVICE PATTERN OFFSET LENGTH: a guest-like write through

@@ -108,7 +108,8 @@ lv_setup () {
 }
 
 # lv_define DISK...: define $DOM with these qcow2 disks (vda, vdb, ...)
-# and no guest OS; kvm when libvirt's QEMU can use it, else qemu (TCG):
+# and no guest OS (ACPI on, so that disks can be hot-plugged); kvm when
+# libvirt's QEMU can use it, else qemu (TCG):
 # root opening /dev/kvm does not mean libvirt's QEMU user can.
 lv_define () {
   _type=$("$ACCEL" --libvirt) || fail "scripts/accel --libvirt"
@@ -125,6 +126,7 @@ lv_define () {
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
     $_disks

@@ -85,7 +85,7 @@ contains out "$id2"
 contains out "$id3"
 contains out "$iddb"
 contains out "incremental"
-head -1 out | grep -q "^VM  *ID  *KIND  *POS  *PARENT  *CREATED  *SIZE  *DISKS  *VALIDATED$" ||
+head -1 out | grep -q "^VM  *ID  *KIND  *POS  *PARENT  *BRANCH  *CREATED  *SIZE  *DISKS  *VALIDATED$" ||
   fail "list heading: $(head -1 out)"
 expect 0 "$KNIB" list --repo "$R" web01
 lacks out db01

@@ -128,6 +128,137 @@ int backup_end_chain (struct chain_repo *repo, const struct backup_options *o,
                       const char *reason, chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 
+/* ---- Restore into a VM ---- */
+
+/* Fail (EBUSY, "... is in use ...: stop the VM first") when a program
+ * holds image path of disk (QEMU's image locks say so). */
+int backup_image_check_unused (const char *disk, const char *path)
+  __attribute__ ((warn_unused_result));
+
+struct backup_restore_options {
+  const char *vm; /* NULL: whichever VM has the backup */
+  /* The VM's disks: each replaces its image (which no program may hold:
+   * the VM is stopped). */
+  const struct chain_restore_target *targets;
+  size_t n_targets;
+  /* Each disk becomes a qcow2 overlay whose backing file is the
+   * backup's image in the repository (pinned until consolidated). */
+  bool quick;
+  const char *holder; /* the VM that holds the pins (NULL: the backup's) */
+  bool force;         /* restore a chain that fails verification */
+  /* Called once every check that needs no stopped VM has passed (the
+   * backup, its disks, its chain), before the images are checked and
+   * written: it stops the VM (may be NULL).  -1 with set_error fails. */
+  int (*prepare) (void *opaque);
+  void *prepare_opaque;
+  int lock_timeout_ms;
+  chain_restore_fn progress;
+  void *opaque;
+};
+
+/* Restore backup id in place: check that no program holds the images
+ * and that every disk is in the backup, verify the backup's chain
+ * (hashes and qemu-img check; refused unless force), then under the
+ * VM's exclusive lock write each disk beside its image (or make its
+ * overlay), add the empty bitmap knib-<id>, sync and rename it over the
+ * image; record the restore (the next backup is an incremental of id)
+ * or, when not every disk of the backup was restored, end the chain.
+ * A removed backup is restored with a note.  Notes go to notes. */
+int backup_restore_in_place (struct chain_repo *repo, const char *id,
+                             const struct backup_restore_options *o,
+                             chain_string_vector *notes)
+  __attribute__ ((warn_unused_result));
+
+struct backup_volume_options {
+  const char *vm;     /* the backup's VM; NULL: whichever has the backup */
+  const char *disk;   /* the backup's disk to restore */
+  const char *path;   /* the new image (it must not exist) */
+  bool quick;         /* an overlay on the backup's image (pinned) */
+  const char *holder; /* the VM that gets the disk, for the pin */
+  bool force;         /* restore a chain that fails verification */
+  int lock_timeout_ms;
+  chain_restore_fn progress;
+  void *opaque;
+};
+
+/* Restore one disk of backup id (of any VM, one that no longer exists
+ * too) as a new qcow2 image at o->path, to be attached to a VM: the
+ * chain is verified first (refused unless force), a removed backup is
+ * restored with a note; with quick the image is an overlay on the
+ * backup's image and the backup is pinned for o->holder. */
+int backup_restore_volume (struct chain_repo *repo, const char *id,
+                           const struct backup_volume_options *o,
+                           chain_string_vector *notes)
+  __attribute__ ((warn_unused_result));
+
+/* Attach image path (qcow2) to the running QEMU at qmp_socket as device
+ * target (virtio-blk): blockdev-add of node "restored-<target>", then
+ * device_add.  A target in use is refused; a failed device_add removes
+ * the node again. */
+int backup_attach_qmp (const char *qmp_socket, const char *path,
+                       const char *target, int timeout_ms)
+  __attribute__ ((warn_unused_result));
+
+/* ---- Consolidation of quick-restored disks ---- */
+
+enum backup_consolidation_state {
+  BACKUP_CONSOLIDATION_NONE,    /* the disk does not read a backup */
+  BACKUP_CONSOLIDATION_DONE,    /* it has no backing file (any more) */
+  BACKUP_CONSOLIDATION_PENDING, /* it reads a backup; no job runs */
+  BACKUP_CONSOLIDATION_RUNNING, /* knib's block-stream job runs */
+  BACKUP_CONSOLIDATION_FAILED,  /* the job failed (error) */
+};
+
+const char *backup_consolidation_state_name (enum backup_consolidation_state s);
+
+struct backup_consolidation {
+  char *disk;
+  char *image;   /* the disk's top image */
+  char *backing; /* its backing file, or NULL */
+  enum backup_consolidation_state state;
+  uint64_t done, total; /* bytes of the job */
+  char *error;          /* QEMU's error of a failed job, or NULL */
+  bool started;         /* this call started its job */
+  bool adopted;         /* this call found its job running */
+};
+DEFINE_VECTOR_TYPE (backup_consolidation_vector, struct backup_consolidation)
+
+void backup_consolidation_release (backup_consolidation_vector *v);
+
+typedef void (*backup_consolidation_fn) (
+  void *opaque, const struct backup_consolidation *disk);
+
+struct backup_consolidate_options {
+  const char *qmp_socket;   /* the VM's (knib's own monitor) */
+  const char *vm;           /* its name, for messages */
+  const char *const *disks; /* NULL-terminated; NULL: every disk */
+  /* QEMU's device ids that are not knib's disk names (libvirt). */
+  const struct backup_rename *renames;
+  size_t n_renames;
+  bool start;    /* start a stream on each pending or failed disk */
+  int64_t speed; /* bytes/s of each stream it starts; 0: no limit */
+  bool wait;     /* wait until no stream runs */
+  int timeout_ms;
+  backup_consolidation_fn progress; /* while waiting; may be NULL */
+  void *opaque;
+  volatile sig_atomic_t *cancel;
+};
+
+/* Each disk's consolidation (out), looking at QEMU: a disk whose top
+ * image has a backing file in the repository reads a backup.  With
+ * start, "block-stream" (job "knib-stream-<disk>") pulls the data in,
+ * or a job already running is adopted; a job whose data is in is
+ * finalized after a flush of the VM's disks (a "stop" and "cont": the
+ * guest pauses that long), so that the backing file is dropped only once
+ * the copied data is safe; a concluded job is dismissed (its error
+ * kept).  With wait, returns when no job runs, and drops
+ * the pins of the disks that are done (notes). */
+int backup_consolidate (struct chain_repo *repo,
+                        const struct backup_consolidate_options *o,
+                        backup_consolidation_vector *out,
+                        chain_string_vector *notes)
+  __attribute__ ((warn_unused_result));
+
 /* ---- Disk-only snapshots (snapshot.c) ---- */
 
 struct snapshot_options {

@@ -129,34 +129,39 @@ manifest_bitmap (const struct chain_repo *repo, const struct chain_manifest *m,
     chain_bitmap_name (repo, m->id, name);
 }
 
-/* The bitmap of the VM's latest backup that is part of a chain, in
- * whatever state (a deleted tip kept as removed too): the one that must
- * keep recording.  *keep is "" when there is none.  With older, the
- * bitmaps of the chain backups before it go there (live_recover leaves
- * the frozen one of them alone). */
+/* The bitmap of the chain's tip (chain_tip: the latest backup that is
+ * part of a chain, or the one the VM was restored from), in whatever
+ * state (a deleted tip kept as removed too): the one that must keep
+ * recording.  *keep is "" when there is none.  With older, the bitmaps
+ * of the other chain backups go there (live_recover leaves the frozen
+ * one of them alone). */
 static int
 latest_bitmap (struct chain_repo *repo, const char *vm,
                char keep[CHAIN_BITMAP_MAX], chain_string_vector *older)
 {
   chain_manifest_vector list = empty_vector;
+  const struct chain_manifest *tip;
+  struct chain_vm *info;
   size_t i;
   int r = 0;
 
   keep[0] = '\0';
   if (chain_backup_list (repo, vm, &list, NULL) == -1)
     return -1;
-  for (i = list.len; i > 0 && r == 0; i--) {
+  info = chain_vm_load (repo, vm);
+  if (info == NULL && errno != ENOENT) {
+    chain_manifest_vector_release (&list);
+    return -1;
+  }
+  tip = chain_tip (&list, info);
+  if (tip != NULL)
+    manifest_bitmap (repo, tip, keep);
+  for (i = list.len; older != NULL && i > 0 && r == 0; i--) {
     const struct chain_manifest *m = list.ptr[i - 1];
     char *name;
 
-    if (m->kind == CHAIN_KIND_ISOLATED)
+    if (m->kind == CHAIN_KIND_ISOLATED || m == tip)
       continue;
-    if (keep[0] == '\0') {
-      manifest_bitmap (repo, m, keep);
-      if (older == NULL)
-        break;
-      continue;
-    }
     name = malloc (CHAIN_BITMAP_MAX);
     if (name != NULL)
       manifest_bitmap (repo, m, name);
@@ -166,6 +171,7 @@ latest_bitmap (struct chain_repo *repo, const char *vm,
       r = -1;
     }
   }
+  chain_vm_free (info);
   chain_manifest_vector_release (&list);
   return r;
 }

@@ -47,6 +47,8 @@ struct live_disk {
   char *node;     /* its top block node: "disk0", "libvirt-1-format" */
   char *driver;   /* the node's format: "qcow2", "raw" */
   char *filename; /* the image file, as QEMU names it */
+  char *backing;  /* the backing file its header names (QEMU's view), or
+                     NULL when it has none */
   uint64_t virtual_size;
   bool read_only;
   /* The image can store persistent bitmaps (qcow2 v3).  A raw or qcow2

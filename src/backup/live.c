@@ -39,6 +39,7 @@ disk_release (struct live_disk *d)
   free (d->node);
   free (d->driver);
   free (d->filename);
+  free (d->backing);
   for (i = 0; i < d->bitmaps.len; i++)
     bitmap_release (&d->bitmaps.ptr[i]);
   live_bitmap_vector_reset (&d->bitmaps);
@@ -139,7 +140,7 @@ can_persist_bitmaps (const char *driver, const json_t *image)
 static int
 parse_node (const json_t *info, char *name, live_disk_vector *disks)
 {
-  const char *node, *driver, *file;
+  const char *node, *driver, *file, *backing;
   json_t *image, *size;
   struct live_disk d = { .name = name };
 
@@ -163,6 +164,12 @@ parse_node (const json_t *info, char *name, live_disk_vector *disks)
   d.node = strdup (node);
   d.driver = strdup (driver);
   d.filename = strdup (file ? file : "");
+  backing = json_string_value (json_object_get (image, "backing-filename"));
+  if (backing != NULL && (d.backing = strdup (backing)) == NULL) {
+    set_error (ENOMEM, "strdup");
+    disk_release (&d);
+    return -1;
+  }
   d.virtual_size = json_integer_value (size);
   d.read_only = json_is_true (json_object_get (info, "ro"));
   d.persistent_bitmaps = can_persist_bitmaps (driver, image);

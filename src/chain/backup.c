@@ -42,39 +42,43 @@ backup_error (const struct chain_backup *b)
   error_prepend ("backup '%s' of vm '%s'", b->m->id, b->m->vm);
 }
 
-/* The latest non-isolated backup of the VM must be the parent (a removed
- * one too: a deleted chain tip stays the parent, see chain_delete). */
+/* The chain's tip must be the parent (chain_tip: the latest
+ * non-isolated backup, a removed one too: a deleted chain tip stays the
+ * parent, see chain_delete; or the backup the VM was restored from). */
 static int
 take_parent (struct chain_backup *b, const char *parent)
 {
   chain_manifest_vector list = empty_vector;
   chain_string_vector problems = empty_vector;
-  struct chain_manifest *latest = NULL;
-  size_t at = 0;
+  struct chain_vm *vm = NULL;
+  const struct chain_manifest *tip;
   int r = -1;
 
   if (chain_backup_list (b->repo, b->lock->vm, &list, &problems) == -1)
     goto out;
-  for (size_t i = 0; i < list.len; i++)
-    if (list.ptr[i]->kind != CHAIN_KIND_ISOLATED) {
-      latest = list.ptr[i];
-      at = i;
-    }
-  if (latest == NULL || strcmp (latest->id, parent) != 0) {
+  vm = chain_vm_load (b->repo, b->lock->vm);
+  if (vm == NULL && errno != ENOENT)
+    goto out;
+  tip = chain_tip (&list, vm);
+  if (tip == NULL || strcmp (tip->id, parent) != 0) {
     set_error (-EINVAL,
-               "vm '%s': parent '%s' is not the latest backup that can be "
-               "a parent (%s%s%s is): decide again",
-               b->lock->vm, parent, latest ? "'" : "",
-               latest ? latest->id : "none", latest ? "'" : "");
+               "vm '%s': parent '%s' is not the backup that the chain "
+               "continues from (%s%s%s is): decide again",
+               b->lock->vm, parent, tip ? "'" : "", tip ? tip->id : "none",
+               tip ? "'" : "");
     goto out;
   }
-  b->parent = latest;
-  list.ptr[at] = NULL;
-  strcpy (b->m->parent, latest->id);
-  strcpy (b->m->chain, latest->chain);
-  b->m->position = latest->position + 1;
+  for (size_t i = 0; i < list.len; i++)
+    if (list.ptr[i] == tip) {
+      b->parent = list.ptr[i];
+      list.ptr[i] = NULL;
+    }
+  strcpy (b->m->parent, b->parent->id);
+  strcpy (b->m->chain, b->parent->chain);
+  b->m->position = b->parent->position + 1;
   r = 0;
 out:
+  chain_vm_free (vm);
   chain_manifest_vector_release (&list);
   chain_string_vector_release (&problems);
   return r;

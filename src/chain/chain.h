@@ -338,6 +338,11 @@ struct chain_vm {
   char *chain_end_reason;     /* the chain was ended for this reason ... */
   char chain_end_after[CHAIN_ID_MAX]; /* ... when this was its latest
                                          backup ("": none) */
+  /* The VM's disks were restored in place from this backup ("": never)
+   * when restored_after was the VM's latest chained backup: until a
+   * newer backup exists, the restored one is the chain's tip. */
+  char restored_from[CHAIN_ID_MAX];
+  char restored_after[CHAIN_ID_MAX];
 };
 
 /* NULL with errno ENOENT (and set_error) when the VM has no vm.json. */
@@ -349,6 +354,13 @@ void chain_vm_free (struct chain_vm *vm);
  * size, with "the chain was ended: REASON" ("restored in place from
  * backup X", "disk vdb was migrated").  Needs the exclusive lock. */
 int chain_vm_end_chain (struct chain_lock *lock, const char *reason)
+  __attribute__ ((warn_unused_result));
+
+/* Record that the VM's disks now hold backup id's point in time (a
+ * restore in place, each disk with the empty bitmap knib-<id>): the next
+ * backup is an incremental of id, so the chain becomes a tree (id gets a
+ * second child).  Clears an ended chain.  Needs the exclusive lock. */
+int chain_vm_record_restore (struct chain_lock *lock, const char *id)
   __attribute__ ((warn_unused_result));
 
 /* ---- Listing ---- */
@@ -382,6 +394,40 @@ int chain_backup_chain (struct chain_repo *repo, const char *vm, const char *id,
 char *chain_backup_image_path (struct chain_repo *repo,
                                const struct chain_manifest *m,
                                const struct chain_disk *disk)
+  __attribute__ ((warn_unused_result));
+
+/* The backup the VM's next backup continues from (pure): the latest
+ * backup that is not isolated, unless the VM was restored in place since
+ * (vm may be NULL): then the restored backup, while it exists.  Chains
+ * are trees: the tip is on the branch the VM is on.  NULL when none. */
+const struct chain_manifest *chain_tip (const chain_manifest_vector *backups,
+                                        const struct chain_vm *vm);
+
+/* The tip is the backup the VM was restored from, with no backup since:
+ * the VM's disks hold only its bitmap (none of the backup before it). */
+bool chain_tip_is_restore (const chain_manifest_vector *backups,
+                           const struct chain_vm *vm);
+
+/* Where backup id stands to the VM's branch (pure, on all the VM's
+ * backups): the tip, on the path from the tip up to its full, or off
+ * it (an old branch, an isolated backup). */
+enum chain_branch {
+  CHAIN_BRANCH_OFF,
+  CHAIN_BRANCH_ON,
+  CHAIN_BRANCH_TIP,
+};
+
+enum chain_branch chain_branch_of (const chain_manifest_vector *backups,
+                                   const struct chain_vm *vm, const char *id);
+
+/* "-", "on", "tip". */
+const char *chain_branch_name (enum chain_branch b);
+
+/* A file that the backup stored beside its images
+ * (chain_backup_write_file: "domain.xml"), NUL-terminated; NULL with
+ * errno ENOENT when it has none. */
+char *chain_backup_read_file (struct chain_repo *repo,
+                              const struct chain_manifest *m, const char *name)
   __attribute__ ((warn_unused_result));
 
 /* ---- Deciding full or incremental ---- */
@@ -790,6 +836,13 @@ struct chain_restore_status {
 typedef int (*chain_restore_fn) (const struct chain_restore_status *s,
                                  void *opaque);
 
+/* A disk restored onto an image that exists (in place). */
+struct chain_restore_target {
+  const char *disk; /* the backup's disk */
+  const char *path; /* the image it replaces */
+  enum chain_restore_format format;
+};
+
 struct chain_restore_options {
   const char *vm;   /* NULL: whichever VM has the backup */
   const char *disk; /* NULL: every disk of the backup */
@@ -805,6 +858,25 @@ struct chain_restore_options {
                                 while a disk is written, and once when
                                 it is in place */
   void *opaque;
+  /* In place, instead of disk and to: each of the n_targets disks
+   * replaces its image, which must exist (its owner and mode are kept);
+   * force is implied.  The caller holds the VM's exclusive lock (lock),
+   * and checks that no program uses the images. */
+  const struct chain_restore_target *targets;
+  size_t n_targets;
+  struct chain_lock *lock; /* NULL: take the VM's shared lock */
+  /* quick: each disk becomes a new qcow2 overlay whose backing file is
+   * the backup's image in the repository (absolute path, format qcow2):
+   * nothing is copied. */
+  bool quick;
+  /* Add the empty persistent dirty bitmap knib-<id> to each new qcow2
+   * image, so that the VM's next backup can be an incremental of id. */
+  bool bitmap;
+  /* Restore a backup that was deleted (state removed; its files are
+   * still there) instead of refusing it. */
+  bool removed_ok;
+  /* No "qemu-img measure" free-space check before writing. */
+  bool no_space_check;
 };
 
 /* Restore the disks of backup id as they were at its point in time:
@@ -819,6 +891,30 @@ struct chain_restore_options {
  * file.  The new files are 0600.  A removed backup is not restored. */
 int chain_restore (struct chain_repo *repo, const char *id,
                    const struct chain_restore_options *o)
+  __attribute__ ((warn_unused_result));
+
+/* Is backup id of vm, or one it depends on, read by a disk that was
+ * quick-restored from it and not yet consolidated?  1 and *who (a line
+ * that names the VM, the disk and its image; the caller frees it), or 0.
+ * Pins whose overlay no longer reads the repository (consolidated,
+ * replaced, gone) count for nothing.  -1 with set_error. */
+int chain_pin_find (struct chain_repo *repo, const char *vm, const char *id,
+                    char **who) __attribute__ ((warn_unused_result));
+
+/* The error for a pinned backup: "backup ID is pinned: WHO: ..." (errno
+ * EBUSY), when chain_pin_find says so; 0 when it is not pinned. */
+int chain_pin_refuse (struct chain_repo *repo, const char *vm, const char *id)
+  __attribute__ ((warn_unused_result));
+
+/* Record (under the VM's exclusive lock) that image, the quick-restored
+ * disk disk of holder (a VM name), reads backup id. */
+int chain_pin_add (struct chain_lock *lock, const char *id, const char *disk,
+                   const char *holder, const char *image)
+  __attribute__ ((warn_unused_result));
+
+/* Drop the pins whose overlay no longer reads the repository (under the
+ * VM's exclusive lock); one line per pin dropped goes to done. */
+int chain_pin_prune (struct chain_lock *lock, chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 
 /* Compressing a backup after the fact, in two phases (compress.c). */

@@ -923,6 +923,8 @@ finalize_phase (struct job *j)
     return -1;
   if (chain_compress_recover (lock, &j->r->notes) == -1)
     goto out;
+  if (chain_pin_refuse (j->repo, j->r->vm, j->id) == -1)
+    goto out;
   m = chain_manifest_load_backup (j->repo, j->r->vm, j->id);
   if (m == NULL)
     goto out;

@@ -18,21 +18,6 @@ chain_decision_release (struct chain_decision *d)
   memset (d, 0, sizeof *d);
 }
 
-/* The latest backup that is not isolated, or NULL. */
-static const struct chain_manifest *
-latest_parent (const chain_manifest_vector *backups)
-{
-  const struct chain_manifest *last = NULL;
-
-  for (size_t i = 0; i < backups->len; i++) {
-    const struct chain_manifest *m = backups->ptr[i];
-    if (m->kind != CHAIN_KIND_ISOLATED
-        && (last == NULL || chain_id_compare (m->id, last->id) > 0))
-      last = m;
-  }
-  return last;
-}
-
 /* Why the next backup must be full, or NULL when it may be incremental. */
 static char *
 full_reason (const chain_manifest_vector *backups, int64_t chain_size,
@@ -95,7 +80,7 @@ chain_decide (const chain_manifest_vector *backups, int64_t chain_size,
     break;
   }
 
-  last = latest_parent (backups);
+  last = chain_tip (backups, vm);
   why = full_reason (backups, chain_size, vm, last, &oom);
   if (oom)
     return set_reason (d, NULL);

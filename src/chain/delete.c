@@ -31,7 +31,8 @@ struct node {
 struct plan {
   struct node *nodes; /* sorted by id */
   size_t n;
-  int tip; /* index of the chain tip, or -1 */
+  int tip;           /* index of the chain tip, or -1 */
+  bool tip_restored; /* the tip is a restore point (chain_tip_is_restore) */
 };
 
 static int
@@ -51,22 +52,20 @@ find_node (const struct plan *p, const char *id)
   return -1;
 }
 
-/* The latest non-isolated backup, unless the chain was ended after it. */
+/* The chain's tip (chain_tip), unless the chain was ended after it. */
 static int
-find_tip (const struct plan *p, const struct chain_vm *vm)
+find_tip (const struct plan *p, const chain_manifest_vector *backups,
+          const struct chain_vm *vm)
 {
-  for (size_t i = p->n; i > 0; i--) {
-    const struct chain_manifest *m = p->nodes[i - 1].m;
+  const struct chain_manifest *m = chain_tip (backups, vm);
 
-    if (m->kind == CHAIN_KIND_ISOLATED)
-      continue;
-    if (vm != NULL && vm->chain_end_reason != NULL
-        && vm->chain_end_after[0] != '\0'
-        && chain_id_compare (m->id, vm->chain_end_after) <= 0)
-      return -1;
-    return (int) i - 1;
-  }
-  return -1;
+  if (m == NULL)
+    return -1;
+  if (vm != NULL && vm->chain_end_reason != NULL
+      && vm->chain_end_after[0] != '\0'
+      && chain_id_compare (m->id, vm->chain_end_after) <= 0)
+    return -1;
+  return find_node (p, m->id);
 }
 
 /* The backup before the tip whose bitmap was frozen when the tip was
@@ -103,7 +102,10 @@ plan_init (struct plan *p, const chain_manifest_vector *backups,
                            : -1;
     p->nodes[i].needed = -1;
   }
-  p->tip = find_tip (p, vm);
+  p->tip = find_tip (p, backups, vm);
+  /* A restored tip: the VM's disks hold its bitmap only, so no backup
+   * before it can take over. */
+  p->tip_restored = chain_tip_is_restore (backups, vm);
   return 0;
 }
 
@@ -130,7 +132,7 @@ add_step (chain_delete_step_vector *steps, struct plan *p, int x,
 static enum chain_delete_reason
 tip_fate (const struct plan *p, int *pred)
 {
-  *pred = predecessor (p, p->tip);
+  *pred = p->tip_restored ? -1 : predecessor (p, p->tip);
   if (*pred < 0)
     return CHAIN_DELETE_TIP_FIRST;
   if (p->nodes[*pred].m->state != CHAIN_STATE_COMPLETE)
@@ -217,7 +219,7 @@ chain_delete_plan (const chain_manifest_vector *backups,
                    const struct chain_vm *vm, const char *const *ids, size_t n,
                    chain_delete_step_vector *steps)
 {
-  struct plan p = { NULL, 0, -1 };
+  struct plan p = { NULL, 0, -1, false };
   size_t before = steps->len;
   int r = -1;
 
@@ -414,6 +416,11 @@ delete_locked (struct chain_lock *lock, const char *const *ids, size_t n,
   size_t before = steps->len;
   int r = -1;
 
+  /* A backup that a quick-restored disk reads (or one it depends on)
+   * stays as it is. */
+  for (size_t k = 0; k < n; k++)
+    if (chain_pin_refuse (lock->repo, lock->vm, ids[k]) == -1)
+      return -1;
   if (chain_backup_list (lock->repo, lock->vm, &backups, NULL) == -1)
     goto out;
   vm = chain_vm_load (lock->repo, lock->vm);

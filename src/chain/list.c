@@ -310,3 +310,13 @@ chain_backup_image_path (struct chain_repo *repo,
   return str_printf ("%s/" CHAIN_VMS_DIR "/%s/%s/%s", repo->path, m->vm, m->id,
                      disk->image);
 }
+
+char *
+chain_backup_read_file (struct chain_repo *repo, const struct chain_manifest *m,
+                        const char *name)
+{
+  CLEANUP_FREE char *path = chain_backup_file_path (repo, m, name);
+  size_t len;
+
+  return path ? fs_read_file (path, "backup file", 16u << 20, &len) : NULL;
+}

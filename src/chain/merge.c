@@ -318,7 +318,9 @@ chain_merge (struct chain_repo *repo, const char *vm, const char *id,
     return -1;
   lock = chain_lock_new (repo, m->vm, CHAIN_LOCK_EXCLUSIVE, "merge", 0);
   if (lock != NULL) {
-    r = merge_locked (lock, id, done, deleted);
+    r = chain_pin_refuse (repo, m->vm, id) == -1
+          ? -1
+          : merge_locked (lock, id, done, deleted);
     chain_lock_free (lock);
   }
   else

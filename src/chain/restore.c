@@ -4,17 +4,23 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "common/cleanup.h"
 #include "common/command.h"
 #include "common/debug.h"
 #include "common/error.h"
+#include "common/testhook.h"
 #include "common/util.h"
 #include "internal.h"
 
@@ -24,9 +30,13 @@
 /* One disk being restored. */
 struct target {
   const struct chain_disk *disk; /* borrowed from the backup's manifest */
-  char *source; /* the backup's image of the disk, for qemu-img ("json:") */
+  char *image;                   /* the backup's image of the disk */
+  char *source; /* the same with its chain given explicitly, for qemu-img
+                   ("json:") */
   char *path;   /* where it goes */
   char *temp;   /* the file qemu-img writes, beside path */
+  enum chain_restore_format format;
+  bool replace; /* path exists: replace it, keeping its owner and mode */
 };
 
 DEFINE_VECTOR_TYPE (target_vector, struct target)
@@ -74,6 +84,7 @@ restore_release (struct restore *r)
 
     if (t->temp != NULL && unlink (t->temp) == -1 && errno != ENOENT)
       debug (DEBUG_CHAIN, "cannot remove '%s': %m", t->temp);
+    free (t->image);
     free (t->source);
     free (t->path);
     free (t->temp);
@@ -154,18 +165,47 @@ check_target (struct restore *r, const char *path)
   return 0;
 }
 
+/* An in-place target: a regular file (or a link to one). */
 static int
-add_target (struct restore *r, const struct chain_disk *disk, bool several)
+check_in_place (const char *path)
 {
-  struct target t = { .disk = disk };
+  struct stat st;
+
+  if (stat (path, &st) == -1) {
+    set_error (errno, "image '%s'", path);
+    return -1;
+  }
+  if (!S_ISREG (st.st_mode)) {
+    set_error (-EINVAL,
+               "image '%s' is not a regular file: knib restores in place "
+               "onto image files only",
+               path);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+add_target (struct restore *r, const struct chain_disk *disk, bool several,
+            const struct chain_restore_target *in_place)
+{
+  struct target t = { .disk = disk, .format = r->o->format };
 
   if (check_disk_chain (r, disk) == -1)
     return -1;
+  t.image = chain_backup_image_path (r->repo, r->m, disk);
   t.source = chain_disk_qemu_spec (r->repo, &r->chain, disk->name);
-  if (t.source == NULL)
-    return -1;
-  t.path = target_path (r, disk, several);
-  if (t.path == NULL || check_target (r, t.path) == -1)
+  if (t.image == NULL || t.source == NULL)
+    goto fail;
+  if (in_place != NULL) {
+    t.path = str_printf ("%s", in_place->path);
+    t.format = r->o->quick ? CHAIN_RESTORE_QCOW2 : in_place->format;
+    t.replace = true;
+    if (t.path == NULL || check_in_place (t.path) == -1)
+      goto fail;
+  }
+  else if ((t.path = target_path (r, disk, several)) == NULL
+           || check_target (r, t.path) == -1)
     goto fail;
   if (target_vector_append (&r->targets, t) == -1) {
     set_error (ENOMEM, "restore");
@@ -173,6 +213,7 @@ add_target (struct restore *r, const struct chain_disk *disk, bool several)
   }
   return 0;
 fail:
+  free (t.image);
   free (t.source);
   free (t.path);
   return -1;
@@ -196,6 +237,38 @@ disk_names (const struct chain_manifest *m)
   return s;
 }
 
+/* The disk of that name, or an error that names the disks there are. */
+static const struct chain_disk *
+find_disk (const struct chain_manifest *m, const char *name)
+{
+  const struct chain_disk *d;
+
+  if (name_check ("disk", name) == -1)
+    return NULL;
+  d = chain_manifest_find_disk (m, name);
+  if (d == NULL) {
+    CLEANUP_FREE char *names = disk_names (m);
+
+    set_error (-ENOENT, "it has no disk '%s' (it has %s)", name,
+               names ? names : "others");
+  }
+  return d;
+}
+
+/* In place: each target names a disk of the backup and an image. */
+static int
+plan_in_place (struct restore *r)
+{
+  for (size_t i = 0; i < r->o->n_targets; i++) {
+    const struct chain_restore_target *t = &r->o->targets[i];
+    const struct chain_disk *d = find_disk (r->m, t->disk);
+
+    if (d == NULL || add_target (r, d, false, t) == -1)
+      return -1;
+  }
+  return 0;
+}
+
 /* Choose the disks and their targets, and check everything before any
  * byte is written. */
 static int
@@ -205,25 +278,20 @@ plan (struct restore *r)
   const char *to = r->o->to;
   bool several;
 
-  if (r->m->state == CHAIN_STATE_REMOVED) {
+  if (r->m->state == CHAIN_STATE_REMOVED && r->o->removed_ok)
+    debug (DEBUG_CHAIN, "restoring removed backup %s", r->m->id);
+  else if (r->m->state == CHAIN_STATE_REMOVED) {
     set_error (-ENOENT,
                "it was deleted (its files are kept only for the backups "
                "that depend on it)");
     return -1;
   }
+  if (r->o->targets != NULL)
+    return plan_in_place (r);
   if (r->o->disk != NULL) {
-    const struct chain_disk *d = chain_manifest_find_disk (r->m, r->o->disk);
+    const struct chain_disk *d = find_disk (r->m, r->o->disk);
 
-    if (name_check ("disk", r->o->disk) == -1)
-      return -1;
-    if (d == NULL) {
-      CLEANUP_FREE char *names = disk_names (r->m);
-
-      set_error (-ENOENT, "it has no disk '%s' (it has %s)", r->o->disk,
-                 names ? names : "others");
-      return -1;
-    }
-    return add_target (r, d, false);
+    return d == NULL ? -1 : add_target (r, d, false, NULL);
   }
   several = disks->len > 1;
   if (several && !is_directory (to)) {
@@ -245,7 +313,7 @@ plan (struct restore *r)
       return -1;
   }
   for (size_t i = 0; i < disks->len; i++)
-    if (add_target (r, &disks->ptr[i], several) == -1)
+    if (add_target (r, &disks->ptr[i], several, NULL) == -1)
       return -1;
   return 0;
 }
@@ -306,9 +374,8 @@ convert (struct restore *r, struct target *t)
 
   if (dst == NULL || (cmd = command_new ("qemu-img")) == NULL)
     return -1;
-  command_add_args (cmd, "convert", "-O",
-                    chain_restore_format_name (r->o->format), t->source, dst,
-                    NULL);
+  command_add_args (cmd, "convert", "-O", chain_restore_format_name (t->format),
+                    t->source, dst, NULL);
   command_set_process_group (cmd, true);
   command_set_die_with_parent (cmd, true);
   if (command_start (cmd) == -1)
@@ -329,6 +396,151 @@ convert (struct restore *r, struct target *t)
 out:
   command_free (cmd);
   return ret;
+}
+
+/* Run qemu-img with the arguments (NULL-terminated); its stdout in *out
+ * when out is not NULL. */
+static int
+qemu_img (char **out, ...)
+{
+  struct command *cmd = command_new ("qemu-img");
+  const char *arg;
+  va_list ap;
+  int r = -1;
+
+  if (cmd == NULL)
+    return -1;
+  va_start (ap, out);
+  while ((arg = va_arg (ap, const char *)) != NULL)
+    command_add_arg (cmd, arg);
+  va_end (ap);
+  if (out != NULL)
+    command_capture_stdout (cmd, 0);
+  command_set_die_with_parent (cmd, true);
+  if (command_run (cmd, NULL) == 0) {
+    if (out != NULL)
+      *out = command_steal_stdout (cmd, NULL);
+    r = out == NULL || *out != NULL ? 0 : -1;
+  }
+  command_free (cmd);
+  return r;
+}
+
+/* Quick: a new overlay whose backing file is the backup's image. */
+static int
+create_overlay (struct target *t)
+{
+  CLEANUP_FREE char *backing = realpath (t->image, NULL);
+  CLEANUP_FREE char *dst = chain_qemu_path (t->temp);
+  CLEANUP_FREE char *size = str_printf ("%" PRIu64, t->disk->virtual_size);
+
+  if (backing == NULL) {
+    set_error (errno, "image '%s'", t->image);
+    return -1;
+  }
+  if (dst == NULL || size == NULL)
+    return -1;
+  return qemu_img (NULL, "create", "-q", "-f", "qcow2", "-o", "compat=1.1",
+                   "-b", backing, "-F", "qcow2", dst, size, NULL);
+}
+
+/* The empty persistent bitmap knib-<id>, so that the next backup of the
+ * VM can be an incremental of this one. */
+static int
+add_bitmap (struct restore *r, struct target *t)
+{
+  CLEANUP_FREE char *dst = chain_qemu_path (t->temp);
+  char name[CHAIN_BITMAP_MAX];
+
+  /* The name the backup's manifest records (knib-<repository id>-<id>,
+   * or an older repository's knib-<id>). */
+  if (t->disk->bitmap != NULL)
+    snprintf (name, sizeof name, "%s", t->disk->bitmap);
+  else
+    chain_bitmap_name (r->repo, r->m->id, name);
+  if (dst == NULL)
+    return -1;
+  return qemu_img (NULL, "bitmap", "--add", "-g", "65536", "-f", "qcow2", dst,
+                   name, NULL);
+}
+
+/* The bytes that a conversion of the disk needs ("qemu-img measure"). */
+static int
+measure (struct target *t, uint64_t *bytes)
+{
+  CLEANUP_FREE char *src = chain_qemu_path (t->image);
+  CLEANUP_FREE char *out = NULL;
+  json_t *j, *req;
+  int r = -1;
+
+  if (src == NULL
+      || qemu_img (&out, "measure", "--output=json", "-f", "qcow2", "-O",
+                   chain_restore_format_name (t->format), src, NULL)
+           == -1)
+    return -1;
+  j = json_loads (out, 0, NULL);
+  req = j ? json_object_get (j, "required") : NULL;
+  if (json_is_integer (req) && json_integer_value (req) >= 0) {
+    *bytes = (uint64_t) json_integer_value (req);
+    r = 0;
+  }
+  else
+    set_error (EINVAL, "qemu-img measure printed no 'required' size");
+  json_decref (j);
+  return r;
+}
+
+/* Free space: every target's file system must hold what is written
+ * there (the old images of an in-place restore stay until the end). */
+static int
+check_space (struct restore *r)
+{
+  uint64_t need[64] = { 0 };
+  dev_t dev[64];
+  size_t ndev = 0;
+
+  for (size_t i = 0; i < r->targets.len; i++) {
+    struct target *t = &r->targets.ptr[i];
+    CLEANUP_FREE char *dir_copy = strdup (t->path);
+    const char *dir = dir_copy ? dirname (dir_copy) : NULL;
+    struct statvfs vfs;
+    struct stat st;
+    uint64_t bytes, avail;
+    size_t k;
+
+    if (dir == NULL) {
+      set_error (ENOMEM, "restore");
+      return -1;
+    }
+    /* Advice only: an image qemu-img cannot measure fails the
+     * conversion itself, with its own words. */
+    if (measure (t, &bytes) == -1) {
+      debug (DEBUG_CHAIN, "disk '%s': no free-space check: %s", t->disk->name,
+             get_error ());
+      error_clear ();
+      continue;
+    }
+    if (stat (dir, &st) == -1 || statvfs (dir, &vfs) == -1) {
+      set_error (errno, "directory '%s'", dir);
+      return -1;
+    }
+    for (k = 0; k < ndev && dev[k] != st.st_dev; k++)
+      ;
+    if (k == ndev && ndev < 64)
+      dev[ndev++] = st.st_dev;
+    if (k == 64)
+      k = 63;
+    need[k] += bytes;
+    avail = (uint64_t) vfs.f_bavail * vfs.f_frsize;
+    if (need[k] > avail) {
+      set_error (-ENOSPC,
+                 "disk '%s': '%s' has %" PRIu64 " bytes free, the restore "
+                 "needs %" PRIu64 ": free space there or restore elsewhere",
+                 t->disk->name, dir, avail, need[k]);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 /* rename, but without force never over a file that appeared since the
@@ -357,6 +569,7 @@ install (struct restore *r, struct target *t)
 {
   CLEANUP_FREE char *dir_copy = strdup (t->path);
   CLEANUP_CLOSE int fd = open (t->temp, O_RDONLY | O_CLOEXEC);
+  struct stat old;
 
   if (dir_copy == NULL) {
     set_error (ENOMEM, "restore");
@@ -366,7 +579,16 @@ install (struct restore *r, struct target *t)
     set_error (errno, "cannot sync '%s'", t->temp);
     return -1;
   }
-  if (rename_into_place (t->temp, t->path, r->o->force) == -1) {
+  /* The image keeps its owner and mode (QEMU may run as another user). */
+  if (t->replace
+      && (stat (t->path, &old) == -1
+          || fchown (fd, old.st_uid, old.st_gid) == -1
+          || fchmod (fd, old.st_mode & 07777) == -1)) {
+    set_error (errno, "cannot give '%s' the owner and mode of '%s'", t->temp,
+               t->path);
+    return -1;
+  }
+  if (rename_into_place (t->temp, t->path, r->o->force || t->replace) == -1) {
     set_error (errno, "cannot rename '%s' to '%s'", t->temp, t->path);
     return -1;
   }
@@ -378,6 +600,8 @@ install (struct restore *r, struct target *t)
 static int
 run (struct restore *r)
 {
+  if (!r->o->quick && !r->o->no_space_check && check_space (r) == -1)
+    return -1;
   /* Every disk into its temporary file first, then all of them into
    * place: a failure leaves none half done. */
   for (size_t i = 0; i < r->targets.len; i++) {
@@ -385,11 +609,15 @@ run (struct restore *r)
 
     debug (DEBUG_CHAIN, "restore: vm '%s' backup %s disk '%s' to '%s'",
            r->m->vm, r->m->id, t->disk->name, t->path);
-    if (make_temp (t) == -1 || convert (r, t) == -1) {
+    if (make_temp (t) == -1
+        || (r->o->quick ? create_overlay (t) : convert (r, t)) == -1
+        || (r->o->bitmap && t->format == CHAIN_RESTORE_QCOW2
+            && add_bitmap (r, t) == -1)) {
       error_prepend ("disk '%s'", t->disk->name);
       return -1;
     }
   }
+  test_stop_point ("restore");
   for (size_t i = 0; i < r->targets.len; i++) {
     struct target *t = &r->targets.ptr[i];
 
@@ -414,15 +642,16 @@ chain_restore (struct chain_repo *repo, const char *id,
   struct chain_lock *lock;
   int ret = -1;
 
-  if (o->to == NULL || o->to[0] == '\0') {
+  if (o->targets == NULL && (o->to == NULL || o->to[0] == '\0')) {
     set_error (EINVAL, "restore: no target path given");
     return -1;
   }
   found = chain_backup_find (repo, o->vm, id);
   if (found == NULL)
     return -1;
-  lock = chain_lock_new (repo, found->vm, CHAIN_LOCK_SHARED, "restore",
-                         o->lock_timeout_ms);
+  lock = o->lock != NULL ? o->lock
+                         : chain_lock_new (repo, found->vm, CHAIN_LOCK_SHARED,
+                                           "restore", o->lock_timeout_ms);
   /* Under the lock, read the chain again: it may have changed. */
   if (lock != NULL
       && chain_backup_chain (repo, found->vm, found->id, &r.chain) == 0) {
@@ -432,7 +661,8 @@ chain_restore (struct chain_repo *repo, const char *id,
   if (ret == -1)
     error_prepend ("restore of backup '%s' of vm '%s'", found->id, found->vm);
   restore_release (&r);
-  chain_lock_free (lock);
+  if (lock != o->lock)
+    chain_lock_free (lock);
   chain_manifest_free (found);
   return ret;
 }

@@ -12,11 +12,18 @@
 #include "common/util.h"
 #include "internal.h"
 
+/* "restored" is written only once the VM was restored in place (files
+ * of earlier versions have none). */
 static const char *const vm_keys[] = {
   "name", "uuid", "disks", "definition", "updated", "chain-end", NULL,
 };
+static const char *const vm_keys_restored[] = {
+  "name",    "uuid",      "disks",    "definition",
+  "updated", "chain-end", "restored", NULL,
+};
 static const char *const disk_keys[] = { "name", "virtual-size", NULL };
 static const char *const end_keys[] = { "reason", "after", NULL };
+static const char *const restored_keys[] = { "from", "after", NULL };
 
 void
 chain_vm_free (struct chain_vm *vm)
@@ -99,12 +106,36 @@ chain_end_from_json (struct chain_vm *vm, const json_t *end)
   return 0;
 }
 
+/* "restored": {"from": ID, "after": ID or null}, or null. */
+static int
+restored_from_json (struct chain_vm *vm, const json_t *o)
+{
+  const char *from, *after;
+
+  if (o == NULL || json_is_null (o))
+    return 0;
+  if (!json_is_object (o))
+    return jsonutil_invalid ("'restored' must be an object or null");
+  if (jsonutil_check_keys (o, restored_keys, "restored: ") == -1
+      || jsonutil_get_string (o, "from", "restored: ", false, &from) == -1
+      || jsonutil_get_string (o, "after", "restored: ", true, &after) == -1)
+    return -1;
+  if (!chain_id_is_valid (from)
+      || (after != NULL && !chain_id_is_valid (after)))
+    return jsonutil_invalid ("restored: not a backup id");
+  strcpy (vm->restored_from, from);
+  snprintf (vm->restored_after, CHAIN_ID_MAX, "%s", after ? after : "");
+  return 0;
+}
+
 static int
 fill_from_json (struct chain_vm *vm, const json_t *j, const char *expect)
 {
   const char *name, *uuid, *definition, *updated;
 
-  if (jsonutil_check_keys (j, vm_keys, "") == -1
+  if (jsonutil_check_keys (
+        j, json_object_get (j, "restored") ? vm_keys_restored : vm_keys, "")
+        == -1
       || jsonutil_get_string (j, "name", "", false, &name) == -1
       || jsonutil_get_string (j, "uuid", "", true, &uuid) == -1
       || jsonutil_get_string (j, "definition", "", true, &definition) == -1
@@ -122,7 +153,8 @@ fill_from_json (struct chain_vm *vm, const json_t *j, const char *expect)
     return -1;
   }
   if (disks_from_json (vm, json_object_get (j, "disks")) == -1
-      || chain_end_from_json (vm, json_object_get (j, "chain-end")) == -1)
+      || chain_end_from_json (vm, json_object_get (j, "chain-end")) == -1
+      || restored_from_json (vm, json_object_get (j, "restored")) == -1)
     return -1;
   return 0;
 }
@@ -164,7 +196,7 @@ vm_to_json (const struct chain_vm *vm)
 {
   char updated[CHAIN_TIME_MAX];
   json_t *disks = json_array ();
-  json_t *end = NULL;
+  json_t *end = NULL, *restored = NULL;
 
   if (disks == NULL)
     return NULL;
@@ -187,10 +219,24 @@ vm_to_json (const struct chain_vm *vm)
   }
   else
     end = json_null ();
+  if (vm->restored_from[0]) {
+    restored = json_pack ("{s:s, s:s?}", "from", vm->restored_from, "after",
+                          vm->restored_after[0] ? vm->restored_after : NULL);
+    if (restored == NULL) {
+      json_decref (disks);
+      json_decref (end);
+      return NULL;
+    }
+  }
   chain_time_format (vm->updated, updated);
-  return json_pack ("{s:s, s:s?, s:o, s:s?, s:s, s:o}", "name", vm->name,
+  if (restored == NULL)
+    return json_pack ("{s:s, s:s?, s:o, s:s?, s:s, s:o}", "name", vm->name,
+                      "uuid", vm->uuid, "disks", disks, "definition",
+                      vm->definition, "updated", updated, "chain-end", end);
+  return json_pack ("{s:s, s:s?, s:o, s:s?, s:s, s:o, s:o}", "name", vm->name,
                     "uuid", vm->uuid, "disks", disks, "definition",
-                    vm->definition, "updated", updated, "chain-end", end);
+                    vm->definition, "updated", updated, "chain-end", end,
+                    "restored", restored);
 }
 
 int
@@ -258,4 +304,123 @@ chain_vm_end_chain (struct chain_lock *lock, const char *reason)
   r = chain_vm_save (lock, vm);
   chain_vm_free (vm);
   return r;
+}
+
+/* The latest backup that is not isolated, or NULL. */
+static const struct chain_manifest *
+latest_chained (const chain_manifest_vector *backups)
+{
+  const struct chain_manifest *last = NULL;
+
+  for (size_t i = 0; i < backups->len; i++) {
+    const struct chain_manifest *m = backups->ptr[i];
+
+    if (m->kind != CHAIN_KIND_ISOLATED
+        && (last == NULL || chain_id_compare (m->id, last->id) > 0))
+      last = m;
+  }
+  return last;
+}
+
+const struct chain_manifest *
+chain_tip (const chain_manifest_vector *backups, const struct chain_vm *vm)
+{
+  const struct chain_manifest *last = latest_chained (backups);
+
+  if (vm == NULL || vm->restored_from[0] == '\0' || last == NULL)
+    return last;
+  /* A backup taken since the restore continues the restored branch. */
+  if (vm->restored_after[0] != '\0'
+      && chain_id_compare (last->id, vm->restored_after) > 0)
+    return last;
+  if (vm->restored_after[0] == '\0'
+      && chain_id_compare (last->id, vm->restored_from) > 0)
+    return last;
+  for (size_t i = 0; i < backups->len; i++)
+    if (strcmp (backups->ptr[i]->id, vm->restored_from) == 0)
+      return backups->ptr[i];
+  return last; /* the restored backup is gone */
+}
+
+bool
+chain_tip_is_restore (const chain_manifest_vector *backups,
+                      const struct chain_vm *vm)
+{
+  const struct chain_manifest *tip = chain_tip (backups, vm);
+
+  return tip != NULL && vm != NULL && strcmp (tip->id, vm->restored_from) == 0;
+}
+
+int
+chain_vm_record_restore (struct chain_lock *lock, const char *id)
+{
+  chain_manifest_vector backups = empty_vector;
+  const struct chain_manifest *last;
+  struct chain_vm *vm = NULL;
+  int r = -1;
+
+  if (chain_lock_check_exclusive (lock, lock ? lock->repo : NULL,
+                                  "recording a restore")
+      == -1)
+    return -1;
+  if (chain_backup_list (lock->repo, lock->vm, &backups, NULL) == -1)
+    goto out;
+  vm = chain_vm_load_or_new (lock->repo, lock->vm);
+  if (vm == NULL)
+    goto out;
+  last = latest_chained (&backups);
+  snprintf (vm->restored_from, CHAIN_ID_MAX, "%s", id);
+  snprintf (vm->restored_after, CHAIN_ID_MAX, "%s", last ? last->id : id);
+  /* The restored disks are the backup's point exactly: an ended chain
+   * does not concern them. */
+  free (vm->chain_end_reason);
+  vm->chain_end_reason = NULL;
+  vm->chain_end_after[0] = '\0';
+  vm->updated = chain_repo_now (lock->repo);
+  r = chain_vm_save (lock, vm);
+out:
+  chain_vm_free (vm);
+  chain_manifest_vector_release (&backups);
+  return r;
+}
+
+static const struct chain_manifest *
+find_backup (const chain_manifest_vector *backups, const char *id)
+{
+  for (size_t i = 0; i < backups->len; i++)
+    if (strcmp (backups->ptr[i]->id, id) == 0)
+      return backups->ptr[i];
+  return NULL;
+}
+
+enum chain_branch
+chain_branch_of (const chain_manifest_vector *backups,
+                 const struct chain_vm *vm, const char *id)
+{
+  const struct chain_manifest *m = chain_tip (backups, vm);
+
+  if (m != NULL && strcmp (m->id, id) == 0)
+    return CHAIN_BRANCH_TIP;
+  for (size_t hops = 0; m != NULL && hops <= backups->len; hops++) {
+    if (strcmp (m->id, id) == 0)
+      return CHAIN_BRANCH_ON;
+    if (m->kind != CHAIN_KIND_INCREMENTAL || m->parent[0] == '\0')
+      break;
+    m = find_backup (backups, m->parent);
+  }
+  return CHAIN_BRANCH_OFF;
+}
+
+const char *
+chain_branch_name (enum chain_branch b)
+{
+  switch (b) {
+  case CHAIN_BRANCH_OFF:
+    return "-";
+  case CHAIN_BRANCH_ON:
+    return "on";
+  case CHAIN_BRANCH_TIP:
+    return "tip";
+  }
+  return "?";
 }

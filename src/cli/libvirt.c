@@ -29,10 +29,8 @@
 #define VIRSH_TIMEOUT_MS 60000
 #define FREEZE_TIMEOUT_MS 120000
 
-/* Run "virsh ARGS..." (NULL-terminated); its stdout in *out (may be
- * NULL), stdin from in (may be NULL). */
-static int
-virsh (char **out, const char *in, int timeout_ms, ...)
+int
+libvirt_virsh (char **out, const char *in, int timeout_ms, ...)
 {
   struct command *cmd = command_new ("virsh");
   const char *arg;
@@ -65,8 +63,8 @@ dumpxml_inactive (const char *domain)
 {
   char *xml = NULL;
 
-  if (virsh (&xml, NULL, VIRSH_TIMEOUT_MS, "dumpxml", "--inactive", domain,
-             NULL)
+  if (libvirt_virsh (&xml, NULL, VIRSH_TIMEOUT_MS, "dumpxml", "--inactive",
+                     domain, NULL)
       == -1)
     return NULL;
   return xml;
@@ -82,8 +80,8 @@ libvirt_forget_backing (const char *domain)
     return -1;
   if (domain_xml_drop_backing (xml, strlen (xml), &edited) == 0
       && (edited == NULL
-          || virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define", "/dev/stdin",
-                    NULL)
+          || libvirt_virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define",
+                            "/dev/stdin", NULL)
                == 0))
     r = 0;
   if (r == -1)
@@ -101,7 +99,8 @@ libvirt_set_disk_file (const char *domain, const char *dev, const char *file)
 
   if (xml != NULL
       && domain_xml_set_disk_file (xml, strlen (xml), dev, file, &edited) == 0
-      && virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define", "/dev/stdin", NULL)
+      && libvirt_virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define", "/dev/stdin",
+                        NULL)
            == 0)
     r = 0;
   if (r == -1)
@@ -192,7 +191,8 @@ libvirt_set (const char *domain, bool enable)
     return EXIT_FAILURE_;
   }
   if (edited != NULL
-      && virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define", "/dev/stdin", NULL)
+      && libvirt_virsh (NULL, edited, VIRSH_TIMEOUT_MS, "define", "/dev/stdin",
+                        NULL)
            == -1) {
     cli_error ("domain '%s'", domain);
     return EXIT_FAILURE_;
@@ -295,8 +295,8 @@ freeze (void *opaque)
                "name='org.qemu.guest_agent.0'/></channel> and run "
                "qemu-guest-agent in the guest, or use --quiesce=try",
                lb->domain);
-  else if (virsh (NULL, NULL, FREEZE_TIMEOUT_MS, "domfsfreeze", lb->domain,
-                  NULL)
+  else if (libvirt_virsh (NULL, NULL, FREEZE_TIMEOUT_MS, "domfsfreeze",
+                          lb->domain, NULL)
            == 0) {
     lb->frozen = true;
     return 0;
@@ -322,7 +322,8 @@ thaw (void *opaque)
   if (!lb->frozen)
     return 0;
   lb->frozen = false;
-  if (virsh (NULL, NULL, FREEZE_TIMEOUT_MS, "domfsthaw", lb->domain, NULL)
+  if (libvirt_virsh (NULL, NULL, FREEZE_TIMEOUT_MS, "domfsthaw", lb->domain,
+                     NULL)
       == -1) {
     error_prepend ("domain '%s': the guest's filesystems may still be "
                    "frozen: run 'virsh domfsthaw %s'",
@@ -338,7 +339,8 @@ libvirt_says_running (const char *domain)
 {
   CLEANUP_FREE char *state = NULL;
 
-  if (virsh (&state, NULL, VIRSH_TIMEOUT_MS, "domstate", domain, NULL) == -1) {
+  if (libvirt_virsh (&state, NULL, VIRSH_TIMEOUT_MS, "domstate", domain, NULL)
+      == -1) {
     error_clear ();
     return false;
   }

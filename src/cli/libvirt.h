@@ -8,6 +8,14 @@
 #include "backup/backup.h"
 #include "domain/domain.h"
 
+/* How long virsh may take for a query. */
+#define LIBVIRT_VIRSH_TIMEOUT_MS 60000
+
+/* Run "virsh ARGS..." (NULL-terminated); its stdout in *out (may be
+ * NULL), stdin from in (may be NULL). */
+int libvirt_virsh (char **out, const char *in, int timeout_ms, ...)
+  __attribute__ ((sentinel, warn_unused_result));
+
 /* What a backup of a domain needs while it runs. */
 struct libvirt_backup {
   const char *domain;        /* NULL: not a libvirt domain */

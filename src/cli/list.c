@@ -32,6 +32,7 @@ enum {
   COL_KIND,
   COL_POS,
   COL_PARENT,
+  COL_BRANCH,
   COL_CREATED,
   COL_SIZE,
   COL_DISKS,
@@ -41,35 +42,39 @@ enum {
 };
 
 static const char *const headings[NCOLS] = {
-  "VM",      "ID",   "KIND",  "POS",       "PARENT",
+  "VM",      "ID",   "KIND",  "POS",       "PARENT", "BRANCH",
   "CREATED", "SIZE", "DISKS", "VALIDATED", "STATE",
 };
 
 DEFINE_VECTOR_TYPE (row_vector, char **)
+DEFINE_VECTOR_TYPE (const_string_vector, const char *)
 
 static void
 list_usage (FILE *fp)
 {
-  fprintf (
-    fp, "Usage: knib list --repo DIR [VM] [--all] [--json]\n"
-        "\n"
-        "List the backups in the repository, of one VM or of every VM:\n"
-        "id, kind (full, incremental, isolated), position in its chain,\n"
-        "parent, creation time (UTC), space its images take, disks, and the\n"
-        "last boot validation (knib validate: passed with the seconds to\n"
-        "the guest agent's first answer, FAILED, or -).\n"
-        "A backup that was deleted but whose files later backups still\n"
-        "need is hidden unless --all.  A backup whose manifest or images\n"
-        "cannot be read is reported on standard error and the exit\n"
-        "status is 1; the others are still listed.\n"
-        "\n"
-        "Options:\n"
-        "      --repo DIR   the repository\n"
-        "      --vm VM      only this VM (the same as the VM argument)\n"
-        "      --all        also list deleted backups (state 'removed')\n"
-        "      --json       one JSON object: {\"backups\": [...], "
-        "\"problems\": [...]}\n"
-        "  -h, --help       show this help\n");
+  fprintf (fp,
+           "Usage: knib list --repo DIR [VM] [--all] [--json]\n"
+           "\n"
+           "List the backups in the repository, of one VM or of every VM:\n"
+           "id, kind (full, incremental, isolated), position in its chain,\n"
+           "parent, where it stands to the VM's branch (BRANCH: 'tip' is the\n"
+           "backup the VM's next backup continues from, 'on' its ancestors,\n"
+           "'-' an old branch that a restore left), creation time (UTC),\n"
+           "space its images take, disks, and the\n"
+           "last boot validation (knib validate: passed with the seconds to\n"
+           "the guest agent's first answer, FAILED, or -).\n"
+           "A backup that was deleted but whose files later backups still\n"
+           "need is hidden unless --all.  A backup whose manifest or images\n"
+           "cannot be read is reported on standard error and the exit\n"
+           "status is 1; the others are still listed.\n"
+           "\n"
+           "Options:\n"
+           "      --repo DIR   the repository\n"
+           "      --vm VM      only this VM (the same as the VM argument)\n"
+           "      --all        also list deleted backups (state 'removed')\n"
+           "      --json       one JSON object: {\"backups\": [...], "
+           "\"problems\": [...]}\n"
+           "  -h, --help       show this help\n");
 }
 
 /* 0, or -1 (said); --help stops the parse at once. */
@@ -125,7 +130,7 @@ rows_free (row_vector *rows)
 /* One row of the table for backup m. */
 static int
 add_row (struct chain_repo *repo, const struct chain_manifest *m,
-         row_vector *rows, chain_string_vector *problems)
+         const char *branch, row_vector *rows, chain_string_vector *problems)
 {
   char **row = calloc (NCOLS, sizeof *row);
   char created[CHAIN_TIME_MAX], size[32], validated[32];
@@ -146,6 +151,7 @@ add_row (struct chain_repo *repo, const struct chain_manifest *m,
   if (asprintf (&row[COL_POS], "%lld", (long long) m->position) == -1)
     row[COL_POS] = NULL;
   row[COL_PARENT] = strdup (m->parent[0] ? m->parent : "-");
+  row[COL_BRANCH] = strdup (branch);
   row[COL_CREATED] = strdup (created);
   row[COL_SIZE] = strdup (size);
   row[COL_DISKS] = show_disk_names (m);
@@ -213,9 +219,43 @@ list_vms (struct chain_repo *repo, const char *vm, chain_string_vector *vms)
   return 0;
 }
 
+/* The backups of one VM, each with where it stands to the VM's branch
+ * (branches[i] of backups->ptr[i], static strings). */
+static int
+collect_vm (struct chain_repo *repo, const char *vm,
+            chain_manifest_vector *backups, const_string_vector *branches,
+            chain_string_vector *problems)
+{
+  chain_manifest_vector one = empty_vector;
+  struct chain_vm *info = NULL;
+  int r = chain_backup_list (repo, vm, &one, problems);
+
+  if (r == 0) {
+    info = chain_vm_load (repo, vm);
+    if (info == NULL && errno != ENOENT && show_problem (problems) == -1)
+      r = -1;
+  }
+  /* Every branch first: chain_branch_of looks at all of them. */
+  for (size_t j = 0; r == 0 && j < one.len; j++)
+    r = const_string_vector_append (
+      branches,
+      chain_branch_name (chain_branch_of (&one, info, one.ptr[j]->id)));
+  for (size_t j = 0; r == 0 && j < one.len; j++) {
+    r = chain_manifest_vector_append (backups, one.ptr[j]);
+    if (r == 0)
+      one.ptr[j] = NULL; /* backups owns it now */
+  }
+  if (r == -1)
+    set_error (ENOMEM, "list");
+  chain_vm_free (info);
+  chain_manifest_vector_release (&one);
+  return r;
+}
+
 static int
 collect (struct chain_repo *repo, const struct list_opts *o,
-         chain_manifest_vector *backups, chain_string_vector *problems)
+         chain_manifest_vector *backups, const_string_vector *branches,
+         chain_string_vector *problems)
 {
   chain_string_vector vms = empty_vector;
   int r = 0;
@@ -223,25 +263,15 @@ collect (struct chain_repo *repo, const struct list_opts *o,
   if (list_vms (repo, o->common.vm, &vms) == -1)
     return -1;
   /* VM by VM: chain_backup_list sorts all that its vector holds. */
-  for (size_t i = 0; r == 0 && i < vms.len; i++) {
-    chain_manifest_vector one = empty_vector;
-
-    r = chain_backup_list (repo, vms.ptr[i], &one, problems);
-    for (size_t j = 0; r == 0 && j < one.len; j++) {
-      r = chain_manifest_vector_append (backups, one.ptr[j]);
-      if (r == 0)
-        one.ptr[j] = NULL;
-      else
-        set_error (ENOMEM, "list");
-    }
-    chain_manifest_vector_release (&one);
-  }
+  for (size_t i = 0; r == 0 && i < vms.len; i++)
+    r = collect_vm (repo, vms.ptr[i], backups, branches, problems);
   chain_string_vector_release (&vms);
   /* Deleted backups are hidden without --all. */
   for (size_t i = 0; r == 0 && !o->all && i < backups->len;) {
     if (backups->ptr[i]->state == CHAIN_STATE_REMOVED) {
       chain_manifest_free (backups->ptr[i]);
       chain_manifest_vector_remove (backups, i);
+      const_string_vector_remove (branches, i);
     }
     else
       i++;
@@ -251,6 +281,7 @@ collect (struct chain_repo *repo, const struct list_opts *o,
 
 static int
 print_json_list (struct chain_repo *repo, const chain_manifest_vector *backups,
+                 const const_string_vector *branches,
                  chain_string_vector *problems)
 {
   json_auto_t *list = json_array ();
@@ -264,7 +295,8 @@ print_json_list (struct chain_repo *repo, const chain_manifest_vector *backups,
 
     if (b == NULL)
       return -1;
-    if (json_array_append_new (list, b) == -1)
+    if (json_object_set_new (b, "branch", json_string (branches->ptr[i])) == -1
+        || json_array_append_new (list, b) == -1)
       goto nomem;
   }
   for (size_t i = 0; i < problems->len; i++)
@@ -282,13 +314,14 @@ nomem:
 
 static int
 print_text_list (struct chain_repo *repo, const chain_manifest_vector *backups,
-                 bool all, chain_string_vector *problems)
+                 const const_string_vector *branches, bool all,
+                 chain_string_vector *problems)
 {
   row_vector rows = empty_vector;
   int r = 0;
 
   for (size_t i = 0; r == 0 && i < backups->len; i++)
-    r = add_row (repo, backups->ptr[i], &rows, problems);
+    r = add_row (repo, backups->ptr[i], branches->ptr[i], &rows, problems);
   if (r == 0)
     print_table (&rows, all);
   rows_free (&rows);
@@ -300,6 +333,7 @@ cmd_list (struct cli *cli, int argc, char **argv)
 {
   struct list_opts o = { .common = { .repo = NULL } };
   chain_manifest_vector backups = empty_vector;
+  const_string_vector branches = empty_vector;
   chain_string_vector problems = empty_vector;
   struct chain_repo *repo;
   int status, r;
@@ -315,16 +349,18 @@ cmd_list (struct cli *cli, int argc, char **argv)
     cli_error ("list");
     return EXIT_FAILURE_;
   }
-  r = collect (repo, &o, &backups, &problems);
+  r = collect (repo, &o, &backups, &branches, &problems);
   if (r == 0)
-    r = o.common.json ? print_json_list (repo, &backups, &problems)
-                      : print_text_list (repo, &backups, o.all, &problems);
+    r = o.common.json
+          ? print_json_list (repo, &backups, &branches, &problems)
+          : print_text_list (repo, &backups, &branches, o.all, &problems);
   fflush (stdout);
   show_problems (&problems);
   if (r == -1)
     cli_error ("list");
   status = r == -1 || problems.len > 0 ? EXIT_FAILURE_ : EXIT_OK;
   chain_manifest_vector_release (&backups);
+  const_string_vector_reset (&branches);
   chain_string_vector_release (&problems);
   chain_repo_free (repo);
   return status;

@@ -120,6 +120,22 @@ int domain_xml_set_qmp (const char *xml, size_t len, const char *socket,
                         bool enable, char **out)
   __attribute__ ((warn_unused_result));
 
+/* A disk of a new domain made from a stored definition. */
+struct domain_clone_disk {
+  const char *target; /* "vda" */
+  const char *path;   /* its new image (qcow2) */
+};
+
+/* A stored definition as a new domain: name and uuid replaced, every
+ * interface's MAC address dropped (libvirt makes new ones), the n disks
+ * reading their new images, and every other disk that held an image of
+ * the original VM dropped (*dropped counts them; CD-ROMs stay).  *out is
+ * the new document. */
+int domain_xml_clone (const char *xml, size_t len, const char *name,
+                      const char *uuid, const struct domain_clone_disk *disks,
+                      size_t n, size_t *dropped, char **out)
+  __attribute__ ((warn_unused_result));
+
 /* ---- The hook's records ---- */
 
 enum domain_state {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* xml.c: what knib reads in a libvirt domain XML, and its one edit of it. */
+/* xml.c: what knib reads in a libvirt domain XML, and its edits of it. */
 #include <config.h>
 
 #include <errno.h>
@@ -700,6 +700,143 @@ domain_xml_set_disk_file (const char *xml, size_t len, const char *dev,
   (void) drop_backing (disk);
   r = dump_doc (doc, out);
 out:
+  xmlFreeDoc (doc);
+  return r;
+}
+
+/* ---- A new domain from a stored definition ---- */
+
+/* Set (or replace) the text of root's child element name. */
+static int
+set_child_text (xmlNodePtr root, const char *name, const char *value)
+{
+  xmlNodePtr n = child (root, name);
+
+  if (n == NULL)
+    n = xmlNewChild (root, NULL, BAD_CAST name, NULL);
+  if (n == NULL)
+    return -1;
+  xmlNodeSetContent (n, BAD_CAST value);
+  return 0;
+}
+
+static const struct domain_clone_disk *
+clone_disk_of (xmlNodePtr disk, const struct domain_clone_disk *disks, size_t n,
+               bool *oom)
+{
+  xmlNodePtr t = child (disk, "target");
+  CLEANUP_FREE char *dev = t ? attr (t, "dev", oom) : NULL;
+
+  for (size_t i = 0; dev != NULL && i < n; i++)
+    if (strcmp (disks[i].target, dev) == 0)
+      return &disks[i];
+  return NULL;
+}
+
+/* The disk reads the new image: type file, driver qcow2, one source. */
+static int
+point_disk (xmlNodePtr disk, const char *path)
+{
+  xmlNodePtr d = child (disk, "driver"), s, b;
+
+  xmlSetProp (disk, BAD_CAST "type", BAD_CAST "file");
+  if (d == NULL && (d = xmlNewChild (disk, NULL, BAD_CAST "driver", NULL)))
+    xmlSetProp (d, BAD_CAST "name", BAD_CAST "qemu");
+  if (d == NULL)
+    return -1;
+  xmlSetProp (d, BAD_CAST "type", BAD_CAST "qcow2");
+  while ((s = child (disk, "source")) != NULL)
+    remove_node (s);
+  while ((b = child (disk, "backingStore")) != NULL)
+    remove_node (b);
+  s = xmlNewChild (disk, NULL, BAD_CAST "source", NULL);
+  if (s == NULL)
+    return -1;
+  xmlSetProp (s, BAD_CAST "file", BAD_CAST path);
+  return 0;
+}
+
+/* Disks: restored ones read their new image; other disks that hold
+ * an image of the original VM go (a CD-ROM or floppy stays). */
+static int
+clone_disks (xmlNodePtr devices, const struct domain_clone_disk *disks,
+             size_t n, size_t *dropped)
+{
+  xmlNodePtr next;
+  bool oom = false;
+
+  *dropped = 0;
+  for (xmlNodePtr d = devices ? devices->children : NULL; d; d = next) {
+    const struct domain_clone_disk *cd;
+    CLEANUP_FREE char *device = NULL;
+
+    next = d->next;
+    if (!is_element (d, "disk"))
+      continue;
+    cd = clone_disk_of (d, disks, n, &oom);
+    device = attr (d, "device", &oom);
+    if (oom)
+      return -1;
+    if (cd != NULL) {
+      if (point_disk (d, cd->path) == -1)
+        return -1;
+    }
+    else if (device == NULL || strcmp (device, "disk") == 0
+             || strcmp (device, "lun") == 0) {
+      remove_node (d);
+      (*dropped)++;
+    }
+  }
+  return 0;
+}
+
+/* New MAC addresses: libvirt makes them when there are none. */
+static void
+drop_macs (xmlNodePtr devices)
+{
+  for (xmlNodePtr i = devices ? devices->children : NULL; i; i = i->next) {
+    xmlNodePtr mac;
+
+    if (is_element (i, "interface") && (mac = child (i, "mac")) != NULL)
+      remove_node (mac);
+  }
+}
+
+int
+domain_xml_clone (const char *xml, size_t len, const char *name,
+                  const char *uuid, const struct domain_clone_disk *disks,
+                  size_t n, size_t *dropped, char **out)
+{
+  xmlDocPtr doc = parse (xml, len);
+  xmlNodePtr root, devices;
+  xmlChar *buf = NULL;
+  int size = 0, r = -1;
+
+  *out = NULL;
+  if (doc == NULL)
+    return -1;
+  root = xmlDocGetRootElement (doc);
+  if (root == NULL || !is_element (root, "domain")) {
+    set_error (-EINVAL, "not a domain XML");
+    goto out;
+  }
+  devices = child (root, "devices");
+  /* A definition as it ran holds what libvirt chose: let it choose anew. */
+  xmlUnsetProp (root, BAD_CAST "id");
+  if (set_child_text (root, "name", name) == -1
+      || set_child_text (root, "uuid", uuid) == -1
+      || clone_disks (devices, disks, n, dropped) == -1)
+    goto nomem;
+  drop_macs (devices);
+  xmlDocDumpFormatMemory (doc, &buf, &size, 1);
+  if (buf == NULL || (*out = strndup ((const char *) buf, size)) == NULL)
+    goto nomem;
+  r = 0;
+  goto out;
+nomem:
+  set_error (ENOMEM, "out of memory");
+out:
+  xmlFree (buf);
   xmlFreeDoc (doc);
   return r;
 }

@@ -648,8 +648,8 @@ test_begin_checks_parent (void **state)
   b = backup (f, 8, CHAIN_MODE_AUTO);
   strcpy (d.parent, a); /* stale decision: b came since */
   assert_null (chain_backup_begin (f->repo, f->lock, &d));
-  assert_error ("vm 'web01': parent '%s' is not the latest backup that can be "
-                "a parent ('%s' is): decide again",
+  assert_error ("vm 'web01': parent '%s' is not the backup that the chain "
+                "continues from ('%s' is): decide again",
                 a, b);
   assert_false (exists ("%s/vms/web01/20261123T203115Z-2.partial", f->dir));
 }

@@ -276,6 +276,57 @@ test_unsorted_input (void **state)
   chain_manifest_vector_release (&h.backups);
 }
 
+/* A restore in place of b1 makes it the tip: the next backup is its
+ * second child (a tree), positions count along the branch, and the chain
+ * size holds per branch.  A backup since the restore continues it. */
+static void
+test_restored_tree (void **state)
+{
+  struct history h = { empty_vector, 0 };
+  struct chain_vm vm = { .name = (char *) "web01" };
+  struct chain_decision d;
+  struct chain_manifest *b1, *b2, *b3, *b4;
+
+  b1 = step (&h, 3, CHAIN_MODE_AUTO, F);
+  b2 = step (&h, 3, CHAIN_MODE_AUTO, I);
+  step (&h, 3, CHAIN_MODE_AUTO, I);
+  strcpy (vm.restored_from, b2->id);
+  strcpy (vm.restored_after, h.backups.ptr[2]->id);
+  assert_ptr_equal (chain_tip (&h.backups, &vm), b2);
+  assert_true (chain_tip_is_restore (&h.backups, &vm));
+  assert_int_equal (chain_decide (&h.backups, 3, CHAIN_MODE_AUTO, &vm, &d), 0);
+  assert_int_equal (d.kind, I);
+  assert_string_equal (d.parent, b2->id);
+  assert_int_equal (d.position, 3);
+  b3 = commit_decision (&h, &d);
+  chain_decision_release (&d);
+  /* b3 came since the restore: it is the tip, and the branch is full. */
+  assert_ptr_equal (chain_tip (&h.backups, &vm), b3);
+  assert_false (chain_tip_is_restore (&h.backups, &vm));
+  assert_int_equal (chain_branch_of (&h.backups, &vm, b3->id),
+                    CHAIN_BRANCH_TIP);
+  assert_int_equal (chain_branch_of (&h.backups, &vm, b2->id), CHAIN_BRANCH_ON);
+  assert_int_equal (chain_branch_of (&h.backups, &vm, b1->id), CHAIN_BRANCH_ON);
+  assert_int_equal (chain_branch_of (&h.backups, &vm, h.backups.ptr[2]->id),
+                    CHAIN_BRANCH_OFF);
+  step (&h, 3, CHAIN_MODE_AUTO, F);
+  /* Restored from the full: its chain starts again at position 2. */
+  strcpy (vm.restored_from, b1->id);
+  strcpy (vm.restored_after, h.backups.ptr[4]->id);
+  assert_int_equal (chain_decide (&h.backups, 3, CHAIN_MODE_AUTO, &vm, &d), 0);
+  assert_int_equal (d.kind, I);
+  assert_string_equal (d.parent, b1->id);
+  assert_int_equal (d.position, 2);
+  b4 = commit_decision (&h, &d);
+  chain_decision_release (&d);
+  assert_ptr_equal (chain_tip (&h.backups, &vm), b4);
+  /* The restored backup is gone: the latest backup is the tip again. */
+  strcpy (vm.restored_from, "20200101T000000Z");
+  strcpy (vm.restored_after, b4->id);
+  assert_ptr_equal (chain_tip (&h.backups, &vm), b4);
+  chain_manifest_vector_release (&h.backups);
+}
+
 int
 main (void)
 {
@@ -290,6 +341,7 @@ main (void)
     cmocka_unit_test (test_latest_removed),
     cmocka_unit_test (test_chain_ended),
     cmocka_unit_test (test_unsorted_input),
+    cmocka_unit_test (test_restored_tree),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

@@ -287,6 +287,43 @@ test_first_backup (void **state)
   history_release (&h);
 }
 
+/* After a restore in place of b1 (b1 -> b2 -> b3, then b1 -> b4): the
+ * restored tip is kept when deleted (the VM's disks hold its bitmap
+ * only), the old branch goes when asked, and what b4 needs stays. */
+static void
+test_restored_tree (void **state)
+{
+  struct history h;
+  const char *b1, *b2, *b3, *b4;
+  char *s1, *s2, *s3;
+
+  history_init (&h, 8);
+  b1 = keep_id (0, backup (&h, CHAIN_MODE_AUTO, F));
+  b2 = keep_id (1, backup (&h, CHAIN_MODE_AUTO, I));
+  b3 = keep_id (2, backup (&h, CHAIN_MODE_AUTO, I));
+  strcpy (h.vm.restored_from, b1);
+  strcpy (h.vm.restored_after, b3);
+  /* The restored tip has no backup before it to take over. */
+  s1 = step (b1, 'm', CHAIN_DELETE_TIP_FIRST, NULL);
+  delete (&h, W (b1), W (s1));
+  free (s1);
+  b4 = keep_id (3, backup (&h, CHAIN_MODE_AUTO, I));
+  assert_string_equal (find (&h, b4)->parent, b1);
+  assert_int_equal (find (&h, b4)->position, 2);
+  /* The old branch: b3, a leaf, goes; b2 then too. */
+  s1 = step (b3, 'f', CHAIN_DELETE_NOTHING_NEEDS, NULL);
+  s2 = step (b2, 'f', CHAIN_DELETE_NOTHING_NEEDS, NULL);
+  delete (&h, W (b3, b2), W (s1, s2));
+  free (s1);
+  free (s2);
+  /* The tip b4: its predecessor b1 was deleted, so it is kept. */
+  s3 = step (b4, 'm', CHAIN_DELETE_TIP_PRED_REMOVED, b1);
+  delete (&h, W (b4), W (s3));
+  free (s3);
+  assert_non_null (find (&h, b1));
+  history_release (&h);
+}
+
 /* A full tip hands over to the latest backup of the chain before it;
  * isolated backups are never tips nor predecessors and just go. */
 static void
@@ -626,6 +663,7 @@ main (void)
     cmocka_unit_test (test_seed_scenario),
     cmocka_unit_test (test_middle_then_tip),
     cmocka_unit_test (test_first_backup),
+    cmocka_unit_test (test_restored_tree),
     cmocka_unit_test (test_full_tip_and_isolated),
     cmocka_unit_test (test_superseded_removed_tip),
     cmocka_unit_test (test_unknown_id),

@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* quick.c: consolidation of quick-restored disks: block-stream on the VM's
+ * own QEMU, adopted and resumed after a kill of knib or QEMU. */
+#include <config.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "backup.h"
+#include "common/cleanup.h"
+#include "common/debug.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "internal.h"
+#include "qmp/qmp.h"
+
+/* The job that streams disk vda: "knib-stream-vda". */
+#define STREAM_JOB_PREFIX "knib-stream-"
+
+/* How often a waiting consolidation looks at its jobs. */
+#define CONSOLIDATE_POLL_MS 500
+
+const char *
+backup_consolidation_state_name (enum backup_consolidation_state s)
+{
+  switch (s) {
+  case BACKUP_CONSOLIDATION_NONE:
+    return "not-from-backup";
+  case BACKUP_CONSOLIDATION_DONE:
+    return "consolidated";
+  case BACKUP_CONSOLIDATION_PENDING:
+    return "pending";
+  case BACKUP_CONSOLIDATION_RUNNING:
+    return "running";
+  case BACKUP_CONSOLIDATION_FAILED:
+    return "failed";
+  }
+  return "?";
+}
+
+void
+backup_consolidation_release (backup_consolidation_vector *v)
+{
+  for (size_t i = 0; i < v->len; i++) {
+    free (v->ptr[i].disk);
+    free (v->ptr[i].image);
+    free (v->ptr[i].backing);
+    free (v->ptr[i].error);
+  }
+  backup_consolidation_vector_reset (v);
+}
+
+/* Is path (a backing file) inside the repository? */
+static bool
+in_repo (const char *repo_real, const char *path)
+{
+  CLEANUP_FREE char *real = realpath (path, NULL);
+  size_t n = strlen (repo_real);
+
+  return real != NULL && strncmp (real, repo_real, n) == 0 && real[n] == '/';
+}
+
+/* The VM directory name of a backing file in the repository
+ * ("REPO/vms/<vm>/<id>/<disk>.qcow2"), or NULL. */
+static char *
+backing_vm (const char *repo_real, const char *backing)
+{
+  CLEANUP_FREE char *real = realpath (backing, NULL);
+  size_t n = strlen (repo_real);
+  const char *p, *end;
+
+  if (real == NULL || strncmp (real, repo_real, n) != 0
+      || strncmp (real + n, "/vms/", 5) != 0)
+    return NULL;
+  p = real + n + 5;
+  end = strchr (p, '/');
+  return end ? strndup (p, (size_t) (end - p)) : NULL;
+}
+
+/* Drop the pins that consolidated disks held (best effort: a pin whose
+ * overlay no longer reads the repository counts for nothing anyway). */
+static void
+drop_pins (struct chain_repo *repo, const char *repo_real,
+           const backup_consolidation_vector *before,
+           chain_string_vector *notes)
+{
+  for (size_t i = 0; i < before->len; i++) {
+    CLEANUP_FREE char *vm = before->ptr[i].backing
+                              ? backing_vm (repo_real, before->ptr[i].backing)
+                              : NULL;
+    struct chain_lock *lock;
+
+    if (vm == NULL)
+      continue;
+    lock
+      = chain_lock_new (repo, vm, CHAIN_LOCK_EXCLUSIVE, "consolidate", 10000);
+    if (lock == NULL || chain_pin_prune (lock, notes) == -1)
+      debug (DEBUG_CHAIN, "pins of vm '%s': %s", vm, get_error ());
+    error_clear ();
+    chain_lock_free (lock);
+  }
+}
+
+/* The job of that id in a query-jobs list, or NULL (borrowed). */
+static json_t *
+find_job (json_t *jobs, const char *id)
+{
+  size_t i;
+  json_t *j;
+
+  json_array_foreach (jobs, i, j)
+  {
+    const char *jid = json_string_value (json_object_get (j, "id"));
+
+    if (jid != NULL && strcmp (jid, id) == 0)
+      return j;
+  }
+  return NULL;
+}
+
+/* Dismiss a concluded job of ours, keeping its error in s. */
+static int
+take_concluded (struct qmp_client *c, const char *id, json_t *job,
+                struct backup_consolidation *s)
+{
+  const char *err = json_string_value (json_object_get (job, "error"));
+
+  if (err != NULL) {
+    free (s->error);
+    s->error = strdup (err);
+  }
+  if (qmp_client_execute (c, "job-dismiss", json_pack ("{s:s}", "id", id), NULL)
+      == -1)
+    return -1;
+  debug (DEBUG_QMP, "dismissed concluded job %s", id);
+  return 0;
+}
+
+/* Finish a stream whose data is all in (status "pending").  QEMU 7.2
+ * drops the backing file from the image's header when the job
+ * finalizes without writing the image's cached metadata first: a QEMU
+ * killed right then loses what the stream copied.  So flush first: a
+ * "stop" drains and flushes every disk (the guest pauses for as long);
+ * then "job-finalize", then "cont" when the VM ran. */
+static int
+finalize_stream (struct qmp_client *c, const char *id)
+{
+  json_t *st = NULL;
+  const char *status;
+  bool running;
+  int r = -1;
+
+  if (qmp_client_execute (c, "query-status", NULL, &st) == -1)
+    return -1;
+  status = json_string_value (json_object_get (st, "status"));
+  running = status != NULL && strcmp (status, "running") == 0;
+  if (qmp_client_execute (c, "stop", NULL, NULL) == -1)
+    goto out;
+  r = qmp_client_execute (c, "job-finalize", json_pack ("{s:s}", "id", id),
+                          NULL);
+  if (running && qmp_client_execute (c, "cont", NULL, NULL) == -1)
+    r = -1;
+  debug (DEBUG_QMP, "finalized job %s", id);
+out:
+  json_decref (st);
+  return r;
+}
+
+/* Where disk d stands: its backing file (read from the image's header,
+ * which QEMU rewrites when a stream completes) and its job. */
+static int
+disk_state (struct qmp_client *c, const char *repo_real,
+            const struct live_disk *d, json_t *jobs, bool act,
+            struct backup_consolidation *s)
+{
+  CLEANUP_FREE char *id = str_printf (STREAM_JOB_PREFIX "%s", d->name);
+  char *backing = NULL;
+  json_t *job;
+
+  if (id == NULL)
+    return -1;
+  s->disk = strdup (d->name);
+  s->image = strdup (d->filename ? d->filename : "");
+  s->total = d->virtual_size;
+  if (s->disk == NULL || s->image == NULL) {
+    set_error (ENOMEM, "consolidation");
+    return -1;
+  }
+  job = find_job (jobs, id);
+  if (job != NULL) {
+    const char *status = json_string_value (json_object_get (job, "status"));
+    json_t *cur = json_object_get (job, "current-progress");
+    json_t *tot = json_object_get (job, "total-progress");
+
+    s->done = json_is_integer (cur) ? (uint64_t) json_integer_value (cur) : 0;
+    if (json_is_integer (tot) && json_integer_value (tot) > 0)
+      s->total = (uint64_t) json_integer_value (tot);
+    s->state = BACKUP_CONSOLIDATION_RUNNING;
+    if (act && status != NULL && strcmp (status, "pending") == 0)
+      return finalize_stream (c, id);
+    if (status != NULL && strcmp (status, "concluded") == 0
+        && take_concluded (c, id, job, s) == -1)
+      return -1;
+    if (status != NULL && strcmp (status, "concluded") != 0)
+      return 0;
+  }
+  /* QEMU's own view (the header's name): the VM's block graph. */
+  if (d->backing != NULL && (backing = strdup (d->backing)) == NULL) {
+    set_error (ENOMEM, "consolidation");
+    return -1;
+  }
+  s->backing = backing;
+  if (backing == NULL)
+    s->state = BACKUP_CONSOLIDATION_DONE;
+  else if (!in_repo (repo_real, backing))
+    s->state = BACKUP_CONSOLIDATION_NONE;
+  else
+    s->state = s->error != NULL ? BACKUP_CONSOLIDATION_FAILED
+                                : BACKUP_CONSOLIDATION_PENDING;
+  if (s->state == BACKUP_CONSOLIDATION_DONE)
+    s->done = s->total;
+  return 0;
+}
+
+static bool
+wanted (const char *const *disks, const char *name)
+{
+  if (disks == NULL)
+    return true;
+  for (size_t i = 0; disks[i] != NULL; i++)
+    if (strcmp (disks[i], name) == 0)
+      return true;
+  return false;
+}
+
+/* Every selected disk's state, from one look at QEMU. */
+static int
+look (struct qmp_client *c, const char *repo_real,
+      const struct backup_consolidate_options *o, bool act,
+      backup_consolidation_vector *out)
+{
+  live_disk_vector disks = empty_vector;
+  json_t *jobs = NULL;
+  int r = -1;
+
+  backup_consolidation_release (out);
+  if (live_disks_query (c, NULL, 0, &disks) == -1
+      || qmp_client_execute (c, "query-jobs", NULL, &jobs) == -1)
+    goto out;
+  for (size_t i = 0; o->renames && i < disks.len; i++)
+    for (size_t k = 0; k < o->n_renames; k++)
+      if (strcmp (disks.ptr[i].name, o->renames[k].device) == 0) {
+        char *name = strdup (o->renames[k].disk);
+
+        if (name == NULL)
+          goto out;
+        free (disks.ptr[i].name);
+        disks.ptr[i].name = name;
+      }
+  for (size_t i = 0; o->disks && o->disks[i]; i++) {
+    size_t k;
+
+    for (k = 0; k < disks.len && strcmp (disks.ptr[k].name, o->disks[i]); k++)
+      ;
+    if (k == disks.len) {
+      set_error (-ENOENT, "the VM has no disk '%s'", o->disks[i]);
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < disks.len; i++) {
+    struct backup_consolidation s = { .state = BACKUP_CONSOLIDATION_NONE };
+
+    if (!wanted (o->disks, disks.ptr[i].name))
+      continue;
+    if (disk_state (c, repo_real, &disks.ptr[i], jobs, act, &s) == -1
+        || backup_consolidation_vector_append (out, s) == -1) {
+      free (s.disk);
+      free (s.image);
+      free (s.backing);
+      free (s.error);
+      goto out;
+    }
+  }
+  r = 0;
+out:
+  json_decref (jobs);
+  live_disk_vector_release (&disks);
+  return r;
+}
+
+/* The block node of disk name (knib's name for it). */
+static char *
+node_of (struct qmp_client *c, const struct backup_consolidate_options *o,
+         const char *name)
+{
+  live_disk_vector disks = empty_vector;
+  const char *device = name;
+  char *node = NULL;
+
+  for (size_t k = 0; k < o->n_renames; k++)
+    if (strcmp (o->renames[k].disk, name) == 0)
+      device = o->renames[k].device;
+  if (live_disks_query (c, NULL, 0, &disks) == -1)
+    return NULL;
+  for (size_t i = 0; i < disks.len; i++)
+    if (strcmp (disks.ptr[i].name, device) == 0)
+      node = strdup (disks.ptr[i].node);
+  if (node == NULL)
+    set_error (-ENOENT, "the VM has no disk '%s'", name);
+  live_disk_vector_release (&disks);
+  return node;
+}
+
+/* block-stream the whole backing chain into the disk's top image; the
+ * backing file is dropped when it completes. */
+static int
+start_stream (struct qmp_client *c, const struct backup_consolidate_options *o,
+              struct backup_consolidation *s)
+{
+  CLEANUP_FREE char *node = node_of (c, o, s->disk);
+  CLEANUP_FREE char *id = str_printf (STREAM_JOB_PREFIX "%s", s->disk);
+
+  if (node == NULL || id == NULL)
+    return -1;
+  if (qmp_client_execute (c, "block-stream",
+                          json_pack ("{s:s, s:s, s:b, s:b, s:I}", "job-id", id,
+                                     "device", node, "auto-finalize", false,
+                                     "auto-dismiss", false, "speed",
+                                     (json_int_t) o->speed),
+                          NULL)
+      == -1) {
+    error_prepend ("disk '%s'", s->disk);
+    return -1;
+  }
+  free (s->error);
+  s->error = NULL;
+  s->state = BACKUP_CONSOLIDATION_RUNNING;
+  s->started = true;
+  return 0;
+}
+
+static bool
+any_running (const backup_consolidation_vector *v)
+{
+  for (size_t i = 0; i < v->len; i++)
+    if (v->ptr[i].state == BACKUP_CONSOLIDATION_RUNNING)
+      return true;
+  return false;
+}
+
+/* Wait until no stream of ours runs, looking twice a second. */
+static int
+wait_streams (struct qmp_client *c, const char *repo_real,
+              const struct backup_consolidate_options *o,
+              backup_consolidation_vector *out)
+{
+  while (any_running (out)) {
+    if (o->cancel != NULL && *o->cancel) {
+      set_error (-EINTR, "interrupted: the consolidation goes on in QEMU; "
+                         "'knib restore --status' shows it");
+      return -1;
+    }
+    poll (NULL, 0, CONSOLIDATE_POLL_MS);
+    if (look (c, repo_real, o, true, out) == -1)
+      return -1;
+    for (size_t i = 0; o->progress && i < out->len; i++)
+      o->progress (o->opaque, &out->ptr[i]);
+  }
+  return 0;
+}
+
+int
+backup_consolidate (struct chain_repo *repo,
+                    const struct backup_consolidate_options *o,
+                    backup_consolidation_vector *out,
+                    chain_string_vector *notes)
+{
+  CLEANUP_FREE char *repo_real = realpath (chain_repo_path (repo), NULL);
+  backup_consolidation_vector before = empty_vector;
+  struct qmp_client *c;
+  int r = -1;
+
+  if (repo_real == NULL) {
+    set_error (errno, "repository '%s'", chain_repo_path (repo));
+    return -1;
+  }
+  c = qmp_client_connect (o->qmp_socket, o->timeout_ms, o->cancel);
+  if (c == NULL) {
+    error_prepend ("QMP socket '%s'", o->qmp_socket);
+    return -1;
+  }
+  if (look (c, repo_real, o, o->start, out) == -1)
+    goto out;
+  /* What the disks read before: their pins go when they are done. */
+  for (size_t i = 0; i < out->len; i++) {
+    struct backup_consolidation b = { .state = out->ptr[i].state };
+
+    if (out->ptr[i].backing != NULL
+        && ((b.backing = strdup (out->ptr[i].backing)) == NULL
+            || backup_consolidation_vector_append (&before, b) == -1)) {
+      free (b.backing);
+      set_error (ENOMEM, "consolidation");
+      goto out;
+    }
+  }
+  for (size_t i = 0; o->start && i < out->len; i++) {
+    struct backup_consolidation *s = &out->ptr[i];
+
+    if ((s->state == BACKUP_CONSOLIDATION_PENDING
+         || s->state == BACKUP_CONSOLIDATION_FAILED)
+        && start_stream (c, o, s) == -1)
+      goto out;
+    if (s->state == BACKUP_CONSOLIDATION_RUNNING && !s->started)
+      s->adopted = true;
+  }
+  if (o->wait) {
+    bool adopted[64] = { false }, started[64] = { false };
+
+    for (size_t i = 0; i < out->len && i < 64; i++) {
+      adopted[i] = out->ptr[i].adopted;
+      started[i] = out->ptr[i].started;
+    }
+    if (wait_streams (c, repo_real, o, out) == -1)
+      goto out;
+    for (size_t i = 0; i < out->len && i < 64; i++) {
+      out->ptr[i].adopted = adopted[i];
+      out->ptr[i].started = started[i];
+    }
+    drop_pins (repo, repo_real, &before, notes);
+  }
+  r = 0;
+out:
+  if (r == -1)
+    error_prepend ("consolidation of vm '%s'", o->vm ? o->vm : "?");
+  qmp_client_free (c);
+  backup_consolidation_release (&before);
+  return r;
+}
