@@ -93,7 +93,8 @@ plan_init (struct plan *p, const chain_manifest_vector *backups,
   }
   for (size_t i = 0; i < p->n; i++)
     p->nodes[i].m = backups->ptr[i];
-  qsort (p->nodes, p->n, sizeof *p->nodes, compare_nodes);
+  if (p->n > 1)
+    qsort (p->nodes, p->n, sizeof *p->nodes, compare_nodes);
   for (size_t i = 0; i < p->n; i++) {
     const struct chain_manifest *m = p->nodes[i].m;
 
@@ -392,7 +393,8 @@ apply_steps (struct chain_lock *lock, const struct chain_delete_step *steps,
   for (size_t i = 0; i < n; i++)
     if (steps[i].action == CHAIN_DELETE_FILES)
       order[nfiles++] = &steps[i];
-  qsort (order, nfiles, sizeof *order, compare_steps_newest_first);
+  if (nfiles > 1)
+    qsort (order, nfiles, sizeof *order, compare_steps_newest_first);
   for (size_t i = 0; i < nfiles; i++) {
     if (remove_backup (lock, order[i]->id) == -1) {
       error_prepend ("backup '%s'", order[i]->id);
@@ -537,7 +539,8 @@ chain_prune_select (const chain_manifest_vector *backups,
   for (size_t i = 0; i < backups->len; i++)
     if (backups->ptr[i]->state == CHAIN_STATE_COMPLETE)
       list[n++] = backups->ptr[i];
-  qsort (list, n, sizeof *list, compare_newest_first);
+  if (n > 1)
+    qsort (list, n, sizeof *list, compare_newest_first);
   for (size_t i = 0; i < n && (int64_t) i < p->keep_last; i++)
     keep[i] = true;
   keep_periods (list, n, day_of, p->keep_daily, keep);

@@ -803,7 +803,8 @@ run_diff (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
       || (o->content && diff_content (sa, &pa, sb, &pb, &a, &b, &d) == -1))
     cli_error ("%s", "");
   else {
-    qsort (d.ptr, d.len, sizeof d.ptr[0], compare_items);
+    if (d.len > 1)
+      qsort (d.ptr, d.len, sizeof d.ptr[0], compare_items);
     print_diff (o, &d);
     status = EXIT_OK;
   }

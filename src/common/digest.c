@@ -215,7 +215,8 @@ digest_finish (struct digest *d, int fd, uint64_t size,
     return -1;
   if (d->pos % DIGEST_SEGMENT != 0 && end_segment (d) == -1)
     return -1;
-  qsort (d->dirty.ptr, d->dirty.len, sizeof (uint64_t), compare_u64);
+  if (d->dirty.len > 1) /* qsort's pointer must not be NULL, even for none */
+    qsort (d->dirty.ptr, d->dirty.len, sizeof (uint64_t), compare_u64);
   for (i = 0; i < d->dirty.len; i++) {
     uint64_t s = d->dirty.ptr[i];
 

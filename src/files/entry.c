@@ -269,8 +269,9 @@ files_session_list (struct files_session *s, const struct files_path *p,
 
   if (list_dir (s, p, p->path, recursive, out) == -1)
     return -1;
-  qsort (out->ptr + first, out->len - first, sizeof out->ptr[0],
-         compare_entries);
+  if (out->len - first > 1) /* no arithmetic on an empty vector's NULL */
+    qsort (out->ptr + first, out->len - first, sizeof out->ptr[0],
+           compare_entries);
   return 0;
 }
 
