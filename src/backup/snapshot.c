@@ -546,6 +546,7 @@ stream_progress (struct snap_run *run, const char *disk, const char *job)
   for (;;) {
     json_t *jobs = NULL, *j, *event = NULL;
     const char *status = NULL;
+    bool running;
     size_t i;
 
     if (qmp_query_jobs (run->c, &jobs) == -1)
@@ -562,8 +563,10 @@ stream_progress (struct snap_run *run, const char *disk, const char *job)
         json_integer_value (json_object_get (j, "current-progress")),
         json_integer_value (json_object_get (j, "total-progress")));
     }
+    /* status points into jobs: read it before jobs goes. */
+    running = status != NULL && strcmp (status, "running") == 0;
     json_decref (jobs);
-    if (status == NULL || strcmp (status, "running") != 0)
+    if (!running)
       return 0;
     /* A status change, or a second passes. */
     if (qmp_client_wait_event (run->c, "JOB_STATUS_CHANGE", NULL, NULL, 1000,

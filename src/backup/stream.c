@@ -160,6 +160,8 @@ writer_main (void *arg)
       break;
   }
   pthread_mutex_unlock (&s->lock);
+  /* The error went to s->error: this thread's copy would leak with it. */
+  error_clear ();
   return NULL;
 }
 

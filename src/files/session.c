@@ -343,6 +343,8 @@ pair_thread (void *opaque)
   if (a->s == NULL) {
     a->error = strdup (get_error ());
     a->err = get_errno ();
+    /* It went to a->error: a thread's own copy would leak with it. */
+    error_clear ();
   }
   return NULL;
 }

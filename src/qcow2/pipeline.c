@@ -135,6 +135,8 @@ worker_main (void *arg)
     pthread_cond_signal (&p->done);
   }
   pthread_mutex_unlock (&p->lock);
+  /* Errors went to the slots: this thread's copy would leak with it. */
+  error_clear ();
   return NULL;
 }
 
