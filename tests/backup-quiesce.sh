@@ -9,21 +9,9 @@ require qemu-system-x86_64 qemu-img
 
 cd "$TMPDIR_TEST"
 qemu-img create -q -f qcow2 a.qcow2 64M
+start_qemu_with_agent vm "$TMPDIR_TEST/a.qcow2"
 S=$TMPDIR_TEST/vm.qmp
 S2=$TMPDIR_TEST/vm.qmp2
-QGA=$TMPDIR_TEST/vm.qga
-qemu-system-x86_64 -name vm -machine "accel=$(qemu_accel)" -m 128 \
-  -nodefaults -display none -no-user-config \
-  -qmp "unix:$S,server=on,wait=off" -qmp "unix:$S2,server=on,wait=off" \
-  -blockdev "driver=qcow2,node-name=disk0,file.driver=file,file.filename=$TMPDIR_TEST/a.qcow2" \
-  -device virtio-blk-pci,drive=disk0,id=vda \
-  -chardev "socket,path=$QGA,server=on,wait=off,id=qga0" \
-  -device virtio-serial \
-  -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0 \
-  >"$TMPDIR_TEST/vm.log" 2>&1 &
-track_pid $!
-wait_for_socket "$S"
-wait_for_socket "$QGA"
 hmp_write "$S2" vda 0x11 0 1M
 
 # Usage: --quiesce needs --qga or --domain; --qga needs --quiesce.

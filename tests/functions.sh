@@ -118,10 +118,23 @@ start_qemu () {
     -nodefaults -display none -no-user-config \
     -qmp "unix:$TMPDIR_TEST/$name.qmp,server=on,wait=off" \
     -qmp "unix:$TMPDIR_TEST/$name.qmp2,server=on,wait=off" \
-    $args >"$TMPDIR_TEST/$name.log" 2>&1 &
+    $args ${START_QEMU_ARGS:-} >"$TMPDIR_TEST/$name.log" 2>&1 &
   track_pid $!
   eval "QEMU_PID_$name=$!"
   wait_for_socket "$TMPDIR_TEST/$name.qmp"
+}
+
+# start_qemu_with_agent NAME DISK: start_qemu, plus a guest agent channel
+# (virtio-serial port org.qemu.guest_agent.0) on the unix socket $QGA
+# ($TMPDIR_TEST/NAME.qga); no agent answers there, the guest has no OS.
+start_qemu_with_agent () {
+  QGA=$TMPDIR_TEST/$1.qga
+  START_QEMU_ARGS="-chardev socket,path=$QGA,server=on,wait=off,id=qga0
+    -device virtio-serial
+    -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"
+  start_qemu "$@"
+  START_QEMU_ARGS=""
+  wait_for_socket "$QGA"
 }
 
 # quit_qemu NAME: shut the VM of start_qemu NAME down cleanly (QEMU

@@ -9,21 +9,9 @@
 . "$(dirname "$0")/snapshot-functions.sh"
 
 qemu-img create -q -f qcow2 a.qcow2 32M
+start_qemu_with_agent vm "$TMPDIR_TEST/a.qcow2"
 S=$TMPDIR_TEST/vm.qmp
 S2=$TMPDIR_TEST/vm.qmp2
-QGA=$TMPDIR_TEST/vm.qga
-qemu-system-x86_64 -name vm -machine "accel=$(qemu_accel)" -m 128 \
-  -nodefaults -display none -no-user-config \
-  -qmp "unix:$S,server=on,wait=off" -qmp "unix:$S2,server=on,wait=off" \
-  -blockdev "driver=qcow2,node-name=disk0,file.driver=file,file.filename=$TMPDIR_TEST/a.qcow2" \
-  -device virtio-blk-pci,drive=disk0,id=vda \
-  -chardev "socket,path=$QGA,server=on,wait=off,id=qga0" \
-  -device virtio-serial \
-  -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0 \
-  >"$TMPDIR_TEST/vm.log" 2>&1 &
-track_pid $!
-wait_for_socket "$S"
-wait_for_socket "$QGA"
 
 if "$K" snapshot create --qmp "$S" --vm vm --repo "$R" --name s1 --quiesce \
      --qga "$QGA" --qga-timeout 2 > out 2> err; then
