@@ -273,11 +273,14 @@ int files_diff (const files_entry_vector *a, const files_entry_vector *b,
 /* ---- Exporting a disk over NBD ---- */
 
 struct files_export_options {
-  const char *vm;     /* NULL: whichever VM has the backup */
-  const char *disk;   /* NULL: the backup's only disk */
-  const char *socket; /* a unix socket to serve on, or */
-  const char *port;   /* a TCP port ... */
-  const char *bind;   /* ... on this address (NULL: all) */
+  const char *vm;        /* NULL: whichever VM has the backup */
+  const char *disk;      /* NULL: the backup's only disk */
+  const char *socket;    /* a unix socket to serve on, or */
+  const char *port;      /* a TCP port ... */
+  const char *bind;      /* ... on this address (NULL: all) */
+  const char *tls_creds; /* a directory with ca-cert.pem, server-cert.pem
+                            and server-key.pem: clients must use TLS
+                            (NULL: plain NBD) */
 };
 
 struct files_export;
