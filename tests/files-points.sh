@@ -7,8 +7,9 @@
 # tree (types, modes, owners, sizes, mtimes, symlinks), "ls -l -R" and
 # "find" agree with it, "diff" lists exactly the changes (--content
 # finds one that keeps size and mtime), paths that do not exist or are
-# ambiguous are named, and the repository's images are never written.
-# Each command starts one appliance (TCG here): the checks are batched.
+# ambiguous are named, a tar of several paths holds them, and the
+# repository's images are never written.  Each command starts one
+# appliance (TCG here): the checks at a point go in one "files batch".
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/files-functions.sh"
 START=$(date +%s)
@@ -79,42 +80,64 @@ I=$(ls "$REPO/vms/fx" | grep '^2' | grep -v "^$F\$")
 grep -q "incremental" b2.out || fail "backup 2 is not incremental: $(cat b2.out)"
 image_hashes "$REPO" >hashes.before
 
-# The filesystems, with their types and labels.
-"$KNIB" files ls --repo "$REPO" "$F" >fs.out 2>fs.err \
-  || fail "files ls: $(cat fs.err)"
+# At the full backup, one appliance ("files batch"): the filesystems
+# with their types and labels; get of three trees, a missing path (its
+# closest parent is named), an ambiguous one, a path given twice (not
+# overwritten without --force); a tar of several paths.
+status=0
+"$KNIB" -v files batch --repo "$REPO" "$F" >batch1.out 2>batch1.err <<EOB || status=$?
+ls
+get vda:/dev/sda1:/ext /dev/sda2:/xfs vda:/dev/vg0/lv0:/lvm vda:/dev/sda1:/ext/etc/nope/x /ext vda:/dev/sda1:/ext --to out1
+get vda:/dev/sda1:/ext/etc 'vda:/dev/vg0/lv0:/lvm/home/user/with space' /dev/sda2:/xfs/var/log/big.log --tar several.tar
+EOB
+[ "$status" = 1 ] || fail "batch at $F: status $status: $(cat batch1.err)"
+grep -q "appliance accelerator: tcg" batch1.err || fail "-v does not say tcg: $(cat batch1.err)"
+[ "$(grep -c "libguestfs appliance with tcg, started" batch1.err)" = 1 ] \
+  || fail "not one appliance for the batch: $(cat batch1.err)"
 for want in "vda /dev/sda1 ext4 knib-ext4" "vda /dev/sda2 xfs knib-xfs" \
   "vda /dev/vg0/lv0 ext4 knib-lvm"; do
-  tr -s ' ' <fs.out | grep -q "^$want -" || fail "files ls lacks '$want': $(cat fs.out)"
+  tr -s ' ' <batch1.out | grep -q "^$want -" || fail "files ls lacks '$want': $(cat batch1.out)"
 done
-
-# get at the full backup: three trees, a missing path (its closest
-# parent is named), a path given twice (not overwritten without --force).
-status=0
-"$KNIB" -v files get --repo "$REPO" "$F" vda:/dev/sda1:/ext \
-  /dev/sda2:/xfs vda:/dev/vg0/lv0:/lvm vda:/dev/sda1:/ext/etc/nope/x \
-  vda:/dev/sda1:/ext --to out1 >get1.out 2>get1.err || status=$?
-[ "$status" = 1 ] || fail "get with bad paths: status $status: $(cat get1.err)"
-grep -q "appliance accelerator: tcg" get1.err || fail "-v does not say tcg: $(cat get1.err)"
-grep -q "'vda:/dev/sda1:/ext/etc/nope/x' does not exist in backup '$F' (the closest parent that does is '/ext/etc')" get1.err \
-  || fail "missing path: $(cat get1.err)"
-grep -q "'/ext' exists (--force replaces it)" get1.err || fail "overwrite: $(cat get1.err)"
-grep -q "copied 3 of 5 paths" get1.out || fail "get 1: $(cat get1.out) $(cat get1.err)"
+grep -q "'vda:/dev/sda1:/ext/etc/nope/x' does not exist in backup '$F' (the closest parent that does is '/ext/etc')" batch1.err \
+  || fail "missing path: $(cat batch1.err)"
+grep -q "'/ext' is ambiguous: backup '$F' holds 3 filesystems" batch1.err \
+  || fail "ambiguous: $(cat batch1.err)"
+grep -q "'/ext' exists (--force replaces it)" batch1.err || fail "overwrite: $(cat batch1.err)"
+grep -q "copied 3 of 6 paths" batch1.out || fail "get 1: $(cat batch1.out) $(cat batch1.err)"
 for t in ext xfs lvm; do
   tree_list "${t}1" >want
   tree_list "out1/$t" >got
   diff want got >d.out || fail "get $F $t differs from the staged tree: $(cat d.out)"
 done
+mkdir several
+tar --numeric-owner -C several -xf several.tar || fail "several.tar does not unpack"
+[ "$(ls several | LC_ALL=C sort | tr '\n' '|')" = "big.log|etc|with space|" ] \
+  || fail "several.tar holds: $(ls several)"
+tree_list ext1/etc >want
+tree_list several/etc >got
+diff want got >d.out || fail "the tar's etc differs: $(cat d.out)"
+for f in "lvm1/home/user/with space" xfs1/var/log/big.log; do
+  b=$(basename "$f")
+  cmp "$f" "several/$b" || fail "the tar's $b differs"
+  [ "$(stat -c '%a %u %g %Y' "$f")" = "$(stat -c '%a %u %g %Y' "several/$b")" ] \
+    || fail "the tar's $b: $(stat -c '%a %u %g %Y' "several/$b")"
+done
 
-# get at the incremental, --force over the first copy, where symlinks
-# were planted to lead out of the target: they are replaced, never
-# followed; ".." in a path stops at the filesystem's root.
+# At the incremental, one appliance: get --force over the first copy,
+# where symlinks were planted to lead out of the target: they are
+# replaced, never followed; ".." in a path stops at the filesystem's
+# root; ls -l -R and find against the staged tree.
 mkdir outside
 rm -rf out1/ext/etc/hosts out1/ext/new
 ln -s "$TMPDIR_TEST/outside/hosts" out1/ext/etc/hosts
 ln -s "$TMPDIR_TEST/outside" out1/ext/new
-"$KNIB" files get --repo "$REPO" "$I" vda:/dev/sda1:/ext /dev/sda2:/xfs \
-  vda:/dev/vg0/lv0:/lvm --to out1 --force >get2.out 2>get2.err \
-  || fail "get 2: $(cat get2.err)"
+"$KNIB" files batch --repo "$REPO" "$I" >batch2.out 2>batch2.err <<EOB \
+  || fail "batch at $I: $(cat batch2.err)"
+get -q vda:/dev/sda1:/ext /dev/sda2:/xfs vda:/dev/vg0/lv0:/lvm --to out1 --force
+ls vda:/dev/sda2:/xfs/../../xfs -l -R
+find vda:/dev/sda1:/ --newer @1700000050 --size +3
+EOB
+[ ! -s batch2.err ] || fail "batch at $I: $(cat batch2.err)"
 [ -z "$(ls outside)" ] || fail "get wrote outside --to: $(ls -la outside)"
 # --force adds and replaces, it never deletes.
 rm out1/lvm/var/log/big.log out1/ext/etc/conf.d/empty.conf
@@ -125,25 +148,15 @@ for t in ext xfs lvm; do
   diff want got >d.out || fail "get $I $t differs from the staged tree: $(cat d.out)"
 done
 
-# ls -l -R and find at the incremental against the staged tree.
-"$KNIB" files ls --repo "$REPO" "$I" vda:/dev/sda2:/xfs/../../xfs -l -R \
-  >ls.out 2>ls.err || fail "files ls -l -R: $(cat ls.err)"
+# ls's lines start with the mode, find's with the path.
+grep -v '^/' batch2.out >ls.out
+grep '^/' batch2.out >find.out
 (cd xfs && find . -mindepth 1 -printf '%M %U %G %s %P%l\n') \
   | awk '{ if (substr($1, 1, 1) == "d") $4 = "-"; print }' | LC_ALL=C sort >want
 awk '{ name = $0; for (i = 1; i <= 5; i++) sub(/^ *[^ ]+ +/, "", name);
        sub(/ -> /, "", name); if (substr($1, 1, 1) == "d") $4 = "-";
        print $1, $2, $3, $4, name }' ls.out | LC_ALL=C sort >got
 diff want got >d.out || fail "ls -l -R differs: $(cat d.out)"
-
-status=0
-"$KNIB" files find --repo "$REPO" "$I" /ext --name '*.conf' >find.out \
-  2>find.err || status=$?
-[ "$status" = 1 ] || fail "an ambiguous path: status $status"
-grep -q "'/ext' is ambiguous: backup '$I' holds 3 filesystems" find.err \
-  || fail "ambiguous: $(cat find.err)"
-
-"$KNIB" files find --repo "$REPO" "$I" vda:/dev/sda1:/ --newer @1700000050 \
-  --size +3 >find.out 2>find.err || fail "find: $(cat find.err)"
 printf '/ext/etc/hosts\n/ext/new/file\n' >want
 diff want find.out >d.out || fail "find: $(cat d.out)"
 

@@ -315,10 +315,4 @@ char *validate_dead_end (const char *text) __attribute__ ((warn_unused_result));
 int validate_tail_lines (const char *text, size_t n, chain_string_vector *lines)
   __attribute__ ((warn_unused_result));
 
-/* Decode base64 (RFC 4648, padding optional): a new buffer, NUL
- * terminated (*len without the NUL).  NULL with set_error (EINVAL) on
- * bad input. */
-char *validate_base64_decode (const char *in, size_t *len)
-  __attribute__ ((warn_unused_result));
-
 #endif

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "backup/internal.h"
+#include "common/base64.h"
 #include "common/cleanup.h"
 #include "common/debug.h"
 #include "common/error.h"
@@ -203,58 +204,6 @@ validate_tail_lines (const char *text, size_t n, chain_string_vector *lines)
     }
   }
   return 0;
-}
-
-static int
-b64_value (char c)
-{
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
-}
-
-char *
-validate_base64_decode (const char *in, size_t *len)
-{
-  size_t n = strlen (in), o = 0;
-  char *out = malloc (n / 4 * 3 + 4);
-  unsigned acc = 0, bits = 0;
-
-  if (out == NULL) {
-    set_error (errno, "malloc");
-    return NULL;
-  }
-  for (size_t i = 0; i < n; i++) {
-    int v;
-
-    if (in[i] == '=')
-      break;
-    if (in[i] == '\n' || in[i] == '\r')
-      continue;
-    v = b64_value (in[i]);
-    if (v < 0) {
-      free (out);
-      set_error (EINVAL, "malformed base64");
-      return NULL;
-    }
-    acc = (acc << 6) | (unsigned) v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (char) ((acc >> bits) & 0xff);
-    }
-  }
-  out[o] = '\0';
-  *len = o;
-  return out;
 }
 
 /* ---- Results ---- */
@@ -757,7 +706,7 @@ exec_output (const json_t *status, const char *key)
 
   if (b64 == NULL)
     return strdup ("");
-  out = validate_base64_decode (b64, &len);
+  out = base64_decode (b64, &len);
   if (out == NULL) {
     error_clear ();
     return strdup ("");

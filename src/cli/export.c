@@ -22,6 +22,7 @@ enum {
   OPT_SOCKET,
   OPT_PORT,
   OPT_BIND,
+  OPT_TLS_CREDS,
 };
 
 static void
@@ -30,7 +31,8 @@ export_usage (FILE *fp)
   fprintf (
     fp,
     "Usage: knib export --repo DIR [--vm VM] BACKUP [--disk NAME]\n"
-    "                   (--socket PATH | --port N [--bind ADDR])\n"
+    "                   (--socket PATH | --port N [--bind ADDR]\n"
+    "                    [--tls-creds DIR])\n"
     "                   [--timeout SECONDS] [--json]\n"
     "\n"
     "Serve one disk of a backup, as it was at that point, as a read-only\n"
@@ -45,6 +47,8 @@ export_usage (FILE *fp)
     "      --socket PATH     serve on this unix socket\n"
     "      --port N          serve on this TCP port ...\n"
     "      --bind ADDR       ... of this address (default: all)\n"
+    "      --tls-creds DIR   TCP clients must use TLS: DIR holds ca-cert.pem,\n"
+    "                        server-cert.pem and server-key.pem\n"
     "      --timeout SECONDS stop after this long\n"
     "      --json            say where it serves as one JSON object\n"
     "  -h, --help            show this help\n");
@@ -61,6 +65,7 @@ export_parse (struct cli *cli, int argc, char **argv, struct cli_common *co,
     { "socket", required_argument, NULL, OPT_SOCKET },
     { "port", required_argument, NULL, OPT_PORT },
     { "bind", required_argument, NULL, OPT_BIND },
+    { "tls-creds", required_argument, NULL, OPT_TLS_CREDS },
     { NULL, 0, NULL, 0 },
   };
   int64_t port;
@@ -85,6 +90,9 @@ export_parse (struct cli *cli, int argc, char **argv, struct cli_common *co,
     case OPT_BIND:
       eo->bind = optarg;
       break;
+    case OPT_TLS_CREDS:
+      eo->tls_creds = optarg;
+      break;
     default:
       return cli_usage_error ("export", "unknown option");
     }
@@ -104,6 +112,8 @@ export_parse (struct cli *cli, int argc, char **argv, struct cli_common *co,
     return cli_usage_error ("export", "give one of --socket PATH and --port N");
   if (eo->bind != NULL && eo->port == NULL)
     return cli_usage_error ("export", "--bind goes with --port");
+  if (eo->tls_creds != NULL && eo->port == NULL)
+    return cli_usage_error ("export", "--tls-creds goes with --port");
   eo->vm = co->vm;
   return 0;
 }
@@ -138,14 +148,16 @@ cmd_export (struct cli *cli, int argc, char **argv)
     c = asprintf (&uri, "nbd+unix:///%s?socket=%s", files_export_disk (e),
                   eo.socket);
   else
-    c = asprintf (&uri, "nbd://%s:%s/%s", eo.bind ? eo.bind : "localhost",
-                  eo.port, files_export_disk (e));
+    c = asprintf (&uri, "%s://%s:%s/%s", eo.tls_creds ? "nbds" : "nbd",
+                  eo.bind ? eo.bind : "localhost", eo.port,
+                  files_export_disk (e));
   if (c == -1)
     uri = NULL;
   if (co.json) {
-    json_t *j = json_pack (
-      "{s:s, s:s, s:s, s:s, s:b}", "backup", id, "disk", files_export_disk (e),
-      "image", files_export_image (e), "uri", uri ? uri : "", "read_only", 1);
+    json_t *j = json_pack ("{s:s, s:s, s:s, s:s, s:b, s:b}", "backup", id,
+                           "disk", files_export_disk (e), "image",
+                           files_export_image (e), "uri", uri ? uri : "",
+                           "read_only", 1, "tls", eo.tls_creds != NULL);
 
     show_json (j, true);
     json_decref (j);

@@ -23,7 +23,9 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "files/files.h"
+#include "libvirt.h"
 #include "progress.h"
+#include "qmp/agent.h"
 #include "show.h"
 
 struct files_opts {
@@ -43,6 +45,8 @@ struct files_opts {
   bool size_set;
   /* diff */
   bool content;
+  /* restore */
+  const char *domain, *guest_agent;
   char **args;
   int nargs;
 };
@@ -58,6 +62,8 @@ enum {
   OPT_SIZE,
   OPT_CONTENT,
   OPT_ACCEL,
+  OPT_DOMAIN,
+  OPT_GUEST_AGENT,
 };
 
 static void
@@ -74,6 +80,10 @@ files_usage (FILE *fp)
     "       knib files diff --repo DIR BACKUP_A BACKUP_B [PATH] [--content] "
     "[--json]\n"
     "       knib files mount --repo DIR BACKUP MOUNTPOINT\n"
+    "       knib files restore --repo DIR BACKUP PATH...\n"
+    "                       (--domain NAME | --guest-agent SOCKET)\n"
+    "                       [--to GUESTPATH] [--force] [--json]\n"
+    "       knib files batch --repo DIR BACKUP [--disk NAME] < COMMANDS\n"
     "\n"
     "Files inside a backup, read by libguestfs in its own small appliance VM\n"
     "(the host never mounts a guest filesystem; the repository is only "
@@ -83,7 +93,11 @@ files_usage (FILE *fp)
     "or /etc/hosts when the backup holds one operating system or one\n"
     "filesystem.  'ls' without PATH lists the filesystems.  'mount' shows\n"
     "them read-only at MOUNTPOINT (sda1/, vg0-lv0/, guest/) until umount\n"
-    "or ^C.\n"
+    "or ^C.  'restore' puts regular files back into the running VM through\n"
+    "its guest agent (a temporary name, then a rename over the old file).\n"
+    "'batch' runs ls, get, find and restore lines from stdin (\"ls -l /etc\",\n"
+    "without BACKUP; quotes as in a shell, nothing expanded) on one\n"
+    "appliance; its status is the first failing line's.\n"
     "\n"
     "Options:\n"
     "      --repo DIR       the repository\n"
@@ -91,9 +105,14 @@ files_usage (FILE *fp)
     "      --disk NAME      only this disk\n"
     "  -l                   long listing (type, mode, owner, size, mtime)\n"
     "  -R                   recursive\n"
-    "      --to DIR         copy into DIR (made when missing)\n"
-    "      --tar FILE|-     one directory as a tar archive\n"
-    "      --force          replace files that exist in DIR\n"
+    "      --to DIR         copy into DIR (made when missing); restore: the\n"
+    "                       guest's path (ending in / for a directory;\n"
+    "                       default: the file's own path)\n"
+    "      --tar FILE|-     a tar archive: of one directory's contents, or\n"
+    "                       of several paths under their base names\n"
+    "      --force          replace files that exist in DIR or the guest\n"
+    "      --domain NAME    restore: the libvirt domain's guest agent\n"
+    "      --guest-agent SOCKET  restore: the guest agent's unix socket\n"
     "      --xattrs         also extended attributes and ACLs\n"
     "      --name GLOB      base names matching GLOB\n"
     "      --newer TIME     modified after TIME (2026-11-23T20:30:15Z or "
@@ -161,6 +180,8 @@ files_parse (struct cli *cli, int argc, char **argv, struct files_opts *o)
     { "size", required_argument, NULL, OPT_SIZE },
     { "content", no_argument, NULL, OPT_CONTENT },
     { "accel", required_argument, NULL, OPT_ACCEL },
+    { "domain", required_argument, NULL, OPT_DOMAIN },
+    { "guest-agent", required_argument, NULL, OPT_GUEST_AGENT },
     { "long", no_argument, NULL, 'l' },
     { "recursive", no_argument, NULL, 'R' },
     { NULL, 0, NULL, 0 },
@@ -219,6 +240,14 @@ files_parse (struct cli *cli, int argc, char **argv, struct files_opts *o)
       if (files_accel_parse (optarg, &o->so.accel) == -1)
         return cli_usage_error (o->cmd, "--accel: %s", get_error ());
       break;
+    case OPT_DOMAIN:
+      if (!cli_name_ok ("domain", optarg))
+        return -1;
+      o->domain = optarg;
+      break;
+    case OPT_GUEST_AGENT:
+      o->guest_agent = optarg;
+      break;
     case 'l':
       o->long_ = true;
       break;
@@ -270,11 +299,17 @@ say_accel (struct cli *cli, const struct files_opts *o)
              files_accel_name (a), why);
 }
 
+/* "files batch": the one session every command of the batch uses. */
+static struct files_session *batch_session;
+
 static struct files_session *
 open_session (struct cli *cli, struct chain_repo *repo, struct files_opts *o,
               const char *id)
 {
   struct files_session *s;
+
+  if (batch_session != NULL)
+    return batch_session;
 
   say_accel (cli, o);
   s = files_session_new (repo, id, &o->so);
@@ -284,6 +319,14 @@ open_session (struct cli *cli, struct chain_repo *repo, struct files_opts *o,
   }
   session_notes (cli, s);
   return s;
+}
+
+/* The end of a command's use of its session (the batch's lives on). */
+static void
+session_done (struct files_session *s)
+{
+  if (s != batch_session)
+    files_session_free (s);
 }
 
 static void
@@ -417,12 +460,12 @@ run_ls (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
     return EXIT_FAILURE_;
   if (o->nargs == 1) {
     status = ls_filesystems (s, o);
-    files_session_free (s);
+    session_done (s);
     return status;
   }
   if (files_session_resolve (s, o->args[1], &p) == -1) {
     cli_error ("%s", "");
-    files_session_free (s);
+    session_done (s);
     return EXIT_FAILURE_;
   }
   if (files_session_stat (s, &p, &e) == -1)
@@ -451,7 +494,7 @@ run_ls (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
   }
   files_entry_vector_release (&v);
   files_path_release (&p);
-  files_session_free (s);
+  session_done (s);
   return status;
 }
 
@@ -491,13 +534,14 @@ open_to_dir (const char *dir)
 static int
 get_tar (struct files_session *s, struct files_opts *o)
 {
-  struct files_path p;
+  struct files_path *ps = calloc (o->nargs - 1, sizeof *ps);
   CLEANUP_CLOSE int fd = -1;
-  int r;
+  int r = -1, n = 0;
 
-  if (o->nargs != 2) {
-    cli_usage_error (o->cmd, "--tar takes exactly one PATH");
-    return EXIT_USAGE;
+  if (ps == NULL) {
+    set_error (ENOMEM, "--tar");
+    cli_error ("%s", "");
+    return EXIT_FAILURE_;
   }
   if (strcmp (o->tar, "-") == 0)
     fd = dup (STDOUT_FILENO);
@@ -509,17 +553,31 @@ get_tar (struct files_session *s, struct files_opts *o)
   if (fd == -1) {
     set_error (errno, "--tar '%s'%s", o->tar,
                errno == EEXIST ? " (--force replaces it)" : "");
-    cli_error ("%s", "");
-    return EXIT_FAILURE_;
+    goto out;
   }
-  if (files_session_resolve (s, o->args[1], &p) == -1) {
-    cli_error ("%s", "");
-    return EXIT_FAILURE_;
-  }
-  r = files_session_tar (s, &p, fd, o->xattrs);
+  for (n = 0; n < o->nargs - 1; n++)
+    if (files_session_resolve (s, o->args[n + 1], &ps[n]) == -1)
+      goto out;
+  /* One directory: the appliance's own tar, names relative to it. */
+  if (n == 1)
+    r = files_session_tar (s, &ps[0], fd, o->xattrs);
+  else
+    r = files_session_tar_paths (s, ps, n, fd, o->xattrs);
+out:
   if (r == -1)
     cli_error ("%s", "");
-  files_path_release (&p);
+  else if (o->common.json && strcmp (o->tar, "-") != 0) {
+    json_auto_t *paths = json_array ();
+    json_auto_t *j = NULL;
+
+    for (int i = 1; paths != NULL && i < o->nargs; i++)
+      json_array_append_new (paths, json_string (o->args[i]));
+    j = json_pack ("{s:s, s:O}", "tar", o->tar, "paths", paths);
+    show_json (j, false);
+  }
+  while (n > 0)
+    files_path_release (&ps[--n]);
+  free (ps);
   return r == -1 ? EXIT_FAILURE_ : EXIT_OK;
 }
 
@@ -555,7 +613,7 @@ run_get (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
   if (o->tar != NULL) {
     int status = get_tar (s, o);
 
-    files_session_free (s);
+    session_done (s);
     return status;
   }
   gp.bar = progress_new (!o->common.quiet && !o->common.json);
@@ -588,7 +646,7 @@ run_get (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
     printf ("copied %d of %d path%s to '%s' in %.1f s\n",
             o->nargs - 1 - (int) failed, o->nargs - 1, o->nargs == 2 ? "" : "s",
             o->to, monotonic_seconds () - t0);
-  files_session_free (s);
+  session_done (s);
   return failed == 0 ? EXIT_OK : EXIT_FAILURE_;
 }
 
@@ -628,7 +686,7 @@ run_find (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
     return EXIT_FAILURE_;
   if (files_session_resolve (s, o->nargs == 2 ? o->args[1] : "/", &p) == -1) {
     cli_error ("%s", "");
-    files_session_free (s);
+    session_done (s);
     return EXIT_FAILURE_;
   }
   if (files_session_list (s, &p, true, &v) == -1)
@@ -648,7 +706,7 @@ run_find (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
   files_entry_vector_release (&v);
   files_entry_vector_release (&hits);
   files_path_release (&p);
-  files_session_free (s);
+  session_done (s);
   return status;
 }
 
@@ -871,7 +929,7 @@ run_mount (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
     return EXIT_FAILURE_;
   if (files_session_mount_local (s, w.mountpoint) == -1) {
     cli_error ("%s", "");
-    files_session_free (s);
+    session_done (s);
     return EXIT_FAILURE_;
   }
   if (o->common.json) {
@@ -902,7 +960,441 @@ run_mount (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
     pthread_kill (t, SIGHUP);
     pthread_join (t, NULL);
   }
-  files_session_free (s);
+  session_done (s);
+  return status;
+}
+
+/* ---- restore ---- */
+
+/* How long one guest agent command may take unless --timeout says. */
+#define RESTORE_AGENT_TIMEOUT_MS 60000
+
+struct restore_agent {
+  struct qga_client *qga; /* --guest-agent */
+  const char *domain;     /* --domain: libvirt's channel, through virsh */
+  int timeout_ms;
+};
+
+static int
+restore_agent_call (void *opaque, const char *command, json_t *args,
+                    json_t **result)
+{
+  struct restore_agent *a = opaque;
+  CLEANUP_FREE char *text = NULL, *out = NULL;
+  char timeout[32];
+  json_t *req, *reply;
+
+  if (a->qga != NULL)
+    return qga_client_execute (a->qga, command, args, result);
+  if (result != NULL)
+    *result = NULL;
+  req = json_pack ("{s:s}", "execute", command);
+  if (req != NULL && args != NULL)
+    json_object_set_new (req, "arguments", args);
+  else
+    json_decref (args);
+  text = req ? json_dumps (req, JSON_COMPACT) : NULL;
+  json_decref (req);
+  if (text == NULL) {
+    set_error (ENOMEM, "guest agent '%s'", command);
+    return -1;
+  }
+  snprintf (timeout, sizeof timeout, "%d",
+            a->timeout_ms < 0 ? -1 : (a->timeout_ms + 999) / 1000);
+  if (libvirt_virsh (&out, NULL, a->timeout_ms < 0 ? -1 : a->timeout_ms + 5000,
+                     "qemu-agent-command", a->domain, text, "--timeout",
+                     timeout, NULL)
+      == -1) {
+    error_prepend ("guest agent '%s' of domain '%s'", command, a->domain);
+    return -1;
+  }
+  reply = json_loads (out, 0, NULL);
+  if (!json_is_object (reply)) {
+    json_decref (reply);
+    set_error (-EPROTO, "guest agent '%s' of domain '%s': not JSON: %.200s",
+               command, a->domain, out);
+    return -1;
+  }
+  if (result != NULL)
+    *result = json_incref (json_object_get (reply, "return"));
+  json_decref (reply);
+  return 0;
+}
+
+/* Where path goes in the guest: --to, --to/ + its base name, or its own
+ * path (the part after the last ':'). */
+static char *
+restore_target (const struct files_opts *o, const char *spec)
+{
+  const char *colon = strrchr (spec, ':');
+  const char *path = colon ? colon + 1 : spec;
+  const char *base = strrchr (path, '/');
+  CLEANUP_FREE char *norm = NULL;
+
+  base = base ? base + 1 : path;
+  if (o->to == NULL)
+    return files_normalise (path);
+  if (o->to[0] != '\0' && o->to[strlen (o->to) - 1] == '/') {
+    CLEANUP_FREE char *joined = str_printf ("%s%s", o->to, base);
+
+    return joined ? files_normalise (joined) : NULL;
+  }
+  return files_normalise (o->to);
+}
+
+static void
+on_restore_progress (const struct files_get_status *st, void *opaque)
+{
+  struct get_progress *g = opaque;
+
+  progress_update (g->bar, g->path, st->bytes, st->total_bytes);
+}
+
+static int
+run_restore (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
+{
+  struct restore_agent agent = { NULL, o->domain, RESTORE_AGENT_TIMEOUT_MS };
+  struct get_progress gp = { NULL, NULL };
+  struct files_restore_options ro
+    = { restore_agent_call, &agent, on_restore_progress, &gp };
+  struct files_session *s = NULL;
+  chain_string_vector targets = empty_vector;
+  json_auto_t *done = json_array ();
+  int npaths = o->nargs - 1, failed = 0, status = EXIT_FAILURE_;
+
+  if (o->nargs < 2) {
+    cli_usage_error (o->cmd, "no PATH given");
+    return EXIT_USAGE;
+  }
+  if ((o->domain == NULL) == (o->guest_agent == NULL)) {
+    cli_usage_error (o->cmd, "give one of --domain NAME and --guest-agent "
+                             "SOCKET");
+    return EXIT_USAGE;
+  }
+  if (o->tar != NULL || o->xattrs) {
+    cli_usage_error (o->cmd, "--tar and --xattrs are for 'files get'");
+    return EXIT_USAGE;
+  }
+  if (o->to != NULL && (o->to[0] != '/' || strstr (o->to, "/../") != NULL)) {
+    cli_usage_error (o->cmd, "--to '%s': an absolute guest path", o->to);
+    return EXIT_USAGE;
+  }
+  if (npaths > 1 && o->to != NULL && o->to[strlen (o->to) - 1] != '/') {
+    cli_usage_error (o->cmd, "several PATHs go to a directory: --to DIR/");
+    return EXIT_USAGE;
+  }
+  for (int i = 1; i < o->nargs; i++) {
+    char *t = restore_target (o, o->args[i]);
+
+    if (t == NULL || chain_string_vector_append (&targets, t) == -1) {
+      free (t);
+      cli_error ("%s", "");
+      goto out;
+    }
+  }
+  if (o->common.timeout_set)
+    agent.timeout_ms = o->common.timeout_ms;
+  cli_catch_signals ();
+  /* The guest first: no appliance starts for a guest that cannot take
+   * the files. */
+  if (o->guest_agent != NULL) {
+    agent.qga = qga_client_connect (o->guest_agent, QGA_SYNC_TIMEOUT_MS,
+                                    agent.timeout_ms, &cli_interrupted);
+    if (agent.qga == NULL) {
+      error_prepend ("restore");
+      cli_error ("%s", "");
+      goto out;
+    }
+  }
+  if (files_guest_check (&ro) == -1) {
+    error_prepend ("restore into %s '%s'",
+                   o->domain ? "domain" : "the guest of",
+                   o->domain ? o->domain : o->guest_agent);
+    cli_error ("%s", "");
+    goto out;
+  }
+  for (size_t i = 0; !o->force && i < targets.len; i++) {
+    int r = files_guest_exists (&ro, targets.ptr[i]);
+
+    if (r != 0) {
+      if (r == 1)
+        set_error (-EEXIST, "'%s' exists in the guest (--force replaces it)",
+                   targets.ptr[i]);
+      error_prepend ("restore");
+      cli_error ("%s", "");
+      goto out;
+    }
+  }
+  s = open_session (cli, repo, o, o->args[0]);
+  if (s == NULL)
+    goto out;
+  for (int i = 1; i < o->nargs; i++) {
+    const char *target = targets.ptr[i - 1];
+    struct files_path p;
+    double t0 = monotonic_seconds ();
+    struct files_entry e = { NULL };
+    int r = files_session_resolve (s, o->args[i], &p);
+
+    if (r == 0) {
+      gp.path = p.display;
+      gp.bar = progress_new (!o->common.quiet && !o->common.json);
+      r = files_session_restore (s, &p, target, &ro);
+      progress_free (gp.bar);
+      gp.bar = NULL;
+      if (r == 0)
+        r = files_session_stat (s, &p, &e);
+      files_path_release (&p);
+    }
+    if (r == -1) {
+      cli_error ("%s", "");
+      failed++;
+    }
+    else if (!o->common.json && !o->common.quiet) {
+      double secs = monotonic_seconds () - t0;
+      char size[32], rate[32];
+
+      progress_format_bytes ((uint64_t) e.size, size, sizeof size);
+      progress_format_bytes (secs > 0 ? (uint64_t) (e.size / secs) : 0, rate,
+                             sizeof rate);
+      printf ("restored '%s' to '%s' in the guest: %s in %.1f s (%s/s), "
+              "mode %04o, owner %" PRId64 ":%" PRId64 "\n",
+              o->args[i], target, size, secs, rate, (unsigned) e.mode, e.uid,
+              e.gid);
+    }
+    if (done != NULL)
+      json_array_append_new (
+        done,
+        json_pack ("{s:s, s:s, s:b, s:I}", "path", o->args[i], "to", target,
+                   "ok", r == 0, "bytes", (json_int_t) (r == 0 ? e.size : 0)));
+    files_entry_release (&e);
+    if (r == -1 && cli_interrupted)
+      break;
+  }
+  if (o->common.json) {
+    json_auto_t *j = json_pack ("{s:s, s:O, s:I}", "backup", o->args[0],
+                                "paths", done, "failed", (json_int_t) failed);
+
+    show_json (j, false);
+  }
+  status = failed == 0 ? EXIT_OK : EXIT_FAILURE_;
+out:
+  session_done (s);
+  qga_client_free (agent.qga);
+  chain_string_vector_release (&targets);
+  return status;
+}
+
+/* ---- batch ---- */
+
+/* Split line into words: blanks separate, '...' and "..." quote (a
+ * backslash escapes " and \ inside double quotes), a backslash outside
+ * quotes takes the next character as it is.  Nothing is expanded.  -1
+ * with set_error on an open quote. */
+static int
+split_words (const char *line, chain_string_vector *out)
+{
+  const char *p = line;
+
+  for (;;) {
+    char *w, *q;
+    bool any = false;
+
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (*p == '\0' || *p == '\n')
+      return 0;
+    w = q = malloc (strlen (p) + 1);
+    if (w == NULL) {
+      set_error (ENOMEM, "batch");
+      return -1;
+    }
+    while (*p != '\0' && *p != '\n' && *p != ' ' && *p != '\t') {
+      any = true;
+      if (*p == '\'' || *p == '"') {
+        char quote = *p++;
+
+        while (*p != quote && *p != '\0') {
+          if (quote == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
+            p++;
+          *q++ = *p++;
+        }
+        if (*p == '\0') {
+          free (w);
+          set_error (-EINVAL, "an unterminated %c quote", quote);
+          return -1;
+        }
+        p++;
+      }
+      else if (*p == '\\' && p[1] != '\0')
+        *q++ = *++p, p++;
+      else
+        *q++ = *p++;
+    }
+    *q = '\0';
+    if (!any || chain_string_vector_append (out, w) == -1) {
+      free (w);
+      if (any) {
+        set_error (ENOMEM, "batch");
+        return -1;
+      }
+    }
+  }
+}
+
+static const struct {
+  const char *name;
+  int (*run) (struct cli *, struct chain_repo *, struct files_opts *);
+} batch_subs[] = {
+  { "ls", run_ls },
+  { "get", run_get },
+  { "find", run_find },
+  { "restore", run_restore },
+};
+
+/* Which command a line runs (an index of batch_subs); -1 (said) when
+ * it is not one, -2 for a blank line. */
+static int
+batch_sub (const char *line)
+{
+  chain_string_vector words = empty_vector;
+  int k = -1;
+
+  if (split_words (line, &words) == -1)
+    cli_usage_error ("files batch", "'%.*s': %s", (int) strcspn (line, "\n"),
+                     line, get_error ());
+  else if (words.len == 0)
+    k = -2;
+  else {
+    for (size_t i = 0; i < sizeof batch_subs / sizeof batch_subs[0]; i++)
+      if (strcmp (words.ptr[0], batch_subs[i].name) == 0)
+        k = (int) i;
+    if (k == -1)
+      cli_usage_error ("files batch",
+                       "'%s': not a command of a batch (ls, get, find, "
+                       "restore)",
+                       words.ptr[0]);
+  }
+  chain_string_vector_release (&words);
+  return k;
+}
+
+/* One line of a batch: "ls -l /etc", run on the batch's session. */
+static int
+batch_line (struct cli *cli, struct chain_repo *repo,
+            const struct files_opts *bo, const char *line)
+{
+  chain_string_vector words = empty_vector;
+  chain_string_vector argv = empty_vector;
+  struct files_opts o = { .cmd = NULL };
+  char cmd[32];
+  int status = EXIT_USAGE;
+  int k = batch_sub (line);
+
+  if (k == -2)
+    return EXIT_OK;
+  if (k < 0 || split_words (line, &words) == -1)
+    goto out;
+  /* SUB --repo DIR [--vm VM] [--json] BACKUP WORDS... */
+  if (chain_string_vector_append (&argv, words.ptr[0]) == -1
+      || chain_string_vector_append (&argv, (char *) "--repo") == -1
+      || chain_string_vector_append (&argv, (char *) bo->common.repo) == -1
+      || (bo->common.vm != NULL
+          && (chain_string_vector_append (&argv, (char *) "--vm") == -1
+              || chain_string_vector_append (&argv, (char *) bo->common.vm)
+                   == -1))
+      || (bo->common.json
+          && chain_string_vector_append (&argv, (char *) "--json") == -1)
+      || (bo->common.quiet
+          && chain_string_vector_append (&argv, (char *) "--quiet") == -1)
+      || chain_string_vector_append (&argv, bo->args[0]) == -1)
+    goto nomem;
+  for (size_t i = 1; i < words.len; i++)
+    if (chain_string_vector_append (&argv, words.ptr[i]) == -1)
+      goto nomem;
+  snprintf (cmd, sizeof cmd, "files %s", batch_subs[k].name);
+  o.cmd = cmd;
+  optind = 0;
+  if (files_parse (cli, (int) argv.len, argv.ptr, &o) == -1)
+    goto out;
+  if (o.common.help) {
+    status = EXIT_OK;
+    goto out;
+  }
+  if (o.so.disk != NULL) {
+    cli_usage_error (cmd, "--disk goes to 'files batch' itself");
+    goto out;
+  }
+  status = batch_subs[k].run (cli, repo, &o);
+  goto out;
+nomem:
+  set_error (ENOMEM, "batch");
+  cli_error ("%s", "");
+  status = EXIT_FAILURE_;
+out:
+  fflush (stdout);
+  /* argv borrows its strings from words and the batch's options. */
+  argv.len = 0;
+  chain_string_vector_reset (&argv);
+  chain_string_vector_release (&words);
+  return status;
+}
+
+/* Several commands on one backup, one per line of stdin, with one
+ * appliance for them all. */
+static int
+run_batch (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
+{
+  chain_string_vector lines = empty_vector;
+  char *line = NULL;
+  size_t cap = 0;
+  int status = EXIT_OK;
+
+  if (o->nargs != 1) {
+    cli_usage_error (o->cmd, "give BACKUP only (commands come on stdin)");
+    return EXIT_USAGE;
+  }
+  if (o->to || o->tar || o->name || o->newer_set || o->size_set || o->long_
+      || o->recursive || o->force || o->xattrs || o->content || o->domain
+      || o->guest_agent) {
+    cli_usage_error (o->cmd, "options of a command go on its line");
+    return EXIT_USAGE;
+  }
+  /* Every line is checked before the appliance starts. */
+  while (getline (&line, &cap, stdin) != -1) {
+    char *copy;
+
+    if (line[0] == '#')
+      continue;
+    if (batch_sub (line) == -1) {
+      free (line);
+      chain_string_vector_release (&lines);
+      return EXIT_USAGE;
+    }
+    copy = strdup (line);
+    if (copy == NULL || chain_string_vector_append (&lines, copy) == -1) {
+      free (copy);
+      free (line);
+      chain_string_vector_release (&lines);
+      set_error (ENOMEM, "batch");
+      cli_error ("%s", "");
+      return EXIT_FAILURE_;
+    }
+  }
+  free (line);
+  batch_session = open_session (cli, repo, o, o->args[0]);
+  if (batch_session == NULL) {
+    chain_string_vector_release (&lines);
+    return EXIT_FAILURE_;
+  }
+  for (size_t i = 0; i < lines.len && !cli_interrupted; i++) {
+    int r = batch_line (cli, repo, o, lines.ptr[i]);
+
+    if (r != EXIT_OK && status == EXIT_OK)
+      status = r;
+  }
+  chain_string_vector_release (&lines);
+  files_session_free (batch_session);
+  batch_session = NULL;
   return status;
 }
 
@@ -913,8 +1405,9 @@ cmd_files (struct cli *cli, int argc, char **argv)
     const char *name;
     int (*run) (struct cli *, struct chain_repo *, struct files_opts *);
   } subs[] = {
-    { "ls", run_ls },     { "get", run_get },     { "find", run_find },
-    { "diff", run_diff }, { "mount", run_mount },
+    { "ls", run_ls },       { "get", run_get },     { "find", run_find },
+    { "diff", run_diff },   { "mount", run_mount }, { "restore", run_restore },
+    { "batch", run_batch },
   };
   struct files_opts o = { .cmd = NULL };
   struct chain_repo *repo;
@@ -948,7 +1441,7 @@ cmd_files (struct cli *cli, int argc, char **argv)
   }
   cli_usage_error ("files",
                    "unknown sub-command '%s' (ls, get, find, "
-                   "diff)",
+                   "diff, mount, restore, batch)",
                    argv[1]);
   return EXIT_USAGE;
 }

@@ -91,12 +91,24 @@ build (struct files_export *e, const struct files_export_options *o)
                            "read-only", 1))
       == -1)
     return -1;
+  if (o->tls_creds != NULL
+      && add_json (e->cmd, "--object",
+                   json_pack ("{s:s, s:s, s:s, s:s, s:b}", "qom-type",
+                              "tls-creds-x509", "id", "knib-tls", "dir",
+                              o->tls_creds, "endpoint", "server", "verify-peer",
+                              0))
+           == -1)
+    return -1;
   if (o->socket != NULL)
     addr = json_pack ("{s:s, s:s}", "type", "unix", "path", o->socket);
   else
     addr = json_pack ("{s:s, s:s, s:s}", "type", "inet", "host",
                       o->bind ? o->bind : "::", "port", o->port);
-  if (add_json (e->cmd, "--nbd-server", json_pack ("{s:o}", "addr", addr)) == -1
+  if (add_json (e->cmd, "--nbd-server",
+                o->tls_creds ? json_pack ("{s:o, s:s}", "addr", addr,
+                                          "tls-creds", "knib-tls")
+                             : json_pack ("{s:o}", "addr", addr))
+        == -1
       || add_json (e->cmd, "--export",
                    json_pack ("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id",
                               "knib-export", "node-name", "knib-disk", "name",
@@ -144,6 +156,32 @@ wait_listening (struct files_export *e)
   }
 }
 
+/* The files qemu's tls-creds-x509 reads from a server's directory. */
+static int
+check_tls_dir (const char *dir)
+{
+  static const char *const names[]
+    = { "ca-cert.pem", "server-cert.pem", "server-key.pem" };
+
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    CLEANUP_FREE char *path = NULL;
+
+    if (asprintf (&path, "%s/%s", dir, names[i]) == -1) {
+      path = NULL;
+      set_error (ENOMEM, "--tls-creds");
+      return -1;
+    }
+    if (access (path, R_OK) == -1) {
+      set_error (errno,
+                 "--tls-creds '%s': cannot read %s (the directory holds "
+                 "ca-cert.pem, server-cert.pem and server-key.pem)",
+                 dir, names[i]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static const struct chain_disk *
 pick_disk (const struct chain_manifest *m, const char *name)
 {
@@ -176,7 +214,8 @@ files_export_new (struct chain_repo *repo, const char *id,
     set_error (ENOMEM, "export");
     return NULL;
   }
-  if (chain_backup_chain (repo, o->vm, id, &chain) == -1)
+  if ((o->tls_creds != NULL && check_tls_dir (o->tls_creds) == -1)
+      || chain_backup_chain (repo, o->vm, id, &chain) == -1)
     goto fail;
   m = chain.ptr[chain.len - 1];
   d = pick_disk (m, o->disk);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "chain/chain.h"
 #include "common/vector.h"
 
@@ -235,6 +237,53 @@ int files_session_tar (struct files_session *s, const struct files_path *p,
                        int fd, bool xattrs)
   __attribute__ ((warn_unused_result));
 
+/* A tar archive of several paths, each under its base name (files,
+ * symlinks or trees; numeric owners; with xattrs, extended attributes
+ * and ACLs) written to fd.  They are copied out as files_session_get
+ * does into a private directory in /var/tmp first, then archived by
+ * GNU tar; two paths with the same base name are an error. */
+int files_session_tar_paths (struct files_session *s,
+                             const struct files_path *ps, size_t n, int fd,
+                             bool xattrs) __attribute__ ((warn_unused_result));
+
+/* ---- Putting a file back into a running VM ---- */
+
+/* Run one guest agent command (args may be NULL, stolen); *result (if
+ * not NULL) gets a new reference to its "return" value.  -1 with
+ * set_error, whose message carries the agent's own error text.  The
+ * caller supplies it: the agent's socket, or libvirt's channel. */
+typedef int (*files_agent_fn) (void *opaque, const char *command, json_t *args,
+                               json_t **result);
+
+struct files_restore_options {
+  files_agent_fn agent;
+  void *opaque;
+  files_get_fn progress; /* NULL: none */
+  void *progress_opaque;
+};
+
+/* The agent answers, allows what a restore needs (guest-file-open,
+ * -write, -close, guest-exec, guest-exec-status) and the guest's
+ * filesystems are not frozen; -1 with set_error saying which not. */
+int files_guest_check (const struct files_restore_options *o)
+  __attribute__ ((warn_unused_result));
+
+/* 1 when path exists in the guest, 0 when not, -1 with set_error. */
+int files_guest_exists (const struct files_restore_options *o, const char *path)
+  __attribute__ ((warn_unused_result));
+
+/* Put the regular file p into the guest at target (absolute): its bytes
+ * in chunks of at most 256 KiB to a temporary name in target's
+ * directory, then the backup's mode, owner and mtime (chown, chmod,
+ * touch through guest-exec), then a rename over target, which is
+ * replaced when it exists (the caller checks first).  The guest never
+ * sees a partial file; on failure it keeps its old one and the error
+ * says so. */
+int files_session_restore (struct files_session *s, const struct files_path *p,
+                           const char *target,
+                           const struct files_restore_options *o)
+  __attribute__ ((warn_unused_result));
+
 /* ---- Comparing ---- */
 
 enum files_change {
@@ -273,11 +322,14 @@ int files_diff (const files_entry_vector *a, const files_entry_vector *b,
 /* ---- Exporting a disk over NBD ---- */
 
 struct files_export_options {
-  const char *vm;     /* NULL: whichever VM has the backup */
-  const char *disk;   /* NULL: the backup's only disk */
-  const char *socket; /* a unix socket to serve on, or */
-  const char *port;   /* a TCP port ... */
-  const char *bind;   /* ... on this address (NULL: all) */
+  const char *vm;        /* NULL: whichever VM has the backup */
+  const char *disk;      /* NULL: the backup's only disk */
+  const char *socket;    /* a unix socket to serve on, or */
+  const char *port;      /* a TCP port ... */
+  const char *bind;      /* ... on this address (NULL: all) */
+  const char *tls_creds; /* a directory with ca-cert.pem, server-cert.pem
+                            and server-key.pem: clients must use TLS
+                            (NULL: plain NBD) */
 };
 
 struct files_export;

@@ -280,6 +280,66 @@ push_mount (struct files_session *s, const char *dev, const char *dir)
   return 0;
 }
 
+/* The Debian package that lets libguestfs's appliance read a type of
+ * filesystem (the appliance is built from the host's packages). */
+static const struct {
+  const char *type;
+  const char *package;
+} fs_packages[] = {
+  { "xfs", "libguestfs-xfs" },           { "jfs", "libguestfs-jfs" },
+  { "reiserfs", "libguestfs-reiserfs" }, { "nilfs2", "libguestfs-nilfs" },
+  { "hfsplus", "libguestfs-hfsplus" },   { "gfs2", "libguestfs-gfs2" },
+  { "zfs_member", "libguestfs-zfs" },    { "ntfs", "ntfs-3g" },
+};
+
+/* After a mount of dev failed: when the appliance has no support for
+ * its type at all, say which package gives it (replacing the mount's
+ * own error); else leave that error. */
+static void
+explain_unsupported (struct files_session *s, const char *dev)
+{
+  CLEANUP_FREE char *type = guestfs_vfs_type (s->g, dev);
+  const char *package = NULL;
+  struct error_saved saved;
+  struct guestfs_utsname *u;
+  bool cloud;
+  int avail;
+
+  if (type == NULL || type[0] == '\0')
+    return;
+  error_save (&saved);
+  avail = guestfs_filesystem_available (s->g, type);
+  error_restore (&saved);
+  if (avail != 0)
+    return;
+  for (size_t i = 0; i < sizeof fs_packages / sizeof fs_packages[0]; i++)
+    if (strcmp (fs_packages[i].type, type) == 0)
+      package = fs_packages[i].package;
+  /* Debian's cloud kernels leave many filesystems out; the appliance
+   * boots a kernel of the host's /boot, which may not be the running
+   * one. */
+  error_save (&saved);
+  u = guestfs_utsname (s->g);
+  error_restore (&saved);
+  cloud = u != NULL && strstr (u->uts_release, "-cloud-") != NULL;
+  if (u != NULL)
+    guestfs_free_utsname (u);
+  if (package != NULL)
+    set_error (-ENOTSUP,
+               "cannot mount %s: libguestfs's appliance cannot read %s "
+               "filesystems: install the package %s%s%s%s",
+               dev, type, package, cloud ? " and a kernel with " : "",
+               cloud ? type : "", cloud ? " (linux-image-amd64)" : "");
+  else
+    set_error (-ENOTSUP,
+               "cannot mount %s: libguestfs's appliance cannot read %s "
+               "filesystems: its kernel has no %s driver: install %s",
+               dev, type, type,
+               cloud ? "the package linux-image-amd64 (Debian's cloud "
+                       "kernel leaves it out)"
+                     : "a kernel package that has it");
+}
+
 /* Mount filesystem dev read-only at its own directory (once). */
 static const char *
 mount_fs (struct files_session *s, const char *dev)
@@ -296,10 +356,16 @@ mount_fs (struct files_session *s, const char *dev)
   for (char *c = dir + 1; *c != '\0'; c++)
     if (*c == '/')
       *c = '-';
-  if (guestfs_mkmountpoint (s->g, dir) == -1
-      || guestfs_mount_ro (s->g, dev, dir) == -1) {
+  if (guestfs_mkmountpoint (s->g, dir) == -1) {
     files_guestfs_error (s->g, dev);
     error_prepend ("cannot mount");
+    return NULL;
+  }
+  if (guestfs_mount_ro (s->g, dev, dir) == -1) {
+    files_guestfs_error (s->g, dev);
+    error_prepend ("cannot mount");
+    explain_unsupported (s, dev);
+    guestfs_rmmountpoint (s->g, dir);
     return NULL;
   }
   debug (DEBUG_CHAIN, "files: %s mounted read-only", dev);

@@ -504,3 +504,60 @@ files_session_tar (struct files_session *s, const struct files_path *p, int fd,
   }
   return 0;
 }
+
+int
+files_session_tar_paths (struct files_session *s, const struct files_path *ps,
+                         size_t n, int fd, bool xattrs)
+{
+  struct files_get_options go = { false, xattrs, NULL, NULL };
+  char tmpl[] = "/var/tmp/knib-tar.XXXXXX";
+  CLEANUP_CLOSE int dirfd = -1;
+  struct command *cmd = NULL;
+  int r = -1;
+
+  for (size_t i = 0; i < n; i++)
+    if (strcmp (ps[i].path, "/") == 0) {
+      set_error (-EINVAL,
+                 "'%s' is a filesystem's root: with several paths each "
+                 "goes into the archive under its own name",
+                 ps[i].display);
+      return -1;
+    }
+  if (mkdtemp (tmpl) == NULL) {
+    set_error (errno, "cannot make a scratch directory in /var/tmp");
+    return -1;
+  }
+  dirfd = open (tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd == -1) {
+    set_error (errno, "%s", tmpl);
+    goto out;
+  }
+  /* Each path copied out as "files get" does (safe against ".." and
+   * symlinks), then one archive of them all, under their base names. */
+  for (size_t i = 0; i < n; i++)
+    if (files_session_get (s, &ps[i], dirfd, &go) == -1) {
+      if (get_errno () == EEXIST)
+        error_prepend ("two paths have the same name");
+      goto out;
+    }
+  cmd = command_new ("tar");
+  if (cmd == NULL)
+    goto out;
+  command_add_args (cmd, "--numeric-owner", "--format=posix", "-C", tmpl, NULL);
+  if (xattrs)
+    command_add_args (cmd, "--xattrs", "--xattrs-include=*", "--acls", NULL);
+  command_add_argf (cmd, "--file=/dev/fd/%d", fd);
+  command_add_args (cmd, "--create", "--", NULL);
+  for (size_t i = 0; i < n; i++)
+    command_add_arg (cmd, strrchr (ps[i].path, '/') + 1);
+  command_pass_fd (cmd, fd);
+  r = command_run (cmd, NULL);
+out:
+  if (r == -1)
+    error_prepend ("tar of %zu paths", n);
+  command_free (cmd);
+  if (dirfd != -1) {
+    remove_tree_at (AT_FDCWD, tmpl);
+  }
+  return r;
+}
