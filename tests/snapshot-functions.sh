@@ -13,6 +13,14 @@ R=$TMPDIR_TEST/repo
 SCR=$TMPDIR_TEST/scratch
 VMN=0
 
+# new_disks: the VM's two empty disks, $A (64M) and $B (32M).
+new_disks () {
+  A=$TMPDIR_TEST/a.qcow2
+  B=$TMPDIR_TEST/b.qcow2
+  qemu-img create -q -f qcow2 "$A" 64M
+  qemu-img create -q -f qcow2 "$B" 32M
+}
+
 # start_vm: start the VM on the images its disks run on now ($A, $B).
 start_vm () {
   VMN=$((VMN + 1))

@@ -9,10 +9,7 @@
 . "$(dirname "$0")/snapshot-functions.sh"
 require_test_hooks
 
-A=$TMPDIR_TEST/a.qcow2
-B=$TMPDIR_TEST/b.qcow2
-qemu-img create -q -f qcow2 "$A" 64M
-qemu-img create -q -f qcow2 "$B" 32M
+new_disks
 start_vm
 wr 0x11 0
 backup 0

@@ -1700,3 +1700,160 @@ out:
   }
   return r;
 }
+
+/* ---- Restore in place ---- */
+
+/* Whether the VM has something a restore in place would orphan. */
+static bool
+has_snapshots (const struct chain_snaps *s)
+{
+  if (s->snaps.len > 0 || s->pending != NULL)
+    return true;
+  for (size_t i = 0; i < s->layers.len; i++) {
+    const char *top = chain_snap_file_get (&s->tops, s->layers.ptr[i].disk);
+
+    if (top == NULL || strcmp (top, s->layers.ptr[i].file) != 0)
+      return true;
+  }
+  return false;
+}
+
+/* The disk of s with layers that no target restores, or NULL. */
+static const char *
+unrestored_disk (const struct chain_snaps *s,
+                 const struct chain_restore_target *targets, size_t n)
+{
+  for (size_t i = 0; i < s->layers.len; i++) {
+    size_t k;
+
+    for (k = 0; k < n; k++)
+      if (strcmp (targets[k].disk, s->layers.ptr[i].disk) == 0)
+        break;
+    if (k == n)
+      return s->layers.ptr[i].disk;
+  }
+  return NULL;
+}
+
+int
+snapshot_restore_check (struct chain_repo *repo, const char *vm,
+                        const struct chain_restore_target *targets, size_t n,
+                        bool drop)
+{
+  struct chain_snaps s;
+  CLEANUP_FREE char *names = NULL;
+  bool has;
+
+  if (chain_snaps_read (repo, vm, &s) == -1)
+    return -1;
+  has = has_snapshots (&s);
+  if (has && drop) {
+    const char *disk = unrestored_disk (&s, targets, n);
+
+    if (disk != NULL)
+      set_error (-EINVAL,
+                 "--drop-snapshots removes the layers of every disk of vm "
+                 "'%s', and disk %s runs on them: restore it too",
+                 vm, disk);
+    chain_snaps_release (&s);
+    return disk != NULL ? -1 : 0;
+  }
+  for (size_t i = 0; i < s.snaps.len; i++) {
+    char *more = str_printf ("%s%s%s", names ? names : "", names ? ", " : "",
+                             s.snaps.ptr[i].name);
+
+    free (names);
+    names = more;
+  }
+  chain_snaps_release (&s);
+  if (!has)
+    return 0;
+  set_error (-EBUSY,
+             "vm '%s' has snapshots (%s) whose layers its disks are: a "
+             "restore in place replaces the disks and the snapshots could "
+             "not be reverted to any more; delete them first (knib snapshot "
+             "delete), or give --drop-snapshots to remove them and their "
+             "layers with the restore",
+             vm, names ? names : "an unfinished operation");
+  return -1;
+}
+
+/* Whether file is one of the restored images. */
+static bool
+kept (const char *file, const struct chain_restore_target *keep, size_t n)
+{
+  CLEANUP_FREE char *real = realpath (file, NULL);
+
+  for (size_t i = 0; i < n; i++) {
+    CLEANUP_FREE char *k = realpath (keep[i].path, NULL);
+
+    if (strcmp (file, keep[i].path) == 0
+        || (real != NULL && k != NULL && strcmp (real, k) == 0))
+      return true;
+  }
+  return false;
+}
+
+int
+snapshot_drop (struct chain_lock *lock, const struct chain_restore_target *keep,
+               size_t n, chain_string_vector *done)
+{
+  struct chain_snaps s, empty = { .pending = NULL };
+  chain_snap_file_vector files = empty_vector;
+  size_t i;
+  int r = -1;
+
+  if (chain_snaps_load (lock, &s) == -1)
+    return -1;
+  if (!has_snapshots (&s)) {
+    chain_snaps_release (&s);
+    return 0;
+  }
+  for (i = 0; i < s.layers.len; i++)
+    if (chain_snap_file_add (&files, s.layers.ptr[i].disk, s.layers.ptr[i].file)
+        == -1)
+      goto out;
+  for (i = 0; i < s.pending_files.len; i++)
+    if (chain_snap_file_add (&files, s.pending_files.ptr[i].disk,
+                             s.pending_files.ptr[i].file)
+        == -1)
+      goto out;
+  /* Nothing is removed while a program holds one of them. */
+  for (i = 0; i < files.len; i++)
+    if (!kept (files.ptr[i].file, keep, n) && exists (files.ptr[i].file)
+        && image_in_use (files.ptr[i].file)) {
+      set_error (-EBUSY,
+                 "disk %s: a program holds layer '%s' of a snapshot: stop "
+                 "it, then run the restore again",
+                 files.ptr[i].disk, files.ptr[i].file);
+      goto out;
+    }
+  for (i = 0; i < files.len; i++) {
+    const char *f = files.ptr[i].file;
+    CLEANUP_FREE char *list = str_printf ("%s.knib-disabled", f);
+
+    if (kept (f, keep, n))
+      continue;
+    if (unlink (f) == -1 && errno != ENOENT) {
+      set_error (errno, "removing layer '%s'", f);
+      goto out;
+    }
+    if (list != NULL)
+      (void) unlink (list);
+    chain_note_add (done, str_printf ("disk %s: removed '%s', a layer of the "
+                                      "dropped snapshots",
+                                      files.ptr[i].disk, f));
+  }
+  for (i = 0; i < s.snaps.len; i++)
+    chain_note_add (done, str_printf ("snapshot %s: dropped with the restore",
+                                      s.snaps.ptr[i].name));
+  if (chain_snaps_commit (lock, &empty) == -1)
+    goto out;
+  r = 0;
+out:
+  if (r == -1)
+    error_prepend ("dropping the snapshots");
+  chain_snap_file_vector_release (&files);
+  chain_snaps_release (&s);
+  return r;
+}
