@@ -172,11 +172,6 @@ state () {
     | jq -r ".snapshots[] | select(.name == \"$1\") | .state"
 }
 
-# pstate PID: the one-letter state of a process ("" when gone).
-pstate () {
-  sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || :
-}
-
 # killed_at POINT ARG...: knib snapshot ARG... stops itself at POINT
 # (KNIB_TEST_STOP_AT), and is killed with SIGKILL there.
 killed_at () {
@@ -187,14 +182,7 @@ killed_at () {
       >kill.out 2>kill.err ) &
   _pid=$!
   track_pid $_pid
-  i=0
-  until [ "$(pstate $_pid)" = T ]; do
-    i=$((i + 1))
-    [ "$i" -le 600 ] || fail "knib snapshot $* did not stop at $_point: $(cat kill.err)"
-    sleep 0.1
-  done
-  kill -9 $_pid
-  wait $_pid 2>/dev/null || :
+  kill_stopped $_pid kill.err
 }
 
 # The VM stopped: its images are $A and $B.

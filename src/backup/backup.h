@@ -53,6 +53,9 @@ struct backup_options {
    * alias "virtio-disk0" is disk "vda"): n_renames of them; */
   const struct backup_rename *renames;
   size_t n_renames;
+  /* its name, so that a snapshot merge a killed knib left is finished
+   * through libvirt (NULL: a plain QEMU or a stopped VM); */
+  const char *domain;
   /* what vm.json records (NULL: keep what it has), and the definition
    * also beside the images as BACKUP_DEFINITION_FILE, so that the VM
    * can be made again as it was at that backup; */
