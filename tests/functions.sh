@@ -35,6 +35,25 @@ fail () {
   exit 1
 }
 
+# pstate PID: the one-letter state of a process ("" when gone).
+pstate () {
+  sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || :
+}
+
+# kill_stopped PID ERRFILE: once process PID stopped itself
+# (KNIB_TEST_STOP_AT), kill it with SIGKILL; fail, quoting ERRFILE, when
+# it does not stop within a minute.
+kill_stopped () {
+  _i=0
+  until [ "$(pstate "$1")" = T ]; do
+    _i=$((_i + 1))
+    [ "$_i" -le 600 ] || fail "process $1 did not stop: $(cat "$2")"
+    sleep 0.1
+  done
+  kill -9 "$1"
+  wait "$1" 2>/dev/null || :
+}
+
 # Skip the test (exit 77) unless every named program is installed.
 require () {
   for prog in "$@"; do

@@ -13,6 +13,14 @@ R=$TMPDIR_TEST/repo
 SCR=$TMPDIR_TEST/scratch
 VMN=0
 
+# new_disks: the VM's two empty disks, $A (64M) and $B (32M).
+new_disks () {
+  A=$TMPDIR_TEST/a.qcow2
+  B=$TMPDIR_TEST/b.qcow2
+  qemu-img create -q -f qcow2 "$A" 64M
+  qemu-img create -q -f qcow2 "$B" 32M
+}
+
 # start_vm: start the VM on the images its disks run on now ($A, $B).
 start_vm () {
   VMN=$((VMN + 1))
@@ -164,11 +172,6 @@ state () {
     | jq -r ".snapshots[] | select(.name == \"$1\") | .state"
 }
 
-# pstate PID: the one-letter state of a process ("" when gone).
-pstate () {
-  sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || :
-}
-
 # killed_at POINT ARG...: knib snapshot ARG... stops itself at POINT
 # (KNIB_TEST_STOP_AT), and is killed with SIGKILL there.
 killed_at () {
@@ -179,14 +182,7 @@ killed_at () {
       >kill.out 2>kill.err ) &
   _pid=$!
   track_pid $_pid
-  i=0
-  until [ "$(pstate $_pid)" = T ]; do
-    i=$((i + 1))
-    [ "$i" -le 600 ] || fail "knib snapshot $* did not stop at $_point: $(cat kill.err)"
-    sleep 0.1
-  done
-  kill -9 $_pid
-  wait $_pid 2>/dev/null || :
+  kill_stopped $_pid kill.err
 }
 
 # The VM stopped: its images are $A and $B.

@@ -53,6 +53,9 @@ struct backup_options {
    * alias "virtio-disk0" is disk "vda"): n_renames of them; */
   const struct backup_rename *renames;
   size_t n_renames;
+  /* its name, so that a snapshot merge a killed knib left is finished
+   * through libvirt (NULL: a plain QEMU or a stopped VM); */
+  const char *domain;
   /* what vm.json records (NULL: keep what it has), and the definition
    * also beside the images as BACKUP_DEFINITION_FILE, so that the VM
    * can be made again as it was at that backup; */
@@ -144,8 +147,9 @@ struct backup_restore_options {
   /* Each disk becomes a qcow2 overlay whose backing file is the
    * backup's image in the repository (pinned until consolidated). */
   bool quick;
-  const char *holder; /* the VM that holds the pins (NULL: the backup's) */
-  bool force;         /* restore a chain that fails verification */
+  const char *holder;  /* the VM that holds the pins (NULL: the backup's) */
+  bool force;          /* restore a chain that fails verification */
+  bool drop_snapshots; /* a VM with snapshots: drop them (else refused) */
   /* Called once every check that needs no stopped VM has passed (the
    * backup, its disks, its chain), before the images are checked and
    * written: it stops the VM (may be NULL).  -1 with set_error fails. */
@@ -320,6 +324,23 @@ int snapshot_revert (struct chain_repo *repo, const struct snapshot_options *o,
  * knib left (a create, a merge in QEMU or on disk, a revert). */
 int snapshot_recover (struct chain_repo *repo, const struct snapshot_options *o,
                       chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
+/* A restore in place replaces the disks that a VM's snapshots are
+ * layers of.  Before it: refused (EBUSY, saying so) while vm has
+ * snapshots (or layers, or an unfinished operation), unless drop; and
+ * with drop, unless every disk with layers is one of the n targets. */
+int snapshot_restore_check (struct chain_repo *repo, const char *vm,
+                            const struct chain_restore_target *targets,
+                            size_t n, bool drop)
+  __attribute__ ((warn_unused_result));
+
+/* After it, under the VM's exclusive lock: every snapshot is forgotten
+ * and every layer removed but the n restored images of keep (a layer
+ * that a program holds fails it first).  One line per removal. */
+int snapshot_drop (struct chain_lock *lock,
+                   const struct chain_restore_target *keep, size_t n,
+                   chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 
 /* ---- A throwaway VM on overlays of a backup (vm.c) ----

@@ -235,6 +235,42 @@ connect_qmp (const struct backup_options *o)
   return c;
 }
 
+/* A snapshot operation that a killed knib left (its journal in
+ * snapshots.json) is finished or undone first, as the next snapshot
+ * command would: a backup must not read a chain in the middle of a
+ * change, nor leave its leftovers to surprise the next snapshot. */
+static int
+recover_snapshots (struct chain_repo *repo, const struct backup_options *o,
+                   chain_string_vector *done)
+{
+  struct snapshot_options so = {
+    .vm = o->vm,
+    .qmp_socket = o->qmp_socket,
+    .images = o->images,
+    .n_images = o->n_images,
+    .domain = o->domain,
+    .renames = o->renames,
+    .n_renames = o->n_renames,
+    .timeout_ms = o->timeout_ms,
+    .cancel = o->cancel,
+  };
+  struct chain_snaps s;
+  bool pending;
+
+  if (chain_snaps_read (repo, o->vm, &s) == -1)
+    return -1;
+  pending = s.pending != NULL;
+  chain_snaps_release (&s);
+  if (!pending)
+    return 0;
+  if (snapshot_recover (repo, &so, done) == -1) {
+    error_prepend ("repairing the snapshot operation that a killed knib "
+                   "left (the next 'knib snapshot' command tries again)");
+    return -1;
+  }
+  return 0;
+}
+
 int
 backup_recover (struct chain_repo *repo, const struct backup_options *o,
                 chain_string_vector *done)
@@ -247,7 +283,7 @@ backup_recover (struct chain_repo *repo, const struct backup_options *o,
   char *scratch = NULL;
   int r = -1;
 
-  if (name_check ("vm", o->vm) == -1)
+  if (name_check ("vm", o->vm) == -1 || recover_snapshots (repo, o, done) == -1)
     return -1;
   lock = chain_lock_new (repo, o->vm, CHAIN_LOCK_EXCLUSIVE, "recover", 0);
   if (lock == NULL)
@@ -1095,6 +1131,8 @@ backup_run (struct chain_repo *repo, const struct backup_options *o,
    * (Connecting waits for the lock: QEMU serves one client per monitor,
    * and a second knib must fail on the lock at once, not wait on QEMU.) */
   if (o->images == NULL && check_socket (o->qmp_socket) == -1)
+    goto out;
+  if (recover_snapshots (repo, o, &r->notes) == -1)
     goto out;
   run.lock = chain_lock_new (repo, o->vm, CHAIN_LOCK_EXCLUSIVE, "backup", 0);
   /* The bitmaps this backup adds carry the repository's id. */

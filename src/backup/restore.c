@@ -190,6 +190,8 @@ restore_locked (struct chain_repo *repo, struct chain_lock *lock,
   if (chain_restore (repo, m->id, &ro) == -1)
     return -1;
   r = record (lock, m, o, notes);
+  if (r == 0 && o->drop_snapshots)
+    r = snapshot_drop (lock, o->targets, o->n_targets, notes);
   if (r == -1)
     error_prepend ("the disks are restored, but");
   return r;
@@ -217,7 +219,10 @@ backup_restore_in_place (struct chain_repo *repo, const char *id,
                  o->targets[i].disk);
       goto out;
     }
-  if (check_backup (repo, m, o->force, o->lock_timeout_ms, notes) == -1)
+  if (snapshot_restore_check (repo, m->vm, o->targets, o->n_targets,
+                              o->drop_snapshots)
+        == -1
+      || check_backup (repo, m, o->force, o->lock_timeout_ms, notes) == -1)
     goto out;
   if (o->prepare != NULL && o->prepare (o->prepare_opaque) == -1)
     goto out;

@@ -649,13 +649,101 @@ drop_node (struct snap_run *run, const char *file)
   json_decref (nodes);
 }
 
+/* The progress of libvirt's block job on disk (one whose id names the
+ * disk), as query-jobs has it; best effort. */
+static void
+libvirt_job_progress (struct snap_run *run, const char *disk)
+{
+  CLEANUP_FREE char *part = str_printf ("-%s-", disk);
+  json_t *jobs = NULL, *j;
+  size_t i;
+
+  if (part == NULL || qmp_query_jobs (run->c, &jobs) == -1) {
+    error_clear ();
+    return;
+  }
+  json_array_foreach (jobs, i, j)
+  {
+    const char *id = json_string_value (json_object_get (j, "id"));
+
+    if (id == NULL || has_prefix (id, "knib-") || strstr (id, part) == NULL)
+      continue;
+    run->o->progress (
+      run->o->opaque, disk,
+      json_integer_value (json_object_get (j, "current-progress")),
+      json_integer_value (json_object_get (j, "total-progress")));
+  }
+  json_decref (jobs);
+}
+
+/* A running libvirt domain: its layers are merged by libvirt's own block
+ * jobs, so that its view of the disks stays true.  Into the disk's top:
+ * virsh blockpull down to step->backing (the same merge as block-stream,
+ * the top keeps its name).  Into a layer below the top: libvirt streams
+ * into the active layer only, so step->child is committed into step->file
+ * instead (virsh blockcommit --top child --base file), which then holds
+ * what child held: *kept_lower says so (the records call it child's
+ * name's successor, see collect).  The commit is journalled ("commit",
+ * child) so that a run after a kill learns whether libvirt did it. */
+static int
+merge_virsh (struct snap_run *run, const char *disk,
+             const struct chain_snap_step *step, bool into_top,
+             bool *kept_lower)
+{
+  struct command *cmd = command_new ("virsh");
+  int r;
+
+  if (cmd == NULL)
+    return -1;
+  if (into_top) {
+    command_add_args (cmd, "blockpull", run->o->domain, disk, "--wait", NULL);
+    if (step->backing != NULL)
+      command_add_args (cmd, "--base", step->backing, NULL);
+  }
+  else {
+    chain_snap_file_vector pf = empty_vector;
+
+    if (chain_snap_file_set (&pf, disk, step->child) == -1
+        || chain_snaps_set_pending (&run->s, "commit", step->file, &pf) == -1
+        || commit (run) == -1) {
+      chain_snap_file_vector_release (&pf);
+      command_free (cmd);
+      return -1;
+    }
+    chain_snap_file_vector_release (&pf);
+    command_add_args (cmd, "blockcommit", run->o->domain, disk, "--top",
+                      step->child, "--base", step->file, "--wait", NULL);
+    *kept_lower = true;
+  }
+  /* No time limit: the job copies data.  Its progress is read from
+   * QEMU meanwhile (libvirt names its jobs after the disk). */
+  r = command_start (cmd);
+  while (r == 0 && command_wait (cmd, 1000, NULL) == -1) {
+    if (get_errno () != ETIMEDOUT) {
+      r = -1;
+      break;
+    }
+    error_clear ();
+    if (run->o->progress != NULL)
+      libvirt_job_progress (run, disk);
+  }
+  command_free (cmd);
+  if (r == 0)
+    test_stop_point ("virsh-merged");
+  if (r == -1)
+    error_prepend ("disk %s: libvirt's %s", disk,
+                   into_top ? "blockpull" : "blockcommit");
+  return r;
+}
+
 /* Merge step->file into step->child, the live way when the child is in
  * the running QEMU, else with qemu-img rebase (which copies what differs
  * and switches the backing file last, so a kill leaves a chain that still
- * opens). */
+ * opens).  *kept_lower: step->child went instead, its data in step->file
+ * (a running libvirt domain's layer below its top). */
 static int
 merge_layer (struct snap_run *run, const char *disk, const struct tree *t,
-             const struct chain_snap_step *step)
+             const struct chain_snap_step *step, bool *kept_lower)
 {
   const char *top = chain_snap_file_get (&run->s.tops, disk);
   bool below_top = top && tree_is_ancestor (t, step->file, top);
@@ -663,6 +751,7 @@ merge_layer (struct snap_run *run, const char *disk, const struct tree *t,
   const char *child_node = NULL;
   int r = -1;
 
+  *kept_lower = false;
   if (run->c != NULL) {
     if (query_disks (run) == -1 || (nodes = query_nodes (run)) == NULL)
       return -1;
@@ -670,14 +759,23 @@ merge_layer (struct snap_run *run, const char *disk, const struct tree *t,
   }
   if (child_node != NULL) {
     const struct live_disk *d = find_disk (run, disk);
-    const char *layer_node = live_format_node_of (nodes, step->file);
+    bool into_top = top != NULL && strcmp (step->child, top) == 0;
+    /* The layer that goes gives the active one its bitmaps. */
+    const char *gone = run->o->domain && !into_top ? step->child : step->file;
+    const char *gone_node = live_format_node_of (nodes, gone);
 
-    if (d != NULL && layer_node != NULL && below_top
-        && fold_live (run, d, nodes, layer_node) == -1)
+    if (d != NULL && gone_node != NULL && below_top
+        && fold_live (run, d, nodes, gone_node) == -1)
       goto out;
-    if (stream_live (run, disk, nodes, child_node, step->backing) == -1)
-      goto out;
-    drop_node (run, step->file);
+    if (run->o->domain != NULL) {
+      if (merge_virsh (run, disk, step, into_top, kept_lower) == -1)
+        goto out;
+    }
+    else {
+      if (stream_live (run, disk, nodes, child_node, step->backing) == -1)
+        goto out;
+      drop_node (run, step->file);
+    }
   }
   else {
     json_t *bi = NULL;
@@ -708,14 +806,38 @@ merge_layer (struct snap_run *run, const char *disk, const struct tree *t,
     }
     r = -1;
   }
-  if (unlink (step->file) == -1 && errno != ENOENT) {
-    set_error (errno, "removing '%s'", step->file);
-    goto out;
+  {
+    const char *gone = *kept_lower ? step->child : step->file;
+
+    if (unlink (gone) == -1 && errno != ENOENT) {
+      set_error (errno, "removing '%s'", gone);
+      goto out;
+    }
   }
   r = 0;
 out:
   json_decref (nodes);
   return r;
+}
+
+/* A commit of child into file is done: file holds what child held (and
+ * removed snapshots of file's own state go with it). */
+static int
+committed (struct snap_run *run, const char *disk, const char *file,
+           const char *child)
+{
+  CLEANUP_FREE char *f = strdup (file);
+  CLEANUP_FREE char *c = strdup (child);
+
+  if (f == NULL || c == NULL) {
+    set_error (ENOMEM, "snapshot record");
+    return -1;
+  }
+  chain_snaps_forget (&run->s, disk, f);
+  if (chain_snap_file_add (&run->s.layers, disk, f) == -1
+      || chain_snaps_rename (&run->s, disk, c, f) == -1)
+    return -1;
+  return 0;
 }
 
 /* Apply the rules to every disk until no layer can go. */
@@ -730,7 +852,8 @@ collect (struct snap_run *run)
     for (;;) {
       struct tree t;
       struct chain_snap_step step;
-      CLEANUP_FREE char *file = NULL;
+      CLEANUP_FREE char *file = NULL, *child = NULL;
+      bool kept_lower = false;
       int r = 0;
 
       if (tree_load (run, disk, &t) == -1) {
@@ -743,7 +866,8 @@ collect (struct snap_run *run)
         break;
       }
       file = strdup (step.file);
-      if (file == NULL) {
+      child = step.child ? strdup (step.child) : NULL;
+      if (file == NULL || (step.child && child == NULL)) {
         tree_release (&t);
         return -1;
       }
@@ -757,8 +881,12 @@ collect (struct snap_run *run)
         chain_snap_file_vector_release (&pf);
       }
       if (r == 0 && step.kind == CHAIN_SNAP_STEP_MERGE) {
-        r = merge_layer (run, disk, &t, &step);
-        if (r == 0)
+        r = merge_layer (run, disk, &t, &step, &kept_lower);
+        if (r == 0 && kept_lower)
+          note (run, str_printf ("disk %s: committed layer '%s' into '%s', "
+                                 "which holds its state now",
+                                 disk, step.child, step.file));
+        else if (r == 0)
           note (run, str_printf ("disk %s: merged layer '%s' into '%s'", disk,
                                  step.file, step.child));
       }
@@ -775,6 +903,14 @@ collect (struct snap_run *run)
       tree_release (&t);
       if (r == -1)
         return -1;
+      if (kept_lower) {
+        /* file stays, holding child's state. */
+        if (committed (run, disk, file, child) == -1
+            || chain_snaps_set_pending (&run->s, NULL, NULL, NULL) == -1
+            || commit (run) == -1)
+          return -1;
+        continue;
+      }
       /* A snapshot marked removed earlier goes with its layer. */
       for (size_t k = 0; k < run->s.snaps.len; k++) {
         const struct chain_snap *n = &run->s.snaps.ptr[k];
@@ -886,6 +1022,49 @@ recover_create (struct snap_run *run)
   return 0;
 }
 
+/* A killed libvirt commit of a layer (pending "commit": the file it goes
+ * into is pending_name, the layer pending_files): when nothing is backed
+ * by the layer any more, libvirt did it and the records follow; else it
+ * is done again by the rules. */
+static int
+recover_commit (struct snap_run *run)
+{
+  if (run->o->domain == NULL) {
+    set_error (-EBUSY, "a merge of a libvirt domain's layers was interrupted: "
+                       "finish it through libvirt with --domain NAME (knib "
+                       "snapshot delete, create or revert, or knib backup)");
+    return -1;
+  }
+  for (size_t i = 0; i < run->s.pending_files.len; i++) {
+    const char *disk = run->s.pending_files.ptr[i].disk;
+    const char *child = run->s.pending_files.ptr[i].file;
+    const char *top = chain_snap_file_get (&run->s.tops, disk);
+    struct tree t;
+    bool needed = top != NULL && strcmp (top, child) == 0;
+
+    if (tree_load (run, disk, &t) == -1) {
+      tree_release (&t);
+      return -1;
+    }
+    for (size_t k = 0; k < t.n; k++)
+      needed
+        = needed || (t.l[k].backing && strcmp (t.l[k].backing, child) == 0);
+    tree_release (&t);
+    if (needed)
+      continue;
+    if (unlink (child) == -1 && errno != ENOENT) {
+      set_error (errno, "removing '%s'", child);
+      return -1;
+    }
+    if (committed (run, disk, run->s.pending_name, child) == -1)
+      return -1;
+    note (run, str_printf ("disk %s: libvirt committed layer '%s' into '%s' "
+                           "for a killed knib: recorded",
+                           disk, child, run->s.pending_name));
+  }
+  return 0;
+}
+
 /* Finish or undo what a killed knib left: knib's stream jobs in QEMU, a
  * journalled create, delete or revert. */
 static int
@@ -917,6 +1096,10 @@ recover (struct snap_run *run)
     return 0;
   if (strcmp (run->s.pending, "create") == 0) {
     if (recover_create (run) == -1)
+      return -1;
+  }
+  else if (strcmp (run->s.pending, "commit") == 0) {
+    if (recover_commit (run) == -1)
       return -1;
   }
   else if (strcmp (run->s.pending, "revert") == 0) {
@@ -1698,5 +1881,162 @@ out:
     run_release (&run);
     error_restore (&err);
   }
+  return r;
+}
+
+/* ---- Restore in place ---- */
+
+/* Whether the VM has something a restore in place would orphan. */
+static bool
+has_snapshots (const struct chain_snaps *s)
+{
+  if (s->snaps.len > 0 || s->pending != NULL)
+    return true;
+  for (size_t i = 0; i < s->layers.len; i++) {
+    const char *top = chain_snap_file_get (&s->tops, s->layers.ptr[i].disk);
+
+    if (top == NULL || strcmp (top, s->layers.ptr[i].file) != 0)
+      return true;
+  }
+  return false;
+}
+
+/* The disk of s with layers that no target restores, or NULL. */
+static const char *
+unrestored_disk (const struct chain_snaps *s,
+                 const struct chain_restore_target *targets, size_t n)
+{
+  for (size_t i = 0; i < s->layers.len; i++) {
+    size_t k;
+
+    for (k = 0; k < n; k++)
+      if (strcmp (targets[k].disk, s->layers.ptr[i].disk) == 0)
+        break;
+    if (k == n)
+      return s->layers.ptr[i].disk;
+  }
+  return NULL;
+}
+
+int
+snapshot_restore_check (struct chain_repo *repo, const char *vm,
+                        const struct chain_restore_target *targets, size_t n,
+                        bool drop)
+{
+  struct chain_snaps s;
+  CLEANUP_FREE char *names = NULL;
+  bool has;
+
+  if (chain_snaps_read (repo, vm, &s) == -1)
+    return -1;
+  has = has_snapshots (&s);
+  if (has && drop) {
+    const char *disk = unrestored_disk (&s, targets, n);
+
+    if (disk != NULL)
+      set_error (-EINVAL,
+                 "--drop-snapshots removes the layers of every disk of vm "
+                 "'%s', and disk %s runs on them: restore it too",
+                 vm, disk);
+    chain_snaps_release (&s);
+    return disk != NULL ? -1 : 0;
+  }
+  for (size_t i = 0; i < s.snaps.len; i++) {
+    char *more = str_printf ("%s%s%s", names ? names : "", names ? ", " : "",
+                             s.snaps.ptr[i].name);
+
+    free (names);
+    names = more;
+  }
+  chain_snaps_release (&s);
+  if (!has)
+    return 0;
+  set_error (-EBUSY,
+             "vm '%s' has snapshots (%s) whose layers its disks are: a "
+             "restore in place replaces the disks and the snapshots could "
+             "not be reverted to any more; delete them first (knib snapshot "
+             "delete), or give --drop-snapshots to remove them and their "
+             "layers with the restore",
+             vm, names ? names : "an unfinished operation");
+  return -1;
+}
+
+/* Whether file is one of the restored images. */
+static bool
+kept (const char *file, const struct chain_restore_target *keep, size_t n)
+{
+  CLEANUP_FREE char *real = realpath (file, NULL);
+
+  for (size_t i = 0; i < n; i++) {
+    CLEANUP_FREE char *k = realpath (keep[i].path, NULL);
+
+    if (strcmp (file, keep[i].path) == 0
+        || (real != NULL && k != NULL && strcmp (real, k) == 0))
+      return true;
+  }
+  return false;
+}
+
+int
+snapshot_drop (struct chain_lock *lock, const struct chain_restore_target *keep,
+               size_t n, chain_string_vector *done)
+{
+  struct chain_snaps s, empty = { .pending = NULL };
+  chain_snap_file_vector files = empty_vector;
+  size_t i;
+  int r = -1;
+
+  if (chain_snaps_load (lock, &s) == -1)
+    return -1;
+  if (!has_snapshots (&s)) {
+    chain_snaps_release (&s);
+    return 0;
+  }
+  for (i = 0; i < s.layers.len; i++)
+    if (chain_snap_file_add (&files, s.layers.ptr[i].disk, s.layers.ptr[i].file)
+        == -1)
+      goto out;
+  for (i = 0; i < s.pending_files.len; i++)
+    if (chain_snap_file_add (&files, s.pending_files.ptr[i].disk,
+                             s.pending_files.ptr[i].file)
+        == -1)
+      goto out;
+  /* Nothing is removed while a program holds one of them. */
+  for (i = 0; i < files.len; i++)
+    if (!kept (files.ptr[i].file, keep, n) && exists (files.ptr[i].file)
+        && image_in_use (files.ptr[i].file)) {
+      set_error (-EBUSY,
+                 "disk %s: a program holds layer '%s' of a snapshot: stop "
+                 "it, then run the restore again",
+                 files.ptr[i].disk, files.ptr[i].file);
+      goto out;
+    }
+  for (i = 0; i < files.len; i++) {
+    const char *f = files.ptr[i].file;
+    CLEANUP_FREE char *list = str_printf ("%s.knib-disabled", f);
+
+    if (kept (f, keep, n))
+      continue;
+    if (unlink (f) == -1 && errno != ENOENT) {
+      set_error (errno, "removing layer '%s'", f);
+      goto out;
+    }
+    if (list != NULL)
+      (void) unlink (list);
+    chain_note_add (done, str_printf ("disk %s: removed '%s', a layer of the "
+                                      "dropped snapshots",
+                                      files.ptr[i].disk, f));
+  }
+  for (i = 0; i < s.snaps.len; i++)
+    chain_note_add (done, str_printf ("snapshot %s: dropped with the restore",
+                                      s.snaps.ptr[i].name));
+  if (chain_snaps_commit (lock, &empty) == -1)
+    goto out;
+  r = 0;
+out:
+  if (r == -1)
+    error_prepend ("dropping the snapshots");
+  chain_snap_file_vector_release (&files);
+  chain_snaps_release (&s);
   return r;
 }

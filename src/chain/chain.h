@@ -1130,4 +1130,11 @@ void chain_snaps_plan (const struct chain_snaps *s, const char *disk,
 void chain_snaps_forget (struct chain_snaps *s, const char *disk,
                          const char *file);
 
+/* After a merge that kept the lower file (from's data committed into
+ * to, which then holds what from held): from of disk is to, as the top,
+ * a kept layer and a snapshot's layer. */
+int chain_snaps_rename (struct chain_snaps *s, const char *disk,
+                        const char *from, const char *to)
+  __attribute__ ((warn_unused_result));
+
 #endif

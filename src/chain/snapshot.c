@@ -71,22 +71,28 @@ file_append (chain_snap_file_vector *v, const char *disk, const char *file)
   return 0;
 }
 
+/* f names file now. */
+static int
+file_replace (struct chain_snap_file *f, const char *file)
+{
+  char *copy = strdup (file);
+
+  if (copy == NULL) {
+    set_error (ENOMEM, "snapshot record");
+    return -1;
+  }
+  free (f->file);
+  f->file = copy;
+  return 0;
+}
+
 int
 chain_snap_file_set (chain_snap_file_vector *v, const char *disk,
                      const char *file)
 {
   for (size_t i = 0; i < v->len; i++)
-    if (strcmp (v->ptr[i].disk, disk) == 0) {
-      char *f = strdup (file);
-
-      if (f == NULL) {
-        set_error (ENOMEM, "snapshot record");
-        return -1;
-      }
-      free (v->ptr[i].file);
-      v->ptr[i].file = f;
-      return 0;
-    }
+    if (strcmp (v->ptr[i].disk, disk) == 0)
+      return file_replace (&v->ptr[i], file);
   return file_append (v, disk, file);
 }
 
@@ -480,4 +486,49 @@ chain_snaps_forget (struct chain_snaps *s, const char *disk, const char *file)
       s->snaps.ptr[k++] = *n;
   }
   s->snaps.len = k;
+}
+
+/* In v, disk's from becomes to (when there). */
+static int
+rename_in (chain_snap_file_vector *v, const char *disk, const char *from,
+           const char *to)
+{
+  for (size_t i = 0; i < v->len; i++)
+    if (strcmp (v->ptr[i].disk, disk) == 0 && strcmp (v->ptr[i].file, from) == 0
+        && file_replace (&v->ptr[i], to) == -1)
+      return -1;
+  return 0;
+}
+
+int
+chain_snaps_rename (struct chain_snaps *s, const char *disk, const char *from,
+                    const char *to)
+{
+  bool has_to = false;
+  size_t i, k;
+
+  for (i = 0; i < s->layers.len; i++)
+    has_to = has_to
+             || (strcmp (s->layers.ptr[i].disk, disk) == 0
+                 && strcmp (s->layers.ptr[i].file, to) == 0);
+  /* to is kept already: from's entry goes, one of to stays. */
+  for (i = 0, k = 0; has_to && i < s->layers.len; i++) {
+    struct chain_snap_file *f = &s->layers.ptr[i];
+
+    if (strcmp (f->disk, disk) == 0 && strcmp (f->file, from) == 0) {
+      free (f->disk);
+      free (f->file);
+    }
+    else
+      s->layers.ptr[k++] = *f;
+  }
+  if (has_to)
+    s->layers.len = k;
+  if (rename_in (&s->layers, disk, from, to) == -1
+      || rename_in (&s->tops, disk, from, to) == -1)
+    return -1;
+  for (i = 0; i < s->snaps.len; i++)
+    if (rename_in (&s->snaps.ptr[i].layers, disk, from, to) == -1)
+      return -1;
+  return 0;
 }

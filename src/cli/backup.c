@@ -540,6 +540,7 @@ cmd_backup (struct cli *cli, int argc, char **argv)
     cli_error ("backup of vm '%s'", co.eo.vm);
     goto out;
   }
+  co.eo.domain = co.domain;
   if (co.qga != NULL) {
     qq.socket = co.qga;
     qq.sync_timeout_ms = co.qga_timeout_ms;

@@ -482,6 +482,7 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
     .vm = o->ro.vm,
     .quick = o->quick,
     .force = o->ro.force,
+    .drop_snapshots = o->drop_snapshots,
     .holder = o->domain,
     .progress = restore_on_progress,
     .opaque = &st,
@@ -507,6 +508,11 @@ restore_in_place (struct cli *cli, struct restore_opts *o)
       || (bo.n_targets > 0
           && backup_restore_in_place (repo, o->id, &bo, &notes) == -1)
       || reattach_missing (repo, o, &info, &missing, &notes) == -1)
+    goto out;
+  /* Dropped snapshots: the definition names no backing files of theirs
+   * any more (the restored images have none of them). */
+  if (o->domain != NULL && o->drop_snapshots
+      && libvirt_forget_backing (o->domain) == -1)
     goto out;
   progress_free (st.bar);
   st.bar = NULL;

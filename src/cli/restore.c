@@ -42,6 +42,7 @@ enum {
   OPT_STORAGE,
   OPT_PRINT_XML,
   OPT_NO_VERIFY,
+  OPT_DROP_SNAPSHOTS,
 };
 
 static void
@@ -51,9 +52,10 @@ restore_usage (FILE *fp)
     fp,
     "Usage: knib restore --repo DIR [--vm VM] BACKUP --to PATH [OPTIONS]\n"
     "       knib restore --repo DIR [--vm VM] BACKUP --image DISK=PATH...\n"
-    "                    [--quick] [--force] [--json]\n"
+    "                    [--quick] [--force] [--drop-snapshots] [--json]\n"
     "       knib restore --repo DIR [--vm VM] BACKUP --domain NAME\n"
     "                    [--disk DISK,...] [--quick] [--stop] [--start]\n"
+    "                    [--drop-snapshots]\n"
     "       knib restore --repo DIR [--vm VM] BACKUP --disk DISK\n"
     "                    (--attach DOMAIN | --attach-qmp SOCKET)\n"
     "                    [--target DEV] [--to PATH] [--quick]\n"
@@ -84,6 +86,9 @@ restore_usage (FILE *fp)
     "start at once, and --consolidate pulls the data in (block-stream on\n"
     "the VM's QEMU); until then the backup is pinned (delete, prune, merge\n"
     "and compress refuse it).  --status shows each disk's consolidation.\n"
+    "A VM with disk-only snapshots (knib snapshot) is refused: its disks\n"
+    "are their layers.  --drop-snapshots removes the snapshots and their\n"
+    "layers with the restore (every disk with layers must be restored).\n"
     "\n"
     "Options:\n"
     "      --repo DIR         the repository\n"
@@ -102,6 +107,8 @@ restore_usage (FILE *fp)
     "      --domain NAME      in place into a libvirt domain's disks (the\n"
     "                         backup's, or those of --disk DISK,DISK)\n"
     "      --quick            overlays on the backup's images, no copy\n"
+    "      --drop-snapshots   in place into a VM with snapshots: remove\n"
+    "                         them and their layers\n"
     "      --stop             shut a running domain down first\n"
     "      --stop-timeout S   then destroy it after S seconds (default 120)\n"
     "      --start            start the domain afterwards (with --quick,\n"
@@ -152,6 +159,9 @@ restore_option (int c, struct restore_opts *o)
     return 0;
   case OPT_FORCE:
     o->ro.force = true;
+    return 0;
+  case OPT_DROP_SNAPSHOTS:
+    o->drop_snapshots = true;
     return 0;
   case OPT_IMAGE:
     return restore_add_image (o, optarg);
@@ -215,6 +225,11 @@ restore_option (int c, struct restore_opts *o)
 static int
 restore_check (struct restore_opts *o, int argc, char **argv)
 {
+  if (o->drop_snapshots
+      && ((o->images.len == 0 && o->domain == NULL) || o->consolidate
+          || o->status || o->attach != NULL || o->new_domain != NULL))
+    return cli_usage_error ("restore", "--drop-snapshots goes with a restore "
+                                       "in place (--image or --domain)");
   if (o->consolidate || o->status)
     return restore_check_consolidate (o, argc, argv);
   if (optind >= argc)
@@ -277,6 +292,7 @@ restore_parse (struct cli *cli, int argc, char **argv, struct restore_opts *o)
     { "storage", required_argument, NULL, OPT_STORAGE },
     { "print-xml", no_argument, NULL, OPT_PRINT_XML },
     { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+    { "drop-snapshots", no_argument, NULL, OPT_DROP_SNAPSHOTS },
     { NULL, 0, NULL, 0 },
   };
   int c, r;

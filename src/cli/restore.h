@@ -26,6 +26,7 @@ struct restore_opts {
   const char *new_domain; /* --new-domain NAME */
   const char *storage;    /* --storage DIR */
   bool print_xml;
+  bool drop_snapshots; /* in place: drop the VM's snapshots */
   bool quick, start, stop, consolidate, status, wait;
   int64_t stop_timeout; /* seconds */
   int64_t rate_limit;   /* consolidation, MiB/s; 0: none */

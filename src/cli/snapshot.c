@@ -51,7 +51,8 @@ snapshot_usage (FILE *fp)
     "           its size, and the image each disk runs on\n"
     "  delete   the newest snapshot is merged into the current volume; one\n"
     "           that others depend on is marked removed and kept until it\n"
-    "           can be merged (live with --qmp: QEMU's block-stream)\n"
+    "           can be merged (live with --qmp: QEMU's block-stream; a\n"
+    "           running domain: libvirt's blockpull and blockcommit)\n"
     "  revert   with the VM stopped: each disk gets a fresh overlay on the\n"
     "           snapshot's layer; start the VM on the images it prints (a\n"
     "           domain's definition is pointed at them)\n"
@@ -460,16 +461,6 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
     r = snapshot_create (repo, &so.so, so.name, &done);
   }
   else if (strcmp (sub, "delete") == 0) {
-    /* A running domain's layers are libvirt's to merge: stop it first. */
-    if (so.domain != NULL && so.so.qmp_socket != NULL) {
-      set_error (EBUSY,
-                 "domain '%s' runs: knib merges a domain's layers "
-                 "while it is shut off (virsh shutdown), so that "
-                 "libvirt's view of its disks stays true",
-                 so.domain);
-      cli_error ("deleting snapshots of vm '%s'", so.so.vm);
-      goto out;
-    }
     bar = progress_new (!so.co.json && !so.co.quiet);
     so.so.progress = on_progress;
     so.so.opaque = bar;

@@ -165,6 +165,39 @@ test_revert_abandons (void **state)
   chain_snaps_release (&w.s);
 }
 
+/* A commit kept the lower file: the snapshot whose layer was the child
+ * has the lower file now, a removed snapshot of the lower file's own
+ * state goes, and the lower file is kept once. */
+static void
+test_rename_after_commit (void **state)
+{
+  struct world w = { .n = 0 };
+
+  (void) state;
+  layer (&w, "a", "");
+  layer (&w, "a.s1", "a");
+  layer (&w, "a.s2", "a.s1");
+  top (&w, "a.s2");
+  snap (&w, "s1", "a");
+  snap (&w, "s2", "a.s1");
+  removed (&w, "s1");
+  chain_snaps_forget (&w.s, "vda", "/a");
+  assert_int_equal (chain_snap_file_add (&w.s.layers, "vda", "/a"), 0);
+  assert_int_equal (chain_snaps_rename (&w.s, "vda", "/a.s1", "/a"), 0);
+  assert_null (chain_snaps_find (&w.s, "s1"));
+  assert_string_equal (
+    chain_snap_file_get (&chain_snaps_find (&w.s, "s2")->layers, "vda"), "/a");
+  assert_int_equal (w.s.layers.len, 2);
+  assert_string_equal (w.s.layers.ptr[0].file, "/a.s2");
+  assert_string_equal (w.s.layers.ptr[1].file, "/a");
+  assert_string_equal (chain_snap_file_get (&w.s.tops, "vda"), "/a.s2");
+  /* The top renamed too (a commit into the layer below the top). */
+  assert_int_equal (chain_snaps_rename (&w.s, "vda", "/a.s2", "/a"), 0);
+  assert_string_equal (chain_snap_file_get (&w.s.tops, "vda"), "/a");
+  assert_int_equal (w.s.layers.len, 1);
+  chain_snaps_release (&w.s);
+}
+
 static void
 test_json_round_trip (void **state)
 {
@@ -237,6 +270,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_reference_rows),
     cmocka_unit_test (test_revert_abandons),
+    cmocka_unit_test (test_rename_after_commit),
     cmocka_unit_test (test_json_round_trip),
   };
 
