@@ -72,7 +72,8 @@ done
 kill -0 $pid 2>/dev/null || fail "the validation ended early: $(cat "$TMPDIR_TEST/v")"
 
 # knib killed: its pin counts no more, though its overlay is left until
-# the next validation removes it.
+# the next validation removes it (and the pin).
+killed=$pid
 kill -9 $pid
 wait $pid 2>/dev/null || :
 qemu_gone 30
@@ -96,6 +97,8 @@ wait $pid || rc=$?
 cat "$TMPDIR_TEST/v2"
 [ "$rc" -eq 1 ] || fail "the validation exited $rc"
 grep -q "did not answer within 20 s" "$TMPDIR_TEST/v2" || fail "no boot timeout"
+grep -q "backup $id2 is no longer read by a validation (knib pid $killed)" \
+  "$TMPDIR_TEST/v2" || fail "the killed validation's pin was not dropped"
 grep -q '"validation"' "$REPO/vms/spin/$id3/manifest.json" ||
   fail "the result is not in the manifest"
 [ ! -f "$REPO/vms/spin/pins.json" ] ||

@@ -1045,6 +1045,10 @@ boot_and_check (struct run *run, struct chain_lock **lock)
   chain_string_vector pruned = empty_vector;
   int ret;
 
+  /* Pins of killed validations (and of consolidated quick restores)
+   * count for nothing: drop them, saying so. */
+  if (chain_pin_prune (*lock, &r->notes) == -1)
+    return -1;
   test_stop_point ("validate-start");
   run->vm = backup_vm_start (run->repo, run->m, run->definition,
                              &run->o->vm_options, &r->notes);
