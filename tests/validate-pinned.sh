@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# validate-pinned.sh: a running validation pins the backup it boots instead of locking the VM: backups of the VM (incremental and full) go on meanwhile, delete and merge of the backup or its ancestors refuse and name the validation, and the pin ends with the validation (also when knib is killed).
+# validate-pinned.sh: a running validation pins the backup it boots instead of locking the VM: backups of the VM (incremental and full) go on meanwhile, delete, merge and compression of the backup or its ancestors refuse and name the validation, and the pin ends with the validation (also when knib is killed).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/validate-functions.sh"
 require qemu-system-x86_64 qemu-img pgrep
@@ -49,6 +49,7 @@ qemu_started $pid "$TMPDIR_TEST/v"
 expect_refused "delete of the backup" "$KNIB" delete --repo "$REPO" "$id2"
 expect_refused "delete of its parent" "$KNIB" delete --repo "$REPO" "$id1"
 expect_refused "merge of the backup" "$KNIB" merge --repo "$REPO" "$id2"
+expect_refused "compression of the backup" "$KNIB" compress --repo "$REPO" "$id2"
 
 # Backups of the VM go on: an incremental one (on the backup being
 # validated), then a full one.
