@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# validate-hardware.sh: the validation VM's CPU and disk bus follow the stored definition: an ide disk on an i440FX machine is on its own IDE controller, on q35 a SATA disk with a note; a custom CPU model keeps its features; host-passthrough under TCG falls back to QEMU's default with a note.
+# validate-hardware.sh: the validation VM's CPU, disk bus and machine follow the stored definition: an ide disk on an i440FX machine is on its own IDE controller, on q35 a SATA disk with a note; a machine type this QEMU lacks is its family's current one, with a note; a custom CPU model keeps its features; host-passthrough under TCG falls back to QEMU's default with a note.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/validate-functions.sh"
 require qemu-system-x86_64 qemu-img pgrep
@@ -65,8 +65,12 @@ grep -q -- "-cpu Haswell-noTSX,pcid=on,hle=off " "$TMPDIR_TEST/pc.cmdline" ||
   fail "pc: not the definition's CPU: $(cat "$TMPDIR_TEST/pc.cmdline")"
 
 # q35 has no IDE: a SATA disk, said; host-passthrough needs KVM, said.
-definition q35 "<cpu mode='host-passthrough' check='none'/>"
+# A machine type of a newer QEMU: its family's current one, said.
+definition pc-q35-99.0 "<cpu mode='host-passthrough' check='none'/>"
 run q35
+grep -q "this QEMU has no machine type 'pc-q35-99.0' (the VM's definition asks for it): the validation VM is a 'q35'" \
+  "$TMPDIR_TEST/q35" || fail "q35: no note on the machine type"
+grep -q -- "-machine q35," "$TMPDIR_TEST/q35.cmdline" || fail "q35: not a q35 machine"
 grep -q "disk 'hda' is on bus ide, which the q35 machine 'q35' does not have: the validation VM gives it as a SATA disk" \
   "$TMPDIR_TEST/q35" || fail "q35: no note on the IDE disk"
 grep -q "asks for CPU mode 'host-passthrough', which needs KVM (this VM runs under TCG): the validation VM has QEMU's default CPU model" \

@@ -311,6 +311,13 @@ int backup_vm_cpu_option (const struct domain_info *d, const char *accel,
                           bool nested, char **cpu, char **note)
   __attribute__ ((warn_unused_result));
 
+/* The machine type for a definition that asks for want, given QEMU's
+ * "-machine help" (NULL: unknown): want when QEMU has it, else for a
+ * versioned pc-q35-* or pc-i440fx-* type (from a newer QEMU) the
+ * family's current one (q35, pc) and *note (a new line) says so. */
+int backup_vm_machine (const char *want, const char *help, const char **use,
+                       char **note) __attribute__ ((warn_unused_result));
+
 /* The controllers that the disks' buses need, and the SATA ports taken. */
 struct backup_vm_buses {
   bool ahci, scsi;

@@ -443,6 +443,74 @@ nomem:
   return -1;
 }
 
+/* Is machine a line's first word in help (QEMU's "-machine help")? */
+static bool
+machine_listed (const char *help, const char *machine)
+{
+  size_t n = strlen (machine);
+
+  for (const char *p = help; p != NULL && *p; p = strchr (p, '\n')) {
+    if (*p == '\n')
+      p++;
+    if (strncmp (p, machine, n) == 0 && (p[n] == ' ' || p[n] == '\n'))
+      return true;
+  }
+  return false;
+}
+
+int
+backup_vm_machine (const char *want, const char *help, const char **use,
+                   char **note)
+{
+  *use = want;
+  *note = NULL;
+  if (help == NULL || machine_listed (help, want))
+    return 0;
+  /* A versioned type of a newer QEMU (or one this QEMU dropped): the
+   * same family's current version. */
+  if (strncmp (want, "pc-q35-", 7) == 0)
+    *use = "q35";
+  else if (strncmp (want, "pc-i440fx-", 10) == 0
+           || (strncmp (want, "pc-", 3) == 0 && want[3] >= '0'
+               && want[3] <= '9'))
+    *use = "pc";
+  else
+    return 0; /* QEMU will say that it does not know it */
+  *note = str_printf ("this QEMU has no machine type '%s' (the VM's "
+                      "definition asks for it): the validation VM is a '%s'",
+                      want, *use);
+  if (*note == NULL) {
+    set_error (ENOMEM, "machine type");
+    return -1;
+  }
+  return 0;
+}
+
+/* QEMU's list of machine types ("-machine help"), or NULL when it
+ * cannot be had (then the machine type is given as it is). */
+static char *
+machine_help (void)
+{
+  struct command *cmd = command_new (QEMU_PROGRAM);
+  struct error_saved err;
+  const char *out;
+  char *help = NULL;
+
+  if (cmd == NULL)
+    return NULL;
+  error_save (&err);
+  command_add_args (cmd, "-machine", "help", NULL);
+  command_capture_stdout (cmd, 0);
+  command_set_timeout (cmd, QEMU_IMG_TIMEOUT_MS);
+  if (command_run (cmd, NULL) == 0 && (out = command_get_stdout (cmd, NULL)))
+    help = strdup (out);
+  else
+    debug (DEBUG_CHAIN, "%s -machine help: %s", QEMU_PROGRAM, get_error ());
+  command_free (cmd);
+  error_restore (&err);
+  return help;
+}
+
 static int
 choose_hardware (const struct domain_info *d, const struct backup_vm_options *o,
                  struct hardware *hw, chain_string_vector *notes)
@@ -450,7 +518,15 @@ choose_hardware (const struct domain_info *d, const struct backup_vm_options *o,
   uint64_t avail;
   char *note;
 
-  hw->machine = d && d->machine ? d->machine : "pc";
+  hw->machine = "pc";
+  if (d != NULL && d->machine != NULL) {
+    CLEANUP_FREE char *help = machine_help ();
+
+    if (backup_vm_machine (d->machine, help, &hw->machine, &note) == -1)
+      return -1;
+    if (note != NULL)
+      chain_note_add (notes, note);
+  }
   hw->accel = choose_accel (o->accel);
   if (backup_vm_cpu_option (d, hw->accel, host_is_a_vm (), &hw->cpu, &note)
       == -1)

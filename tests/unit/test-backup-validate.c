@@ -277,6 +277,54 @@ test_disk_buses (void **state)
   assert_non_null (strstr (get_error (), "bus 'fdc'"));
 }
 
+static void
+test_machine (void **state)
+{
+  static const char help[]
+    = "Supported machines are:\n"
+      "microvm              microvm (i386)\n"
+      "pc                   Standard PC (i440FX + PIIX, 1996) (alias of "
+      "pc-i440fx-7.2)\n"
+      "pc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996) (default)\n"
+      "q35                  Standard PC (Q35 + ICH9, 2009) (alias of "
+      "pc-q35-7.2)\n"
+      "pc-q35-7.2           Standard PC (Q35 + ICH9, 2009)\n"
+      "pc-q35-7.1           Standard PC (Q35 + ICH9, 2009)\n";
+  const char *use;
+  char *note;
+
+  (void) state;
+  /* Known: as it is. */
+  assert_int_equal (backup_vm_machine ("pc-q35-7.1", help, &use, &note), 0);
+  assert_string_equal (use, "pc-q35-7.1");
+  assert_null (note);
+  assert_int_equal (backup_vm_machine ("pc", help, &use, &note), 0);
+  assert_string_equal (use, "pc");
+  assert_null (note);
+  /* A newer QEMU's: the family's current type, said. */
+  assert_int_equal (backup_vm_machine ("pc-q35-9.2", help, &use, &note), 0);
+  assert_string_equal (use, "q35");
+  assert_non_null (strstr (note, "no machine type 'pc-q35-9.2'"));
+  free (note);
+  assert_int_equal (backup_vm_machine ("pc-i440fx-9.2", help, &use, &note), 0);
+  assert_string_equal (use, "pc");
+  free (note);
+  assert_int_equal (backup_vm_machine ("pc-1.0", help, &use, &note), 0);
+  assert_string_equal (use, "pc");
+  free (note);
+  /* "pc-q35-7" is not "pc-q35-7.2"; another family is left to QEMU. */
+  assert_int_equal (backup_vm_machine ("pc-q35-7", help, &use, &note), 0);
+  assert_string_equal (use, "q35");
+  free (note);
+  assert_int_equal (backup_vm_machine ("virt", help, &use, &note), 0);
+  assert_string_equal (use, "virt");
+  assert_null (note);
+  /* Without the list: as it is. */
+  assert_int_equal (backup_vm_machine ("pc-q35-9.2", NULL, &use, &note), 0);
+  assert_string_equal (use, "pc-q35-9.2");
+  assert_null (note);
+}
+
 int
 main (void)
 {
@@ -284,6 +332,7 @@ main (void)
     cmocka_unit_test (test_screen_text), cmocka_unit_test (test_dead_ends),
     cmocka_unit_test (test_tail_lines),  cmocka_unit_test (test_base64),
     cmocka_unit_test (test_cpu),         cmocka_unit_test (test_disk_buses),
+    cmocka_unit_test (test_machine),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
