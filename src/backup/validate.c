@@ -954,8 +954,6 @@ check_backup (struct run *run)
   }
   r = 0;
 out:
-  if (r == -1)
-    error_prepend ("validate");
   chain_manifest_vector_release (&chain);
   chain_string_vector_release (&errors);
   return r;
@@ -1053,7 +1051,7 @@ boot_and_check (struct run *run, struct chain_lock **lock)
   run->vm = backup_vm_start (run->repo, run->m, run->definition,
                              &run->o->vm_options, &r->notes);
   if (run->vm == NULL) {
-    error_prepend ("validate: backup '%s' of vm '%s'", run->m->id, run->m->vm);
+    error_prepend ("backup '%s' of vm '%s'", run->m->id, run->m->vm);
     return -1;
   }
   /* QEMU has the images open: the backup is pinned from here on. */
