@@ -348,7 +348,8 @@ cpu_name_ok (const char *s)
 static char *
 custom_cpu (const struct domain_info *d)
 {
-  CLEANUP_FREE char *text = strdup (d->cpu_model);
+  CLEANUP_FREE char *text = NULL;
+  char *done;
 
   if (!cpu_name_ok (d->cpu_model)) {
     set_error (-EINVAL,
@@ -357,6 +358,7 @@ custom_cpu (const struct domain_info *d)
                d->cpu_model);
     return NULL;
   }
+  text = strdup (d->cpu_model);
   for (size_t i = 0; text != NULL && i < d->cpu_features.len; i++) {
     const struct domain_cpu_feature *f = &d->cpu_features.ptr[i];
     const char *policy = f->policy ? f->policy : "require";
@@ -387,9 +389,13 @@ custom_cpu (const struct domain_info *d)
     free (text);
     text = more;
   }
-  if (text == NULL)
+  if (text == NULL) {
     set_error (ENOMEM, "CPU model");
-  return text ? strdup (text) : NULL;
+    return NULL;
+  }
+  done = text;
+  text = NULL;
+  return done;
 }
 
 int
