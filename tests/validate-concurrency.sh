@@ -24,11 +24,19 @@ cat "$TMPDIR_TEST/nowait"
 grep -q "1 validation is already running on this host (validation-jobs-per-host = 1)" \
   "$TMPDIR_TEST/nowait" || fail "--no-wait does not say why"
 
-# The shared lock: a delete of the backup refuses meanwhile.
-rc=0
-"$KNIB" delete --repo "$REPO" "$id" >"$TMPDIR_TEST/delete" 2>&1 || rc=$?
+# The pin: a delete of the backup refuses meanwhile and names the validation.
+# (The validation holds the VM's lock briefly while QEMU starts.)
+i=0
+while :; do
+  rc=0
+  "$KNIB" delete --repo "$REPO" "$id" >"$TMPDIR_TEST/delete" 2>&1 || rc=$?
+  grep -q "is being read by another knib" "$TMPDIR_TEST/delete" || break
+  i=$((i + 1))
+  [ "$i" -le 300 ] || fail "the VM stays locked: $(cat "$TMPDIR_TEST/delete")"
+  sleep 0.2
+done
 [ "$rc" -ne 0 ] || fail "delete ran while a validation read the backup"
-grep -q "validation is running" "$TMPDIR_TEST/delete" ||
+grep -q "is pinned: a validation (knib pid $a)" "$TMPDIR_TEST/delete" ||
   fail "delete: $(cat "$TMPDIR_TEST/delete")"
 
 # Without --no-wait: it waits (no second QEMU), then runs.

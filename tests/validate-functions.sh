@@ -33,11 +33,13 @@ spinning_disk () {
   printf '\125\252' | dd of="$1" bs=1 seek=510 conv=notrunc status=none
 }
 
-# repo_hash: a hash of every file of the repository but the manifests
-# and the validation's own files (what a validation may write).
+# repo_hash: a hash of every file of the repository but the manifests,
+# the validation's own files and the VMs' pins (what a validation may
+# write).
 repo_hash () {
   (cd "$REPO" && find . -type f ! -name manifest.json ! -path '*/validation/*' \
-    -print0 | sort -z | xargs -0 sha256sum) | sha256sum
+    ! -name pins.json ! -name .pins.lock -print0 | sort -z |
+    xargs -0 sha256sum) | sha256sum
 }
 
 # qemu_started PID LOG: wait (up to 60 s) until a validation QEMU of the

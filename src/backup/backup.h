@@ -387,13 +387,19 @@ struct qmp_client;
 
 /* Make the overlays of backup m's disks (its chain's images, which the
  * caller has checked) and start QEMU on them, paused (-S): nothing runs
- * until backup_vm_power_on.  definition is the domain XML stored with
- * the backup, or NULL.  NULL with set_error: an unknown or missing
- * firmware, a disk bus QEMU cannot give, not enough free memory, QEMU
- * failing to start (with its message). */
+ * until backup_vm_power_on.  QEMU gets each disk's chain explicitly,
+ * layer by layer (chain_disk_qemu_json): it follows no backing file
+ * name recorded in an image.  definition is the domain XML stored with
+ * the backup, or NULL.  Where the VM differs from what the definition
+ * asks (a CPU mode that the accelerator cannot give, an IDE disk on a
+ * q35 machine), a line says so in notes.  NULL with set_error: an
+ * unknown or missing firmware, a disk bus QEMU cannot give, an unknown
+ * CPU mode, not enough free memory, QEMU failing to start (with its
+ * message). */
 struct backup_vm *
 backup_vm_start (struct chain_repo *repo, const struct chain_manifest *m,
-                 const char *definition, const struct backup_vm_options *o)
+                 const char *definition, const struct backup_vm_options *o,
+                 chain_string_vector *notes)
   __attribute__ ((warn_unused_result));
 
 /* Let the VM run ("cont"); the time of power-on is noted. */
@@ -410,10 +416,18 @@ const char *backup_vm_dir (const struct backup_vm *vm);
 const char *backup_vm_agent_socket (const struct backup_vm *vm);
 const char *backup_vm_console (const struct backup_vm *vm);
 const char *backup_vm_accel_used (const struct backup_vm *vm);
+/* The file whose lock says that the VM's scratch directory is in use
+ * (for chain_pin_add_owned), and the overlay of the backup's disk i. */
+const char *backup_vm_owner_file (const struct backup_vm *vm);
+const char *backup_vm_overlay (const struct backup_vm *vm, size_t i);
 
 /* Whether QEMU still runs; when it ended, *why says how (the caller
  * frees it). */
 bool backup_vm_alive (struct backup_vm *vm, char **why);
+
+/* Kill QEMU (SIGTERM, then SIGKILL), keeping its files.  The last
+ * error is left alone. */
+void backup_vm_stop (struct backup_vm *vm);
 
 /* Kill QEMU (SIGTERM, then SIGKILL), and remove the scratch directory
  * unless the options said keep.  The last error is left alone.  NULL is

@@ -296,6 +296,45 @@ int backup_stream_copy (struct nbd_source *src,
                         struct nbd_copy_stats *stats)
   __attribute__ ((warn_unused_result));
 
+/* vm.c: the pure parts, for the unit tests. */
+
+struct domain_info;
+
+/* The -cpu option of a validation VM of definition d (NULL: none) under
+ * accel ("kvm" or "tcg") on a host that is (nested) or is not itself a
+ * VM.  *cpu: a new string, or NULL for QEMU's default model; *note: a
+ * new line when the VM cannot have what d asks (host-passthrough under
+ * TCG), else NULL.  A custom model keeps the features d requires or
+ * forbids.  -1 with set_error: an unknown CPU mode or feature policy, a
+ * model or feature name that is not one. */
+int backup_vm_cpu_option (const struct domain_info *d, const char *accel,
+                          bool nested, char **cpu, char **note)
+  __attribute__ ((warn_unused_result));
+
+/* The machine type for a definition that asks for want, given QEMU's
+ * "-machine help" (NULL: unknown): want when QEMU has it, else for a
+ * versioned pc-q35-* or pc-i440fx-* type (from a newer QEMU) the
+ * family's current one (q35, pc) and *note (a new line) says so. */
+int backup_vm_machine (const char *want, const char *help, const char **use,
+                       char **note) __attribute__ ((warn_unused_result));
+
+/* The controllers that the disks' buses need, and the SATA ports taken. */
+struct backup_vm_buses {
+  bool ahci, scsi;
+  unsigned sata;
+};
+
+/* The -device of disk target (the definition's bus) on machine, on block
+ * node node, as the validation VM's device i (boot: its boot index, 0
+ * none); b records the controllers it needs.  IDE is the machine's own
+ * controller (i440FX), by the target's letter (hda..hdd); a q35 machine
+ * has none, so there it is SATA, and *note says so.  NULL with
+ * set_error: a bus or a place that the VM cannot give. */
+char *backup_vm_disk_device (const char *machine, const char *target,
+                             const char *bus, const char *node, size_t i,
+                             unsigned boot, struct backup_vm_buses *b,
+                             char **note) __attribute__ ((warn_unused_result));
+
 /* validate.c: the pure parts, for the unit tests. */
 
 /* The VGA text buffer (80x25 pairs of character and attribute, as at

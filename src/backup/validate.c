@@ -27,6 +27,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/scratch.h"
+#include "common/testhook.h"
 #include "common/util.h"
 #include "qmp/agent.h"
 
@@ -38,6 +39,7 @@
 
 #define SLOTS_DIR "slots"
 #define SLOT_POLL_MS 200
+#define LOCK_POLL_MS 1000
 #define EXEC_POLL_MS 500
 #define SCREEN_FILE "vga.bin"
 #define SCREENSHOT_MAX (64u << 20)
@@ -901,8 +903,6 @@ check_backup (struct run *run)
   }
   r = 0;
 out:
-  if (r == -1)
-    error_prepend ("validate");
   chain_manifest_vector_release (&chain);
   chain_string_vector_release (&errors);
   return r;
@@ -926,19 +926,88 @@ load_definition (struct run *run)
   return run->definition ? 0 : -1;
 }
 
+/* The VM's shared lock, held briefly: to check the backup, start QEMU
+ * on it and pin it; then to record the result.  A backup, delete or
+ * merge of the VM holds it exclusively for a while: wait for it (saying
+ * why once), unless no_wait. */
+static struct chain_lock *
+lock_vm (struct run *run, const char *purpose)
+{
+  const struct validate_options *o = run->o;
+  bool said = false;
+
+  for (;;) {
+    struct chain_lock *lock
+      = chain_lock_new (run->repo, run->r->vm, CHAIN_LOCK_SHARED, "validate",
+                        said ? LOCK_POLL_MS : 0);
+
+    if (lock != NULL || get_errno () != EWOULDBLOCK || o->no_wait)
+      return lock;
+    if (cancelled (run)) {
+      set_error (EINTR, "interrupted while waiting for the lock of vm '%s'",
+                 run->r->vm);
+      return NULL;
+    }
+    if (!said && o->waiting != NULL) {
+      CLEANUP_FREE char *why
+        = str_printf ("waiting %s: %s", purpose, get_error ());
+
+      if (why != NULL)
+        o->waiting (o->opaque, why);
+    }
+    said = true;
+    error_clear ();
+  }
+}
+
+/* Pin the backup for as long as the VM's overlays read it (and this
+ * process lives): delete, merge and compression refuse it meanwhile,
+ * while backups of the VM go on. */
 static int
-boot_and_check (struct run *run)
+pin_backup (struct run *run, struct chain_lock *lock)
+{
+  CLEANUP_FREE char *holder
+    = str_printf ("a validation (knib pid %ld)", (long) getpid ());
+
+  if (holder == NULL)
+    return -1;
+  for (size_t i = 0; i < run->m->disks.len; i++)
+    if (chain_pin_add_owned (lock, run->m->id, run->m->disks.ptr[i].name,
+                             holder, backup_vm_overlay (run->vm, i),
+                             backup_vm_owner_file (run->vm))
+        == -1)
+      return -1;
+  return 0;
+}
+
+/* Under the VM's shared lock (*lock): check the backup, start the VM on
+ * it and pin it; then without the lock, boot and check; then record
+ * the result under the lock again (*lock). */
+static int
+boot_and_check (struct run *run, struct chain_lock **lock)
 {
   struct validate_result *r = run->r;
   struct chain_validation *v = r->validation;
   double start = monotonic_seconds ();
+  chain_string_vector pruned = empty_vector;
+  int ret;
 
-  run->vm
-    = backup_vm_start (run->repo, run->m, run->definition, &run->o->vm_options);
+  /* Pins of killed validations (and of consolidated quick restores)
+   * count for nothing: drop them, saying so. */
+  if (chain_pin_prune (*lock, &r->notes) == -1)
+    return -1;
+  test_stop_point ("validate-start");
+  run->vm = backup_vm_start (run->repo, run->m, run->definition,
+                             &run->o->vm_options, &r->notes);
   if (run->vm == NULL) {
-    error_prepend ("validate: backup '%s' of vm '%s'", run->m->id, run->m->vm);
+    error_prepend ("backup '%s' of vm '%s'", run->m->id, run->m->vm);
     return -1;
   }
+  /* QEMU has the images open: the backup is pinned from here on. */
+  if (pin_backup (run, *lock) == -1)
+    return -1;
+  chain_lock_free (*lock);
+  *lock = NULL;
   v->accel = strdup (backup_vm_accel_used (run->vm));
   if (v->accel == NULL || backup_vm_power_on (run->vm) == -1)
     return -1;
@@ -951,7 +1020,20 @@ boot_and_check (struct run *run)
     if (r->scratch == NULL)
       return -1;
   }
-  return chain_backup_set_validation (run->repo, run->m->vm, run->m->id, v);
+  backup_vm_stop (run->vm);
+  *lock = lock_vm (run, "to record the result");
+  if (*lock == NULL)
+    return -1;
+  ret = chain_backup_set_validation (run->repo, run->m->vm, run->m->id, v);
+  /* The pin goes with the VM's scratch directory. */
+  backup_vm_free (run->vm);
+  run->vm = NULL;
+  if (ret == 0 && chain_pin_prune (*lock, &pruned) == -1) {
+    debug (DEBUG_CHAIN, "validate: pins: %s", get_error ());
+    error_clear ();
+  }
+  chain_string_vector_release (&pruned);
+  return ret;
 }
 
 int
@@ -992,7 +1074,7 @@ backup_validate (struct chain_repo *repo, const struct validate_options *o,
   r->validation->boot_seconds = -1;
   if (slot_take (root, o, &slot) == -1)
     goto out;
-  lock = chain_lock_new (repo, r->vm, CHAIN_LOCK_SHARED, "validate", 0);
+  lock = lock_vm (&run, "to start");
   if (lock == NULL)
     goto out;
   /* Under the lock: the backup may have gone or changed meanwhile. */
@@ -1001,7 +1083,7 @@ backup_validate (struct chain_repo *repo, const struct validate_options *o,
   if (run.m == NULL || check_backup (&run) == -1
       || load_definition (&run) == -1)
     goto out;
-  ret = boot_and_check (&run);
+  ret = boot_and_check (&run, &lock);
 out:
   qga_client_free (run.qga);
   backup_vm_free (run.vm);

@@ -7,6 +7,7 @@
  * later run whether the directory is a leftover of a killed one. */
 #include <config.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -71,6 +72,9 @@ struct backup_vm {
   char *console_path;
   char *pid_file;
   const char *accel;
+  char *owner_path;
+  char **overlays; /* one per disk of the backup */
+  size_t n_overlays;
   struct command *cmd;
   struct qmp_client *c;
   bool exited;
@@ -185,10 +189,11 @@ make_dir (struct backup_vm *vm, const char *root)
     return -1;
   vm->dir = path;
   {
-    CLEANUP_FREE char *owner = str_printf ("%s/" OWNER_FILE, path);
+    char *owner = str_printf ("%s/" OWNER_FILE, path);
 
     if (owner == NULL)
       return -1;
+    vm->owner_path = owner;
     vm->owner_fd = open (owner, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (vm->owner_fd == -1 || lock_owner (vm->owner_fd) == -1) {
       set_error (errno, "'%s'", owner);
@@ -228,7 +233,9 @@ make_overlay (struct backup_vm *vm, const char *disk, const char *image,
     return NULL;
   }
   /* -u: the backing file is not opened (the caller checked the chain),
-   * so qemu-img takes no lock on the repository either. */
+   * so qemu-img takes no lock on the repository either.  The name
+   * recorded says which image the overlay reads (a pin's test, and a
+   * --keep user's); QEMU itself gets the chain explicitly. */
   command_add_args (cmd, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-u",
                     "-b", abs, overlay, NULL);
   command_add_argf (cmd, "%llu", (unsigned long long) size);
@@ -248,6 +255,7 @@ make_overlay (struct backup_vm *vm, const char *disk, const char *image,
 struct hardware {
   const char *machine;
   const char *accel;
+  char *cpu; /* -cpu, or NULL: QEMU's default */
   uint64_t memory_mib;
   unsigned cpus;
   const char *bios;   /* -bios IMAGE, or NULL */
@@ -322,14 +330,215 @@ choose_firmware (const struct domain_info *d, struct hardware *hw)
   return 0;
 }
 
+/* Characters of a CPU model or feature name that cannot end QEMU's
+ * option early. */
+static bool
+cpu_name_ok (const char *s)
+{
+  if (s == NULL || s[0] == '\0')
+    return false;
+  for (; *s; s++)
+    if (!(isalnum ((unsigned char) *s) || *s == '-' || *s == '_' || *s == '.'))
+      return false;
+  return true;
+}
+
+/* "Haswell,pcid=on,hle=off": the definition's custom model and the
+ * features it requires or forbids (optional ones are left to QEMU). */
+static char *
+custom_cpu (const struct domain_info *d)
+{
+  CLEANUP_FREE char *text = NULL;
+  char *done;
+
+  if (!cpu_name_ok (d->cpu_model)) {
+    set_error (-EINVAL,
+               "the VM's definition asks for CPU model '%s', which is not a "
+               "CPU model name",
+               d->cpu_model);
+    return NULL;
+  }
+  text = strdup (d->cpu_model);
+  for (size_t i = 0; text != NULL && i < d->cpu_features.len; i++) {
+    const struct domain_cpu_feature *f = &d->cpu_features.ptr[i];
+    const char *policy = f->policy ? f->policy : "require";
+    const char *value;
+    char *more;
+
+    if (strcmp (policy, "require") == 0 || strcmp (policy, "force") == 0)
+      value = "on";
+    else if (strcmp (policy, "disable") == 0 || strcmp (policy, "forbid") == 0)
+      value = "off";
+    else if (strcmp (policy, "optional") == 0)
+      continue;
+    else {
+      set_error (-EINVAL,
+                 "the VM's definition has CPU feature '%s' with policy '%s', "
+                 "which knib does not know",
+                 f->name, policy);
+      return NULL;
+    }
+    if (!cpu_name_ok (f->name)) {
+      set_error (-EINVAL,
+                 "the VM's definition has CPU feature '%s', which is not a "
+                 "feature name",
+                 f->name);
+      return NULL;
+    }
+    more = str_printf ("%s,%s=%s", text, f->name, value);
+    free (text);
+    text = more;
+  }
+  if (text == NULL) {
+    set_error (ENOMEM, "CPU model");
+    return NULL;
+  }
+  done = text;
+  text = NULL;
+  return done;
+}
+
+int
+backup_vm_cpu_option (const struct domain_info *d, const char *accel,
+                      bool nested, char **cpu, char **note)
+{
+  const char *mode = d ? d->cpu_mode : NULL;
+  bool kvm = strcmp (accel, "kvm") == 0;
+  const char *want = NULL;
+
+  *cpu = *note = NULL;
+  if (mode == NULL && d && d->cpu_model)
+    mode = "custom";
+  if (mode == NULL || (strcmp (mode, "custom") == 0 && d->cpu_model == NULL))
+    /* Nothing asked: the host's CPU under KVM, except nested, where
+     * KVM refuses some of its MSRs (QEMU dies on an assertion). */
+    want = kvm && !nested ? "host" : NULL;
+  else if (strcmp (mode, "host-passthrough") == 0
+           || strcmp (mode, "host-model") == 0) {
+    if (kvm && !nested)
+      want = "host";
+    else {
+      *note = str_printf ("the VM's definition asks for CPU mode '%s', which "
+                          "%s: the validation VM has QEMU's default CPU model",
+                          mode,
+                          kvm ? "nested KVM cannot give here"
+                              : "needs KVM (this VM runs under TCG)");
+      if (*note == NULL)
+        goto nomem;
+    }
+  }
+  else if (strcmp (mode, "maximum") == 0)
+    want = "max";
+  else if (strcmp (mode, "custom") == 0)
+    return (*cpu = custom_cpu (d)) ? 0 : -1;
+  else {
+    set_error (-EINVAL,
+               "the VM's definition asks for CPU mode '%s', which knib does "
+               "not know (host-passthrough, host-model, maximum and custom "
+               "are)",
+               mode);
+    return -1;
+  }
+  if (want != NULL && (*cpu = strdup (want)) == NULL)
+    goto nomem;
+  return 0;
+nomem:
+  free (*note);
+  *note = NULL;
+  set_error (ENOMEM, "CPU model");
+  return -1;
+}
+
+/* Is machine a line's first word in help (QEMU's "-machine help")? */
+static bool
+machine_listed (const char *help, const char *machine)
+{
+  size_t n = strlen (machine);
+
+  for (const char *p = help; p != NULL && *p; p = strchr (p, '\n')) {
+    if (*p == '\n')
+      p++;
+    if (strncmp (p, machine, n) == 0 && (p[n] == ' ' || p[n] == '\n'))
+      return true;
+  }
+  return false;
+}
+
+int
+backup_vm_machine (const char *want, const char *help, const char **use,
+                   char **note)
+{
+  *use = want;
+  *note = NULL;
+  if (help == NULL || machine_listed (help, want))
+    return 0;
+  /* A versioned type of a newer QEMU (or one this QEMU dropped): the
+   * same family's current version. */
+  if (strncmp (want, "pc-q35-", 7) == 0)
+    *use = "q35";
+  else if (strncmp (want, "pc-i440fx-", 10) == 0
+           || (strncmp (want, "pc-", 3) == 0 && want[3] >= '0'
+               && want[3] <= '9'))
+    *use = "pc";
+  else
+    return 0; /* QEMU will say that it does not know it */
+  *note = str_printf ("this QEMU has no machine type '%s' (the VM's "
+                      "definition asks for it): the validation VM is a '%s'",
+                      want, *use);
+  if (*note == NULL) {
+    set_error (ENOMEM, "machine type");
+    return -1;
+  }
+  return 0;
+}
+
+/* QEMU's list of machine types ("-machine help"), or NULL when it
+ * cannot be had (then the machine type is given as it is). */
+static char *
+machine_help (void)
+{
+  struct command *cmd = command_new (QEMU_PROGRAM);
+  struct error_saved err;
+  const char *out;
+  char *help = NULL;
+
+  if (cmd == NULL)
+    return NULL;
+  error_save (&err);
+  command_add_args (cmd, "-machine", "help", NULL);
+  command_capture_stdout (cmd, 0);
+  command_set_timeout (cmd, QEMU_IMG_TIMEOUT_MS);
+  if (command_run (cmd, NULL) == 0 && (out = command_get_stdout (cmd, NULL)))
+    help = strdup (out);
+  else
+    debug (DEBUG_CHAIN, "%s -machine help: %s", QEMU_PROGRAM, get_error ());
+  command_free (cmd);
+  error_restore (&err);
+  return help;
+}
+
 static int
 choose_hardware (const struct domain_info *d, const struct backup_vm_options *o,
-                 struct hardware *hw)
+                 struct hardware *hw, chain_string_vector *notes)
 {
   uint64_t avail;
+  char *note;
 
-  hw->machine = d && d->machine ? d->machine : "pc";
+  hw->machine = "pc";
+  if (d != NULL && d->machine != NULL) {
+    CLEANUP_FREE char *help = machine_help ();
+
+    if (backup_vm_machine (d->machine, help, &hw->machine, &note) == -1)
+      return -1;
+    if (note != NULL)
+      chain_note_add (notes, note);
+  }
   hw->accel = choose_accel (o->accel);
+  if (backup_vm_cpu_option (d, hw->accel, host_is_a_vm (), &hw->cpu, &note)
+      == -1)
+    return -1;
+  if (note != NULL)
+    chain_note_add (notes, note);
   hw->memory_mib = o->memory_mib        ? o->memory_mib
                    : d && d->memory_kib ? (d->memory_kib + 1023) / 1024
                                         : BACKUP_VM_DEFAULT_MEMORY_MIB;
@@ -409,53 +618,138 @@ find_disk (const struct domain_info *d, const char *name)
   return NULL;
 }
 
-static int
-add_disk (struct command *cmd, const struct domain_info *d, const char *name,
-          const char *overlay, size_t i, bool *ahci, bool *scsi)
+/* Is machine (a QEMU machine type) a q35 one? */
+static bool
+is_q35 (const char *machine)
 {
-  const struct domain_disk *dd = find_disk (d, name);
-  const char *bus = dd && dd->bus ? dd->bus : "virtio";
-  unsigned boot = boot_index (d, dd, i);
-  CLEANUP_FREE char *dev = NULL;
-  char node[32], boot_opt[32] = "";
+  return strcmp (machine, "q35") == 0 || strncmp (machine, "pc-q35-", 7) == 0;
+}
 
-  snprintf (node, sizeof node, "knib-disk-%zu", i);
+char *
+backup_vm_disk_device (const char *machine, const char *target, const char *bus,
+                       const char *node, size_t i, unsigned boot,
+                       struct backup_vm_buses *b, char **note)
+{
+  char boot_opt[32] = "";
+
+  *note = NULL;
   if (boot > 0)
     snprintf (boot_opt, sizeof boot_opt, ",bootindex=%u", boot);
-  if (add_json_arg (cmd, "-blockdev",
-                    json_pack ("{s:s, s:s, s:{s:s, s:s}}", "driver", "qcow2",
-                               "node-name", node, "file", "driver", "file",
-                               "filename", overlay))
-      == -1)
-    return -1;
+  if (strcmp (bus, "ide") == 0 && !is_q35 (machine)) {
+    /* The machine's own IDE controller (i440FX's PIIX): hda is the
+     * master of its first channel, hdb the slave, hdc and hdd the
+     * second channel, as libvirt places them. */
+    unsigned index;
+
+    if (strlen (target) != 3 || strncmp (target, "hd", 2) != 0
+        || target[2] < 'a' || target[2] > 'd') {
+      set_error (-EINVAL,
+                 "disk '%s' is on bus ide, whose controller has places for "
+                 "hda to hdd only",
+                 target);
+      return NULL;
+    }
+    index = (unsigned) (target[2] - 'a');
+    return str_printf ("ide-hd,drive=%s,bus=ide.%u,unit=%u,id=knib-dev-%zu%s",
+                       node, index / 2, index % 2, i, boot_opt);
+  }
+  if (strcmp (bus, "sata") == 0 || strcmp (bus, "ide") == 0) {
+    if (strcmp (bus, "ide") == 0)
+      *note = str_printf ("disk '%s' is on bus ide, which the q35 machine '%s' "
+                          "does not have: the validation VM gives it as a "
+                          "SATA disk",
+                          target, machine);
+    if (b->sata == 6) {
+      free (*note);
+      *note = NULL;
+      set_error (-EINVAL, "disk '%s': a validation VM has 6 SATA ports",
+                 target);
+      return NULL;
+    }
+    b->ahci = true;
+    return str_printf ("ide-hd,drive=%s,bus=knib-ahci.%u,id=knib-dev-%zu%s",
+                       node, b->sata++, i, boot_opt);
+  }
   if (strcmp (bus, "virtio") == 0)
-    dev = str_printf ("virtio-blk-pci,drive=%s,id=knib-dev-%zu%s", node, i,
-                      boot_opt);
-  else if (strcmp (bus, "sata") == 0 || strcmp (bus, "ide") == 0) {
-    if (!*ahci)
-      command_add_args (cmd, "-device", "ich9-ahci,id=knib-ahci", NULL);
-    *ahci = true;
-    dev = str_printf ("ide-hd,drive=%s,bus=knib-ahci.%zu,id=knib-dev-%zu%s",
-                      node, i, i, boot_opt);
+    return str_printf ("virtio-blk-pci,drive=%s,id=knib-dev-%zu%s", node, i,
+                       boot_opt);
+  if (strcmp (bus, "scsi") == 0) {
+    b->scsi = true;
+    return str_printf ("scsi-hd,drive=%s,bus=knib-scsi.0,id=knib-dev-%zu%s",
+                       node, i, boot_opt);
   }
-  else if (strcmp (bus, "scsi") == 0) {
-    if (!*scsi)
-      command_add_args (cmd, "-device", "virtio-scsi-pci,id=knib-scsi", NULL);
-    *scsi = true;
-    dev = str_printf ("scsi-hd,drive=%s,bus=knib-scsi.0,id=knib-dev-%zu%s",
-                      node, i, boot_opt);
-  }
-  else {
-    set_error (-EINVAL,
-               "disk '%s' is on bus '%s', which a validation VM cannot give "
-               "(virtio, sata, ide and scsi can)",
-               name, bus);
+  set_error (-EINVAL,
+             "disk '%s' is on bus '%s', which a validation VM cannot give "
+             "(virtio, sata, ide and scsi can)",
+             target, bus);
+  return NULL;
+}
+
+/* The block nodes of disk i: its overlay, whose backing chain is the
+ * backup's images given one by one (backing), so that QEMU follows no
+ * name that an image records. */
+static int
+add_disk_node (struct command *cmd, const char *node, const char *overlay,
+               const char *backing)
+{
+  json_t *chain = json_loads (backing, 0, NULL);
+
+  if (chain == NULL) {
+    set_error (-EINVAL, "the backup's chain for QEMU");
     return -1;
   }
-  if (dev == NULL)
+  return add_json_arg (cmd, "-blockdev",
+                       json_pack ("{s:s, s:s, s:{s:s, s:s}, s:o}", "driver",
+                                  "qcow2", "node-name", node, "file", "driver",
+                                  "file", "filename", overlay, "backing",
+                                  chain));
+}
+
+/* Every disk: its nodes, the controllers their buses need, the
+ * devices. */
+static int
+add_disks (struct command *cmd, const struct hardware *hw,
+           const struct domain_info *d, const struct chain_manifest *m,
+           char *const *overlays, char *const *backings,
+           chain_string_vector *notes)
+{
+  struct backup_vm_buses b = { .ahci = false };
+  char **devs = calloc (m->disks.len, sizeof *devs);
+  int r = -1;
+
+  if (devs == NULL) {
+    set_error (errno, "calloc");
     return -1;
-  command_add_args (cmd, "-device", dev, NULL);
-  return 0;
+  }
+  for (size_t i = 0; i < m->disks.len; i++) {
+    const char *name = m->disks.ptr[i].name;
+    const struct domain_disk *dd = find_disk (d, name);
+    char *note;
+    char node[32];
+
+    snprintf (node, sizeof node, "knib-disk-%zu", i);
+    if (add_disk_node (cmd, node, overlays[i], backings[i]) == -1)
+      goto out;
+    devs[i] = backup_vm_disk_device (hw->machine, name,
+                                     dd && dd->bus ? dd->bus : "virtio", node,
+                                     i, boot_index (d, dd, i), &b, &note);
+    if (devs[i] == NULL)
+      goto out;
+    if (note != NULL)
+      chain_note_add (notes, note);
+  }
+  if (b.ahci)
+    command_add_args (cmd, "-device", "ich9-ahci,id=knib-ahci", NULL);
+  if (b.scsi)
+    command_add_args (cmd, "-device", "virtio-scsi-pci,id=knib-scsi", NULL);
+  for (size_t i = 0; i < m->disks.len; i++)
+    command_add_args (cmd, "-device", devs[i], NULL);
+  r = 0;
+out:
+  for (size_t i = 0; i < m->disks.len; i++)
+    free (devs[i]);
+  free (devs);
+  return r;
 }
 
 static int
@@ -496,13 +790,12 @@ add_firmware (struct backup_vm *vm, struct command *cmd,
 static struct command *
 build_command (struct backup_vm *vm, const struct hardware *hw,
                const struct domain_info *d, const struct chain_manifest *m,
-               char *const *overlays)
+               char *const *backings, chain_string_vector *notes)
 {
   struct command *cmd = command_new (QEMU_PROGRAM);
   CLEANUP_FREE char *qmp = backup_opts_escape (vm->qmp_path);
   CLEANUP_FREE char *agent = backup_opts_escape (vm->agent_path);
   CLEANUP_FREE char *console = backup_opts_escape (vm->console_path);
-  bool ahci = false, scsi = false;
 
   if (cmd == NULL || qmp == NULL || agent == NULL || console == NULL)
     goto fail;
@@ -523,11 +816,8 @@ build_command (struct backup_vm *vm, const struct hardware *hw,
                     hw->pflash ? ",pflash0=knib-pflash0,pflash1=knib-pflash1"
                                : "",
                     hw->secure ? ",smm=on" : "");
-  /* The host's CPU under KVM; but nested KVM refuses some of its MSRs
-   * (QEMU dies on an assertion), so a host that is itself a VM keeps
-   * QEMU's default model. */
-  if (strcmp (hw->accel, "kvm") == 0 && !host_is_a_vm ())
-    command_add_args (cmd, "-cpu", "host", NULL);
+  if (hw->cpu != NULL)
+    command_add_args (cmd, "-cpu", hw->cpu, NULL);
   command_add_arg (cmd, "-m");
   command_add_argf (cmd, "%llu", (unsigned long long) hw->memory_mib);
   command_add_arg (cmd, "-smp");
@@ -555,10 +845,8 @@ build_command (struct backup_vm *vm, const struct hardware *hw,
     command_add_args (cmd, "-append", hw->cmdline, NULL);
   if (add_firmware (vm, cmd, hw) == -1)
     goto fail;
-  for (size_t i = 0; i < m->disks.len; i++)
-    if (add_disk (cmd, d, m->disks.ptr[i].name, overlays[i], i, &ahci, &scsi)
-        == -1)
-      goto fail;
+  if (add_disks (cmd, hw, d, m, vm->overlays, backings, notes) == -1)
+    goto fail;
   command_set_name (cmd, QEMU_PROGRAM);
   command_set_process_group (cmd, true);
   command_set_die_with_parent (cmd, true);
@@ -626,15 +914,49 @@ wait_ready (struct backup_vm *vm, int timeout_ms)
   }
 }
 
+/* The backup's chain for QEMU, disk by disk (JSON texts). */
+static char **
+chain_nodes (struct chain_repo *repo, const struct chain_manifest *m)
+{
+  chain_manifest_vector chain = empty_vector;
+  char **nodes = calloc (m->disks.len, sizeof *nodes);
+  bool ok = nodes != NULL;
+
+  if (nodes == NULL)
+    set_error (errno, "calloc");
+  else if (chain_backup_chain (repo, m->vm, m->id, &chain) == -1)
+    ok = false;
+  for (size_t i = 0; ok && i < m->disks.len; i++)
+    ok = (nodes[i] = chain_disk_qemu_json (repo, &chain, m->disks.ptr[i].name))
+         != NULL;
+  chain_manifest_vector_release (&chain);
+  if (!ok && nodes != NULL) {
+    for (size_t i = 0; i < m->disks.len; i++)
+      free (nodes[i]);
+    free (nodes);
+    nodes = NULL;
+  }
+  return nodes;
+}
+
+static void
+free_strings (char **v, size_t n)
+{
+  for (size_t i = 0; v != NULL && i < n; i++)
+    free (v[i]);
+  free (v);
+}
+
 struct backup_vm *
 backup_vm_start (struct chain_repo *repo, const struct chain_manifest *m,
-                 const char *definition, const struct backup_vm_options *o)
+                 const char *definition, const struct backup_vm_options *o,
+                 chain_string_vector *notes)
 {
   struct backup_vm *vm = calloc (1, sizeof *vm);
   struct domain_info info;
   bool have_info = false;
   struct hardware hw = { .machine = NULL };
-  char **overlays = NULL;
+  char **backings = NULL;
 
   if (vm == NULL) {
     set_error (errno, "calloc");
@@ -650,49 +972,53 @@ backup_vm_start (struct chain_repo *repo, const struct chain_manifest *m,
     }
     have_info = true;
   }
-  if (choose_hardware (have_info ? &info : NULL, o, &hw) == -1)
+  if (choose_hardware (have_info ? &info : NULL, o, &hw, notes) == -1)
     goto fail;
   vm->accel = hw.accel;
-  if (make_dir (vm, o->scratch ? o->scratch : KNIB_DEFAULT_SCRATCH) == -1)
+  backings = chain_nodes (repo, m);
+  if (backings == NULL
+      || make_dir (vm, o->scratch ? o->scratch : KNIB_DEFAULT_SCRATCH) == -1)
     goto fail;
-  overlays = calloc (m->disks.len, sizeof *overlays);
-  if (overlays == NULL) {
+  vm->overlays = calloc (m->disks.len, sizeof *vm->overlays);
+  if (vm->overlays == NULL) {
     set_error (errno, "calloc");
     goto fail;
   }
+  vm->n_overlays = m->disks.len;
   for (size_t i = 0; i < m->disks.len; i++) {
     CLEANUP_FREE char *image
       = chain_backup_image_path (repo, m, &m->disks.ptr[i]);
 
-    overlays[i] = image ? make_overlay (vm, m->disks.ptr[i].name, image,
-                                        m->disks.ptr[i].virtual_size)
-                        : NULL;
-    if (overlays[i] == NULL)
+    vm->overlays[i] = image ? make_overlay (vm, m->disks.ptr[i].name, image,
+                                            m->disks.ptr[i].virtual_size)
+                            : NULL;
+    if (vm->overlays[i] == NULL)
       goto fail;
   }
-  vm->cmd = build_command (vm, &hw, have_info ? &info : NULL, m, overlays);
+  vm->cmd
+    = build_command (vm, &hw, have_info ? &info : NULL, m, backings, notes);
   if (vm->cmd == NULL || command_start (vm->cmd) == -1)
     goto fail;
   vm->exited = false;
-  debug (DEBUG_CHAIN, "%s started (pid %ld, %s, %llu MiB, %u vCPUs) in %s",
+  debug (DEBUG_CHAIN,
+         "%s started (pid %ld, %s, %llu MiB, %u vCPUs, CPU %s) in %s",
          QEMU_PROGRAM, (long) command_pid (vm->cmd), hw.accel,
-         (unsigned long long) hw.memory_mib, hw.cpus, vm->dir);
+         (unsigned long long) hw.memory_mib, hw.cpus,
+         hw.cpu ? hw.cpu : "default", vm->dir);
   if (wait_ready (vm, o->timeout_ms) == -1) {
     error_prepend ("machine '%s' (%s, %llu MiB, %u vCPUs)", hw.machine,
                    hw.accel, (unsigned long long) hw.memory_mib, hw.cpus);
     goto fail;
   }
-  for (size_t i = 0; i < m->disks.len; i++)
-    free (overlays[i]);
-  free (overlays);
+  free_strings (backings, m->disks.len);
+  free (hw.cpu);
   if (have_info)
     domain_info_release (&info);
   return vm;
 
 fail:
-  for (size_t i = 0; overlays != NULL && i < m->disks.len; i++)
-    free (overlays[i]);
-  free (overlays);
+  free_strings (backings, m->disks.len);
+  free (hw.cpu);
   if (have_info)
     domain_info_release (&info);
   backup_vm_free (vm);
@@ -744,6 +1070,18 @@ backup_vm_accel_used (const struct backup_vm *vm)
   return vm->accel;
 }
 
+const char *
+backup_vm_owner_file (const struct backup_vm *vm)
+{
+  return vm->owner_path;
+}
+
+const char *
+backup_vm_overlay (const struct backup_vm *vm, size_t i)
+{
+  return i < vm->n_overlays ? vm->overlays[i] : NULL;
+}
+
 bool
 backup_vm_alive (struct backup_vm *vm, char **why)
 {
@@ -770,6 +1108,20 @@ backup_vm_alive (struct backup_vm *vm, char **why)
 }
 
 void
+backup_vm_stop (struct backup_vm *vm)
+{
+  struct error_saved err;
+
+  error_save (&err);
+  qmp_client_free (vm->c);
+  vm->c = NULL;
+  if (vm->cmd != NULL && !vm->exited && command_stop (vm->cmd) == -1)
+    debug (DEBUG_CHAIN, "%s", get_error ());
+  vm->exited = true;
+  error_restore (&err);
+}
+
+void
 backup_vm_free (struct backup_vm *vm)
 {
   struct error_saved err;
@@ -777,9 +1129,7 @@ backup_vm_free (struct backup_vm *vm)
   if (vm == NULL)
     return;
   error_save (&err);
-  qmp_client_free (vm->c);
-  if (vm->cmd != NULL && !vm->exited && command_stop (vm->cmd) == -1)
-    debug (DEBUG_CHAIN, "%s", get_error ());
+  backup_vm_stop (vm);
   command_free (vm->cmd);
   /* --keep keeps what a VM that ran left; a start that failed leaves
    * nothing. */
@@ -797,6 +1147,8 @@ backup_vm_free (struct backup_vm *vm)
   free (vm->agent_path);
   free (vm->console_path);
   free (vm->pid_file);
+  free (vm->owner_path);
+  free_strings (vm->overlays, vm->n_overlays);
   free (vm);
   error_restore (&err);
 }

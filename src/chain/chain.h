@@ -904,8 +904,19 @@ int chain_restore (struct chain_repo *repo, const char *id,
                    const struct chain_restore_options *o)
   __attribute__ ((warn_unused_result));
 
+/* The options of a QEMU block node (JSON text) that opens disk name's
+ * image in the last backup of chain read-only, with its backing chain
+ * given explicitly, layer by layer (the repository's files; the full
+ * has none): QEMU follows no backing file name that an image records.
+ * For -blockdev, as the "backing" of an overlay. */
+char *chain_disk_qemu_json (struct chain_repo *repo,
+                            const chain_manifest_vector *chain,
+                            const char *name)
+  __attribute__ ((warn_unused_result));
+
 /* Is backup id of vm, or one it depends on, read by a disk that was
- * quick-restored from it and not yet consolidated?  1 and *who (a line
+ * quick-restored from it and not yet consolidated, or by a running
+ * validation?  1 and *who (a line
  * that names the VM, the disk and its image; the caller frees it), or 0.
  * Pins whose overlay no longer reads the repository (consolidated,
  * replaced, gone) count for nothing.  -1 with set_error. */
@@ -917,14 +928,25 @@ int chain_pin_find (struct chain_repo *repo, const char *vm, const char *id,
 int chain_pin_refuse (struct chain_repo *repo, const char *vm, const char *id)
   __attribute__ ((warn_unused_result));
 
-/* Record (under the VM's exclusive lock) that image, the quick-restored
- * disk disk of holder (a VM name), reads backup id. */
+/* Record (under the VM's lock) that image, the quick-restored disk disk
+ * of holder (a VM name), reads backup id. */
 int chain_pin_add (struct chain_lock *lock, const char *id, const char *disk,
                    const char *holder, const char *image)
   __attribute__ ((warn_unused_result));
 
+/* The same for a process that reads the backup through image (a
+ * validation's overlay): the pin counts only while some process holds
+ * an fcntl lock on the file owner (that process, which may be killed).
+ * holder names it for messages ("a validation (knib pid 1234)").  The
+ * VM's shared lock is enough. */
+int chain_pin_add_owned (struct chain_lock *lock, const char *id,
+                         const char *disk, const char *holder,
+                         const char *image, const char *owner)
+  __attribute__ ((warn_unused_result));
+
 /* Drop the pins whose overlay no longer reads the repository (under the
- * VM's exclusive lock); one line per pin dropped goes to done. */
+ * VM's lock, shared or exclusive); one line per pin dropped goes to
+ * done. */
 int chain_pin_prune (struct chain_lock *lock, chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 

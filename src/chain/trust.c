@@ -108,11 +108,11 @@ qemu_node (struct chain_repo *repo, const chain_manifest_vector *chain,
 }
 
 char *
-chain_disk_qemu_spec (struct chain_repo *repo,
+chain_disk_qemu_json (struct chain_repo *repo,
                       const chain_manifest_vector *chain, const char *name)
 {
   json_t *node;
-  char *text, *spec;
+  char *text;
 
   if (chain->len == 0) {
     set_error (EINVAL, "an empty chain");
@@ -126,11 +126,16 @@ chain_disk_qemu_spec (struct chain_repo *repo,
   }
   text = json_dumps (node, JSON_COMPACT);
   json_decref (node);
-  if (text == NULL) {
+  if (text == NULL)
     set_error (ENOMEM, "the image's options for QEMU");
-    return NULL;
-  }
-  spec = str_printf ("json:%s", text);
-  free (text);
-  return spec;
+  return text;
+}
+
+char *
+chain_disk_qemu_spec (struct chain_repo *repo,
+                      const chain_manifest_vector *chain, const char *name)
+{
+  CLEANUP_FREE char *text = chain_disk_qemu_json (repo, chain, name);
+
+  return text ? str_printf ("json:%s", text) : NULL;
 }

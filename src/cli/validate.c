@@ -74,7 +74,8 @@ validate_usage (FILE *fp)
     "                          else %d)\n"
     "      --cpus N            its vCPUs (default: the definition's, else %d)\n"
     "      --keep              keep the scratch directory (overlays, logs)\n"
-    "      --no-wait           fail when validation-jobs-per-host are running\n"
+    "      --no-wait           fail, not wait, when validation-jobs-per-host\n"
+    "                          are running or the VM is locked\n"
     "      --scratch DIR       where the VM's files go (default " KNIB_DEFAULT_SCRATCH
     ")\n"
     "      --timeout S         QEMU's monitor may be silent this long\n"

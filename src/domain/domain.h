@@ -65,6 +65,13 @@ struct domain_disk {
 };
 DEFINE_VECTOR_TYPE (domain_disk_vector, struct domain_disk)
 
+/* <cpu><feature policy=... name=.../> */
+struct domain_cpu_feature {
+  char *name;
+  char *policy; /* "require", "force", "optional", "disable", "forbid" */
+};
+DEFINE_VECTOR_TYPE (domain_cpu_feature_vector, struct domain_cpu_feature)
+
 struct domain_info {
   char *name;
   char *uuid;
@@ -88,6 +95,10 @@ struct domain_info {
   char *cmdline;
   uint64_t memory_kib; /* <memory> in KiB */
   unsigned vcpus;      /* <vcpu> */
+  char *cpu_mode;      /* <cpu mode=...>: "host-passthrough", "custom"... */
+  char *cpu_model;     /* <cpu><model>: "Haswell-noTSX" */
+  char *cpu_fallback;  /* <model fallback=...>: "allow", "forbid" */
+  domain_cpu_feature_vector cpu_features;
 };
 
 /* Parse a domain XML (libvirt's, running or inactive).  A document that

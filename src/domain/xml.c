@@ -337,6 +337,37 @@ kib_of (const char *value, const char *unit)
   return 0;
 }
 
+/* <cpu mode match><model fallback>NAME</model><feature policy name/> */
+static int
+parse_cpu (xmlNodePtr cpu, struct domain_info *info)
+{
+  bool oom = false;
+  xmlNodePtr n;
+
+  info->cpu_mode = attr (cpu, "mode", &oom);
+  info->cpu_model = text (child (cpu, "model"), &oom);
+  info->cpu_fallback = attr (child (cpu, "model"), "fallback", &oom);
+  for (n = cpu ? cpu->children : NULL; n != NULL && !oom; n = n->next) {
+    struct domain_cpu_feature f;
+
+    if (!is_element (n, "feature"))
+      continue;
+    f.name = attr (n, "name", &oom);
+    f.policy = attr (n, "policy", &oom);
+    if (f.name == NULL
+        || domain_cpu_feature_vector_append (&info->cpu_features, f) == -1) {
+      oom |= f.name != NULL;
+      free (f.name);
+      free (f.policy);
+    }
+  }
+  if (oom) {
+    set_error (ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 static int
 parse_hardware (xmlNodePtr root, struct domain_info *info)
 {
@@ -362,6 +393,8 @@ parse_hardware (xmlNodePtr root, struct domain_info *info)
     set_error (ENOMEM, "out of memory");
     return -1;
   }
+  if (parse_cpu (child (root, "cpu"), info) == -1)
+    return -1;
   info->memory_kib = kib_of (mem, unit);
   if (vcpu != NULL) {
     if (parse_int64 ("vcpu", vcpu, 1, 4096, &n) == 0)
@@ -441,6 +474,14 @@ domain_info_release (struct domain_info *info)
   free (info->kernel);
   free (info->initrd);
   free (info->cmdline);
+  free (info->cpu_mode);
+  free (info->cpu_model);
+  free (info->cpu_fallback);
+  for (i = 0; i < info->cpu_features.len; i++) {
+    free (info->cpu_features.ptr[i].name);
+    free (info->cpu_features.ptr[i].policy);
+  }
+  domain_cpu_feature_vector_reset (&info->cpu_features);
   memset (info, 0, sizeof *info);
 }
 

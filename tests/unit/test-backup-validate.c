@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test-backup-validate.c: the VGA text screen, dead ends, console tails and base64 of boot validation. */
+/* test-backup-validate.c: the VGA text screen, dead ends, console tails and base64 of boot validation, and the validation VM's CPU and disk buses from domain XMLs. */
 #include <config.h>
 
 #include <setjmp.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include "backup/internal.h"
 #include "common/base64.h"
 #include "common/error.h"
+#include "domain/domain.h"
 
 /* An 80x25 text buffer with these lines (attribute 0x07). */
 static void
@@ -151,14 +154,196 @@ test_base64 (void **state)
   free (out);
 }
 
+/* A domain XML with this <cpu> (may be "") and machine. */
+static void
+parse_domain (const char *cpu, const char *machine, struct domain_info *d)
+{
+  char xml[2048];
+
+  snprintf (xml, sizeof xml,
+            "<domain type='kvm'><name>t</name>"
+            "<os><type arch='x86_64' machine='%s'>hvm</type></os>%s"
+            "<devices/></domain>",
+            machine, cpu);
+  assert_int_equal (domain_info_parse (xml, strlen (xml), d), 0);
+}
+
+/* The -cpu option (NULL: none) and whether a note came, for <cpu>
+ * under accel, nested or not. */
+static void
+expect_cpu (const char *cpu_xml, const char *accel, bool nested,
+            const char *want, bool note)
+{
+  struct domain_info d;
+  char *cpu, *why;
+
+  parse_domain (cpu_xml, "pc", &d);
+  assert_int_equal (backup_vm_cpu_option (&d, accel, nested, &cpu, &why), 0);
+  if (want == NULL)
+    assert_null (cpu);
+  else
+    assert_string_equal (cpu, want);
+  assert_true ((why != NULL) == note);
+  free (cpu);
+  free (why);
+  domain_info_release (&d);
+}
+
+static void
+test_cpu (void **state)
+{
+  static const char *const passthrough = "<cpu mode='host-passthrough'/>";
+  static const char *const custom
+    = "<cpu mode='custom' match='exact'>"
+      "<model fallback='forbid'>Haswell-noTSX</model>"
+      "<feature policy='require' name='pcid'/>"
+      "<feature policy='optional' name='vmx'/>"
+      "<feature policy='disable' name='hle'/>"
+      "<feature policy='forbid' name='rtm'/>"
+      "<feature policy='force' name='aes'/></cpu>";
+  struct domain_info d;
+  char *cpu, *note;
+
+  (void) state;
+  /* Nothing asked: the host's CPU under KVM, not nested. */
+  expect_cpu ("", "kvm", false, "host", false);
+  expect_cpu ("", "kvm", true, NULL, false);
+  expect_cpu ("", "tcg", false, NULL, false);
+  /* The host's CPU: KVM only, else the default with a note. */
+  expect_cpu (passthrough, "kvm", false, "host", false);
+  expect_cpu (passthrough, "tcg", false, NULL, true);
+  expect_cpu (passthrough, "kvm", true, NULL, true);
+  expect_cpu ("<cpu mode='host-model'/>", "kvm", false, "host", false);
+  expect_cpu ("<cpu mode='host-model'/>", "tcg", false, NULL, true);
+  expect_cpu ("<cpu mode='maximum'/>", "tcg", false, "max", false);
+  /* A model with its features, under either accelerator. */
+  expect_cpu (custom, "tcg", false,
+              "Haswell-noTSX,pcid=on,hle=off,rtm=off,aes=on", false);
+  expect_cpu (custom, "kvm", false,
+              "Haswell-noTSX,pcid=on,hle=off,rtm=off,aes=on", false);
+  expect_cpu ("<cpu><model>qemu64</model></cpu>", "kvm", true, "qemu64", false);
+  expect_cpu ("<cpu mode='custom'/>", "tcg", false, NULL, false);
+
+  /* What cannot be given, or would end QEMU's option early. */
+  parse_domain ("<cpu mode='host-everything'/>", "pc", &d);
+  assert_int_equal (backup_vm_cpu_option (&d, "tcg", false, &cpu, &note), -1);
+  assert_non_null (strstr (get_error (), "CPU mode 'host-everything'"));
+  domain_info_release (&d);
+  parse_domain ("<cpu><model>Haswell,kvm=off</model></cpu>", "pc", &d);
+  assert_int_equal (backup_vm_cpu_option (&d, "tcg", false, &cpu, &note), -1);
+  assert_non_null (strstr (get_error (), "'Haswell,kvm=off'"));
+  domain_info_release (&d);
+  parse_domain ("<cpu><model>Haswell</model>"
+                "<feature policy='maybe' name='pcid'/></cpu>",
+                "pc", &d);
+  assert_int_equal (backup_vm_cpu_option (&d, "tcg", false, &cpu, &note), -1);
+  assert_non_null (strstr (get_error (), "policy 'maybe'"));
+  domain_info_release (&d);
+}
+
+static void
+test_disk_buses (void **state)
+{
+  struct backup_vm_buses b = { .ahci = false };
+  char *dev, *note;
+
+  (void) state;
+  /* IDE on an i440FX machine: its own controller, by target letter. */
+  dev = backup_vm_disk_device ("pc-i440fx-7.2", "hda", "ide", "n0", 0, 1, &b,
+                               &note);
+  assert_string_equal (dev, "ide-hd,drive=n0,bus=ide.0,unit=0,id=knib-dev-0,"
+                            "bootindex=1");
+  assert_null (note);
+  free (dev);
+  dev = backup_vm_disk_device ("pc", "hdd", "ide", "n1", 1, 0, &b, &note);
+  assert_string_equal (dev, "ide-hd,drive=n1,bus=ide.1,unit=1,id=knib-dev-1");
+  free (dev);
+  assert_false (b.ahci);
+  assert_null (
+    backup_vm_disk_device ("pc", "hde", "ide", "n2", 2, 0, &b, &note));
+  assert_non_null (strstr (get_error (), "hda to hdd"));
+  /* IDE on q35 (none there): SATA, and a note says so. */
+  dev
+    = backup_vm_disk_device ("pc-q35-7.2", "hda", "ide", "n0", 0, 0, &b, &note);
+  assert_string_equal (dev, "ide-hd,drive=n0,bus=knib-ahci.0,id=knib-dev-0");
+  assert_non_null (note);
+  assert_non_null (strstr (note, "as a SATA disk"));
+  assert_true (b.ahci);
+  free (note);
+  free (dev);
+  dev = backup_vm_disk_device ("q35", "sdb", "sata", "n1", 1, 0, &b, &note);
+  assert_string_equal (dev, "ide-hd,drive=n1,bus=knib-ahci.1,id=knib-dev-1");
+  assert_null (note);
+  free (dev);
+  dev = backup_vm_disk_device ("pc", "vda", "virtio", "n2", 2, 2, &b, &note);
+  assert_string_equal (dev, "virtio-blk-pci,drive=n2,id=knib-dev-2,"
+                            "bootindex=2");
+  free (dev);
+  dev = backup_vm_disk_device ("pc", "sdc", "scsi", "n3", 3, 0, &b, &note);
+  assert_string_equal (dev, "scsi-hd,drive=n3,bus=knib-scsi.0,id=knib-dev-3");
+  assert_true (b.scsi);
+  free (dev);
+  assert_null (
+    backup_vm_disk_device ("pc", "fda", "fdc", "n4", 4, 0, &b, &note));
+  assert_non_null (strstr (get_error (), "bus 'fdc'"));
+}
+
+static void
+test_machine (void **state)
+{
+  static const char help[]
+    = "Supported machines are:\n"
+      "microvm              microvm (i386)\n"
+      "pc                   Standard PC (i440FX + PIIX, 1996) (alias of "
+      "pc-i440fx-7.2)\n"
+      "pc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996) (default)\n"
+      "q35                  Standard PC (Q35 + ICH9, 2009) (alias of "
+      "pc-q35-7.2)\n"
+      "pc-q35-7.2           Standard PC (Q35 + ICH9, 2009)\n"
+      "pc-q35-7.1           Standard PC (Q35 + ICH9, 2009)\n";
+  const char *use;
+  char *note;
+
+  (void) state;
+  /* Known: as it is. */
+  assert_int_equal (backup_vm_machine ("pc-q35-7.1", help, &use, &note), 0);
+  assert_string_equal (use, "pc-q35-7.1");
+  assert_null (note);
+  assert_int_equal (backup_vm_machine ("pc", help, &use, &note), 0);
+  assert_string_equal (use, "pc");
+  assert_null (note);
+  /* A newer QEMU's: the family's current type, said. */
+  assert_int_equal (backup_vm_machine ("pc-q35-9.2", help, &use, &note), 0);
+  assert_string_equal (use, "q35");
+  assert_non_null (strstr (note, "no machine type 'pc-q35-9.2'"));
+  free (note);
+  assert_int_equal (backup_vm_machine ("pc-i440fx-9.2", help, &use, &note), 0);
+  assert_string_equal (use, "pc");
+  free (note);
+  assert_int_equal (backup_vm_machine ("pc-1.0", help, &use, &note), 0);
+  assert_string_equal (use, "pc");
+  free (note);
+  /* "pc-q35-7" is not "pc-q35-7.2"; another family is left to QEMU. */
+  assert_int_equal (backup_vm_machine ("pc-q35-7", help, &use, &note), 0);
+  assert_string_equal (use, "q35");
+  free (note);
+  assert_int_equal (backup_vm_machine ("virt", help, &use, &note), 0);
+  assert_string_equal (use, "virt");
+  assert_null (note);
+  /* Without the list: as it is. */
+  assert_int_equal (backup_vm_machine ("pc-q35-9.2", NULL, &use, &note), 0);
+  assert_string_equal (use, "pc-q35-9.2");
+  assert_null (note);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test (test_screen_text),
-    cmocka_unit_test (test_dead_ends),
-    cmocka_unit_test (test_tail_lines),
-    cmocka_unit_test (test_base64),
+    cmocka_unit_test (test_screen_text), cmocka_unit_test (test_dead_ends),
+    cmocka_unit_test (test_tail_lines),  cmocka_unit_test (test_base64),
+    cmocka_unit_test (test_cpu),         cmocka_unit_test (test_disk_buses),
+    cmocka_unit_test (test_machine),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
