@@ -180,7 +180,6 @@ disk_state (struct qmp_client *c, const char *repo_real,
             struct backup_consolidation *s)
 {
   CLEANUP_FREE char *id = str_printf (STREAM_JOB_PREFIX "%s", d->name);
-  char *backing = NULL;
   json_t *job;
 
   if (id == NULL)
@@ -188,7 +187,10 @@ disk_state (struct qmp_client *c, const char *repo_real,
   s->disk = strdup (d->name);
   s->image = strdup (d->filename ? d->filename : "");
   s->total = d->virtual_size;
-  if (s->disk == NULL || s->image == NULL) {
+  /* QEMU's own view (the header's name): the VM's block graph; also what
+   * a running job reads, whose pin goes when it is done. */
+  if (s->disk == NULL || s->image == NULL
+      || (d->backing != NULL && (s->backing = strdup (d->backing)) == NULL)) {
     set_error (ENOMEM, "consolidation");
     return -1;
   }
@@ -210,15 +212,9 @@ disk_state (struct qmp_client *c, const char *repo_real,
     if (status != NULL && strcmp (status, "concluded") != 0)
       return 0;
   }
-  /* QEMU's own view (the header's name): the VM's block graph. */
-  if (d->backing != NULL && (backing = strdup (d->backing)) == NULL) {
-    set_error (ENOMEM, "consolidation");
-    return -1;
-  }
-  s->backing = backing;
-  if (backing == NULL)
+  if (s->backing == NULL)
     s->state = BACKUP_CONSOLIDATION_DONE;
-  else if (!in_repo (repo_real, backing))
+  else if (!in_repo (repo_real, s->backing))
     s->state = BACKUP_CONSOLIDATION_NONE;
   else
     s->state = s->error != NULL ? BACKUP_CONSOLIDATION_FAILED
@@ -441,4 +437,44 @@ out:
   qmp_client_free (c);
   backup_consolidation_release (&before);
   return r;
+}
+
+int
+quick_check_no_stream (struct qmp_client *c, const char *repo,
+                       const struct backup_options *o)
+{
+  json_t *jobs = NULL, *j;
+  size_t i;
+
+  if (qmp_query_jobs (c, &jobs) == -1)
+    return -1;
+  json_array_foreach (jobs, i, j)
+  {
+    const char *id = json_string_value (json_object_get (j, "id"));
+    const char *status = json_string_value (json_object_get (j, "status"));
+    json_int_t cur
+      = json_integer_value (json_object_get (j, "current-progress"));
+    json_int_t tot = json_integer_value (json_object_get (j, "total-progress"));
+
+    if (id == NULL
+        || strncmp (id, STREAM_JOB_PREFIX, strlen (STREAM_JOB_PREFIX)) != 0
+        || status == NULL || strcmp (status, "concluded") == 0
+        || strcmp (status, "null") == 0)
+      continue;
+    set_error (-EBUSY,
+               "disk '%s' is being consolidated (knib's block-stream job "
+               "'%s' is %s, %d%% done: a quick restore's consolidation or a "
+               "snapshot's merge), and a backup cannot run beside it: back "
+               "up once it is done (knib restore --repo %s --consolidate "
+               "%s%s%s%s --wait waits for a consolidation)",
+               id + strlen (STREAM_JOB_PREFIX), id, status,
+               tot > 0 ? (int) (cur * 100 / tot) : 0, repo,
+               o->definition ? "--domain " : "--qmp ",
+               o->definition ? o->vm : o->qmp_socket,
+               o->definition ? "" : " --vm ", o->definition ? "" : o->vm);
+    json_decref (jobs);
+    return -1;
+  }
+  json_decref (jobs);
+  return 0;
 }
