@@ -265,6 +265,17 @@ const char *chain_repo_id (const struct chain_repo *repo);
 int chain_repo_ensure_id (struct chain_repo *repo)
   __attribute__ ((warn_unused_result));
 
+/* The group the repository is shared with for reading (knib-repo.json's
+ * "group"), or NULL: private (directories 0700, files 0600). */
+const char *chain_repo_group (const struct chain_repo *repo);
+
+/* Share the repository for reading with group (directories 2750 and files
+ * 0640 of that group, also for what later runs write), or make it private
+ * again (group NULL or ""): recorded in knib-repo.json and applied to
+ * everything in the repository now. */
+int chain_repo_share (struct chain_repo *repo, const char *group)
+  __attribute__ ((warn_unused_result));
+
 /* The bitmap that backup id of this repository adds:
  * "knib-<repository id>-<id>" ("knib-<id>" without a repository id). */
 void chain_bitmap_name (const struct chain_repo *repo, const char *id,

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -27,6 +28,8 @@
 struct chain_repo {
   char *path;
   char id[CHAIN_REPO_ID_LEN + 1]; /* "" in a repository made before ids */
+  char *group;                    /* shared for reading with it; NULL: not */
+  gid_t gid;                      /* its gid; -1: not shared */
   chain_clock_fn clock;
   void *clock_opaque;
 };
@@ -72,6 +75,14 @@ int chain_id_split (const char *id, int64_t *t, unsigned *seq)
 /* repo.c */
 
 int64_t chain_repo_now (const struct chain_repo *repo);
+
+/* share.c: the gid of group (-1 for NULL or ""), or -1 with set_error. */
+int chain_share_resolve (const char *group, gid_t *gid);
+/* Give path and everything under it (never through a symbolic link) the
+ * modes of a private repository (gid -1: 0700/0600) or of one shared with
+ * gid (2750/0640, group gid).  Entries this process may not change are
+ * left as they are. */
+int chain_share_apply (const char *path, gid_t gid);
 
 /* REPO/vms/<vm> after checking the name. */
 char *chain_repo_vm_dir (const struct chain_repo *repo, const char *vm)

@@ -295,6 +295,11 @@ chain_lock_free (struct chain_lock *lock)
     return;
   if (lock->mode == CHAIN_LOCK_EXCLUSIVE)
     write_record (lock, NULL);
+  /* What this run wrote gets the shared repository's group and modes
+   * before others may see it (new entries are 0700/0600 until then). */
+  if (lock->repo->gid != (gid_t) -1
+      && chain_share_apply (lock->dir, lock->repo->gid) == -1)
+    debug (DEBUG_CHAIN, "%s", get_error ());
   close (lock->fd); /* releases the lock */
   debug (DEBUG_CHAIN, "unlocked vm '%s'", lock->vm);
   free (lock->vm);

@@ -53,9 +53,27 @@ repo_id_is_valid (const char *id)
   return true;
 }
 
+/* A group name as knib-repo.json may hold it: what groupadd accepts. */
+static bool
+group_name_is_valid (const char *g)
+{
+  size_t n = strlen (g);
+
+  if (n == 0 || n > 32 || g[0] == '-')
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((g[i] >= 'a' && g[i] <= 'z') || (g[i] >= 'A' && g[i] <= 'Z')
+          || (g[i] >= '0' && g[i] <= '9') || g[i] == '_' || g[i] == '-'
+          || g[i] == '.'))
+      return false;
+  return true;
+}
+
+/* *group: the group the repository is shared with (malloc'd), NULL when
+ * it is not. */
 static int
 check_repo_file (const char *path, const char *file,
-                 char id[CHAIN_REPO_ID_LEN + 1])
+                 char id[CHAIN_REPO_ID_LEN + 1], char **group)
 {
   json_t *j = jsonutil_load (file, "repository file");
   const json_t *format, *version;
@@ -63,6 +81,7 @@ check_repo_file (const char *path, const char *file,
   json_t *v;
   int r = -1;
 
+  *group = NULL;
   if (j == NULL)
     return -1;
   format = json_object_get (j, "format");
@@ -97,6 +116,19 @@ check_repo_file (const char *path, const char *file,
       }
       snprintf (id, CHAIN_REPO_ID_LEN + 1, "%s", json_string_value (v));
     }
+    else if (strcmp (key, "group") == 0) {
+      if (!json_is_string (v) || !group_name_is_valid (json_string_value (v))) {
+        set_error (0, "repository file '%s': 'group' must be a group name",
+                   file);
+        goto out;
+      }
+      free (*group);
+      *group = strdup (json_string_value (v));
+      if (*group == NULL) {
+        set_error (ENOMEM, "strdup");
+        goto out;
+      }
+    }
     else if (strcmp (key, "format") != 0 && strcmp (key, "version") != 0) {
       set_error (0, "repository file '%s': unknown key '%s'", file, key);
       goto out;
@@ -105,8 +137,11 @@ check_repo_file (const char *path, const char *file,
   r = 0;
 out:
   json_decref (j);
-  if (r == -1)
+  if (r == -1) {
+    free (*group);
+    *group = NULL;
     errno = EINVAL;
+  }
   return r;
 }
 
@@ -126,13 +161,18 @@ new_repo_id (char id[CHAIN_REPO_ID_LEN + 1])
 }
 
 static int
-write_repo_file (const char *path, const char *id)
+write_repo_file (const char *path, const char *id, const char *group)
 {
   json_t *j;
   int r;
 
   j = json_pack ("{s:s, s:i, s:s}", "format", CHAIN_REPO_FORMAT, "version",
                  CHAIN_REPO_VERSION, "id", id);
+  if (j != NULL && group != NULL
+      && json_object_set_new (j, "group", json_string (group)) == -1) {
+    json_decref (j);
+    j = NULL;
+  }
   if (j == NULL) {
     set_error (ENOMEM, "json_pack");
     return -1;
@@ -150,14 +190,15 @@ init_repo (const char *path, char id[CHAIN_REPO_ID_LEN + 1])
   CLEANUP_FREE char *vms = str_printf ("%s/" CHAIN_VMS_DIR, path);
 
   if (vms == NULL || fs_mkdir (vms) == -1 || new_repo_id (id) == -1
-      || write_repo_file (path, id) == -1)
+      || write_repo_file (path, id, NULL) == -1)
     return -1;
   debug (DEBUG_CHAIN, "created repository '%s' (id %s)", path, id);
   return 0;
 }
 
 static int
-open_or_create (const char *path, bool create, char id[CHAIN_REPO_ID_LEN + 1])
+open_or_create (const char *path, bool create, char id[CHAIN_REPO_ID_LEN + 1],
+                char **group)
 {
   CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, path);
   struct stat st;
@@ -181,7 +222,7 @@ open_or_create (const char *path, bool create, char id[CHAIN_REPO_ID_LEN + 1])
     return -1;
   }
   if (lstat (file, &st) == 0)
-    return check_repo_file (path, file, id);
+    return check_repo_file (path, file, id, group);
   if (errno != ENOENT) {
     set_error (errno, "repository file '%s'", file);
     return -1;
@@ -222,7 +263,13 @@ chain_repo_open (const char *path, bool create)
   n = strlen (repo->path);
   while (n > 1 && repo->path[n - 1] == '/')
     repo->path[--n] = '\0';
-  if (open_or_create (repo->path, create, repo->id) == -1) {
+  repo->gid = (gid_t) -1;
+  if (open_or_create (repo->path, create, repo->id, &repo->group) == -1) {
+    chain_repo_free (repo);
+    return NULL;
+  }
+  if (chain_share_resolve (repo->group, &repo->gid) == -1) {
+    error_prepend ("repository '%s' is shared with a group", repo->path);
     chain_repo_free (repo);
     return NULL;
   }
@@ -235,6 +282,7 @@ chain_repo_free (struct chain_repo *repo)
   if (repo == NULL)
     return;
   free (repo->path);
+  free (repo->group);
   free (repo);
 }
 
@@ -255,6 +303,7 @@ chain_repo_ensure_id (struct chain_repo *repo)
 {
   CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, repo->path);
   CLEANUP_CLOSE int fd = -1;
+  CLEANUP_FREE char *group = NULL;
   int r = -1;
 
   if (repo->id[0] != '\0')
@@ -268,11 +317,11 @@ chain_repo_ensure_id (struct chain_repo *repo)
     set_error (errno, "repository '%s'", repo->path);
     return -1;
   }
-  if (check_repo_file (repo->path, file, repo->id) == -1)
+  if (check_repo_file (repo->path, file, repo->id, &group) == -1)
     goto out;
   if (repo->id[0] == '\0'
       && (new_repo_id (repo->id) == -1
-          || write_repo_file (repo->path, repo->id) == -1)) {
+          || write_repo_file (repo->path, repo->id, group) == -1)) {
     repo->id[0] = '\0';
     goto out;
   }
@@ -280,6 +329,67 @@ chain_repo_ensure_id (struct chain_repo *repo)
   r = 0;
 out:
   flock (fd, LOCK_UN);
+  return r;
+}
+
+const char *
+chain_repo_group (const struct chain_repo *repo)
+{
+  return repo->group;
+}
+
+int
+chain_repo_share (struct chain_repo *repo, const char *group)
+{
+  CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, repo->path);
+  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_FREE char *old = NULL;
+  char *copy = NULL;
+  gid_t gid;
+  int r = -1;
+
+  if (group != NULL && group[0] == '\0')
+    group = NULL;
+  if (group != NULL && !group_name_is_valid (group)) {
+    set_error (-EINVAL, "'%s' is not a group name", group);
+    return -1;
+  }
+  if (chain_share_resolve (group, &gid) == -1 || file == NULL)
+    return -1;
+  if (group != NULL && (copy = strdup (group)) == NULL) {
+    set_error (ENOMEM, "strdup");
+    return -1;
+  }
+  /* Under the directory's lock, as chain_repo_ensure_id: the file is
+   * read again and rewritten with everything else it holds. */
+  fd = open (repo->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1 || flock (fd, LOCK_EX) == -1) {
+    set_error (errno, "repository '%s'", repo->path);
+    goto out;
+  }
+  if (check_repo_file (repo->path, file, repo->id, &old) == -1)
+    goto out;
+  if ((old == NULL) != (group == NULL)
+      || (old != NULL && strcmp (old, group) != 0)) {
+    if (write_repo_file (repo->path, repo->id, group) == -1)
+      goto out;
+  }
+  if (chain_share_apply (repo->path, gid) == -1) {
+    error_prepend ("repository '%s'", repo->path);
+    goto out;
+  }
+  free (repo->group);
+  repo->group = copy;
+  copy = NULL;
+  repo->gid = gid;
+  debug (DEBUG_CHAIN, "repository '%s': %s%s", repo->path,
+         group ? "shared for reading with group " : "private",
+         group ? group : "");
+  r = 0;
+out:
+  free (copy);
+  if (fd >= 0)
+    flock (fd, LOCK_UN);
   return r;
 }
 

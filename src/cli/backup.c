@@ -79,6 +79,9 @@ backup_usage (FILE *fp)
     "                     settings, 8; 1: every backup full; 0: unlimited)\n"
     "  --scratch DIR      fleecing images and sockets (default " KNIB_DEFAULT_SCRATCH
     ")\n"
+    "  --group NAME       share the repository for reading with this group\n"
+    "                     (directories 2750, files 0640); --group '' makes\n"
+    "                     it private again (0700, 0600: the default)\n"
     "  --timeout SECONDS  give up when QEMU is silent this long\n"
     "  --compress TYPE    zstd, zlib or none: store every cluster that\n"
     "                     shrinks compressed (default: the compress\n"
@@ -191,6 +194,7 @@ struct backup_cli_opts {
   const char *qga;     /* --qga: the guest agent's socket */
   int qga_timeout_ms;  /* --qga-timeout */
   char *scratch;       /* --scratch, absolute */
+  const char *group;   /* --group: share the repository; "": private */
 };
 
 enum {
@@ -209,6 +213,7 @@ enum {
   OPT_QUIESCE,
   OPT_QGA,
   OPT_QGA_TIMEOUT,
+  OPT_GROUP,
 };
 
 /* "NAME=VALUE" kept in args as "NAME\0VALUE": *name and *value point
@@ -321,6 +326,7 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
     { "quiesce", optional_argument, NULL, OPT_QUIESCE },
     { "qga", required_argument, NULL, OPT_QGA },
     { "qga-timeout", required_argument, NULL, OPT_QGA_TIMEOUT },
+    { "group", required_argument, NULL, OPT_GROUP },
     { NULL, 0, NULL, 0 },
   };
   bool is_backup = strcmp (cmd, "backup") == 0;
@@ -420,6 +426,11 @@ parse_opts (struct cli *cli, const char *cmd, int argc, char **argv,
                == -1)
         return -1;
       break;
+    case OPT_GROUP:
+      if (!is_backup)
+        return cli_usage_error (cmd, "unknown option");
+      co->group = optarg;
+      break;
     default:
       return cli_usage_error (cmd, "unknown option");
     }
@@ -517,6 +528,10 @@ cmd_backup (struct cli *cli, int argc, char **argv)
   repo = chain_repo_open (co.common.repo, true);
   if (repo == NULL) {
     cli_error ("%s", "");
+    goto out;
+  }
+  if (co.group != NULL && chain_repo_share (repo, co.group) == -1) {
+    cli_error ("--group");
     goto out;
   }
   /* A libvirt domain: its socket or images; an offline backup tells

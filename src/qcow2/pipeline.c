@@ -75,7 +75,8 @@ struct qcow2_pipeline {
   int errnum;
 
   /* The rate limit: written bytes may not run ahead of next_ns. */
-  uint64_t rate; /* bytes per second; 0: none */
+  uint64_t rate;      /* bytes per second; 0: none */
+  uint64_t throttled; /* bytes the rate limit has counted */
   uint64_t next_ns;
 };
 
@@ -314,6 +315,12 @@ qcow2_pipeline_threads (const struct qcow2_pipeline *p)
   return p->compress ? p->nworkers : 0;
 }
 
+uint64_t
+qcow2_pipeline_throttled_bytes (const struct qcow2_pipeline *p)
+{
+  return p->throttled;
+}
+
 /* ---- Failing ---- */
 
 /* Remember the error just set, so that every later call repeats it. */
@@ -348,6 +355,7 @@ throttle (struct qcow2_pipeline *p, uint64_t len)
 
   if (p->rate == 0 || len == 0)
     return;
+  p->throttled += len;
   now = now_ns ();
   if (p->next_ns < now)
     p->next_ns = now;

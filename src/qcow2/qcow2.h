@@ -243,6 +243,10 @@ qcow2_pipeline_new (struct qcow2_writer *w,
                     const struct qcow2_pipeline_options *opts)
   __attribute__ ((warn_unused_result));
 
+/* The bytes the rate limit has counted so far: what was written to the
+ * image (compressed or raw), not the guest data; 0 without a limit. */
+uint64_t qcow2_pipeline_throttled_bytes (const struct qcow2_pipeline *p);
+
 /* As qcow2_writer_write: len bytes of guest data at guest_offset, whole
  * clusters except at the disk's end.  buf is copied: the caller may reuse
  * it on return. */
