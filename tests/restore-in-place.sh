@@ -91,7 +91,7 @@ fi
 # recover', and at the next restore.
 kill_restore () {
   (
-    KNIB_TEST_STOP_AT=restore
+    KNIB_TEST_STOP_AT=${1:-restore}
     export KNIB_TEST_STOP_AT
     exec "$KNIB" restore --repo "$REPO" "$b1" --image vda=a.qcow2 \
       --image vdb=b.qcow2 >kill.out 2>kill.err
@@ -106,6 +106,7 @@ kill_restore () {
   done
   kill -9 "$KNIB_PID"
   wait "$KNIB_PID" 2>/dev/null || :
+  [ -n "${1:-}" ] && return 0
   [ "$(sha256sum a.qcow2 b.qcow2)" = "$sum_before" ] || fail "a killed restore changed the images"
   ls -a | grep -q '^\.knib-restore-a\.qcow2\.' || fail "no temporary file of the killed restore"
   ls -a | grep -q '^\.knib-restore-b\.qcow2\.' || fail "no temporary file of the killed restore"
@@ -121,6 +122,20 @@ if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
   [ ! -e "$REPO/vms/vm/restoring.json" ] || fail "recover left the restore's record"
   knib_run out err recover --repo "$REPO" --vm vm
   grep -q "nothing to recover" out || fail "a second recover found something: $(cat out)"
+  # Killed between the renames: recover says which image holds what.
+  cp a.qcow2 a-before.qcow2
+  cp b.qcow2 b-before.qcow2
+  kill_restore restore-install
+  same a.qcow2 oracle-a-1.qcow2
+  cmp -s b.qcow2 b-before.qcow2 || fail "the second image was replaced before the stop"
+  knib_run out err recover --repo "$REPO" --vm vm
+  [ "$rc" -eq 0 ] || fail "recover after a restore killed mid-rename exited $rc: $(cat err)"
+  grep -q "warning: the restore of backup $b1 was cut short while it replaced the images: '$TMPDIR_TEST/a.qcow2' hold it, '$TMPDIR_TEST/b.qcow2' do not" out \
+    || fail "recover did not say which images hold the backup: $(cat out)"
+  ! ls -a | grep -q '^\.knib-restore' || fail "recover left temporary files: $(ls -a)"
+  mv a-before.qcow2 a.qcow2
+  rm b-before.qcow2
+  [ "$(sha256sum a.qcow2 b.qcow2)" = "$sum_before" ] || fail "the images were not put back"
   kill_restore
   restore_leftovers=yes
 fi

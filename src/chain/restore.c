@@ -677,6 +677,8 @@ run (struct restore *r)
       return -1;
     }
     progress (r, t, true); /* it is done: too late to stop */
+    if (i == 0 && r->targets.len > 1)
+      test_stop_point ("restore-install"); /* one image replaced */
   }
   free (r->made_dir); /* it holds the restored disks: keep it */
   r->made_dir = NULL;
