@@ -4,7 +4,9 @@
 # (--image): the disks equal N's oracle, carry the bitmap knib-N only,
 # and the next backup is an incremental of N (the chain becomes a tree);
 # delete on the tree keeps every remaining backup restorable; a running
-# VM, a disk the backup lacks and a kill -9 change nothing.
+# VM, a disk the backup lacks and a kill -9 change nothing (what the
+# killed restore left beside the images goes at the next recover or
+# restore).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/backup-functions.sh"
 require qemu-system-x86_64 qemu-img
@@ -85,10 +87,11 @@ else
 fi
 
 # kill -9 right before the images are renamed into place: the old disks
-# are intact (only a temporary file beside them is left).
-if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
+# are intact; the temporary files beside them go at the next 'knib
+# recover', and at the next restore.
+kill_restore () {
   (
-    KNIB_TEST_STOP_AT=restore
+    KNIB_TEST_STOP_AT=${1:-restore}
     export KNIB_TEST_STOP_AT
     exec "$KNIB" restore --repo "$REPO" "$b1" --image vda=a.qcow2 \
       --image vdb=b.qcow2 >kill.out 2>kill.err
@@ -103,15 +106,46 @@ if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
   done
   kill -9 "$KNIB_PID"
   wait "$KNIB_PID" 2>/dev/null || :
+  [ -n "${1:-}" ] && return 0
   [ "$(sha256sum a.qcow2 b.qcow2)" = "$sum_before" ] || fail "a killed restore changed the images"
   ls -a | grep -q '^\.knib-restore-a\.qcow2\.' || fail "no temporary file of the killed restore"
-  rm -f .knib-restore-*
+  ls -a | grep -q '^\.knib-restore-b\.qcow2\.' || fail "no temporary file of the killed restore"
+}
+restore_leftovers=""
+if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
+  kill_restore
+  knib_run out err recover --repo "$REPO" --vm vm
+  [ "$rc" -eq 0 ] || fail "recover after a killed restore exited $rc: $(cat err)"
+  grep -q "removed '$TMPDIR_TEST/\.knib-restore-a\.qcow2\.......', left by a restore of backup $b1" out \
+    || fail "recover did not say it removed the temporary file: $(cat out)"
+  ! ls -a | grep -q '^\.knib-restore' || fail "recover left temporary files: $(ls -a)"
+  [ ! -e "$REPO/vms/vm/restoring.json" ] || fail "recover left the restore's record"
+  knib_run out err recover --repo "$REPO" --vm vm
+  grep -q "nothing to recover" out || fail "a second recover found something: $(cat out)"
+  # Killed between the renames: recover says which image holds what.
+  cp a.qcow2 a-before.qcow2
+  cp b.qcow2 b-before.qcow2
+  kill_restore restore-install
+  same a.qcow2 oracle-a-1.qcow2
+  cmp -s b.qcow2 b-before.qcow2 || fail "the second image was replaced before the stop"
+  knib_run out err recover --repo "$REPO" --vm vm
+  [ "$rc" -eq 0 ] || fail "recover after a restore killed mid-rename exited $rc: $(cat err)"
+  grep -q "warning: the restore of backup $b1 was cut short while it replaced the images: '$TMPDIR_TEST/a.qcow2' hold it, '$TMPDIR_TEST/b.qcow2' do not" out \
+    || fail "recover did not say which images hold the backup: $(cat out)"
+  ! ls -a | grep -q '^\.knib-restore' || fail "recover left temporary files: $(ls -a)"
+  mv a-before.qcow2 a.qcow2
+  rm b-before.qcow2
+  [ "$(sha256sum a.qcow2 b.qcow2)" = "$sum_before" ] || fail "the images were not put back"
+  kill_restore
+  restore_leftovers=yes
 fi
 
 # Restore backup 1 in place.
 knib_run out err restore --repo "$REPO" "$b1" --image vda=a.qcow2 --image vdb=b.qcow2
 [ "$rc" -eq 0 ] || fail "restore in place exited $rc: $(cat err)"
 grep -q "incremental of backup $b1" out || fail "restore did not say the chain goes on: $(cat out)"
+[ -z "$restore_leftovers" ] || grep -q "removed '$TMPDIR_TEST/\.knib-restore-b\.qcow2\.......'" out \
+  || fail "the restore did not say it removed the killed one's files: $(cat out)"
 same a.qcow2 oracle-a-1.qcow2
 same b.qcow2 oracle-b-1.qcow2
 qemu-img check -q a.qcow2 || fail "qemu-img check a.qcow2"

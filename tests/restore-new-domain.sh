@@ -4,14 +4,17 @@
 # with a backup (--new-domain): new name, UUID and MAC address, knib's
 # monitor on the new UUID's socket, its disks restored under --storage
 # and equal to the backup; --print-xml defines nothing; a name in use is
-# refused.
+# refused; --quick: new domains on overlays of the backup, which is
+# pinned until they are consolidated (--consolidate, or --start --wait).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/libvirt-functions.sh"
 lv_require
 lv_setup
 
 NEW=$DOM-new
-trap '_st=$?; virsh destroy "$NEW" >/dev/null 2>&1; virsh undefine "$NEW" >/dev/null 2>&1; rm -f "$RUN_DIR/domains/$NEW.json" "$STATE_DIR/domains/$NEW.xml"; lv_cleanup; (exit $_st); _cleanup' EXIT
+QUICK=$DOM-quick
+QUICK2=$DOM-quick2
+trap '_st=$?; for _d in "$NEW" "$QUICK" "$QUICK2"; do virsh destroy "$_d" >/dev/null 2>&1; virsh undefine "$_d" >/dev/null 2>&1; rm -f "$RUN_DIR/domains/$_d.json" "$STATE_DIR/domains/$_d.xml"; done; lv_cleanup; (exit $_st); _cleanup' EXIT
 
 cd "$TMPDIR_TEST"
 A=$TMPDIR_TEST/a.qcow2
@@ -74,4 +77,53 @@ qemu-img compare -U -q oracle-1-vdb.qcow2 "store/$NEW-vdb.qcow2" || fail "vdb di
 "$KNIB" restore --repo "$REPO" --status --domain "$NEW" >st.out 2>&1 || fail "status of $NEW: $(cat st.out)"
 grep -q "vda: consolidated" st.out || fail "unexpected status: $(cat st.out)"
 cat out
+
+# --quick: refused while QEMU's user cannot reach the backup's images,
+# with nothing defined or written.
+if "$KNIB" restore --repo "$REPO" "$b1" --new-domain "$QUICK" --storage "$TMPDIR_TEST/store" \
+  --quick --start >out 2>err; then
+  fail "a quick new domain that QEMU cannot read was made"
+fi
+grep -q "needs QEMU's user" err || fail "unexpected error: $(cat err)"
+! virsh domuuid "$QUICK" >/dev/null 2>&1 || fail "the refused quick restore defined $QUICK"
+[ ! -e "store/$QUICK-vda.qcow2" ] || fail "the refused quick restore wrote an image"
+setfacl -m u:libvirt-qemu:x "$REPO" "$REPO/vms" "$REPO/vms/$DOM" "$REPO/vms/$DOM/$b1" \
+  || fail "setfacl"
+
+# consolidated NAME: its disks equal the backup and read no backing file.
+consolidated () {
+  for _dev in vda vdb; do
+    ! qemu-img info -U "store/$1-$_dev.qcow2" | grep -q "backing file" \
+      || fail "$_dev of $1 still reads the repository"
+    qemu-img compare -U -q "oracle-1-$_dev.qcow2" "store/$1-$_dev.qcow2" \
+      || fail "$_dev of $1 differs from the backup"
+  done
+}
+
+# Quick, not started: overlays on the backup, which is pinned; the
+# consolidation once the domain runs.
+"$KNIB" restore --repo "$REPO" "$b1" --new-domain "$QUICK" --storage "$TMPDIR_TEST/store" \
+  --quick >out 2>err || fail "--new-domain --quick: $(cat err)"
+[ "$(virsh domstate "$QUICK" | head -n 1)" = "shut off" ] || fail "$QUICK runs without --start"
+for _dev in vda vdb; do
+  qemu-img info -U "store/$QUICK-$_dev.qcow2" | grep -q "backing file: .*/vms/$DOM/$b1/$_dev.qcow2" \
+    || fail "$_dev of $QUICK does not read the backup: $(qemu-img info -U "store/$QUICK-$_dev.qcow2")"
+done
+if "$KNIB" delete --repo "$REPO" --vm "$DOM" "$b1" >out 2>err; then
+  fail "a backup that $QUICK reads was deleted"
+fi
+grep -q "is pinned" err || fail "unexpected error: $(cat err)"
+virsh start "$QUICK" >/dev/null || fail "virsh start $QUICK"
+"$KNIB" restore --repo "$REPO" --consolidate --domain "$QUICK" --wait >out 2>err \
+  || fail "consolidation of $QUICK: $(cat err)"
+grep -q "vda: consolidated" out || fail "vda of $QUICK not consolidated: $(cat out)"
+consolidated "$QUICK"
+
+# Quick, --start --wait: it runs at once, and is consolidated.
+"$KNIB" restore --repo "$REPO" "$b1" --new-domain "$QUICK2" --storage "$TMPDIR_TEST/store" \
+  --quick --start --wait >out 2>err || fail "--new-domain --quick --start: $(cat err)"
+[ "$(virsh domstate "$QUICK2" | head -n 1)" = running ] || fail "$QUICK2 does not run"
+grep -q "vdb: consolidated" out || fail "vdb of $QUICK2 not consolidated: $(cat out)"
+consolidated "$QUICK2"
+[ ! -e "$REPO/vms/$DOM/pins.json" ] || fail "the pins outlived the consolidation"
 echo ok

@@ -6,7 +6,8 @@
 # compress refuse them) until block-stream on the VM's QEMU has pulled
 # the data in (--consolidate), which survives a kill -9 of knib (the job
 # is adopted) and of QEMU (it resumes), and keeps the guest's writes made
-# meanwhile; then the next backup is an incremental of N.
+# meanwhile; a backup while it runs is refused; then the next backup is
+# an incremental of N.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/backup-functions.sh"
 require qemu-system-x86_64 qemu-img qemu-io
@@ -146,6 +147,22 @@ quit_qemu vm
   || fail "second quick restore"
 start_qemu vm "$TMPDIR_TEST/a.qcow2"
 hmp_write "$S" vda 0x77 60M 1M
+# A backup while the consolidation runs is refused, saying so, and
+# changes nothing (the job is paused here so that it cannot end first).
+"$KNIB" restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --rate-limit 1 \
+  >c5.out 2>&1 || fail "consolidate: $(cat c5.out)"
+"$KNIB" qmp "$S2" job-pause id=knib-stream-vda >/dev/null || fail "job-pause"
+ls "$REPO/vms/vm" >ls-before
+knib_run b-refused.json b-refused.err backup --json --timeout 60 --qmp "$S" \
+  --vm vm --repo "$REPO" --scratch "$SCRATCH"
+expect_failure b-refused.err "a backup during consolidation" \
+  "disk 'vda' is being consolidated" "knib restore --repo $REPO --consolidate --qmp $S --vm vm --wait"
+ls "$REPO/vms/vm" | cmp -s - ls-before || fail "the refused backup left something: $(ls "$REPO/vms/vm")"
+"$KNIB" qmp "$S2" query-block-jobs | grep -q '"paused": *true' \
+  || fail "the refused backup touched the consolidation: $("$KNIB" qmp "$S2" query-block-jobs)"
+"$KNIB" qmp "$S2" block-job-set-speed device=knib-stream-vda speed=0 >/dev/null \
+  || fail "block-job-set-speed"
+"$KNIB" qmp "$S2" job-resume id=knib-stream-vda >/dev/null || fail "job-resume"
 "$KNIB" restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --wait \
   >c5.out 2>&1 || fail "consolidate --wait: $(cat c5.out)"
 grep -q "vda: consolidated" c5.out || fail "not consolidated: $(cat c5.out)"

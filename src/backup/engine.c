@@ -1140,7 +1140,8 @@ backup_run (struct chain_repo *repo, const struct backup_options *o,
     goto out;
   if (recover_files (run.lock, o, &r->notes) == -1 || open_qemu (&run) == -1)
     goto out;
-  if (live_check_foreign_jobs (run.c) == -1)
+  if (live_check_foreign_jobs (run.c) == -1
+      || quick_check_no_stream (run.c, chain_repo_path (repo), o) == -1)
     goto out;
   /* Recovery removes inconsistent bitmaps: keep what they said. */
   if (live_disks_query (run.c, run.map, run.nmap, &run.before) == -1

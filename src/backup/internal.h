@@ -122,6 +122,15 @@ int live_bitmap_fold (struct qmp_client *c, const struct live_disk *d,
 int live_check_foreign_jobs (struct qmp_client *c)
   __attribute__ ((warn_unused_result));
 
+/* Fails (EBUSY) while knib streams data into one of the VM's disks (a
+ * quick restore's consolidation, or a snapshot's merge: job
+ * "knib-stream-<disk>", not yet concluded): a backup would race its end,
+ * when QEMU drops the disk's backing file.  The message says how to
+ * wait for it (repo and o: the backup's). */
+int quick_check_no_stream (struct qmp_client *c, const char *repo,
+                           const struct backup_options *o)
+  __attribute__ ((warn_unused_result));
+
 /* One disk in a live backup. */
 struct live_target {
   const struct live_disk *disk;

@@ -107,38 +107,36 @@ drop_pins (struct chain_repo *repo, const char *repo_real,
   }
 }
 
-/* The job of that id in a query-jobs list, or NULL (borrowed). */
-static json_t *
-find_job (json_t *jobs, const char *id)
+/* The job of that id in a query-jobs list: 1 found (*job borrows from
+ * jobs), 0 not there, -1 a job of the wrong shape. */
+static int
+find_job (json_t *jobs, const char *id, struct qmp_job *job)
 {
   size_t i;
   json_t *j;
 
   json_array_foreach (jobs, i, j)
   {
-    const char *jid = json_string_value (json_object_get (j, "id"));
-
-    if (jid != NULL && strcmp (jid, id) == 0)
-      return j;
+    if (qmp_job_get (j, job) == -1)
+      return -1;
+    if (strcmp (job->id, id) == 0)
+      return 1;
   }
-  return NULL;
+  return 0;
 }
 
 /* Dismiss a concluded job of ours, keeping its error in s. */
 static int
-take_concluded (struct qmp_client *c, const char *id, json_t *job,
+take_concluded (struct qmp_client *c, const struct qmp_job *job,
                 struct backup_consolidation *s)
 {
-  const char *err = json_string_value (json_object_get (job, "error"));
-
-  if (err != NULL) {
+  if (job->error != NULL) {
     free (s->error);
-    s->error = strdup (err);
+    s->error = strdup (job->error);
   }
-  if (qmp_client_execute (c, "job-dismiss", json_pack ("{s:s}", "id", id), NULL)
-      == -1)
+  if (qmp_job_dismiss (c, job->id) == -1)
     return -1;
-  debug (DEBUG_QMP, "dismissed concluded job %s", id);
+  debug (DEBUG_QMP, "dismissed concluded job %s", job->id);
   return 0;
 }
 
@@ -151,24 +149,15 @@ take_concluded (struct qmp_client *c, const char *id, json_t *job,
 static int
 finalize_stream (struct qmp_client *c, const char *id)
 {
-  json_t *st = NULL;
-  const char *status;
   bool running;
-  int r = -1;
+  int r;
 
-  if (qmp_client_execute (c, "query-status", NULL, &st) == -1)
+  if (qmp_query_running (c, &running) == -1 || qmp_stop (c) == -1)
     return -1;
-  status = json_string_value (json_object_get (st, "status"));
-  running = status != NULL && strcmp (status, "running") == 0;
-  if (qmp_client_execute (c, "stop", NULL, NULL) == -1)
-    goto out;
-  r = qmp_client_execute (c, "job-finalize", json_pack ("{s:s}", "id", id),
-                          NULL);
-  if (running && qmp_client_execute (c, "cont", NULL, NULL) == -1)
+  r = qmp_job_finalize (c, id);
+  if (running && qmp_cont (c) == -1)
     r = -1;
   debug (DEBUG_QMP, "finalized job %s", id);
-out:
-  json_decref (st);
   return r;
 }
 
@@ -180,45 +169,39 @@ disk_state (struct qmp_client *c, const char *repo_real,
             struct backup_consolidation *s)
 {
   CLEANUP_FREE char *id = str_printf (STREAM_JOB_PREFIX "%s", d->name);
-  char *backing = NULL;
-  json_t *job;
+  struct qmp_job job;
+  int found;
 
   if (id == NULL)
     return -1;
   s->disk = strdup (d->name);
   s->image = strdup (d->filename ? d->filename : "");
   s->total = d->virtual_size;
-  if (s->disk == NULL || s->image == NULL) {
+  /* QEMU's own view (the header's name): the VM's block graph; also what
+   * a running job reads, whose pin goes when it is done. */
+  if (s->disk == NULL || s->image == NULL
+      || (d->backing != NULL && (s->backing = strdup (d->backing)) == NULL)) {
     set_error (ENOMEM, "consolidation");
     return -1;
   }
-  job = find_job (jobs, id);
-  if (job != NULL) {
-    const char *status = json_string_value (json_object_get (job, "status"));
-    json_t *cur = json_object_get (job, "current-progress");
-    json_t *tot = json_object_get (job, "total-progress");
-
-    s->done = json_is_integer (cur) ? (uint64_t) json_integer_value (cur) : 0;
-    if (json_is_integer (tot) && json_integer_value (tot) > 0)
-      s->total = (uint64_t) json_integer_value (tot);
+  found = find_job (jobs, id, &job);
+  if (found == -1)
+    return -1;
+  if (found == 1) {
+    s->done = job.current > 0 ? (uint64_t) job.current : 0;
+    if (job.total > 0)
+      s->total = (uint64_t) job.total;
     s->state = BACKUP_CONSOLIDATION_RUNNING;
-    if (act && status != NULL && strcmp (status, "pending") == 0)
+    if (act && strcmp (job.status, "pending") == 0)
       return finalize_stream (c, id);
-    if (status != NULL && strcmp (status, "concluded") == 0
-        && take_concluded (c, id, job, s) == -1)
-      return -1;
-    if (status != NULL && strcmp (status, "concluded") != 0)
+    if (strcmp (job.status, "concluded") != 0)
       return 0;
+    if (take_concluded (c, &job, s) == -1)
+      return -1;
   }
-  /* QEMU's own view (the header's name): the VM's block graph. */
-  if (d->backing != NULL && (backing = strdup (d->backing)) == NULL) {
-    set_error (ENOMEM, "consolidation");
-    return -1;
-  }
-  s->backing = backing;
-  if (backing == NULL)
+  if (s->backing == NULL)
     s->state = BACKUP_CONSOLIDATION_DONE;
-  else if (!in_repo (repo_real, backing))
+  else if (!in_repo (repo_real, s->backing))
     s->state = BACKUP_CONSOLIDATION_NONE;
   else
     s->state = s->error != NULL ? BACKUP_CONSOLIDATION_FAILED
@@ -251,7 +234,7 @@ look (struct qmp_client *c, const char *repo_real,
 
   backup_consolidation_release (out);
   if (live_disks_query (c, NULL, 0, &disks) == -1
-      || qmp_client_execute (c, "query-jobs", NULL, &jobs) == -1)
+      || qmp_query_jobs (c, &jobs) == -1)
     goto out;
   for (size_t i = 0; o->renames && i < disks.len; i++)
     for (size_t k = 0; k < o->n_renames; k++)
@@ -328,13 +311,7 @@ start_stream (struct qmp_client *c, const struct backup_consolidate_options *o,
 
   if (node == NULL || id == NULL)
     return -1;
-  if (qmp_client_execute (c, "block-stream",
-                          json_pack ("{s:s, s:s, s:b, s:b, s:I}", "job-id", id,
-                                     "device", node, "auto-finalize", false,
-                                     "auto-dismiss", false, "speed",
-                                     (json_int_t) o->speed),
-                          NULL)
-      == -1) {
+  if (qmp_block_stream (c, id, node, false, false, o->speed) == -1) {
     error_prepend ("disk '%s'", s->disk);
     return -1;
   }
@@ -441,4 +418,43 @@ out:
   qmp_client_free (c);
   backup_consolidation_release (&before);
   return r;
+}
+
+int
+quick_check_no_stream (struct qmp_client *c, const char *repo,
+                       const struct backup_options *o)
+{
+  json_t *jobs = NULL, *j;
+  size_t i;
+
+  if (qmp_query_jobs (c, &jobs) == -1)
+    return -1;
+  json_array_foreach (jobs, i, j)
+  {
+    struct qmp_job job;
+
+    if (qmp_job_get (j, &job) == -1) {
+      json_decref (jobs);
+      return -1;
+    }
+    if (strncmp (job.id, STREAM_JOB_PREFIX, strlen (STREAM_JOB_PREFIX)) != 0
+        || strcmp (job.status, "concluded") == 0
+        || strcmp (job.status, "null") == 0)
+      continue;
+    set_error (-EBUSY,
+               "disk '%s' is being consolidated (knib's block-stream job "
+               "'%s' is %s, %d%% done: a quick restore's consolidation or a "
+               "snapshot's merge), and a backup cannot run beside it: back "
+               "up once it is done (knib restore --repo %s --consolidate "
+               "%s%s%s%s --wait waits for a consolidation)",
+               job.id + strlen (STREAM_JOB_PREFIX), job.id, job.status,
+               job.total > 0 ? (int) (job.current * 100 / job.total) : 0, repo,
+               o->definition ? "--domain " : "--qmp ",
+               o->definition ? o->vm : o->qmp_socket,
+               o->definition ? "" : " --vm ", o->definition ? "" : o->vm);
+    json_decref (jobs);
+    return -1;
+  }
+  json_decref (jobs);
+  return 0;
 }

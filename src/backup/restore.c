@@ -181,8 +181,10 @@ restore_locked (struct chain_repo *repo, struct chain_lock *lock,
   chain_string_vector done = empty_vector;
   int r;
 
-  /* Pins of quick restores that have been consolidated go. */
-  if (chain_pin_prune (lock, &done) == -1) {
+  /* What a killed restore in place left beside the images goes; pins
+   * of quick restores that have been consolidated go. */
+  if (chain_restore_recover (lock, notes) == -1
+      || chain_pin_prune (lock, &done) == -1) {
     chain_string_vector_release (&done);
     return -1;
   }

@@ -641,6 +641,8 @@ chain_repo_recover_vm (struct chain_lock *lock, chain_string_vector *removed)
     r = recover_entry (lock, names.ptr[i], removed);
   if (r == 0)
     r = remove_temp_files (lock->dir, removed);
+  if (r == 0)
+    r = chain_restore_recover (lock, removed);
   if (r == 0 && removed->len > before)
     r = fs_fsync_path (lock->dir);
   chain_string_vector_release (&names);

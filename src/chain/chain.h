@@ -914,6 +914,15 @@ char *chain_disk_qemu_json (struct chain_repo *repo,
                             const char *name)
   __attribute__ ((warn_unused_result));
 
+/* A restore in place that was killed (under the VM's exclusive lock):
+ * its record (vms/<vm>/restoring.json) names the images it restored
+ * onto; the temporary files beside them (".knib-restore-<image>.XXXXXX")
+ * are removed, and when it was killed while renaming them over the
+ * images, a warning says which images hold the backup and which do not.
+ * One line per thing done goes to done. */
+int chain_restore_recover (struct chain_lock *lock, chain_string_vector *done)
+  __attribute__ ((warn_unused_result));
+
 /* Is backup id of vm, or one it depends on, read by a disk that was
  * quick-restored from it and not yet consolidated, or by a running
  * validation?  1 and *who (a line

@@ -42,6 +42,22 @@ struct chain_lock {
   int fd;
 };
 
+/* restore-journal.c */
+
+/* The temporary file of a restored image: "<dir>/.knib-restore-<name>.
+ * XXXXXX". */
+#define CHAIN_RESTORE_TEMP_PREFIX ".knib-restore-"
+
+/* Record (under the VM's exclusive lock) that a restore in place of
+ * backup id writes temporary files beside these n images ("writing"), or
+ * renames them over the images ("installing"); remove the record when
+ * it is done (or failed, its temporary files removed). */
+int chain_restore_journal_write (struct chain_lock *lock, const char *id,
+                                 const char *phase, const char *const *images,
+                                 size_t n) __attribute__ ((warn_unused_result));
+int chain_restore_journal_remove (struct chain_lock *lock)
+  __attribute__ ((warn_unused_result));
+
 /* A name of the repository's own temporary files (CHAIN_TEMP_PREFIX). */
 bool chain_is_temp_name (const char *name);
 

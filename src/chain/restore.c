@@ -20,6 +20,7 @@
 #include "common/command.h"
 #include "common/debug.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/testhook.h"
 #include "common/util.h"
 #include "internal.h"
@@ -48,6 +49,7 @@ struct restore {
   chain_manifest_vector chain;
   target_vector targets;
   char *made_dir; /* the directory made for several disks, until done */
+  bool journal;   /* RESTORE_JOURNAL is written (in place) */
 };
 
 const char *
@@ -90,6 +92,11 @@ restore_release (struct restore *r)
     free (t->temp);
   }
   target_vector_reset (&r->targets);
+  /* Its temporary files are gone: the journal goes too. */
+  if (r->journal && chain_restore_journal_remove (r->o->lock) == -1) {
+    debug (DEBUG_CHAIN, "%s", get_error ());
+    error_clear ();
+  }
   chain_manifest_vector_release (&r->chain);
   if (r->made_dir != NULL && rmdir (r->made_dir) == -1)
     debug (DEBUG_CHAIN, "cannot remove '%s': %m", r->made_dir);
@@ -330,8 +337,8 @@ make_temp (struct target *t)
     set_error (ENOMEM, "restore");
     return -1;
   }
-  t->temp = str_printf ("%s/.knib-restore-%s.XXXXXX", dirname (dir_copy),
-                        basename (base_copy));
+  t->temp = str_printf ("%s/" CHAIN_RESTORE_TEMP_PREFIX "%s.XXXXXX",
+                        dirname (dir_copy), basename (base_copy));
   if (t->temp == NULL)
     return -1;
   fd = mkstemp (t->temp);
@@ -597,10 +604,52 @@ install (struct restore *r, struct target *t)
   return fs_fsync_path (dirname (dir_copy));
 }
 
+/* In place (under the VM's exclusive lock): the images whose temporary
+ * files are being written, or (installing) renamed over them. */
+static int
+journal_write (struct restore *r, const char *phase)
+{
+  char **images;
+  int ret = -1;
+
+  if (r->o->targets == NULL || r->o->lock == NULL)
+    return 0;
+  images = calloc (r->targets.len + 1, sizeof *images);
+  if (images == NULL) {
+    set_error (ENOMEM, "restore journal");
+    return -1;
+  }
+  /* Absolute, as given (the temporary file is beside that name, also
+   * when it is a link): the record is read from anywhere. */
+  for (size_t i = 0; i < r->targets.len; i++) {
+    const char *path = r->targets.ptr[i].path;
+    CLEANUP_FREE char *cwd = path[0] == '/' ? NULL : getcwd (NULL, 0);
+
+    images[i] = path[0] == '/' ? strdup (path)
+                : cwd          ? str_printf ("%s/%s", cwd, path)
+                               : NULL;
+    if (images[i] == NULL) {
+      set_error (errno, "image '%s'", path);
+      goto out;
+    }
+  }
+  ret = chain_restore_journal_write (
+    r->o->lock, r->m->id, phase, (const char *const *) images, r->targets.len);
+out:
+  for (size_t i = 0; i < r->targets.len; i++)
+    free (images[i]);
+  free (images);
+  if (ret == 0)
+    r->journal = true;
+  return ret;
+}
+
 static int
 run (struct restore *r)
 {
   if (!r->o->quick && !r->o->no_space_check && check_space (r) == -1)
+    return -1;
+  if (journal_write (r, "writing") == -1)
     return -1;
   /* Every disk into its temporary file first, then all of them into
    * place: a failure leaves none half done. */
@@ -618,6 +667,8 @@ run (struct restore *r)
     }
   }
   test_stop_point ("restore");
+  if (r->journal && journal_write (r, "installing") == -1)
+    return -1;
   for (size_t i = 0; i < r->targets.len; i++) {
     struct target *t = &r->targets.ptr[i];
 
@@ -626,10 +677,15 @@ run (struct restore *r)
       return -1;
     }
     progress (r, t, true); /* it is done: too late to stop */
+    if (i == 0 && r->targets.len > 1)
+      test_stop_point ("restore-install"); /* one image replaced */
   }
   free (r->made_dir); /* it holds the restored disks: keep it */
   r->made_dir = NULL;
-  return 0;
+  if (!r->journal)
+    return 0;
+  r->journal = false;
+  return chain_restore_journal_remove (r->o->lock);
 }
 
 int

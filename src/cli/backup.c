@@ -112,7 +112,8 @@ recover_usage (FILE *fp)
            "the same is done in the images of a stopped VM.  Every backup\n"
            "does this on its own first.  A compression that was killed is\n"
            "finished (or its partial copy removed), as the next 'knib\n"
-           "compress' would.\n");
+           "compress' would; the temporary files of a killed restore in\n"
+           "place are removed from beside the VM's images.\n");
 }
 
 static void

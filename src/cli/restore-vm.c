@@ -731,11 +731,15 @@ restore_check_attach (struct restore_opts *o)
   if (o->attach_qmp != NULL && o->ro.to == NULL)
     return cli_usage_error ("restore", "--attach-qmp needs --to PATH (the "
                                        "new image)");
-  if (o->images.len > 0 || o->domain != NULL || o->stop || o->start || o->wait
-      || o->qmp != NULL)
+  if (o->images.len > 0 || o->domain != NULL || o->stop || o->qmp != NULL)
     return cli_usage_error ("restore", "--attach and --attach-qmp take no "
-                                       "--image, --domain, --stop, --start, "
-                                       "--wait or --qmp");
+                                       "--image, --domain, --stop or --qmp");
+  if (o->attach_qmp != NULL && (o->start || o->wait))
+    return cli_usage_error ("restore", "--start and --wait go with --attach: "
+                                       "with --attach-qmp, consolidate with "
+                                       "--consolidate --qmp");
+  if (o->wait && !o->quick)
+    return cli_usage_error ("restore", "--wait goes with --quick");
   if (!cli_name_ok ("disk", o->ro.disk)
       || !cli_name_ok ("disk", o->target ? o->target : o->ro.disk)
       || !cli_name_ok ("domain", o->attach))
@@ -823,6 +827,55 @@ attach_libvirt (const struct restore_opts *o, const char *domain,
                         running ? "--persistent" : "--config", NULL);
 }
 
+/* A quick restore's disk is pulled in by knib's own monitor: the domain
+ * must have it (in its live definition when it runs; a stopped one gets
+ * it when it starts). */
+static int
+check_knib_monitor (const char *domain, const struct domain_info *info)
+{
+  if (info->qmp != NULL)
+    return 0;
+  set_error (-EINVAL,
+             "domain '%s' has no QMP monitor of knib's, which consolidates "
+             "a quick restore: run 'knib libvirt enable %s' (and start the "
+             "domain again when it runs), or restore without --quick",
+             domain, domain);
+  return -1;
+}
+
+/* After a disk is attached to a libvirt domain: --start starts a stopped
+ * domain; a quick-restored disk of a running domain is consolidated
+ * (--wait: until it is done).  The exit status. */
+static int
+attach_then (struct cli *cli, struct restore_opts *o, const char *target,
+             bool running)
+{
+  const char *disk = o->ro.disk, *vm = o->ro.vm;
+  int status = EXIT_OK;
+
+  if (!running && !o->start) {
+    if (o->quick && !o->common.quiet && !o->common.json)
+      printf ("start the domain, then pull the data in: knib restore "
+              "--repo %s --consolidate --domain %s --wait\n",
+              o->common.repo, o->attach);
+    return EXIT_OK;
+  }
+  /* The consolidation of the new disk only, under the domain's name. */
+  o->domain = o->attach;
+  o->ro.disk = target;
+  o->ro.vm = NULL;
+  if (!running)
+    status = start_domain (cli, o);
+  else if (o->quick) {
+    o->consolidate = true;
+    status = restore_consolidate (cli, o);
+  }
+  o->domain = NULL;
+  o->ro.disk = disk;
+  o->ro.vm = vm;
+  return status;
+}
+
 int
 restore_attach (struct cli *cli, struct restore_opts *o)
 {
@@ -835,9 +888,8 @@ restore_attach (struct cli *cli, struct restore_opts *o)
   struct chain_repo *repo;
   CLEANUP_FREE char *path = NULL;
   bool running = true, restored = false;
-  int status = EXIT_FAILURE_;
+  int status = EXIT_FAILURE_, after = EXIT_OK;
 
-  (void) cli;
   cli_catch_signals ();
   repo = chain_repo_open (o->common.repo, false);
   if (repo == NULL)
@@ -849,7 +901,8 @@ restore_attach (struct cli *cli, struct restore_opts *o)
                       target);
   if (path == NULL
       || (o->attach != NULL && o->quick
-          && check_qemu_reach (repo, o, &info) == -1))
+          && (check_knib_monitor (o->attach, &info) == -1
+              || check_qemu_reach (repo, o, &info) == -1)))
     goto out;
   {
     struct backup_volume_options vo = {
@@ -893,6 +946,8 @@ restore_attach (struct cli *cli, struct restore_opts *o)
             o->attach && !running ? " (persistent: the domain is stopped)"
                                   : "");
   }
+  if (o->attach != NULL)
+    after = attach_then (cli, o, target, running);
 out:
   /* Attaching failed: the new image goes, nothing is left changed. */
   if (status != EXIT_OK)
@@ -901,7 +956,7 @@ out:
   domain_info_release (&info);
   chain_string_vector_release (&notes);
   chain_repo_free (repo);
-  return status;
+  return status != EXIT_OK ? status : after;
 }
 
 /* ---- A new domain from the backup's definition ---- */

@@ -6,9 +6,9 @@
 
 #ifdef ENABLE_TEST_HOOKS
 /* Tests stop knib at a named point of a long operation ("transaction",
- * "copy", "commit", "compress", "finalize", "validate-start": a
- * validation that checked the chain, before QEMU opens it) with
- * KNIB_TEST_STOP_AT=NAME,
+ * "copy", "commit", "compress", "finalize", "restore", "restore-install",
+ * "validate-start": a validation that checked the chain, before QEMU
+ * opens it) with KNIB_TEST_STOP_AT=NAME,
  * to kill it or to write to the disk exactly there: the process stops
  * itself with SIGSTOP. */
 void test_stop_point (const char *name);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* block.c: typed wrappers of the QMP block commands knib uses. */
+/* block.c: typed wrappers of the QMP block and job commands knib uses, and
+ * of the run state around them. */
 #include <config.h>
 
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -37,6 +39,14 @@ query_list (struct qmp_client *c, const char *command, json_t *args,
   }
   *list = r;
   return 0;
+}
+
+/* A command whose one argument is "id" (a job's, an export's). */
+static int
+execute_on_id (struct qmp_client *c, const char *command, const char *id)
+{
+  return qmp_client_execute_packed (c, command, json_pack ("{s:s}", "id", id),
+                                    NULL);
 }
 
 int
@@ -175,13 +185,92 @@ qmp_nbd_server_stop (struct qmp_client *c)
 int
 qmp_block_export_del (struct qmp_client *c, const char *id)
 {
-  return qmp_client_execute_packed (c, "block-export-del",
-                                    json_pack ("{s:s}", "id", id), NULL);
+  return execute_on_id (c, "block-export-del", id);
 }
 
 int
 qmp_job_cancel (struct qmp_client *c, const char *id)
 {
-  return qmp_client_execute_packed (c, "job-cancel",
-                                    json_pack ("{s:s}", "id", id), NULL);
+  return execute_on_id (c, "job-cancel", id);
+}
+
+int
+qmp_job_get (const json_t *job, struct qmp_job *out)
+{
+  json_t *cur, *tot, *type, *error;
+
+  memset (out, 0, sizeof *out);
+  out->id = json_string_value (json_object_get (job, "id"));
+  out->status = json_string_value (json_object_get (job, "status"));
+  type = json_object_get (job, "type");
+  error = json_object_get (job, "error");
+  cur = json_object_get (job, "current-progress");
+  tot = json_object_get (job, "total-progress");
+  if (out->id == NULL || out->status == NULL
+      || (type != NULL && !json_is_string (type))
+      || (error != NULL && !json_is_string (error))
+      || (cur != NULL && !json_is_integer (cur))
+      || (tot != NULL && !json_is_integer (tot))) {
+    set_error (-EPROTO, "qmp 'query-jobs': a job of the wrong shape");
+    return -1;
+  }
+  out->type = json_string_value (type);
+  out->error = json_string_value (error);
+  out->current = cur ? json_integer_value (cur) : 0;
+  out->total = tot ? json_integer_value (tot) : 0;
+  return 0;
+}
+
+int
+qmp_block_stream (struct qmp_client *c, const char *id, const char *node,
+                  bool auto_finalize, bool auto_dismiss, int64_t speed)
+{
+  return qmp_client_execute_packed (
+    c, "block-stream",
+    json_pack ("{s:s, s:s, s:b, s:b, s:I}", "job-id", id, "device", node,
+               "auto-finalize", auto_finalize, "auto-dismiss", auto_dismiss,
+               "speed", (json_int_t) speed),
+    NULL);
+}
+
+int
+qmp_job_finalize (struct qmp_client *c, const char *id)
+{
+  return execute_on_id (c, "job-finalize", id);
+}
+
+int
+qmp_job_dismiss (struct qmp_client *c, const char *id)
+{
+  return execute_on_id (c, "job-dismiss", id);
+}
+
+int
+qmp_query_running (struct qmp_client *c, bool *running)
+{
+  json_t *r = NULL, *st;
+
+  if (qmp_client_execute (c, "query-status", NULL, &r) == -1)
+    return -1;
+  st = json_object_get (r, "status");
+  if (!json_is_string (st)) {
+    json_decref (r);
+    set_error (-EPROTO, "qmp 'query-status': the reply has no status");
+    return -1;
+  }
+  *running = strcmp (json_string_value (st), "running") == 0;
+  json_decref (r);
+  return 0;
+}
+
+int
+qmp_stop (struct qmp_client *c)
+{
+  return qmp_client_execute (c, "stop", NULL, NULL);
+}
+
+int
+qmp_cont (struct qmp_client *c)
+{
+  return qmp_client_execute (c, "cont", NULL, NULL);
 }

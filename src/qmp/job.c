@@ -26,24 +26,18 @@ job_lookup (struct qmp_client *c, const char *job_id, json_t **jobs,
   size_t i;
   json_t *job;
 
-  if (qmp_client_execute (c, "query-jobs", NULL, jobs) == -1)
+  if (qmp_query_jobs (c, jobs) == -1)
     return -1;
-  if (!json_is_array (*jobs)) {
-    set_error (EPROTO, "qmp 'query-jobs': the reply is not an array");
-    return -1;
-  }
   json_array_foreach (*jobs, i, job)
   {
-    const char *id = json_string_value (json_object_get (job, "id"));
+    struct qmp_job j;
 
-    if (id == NULL || strcmp (id, job_id) != 0)
-      continue;
-    *status = json_string_value (json_object_get (job, "status"));
-    *error = json_string_value (json_object_get (job, "error"));
-    if (*status == NULL) {
-      set_error (EPROTO, "qmp 'query-jobs': job without a status");
+    if (qmp_job_get (job, &j) == -1)
       return -1;
-    }
+    if (strcmp (j.id, job_id) != 0)
+      continue;
+    *status = j.status;
+    *error = j.error;
     return 1;
   }
   return 0;
@@ -52,13 +46,7 @@ job_lookup (struct qmp_client *c, const char *job_id, json_t **jobs,
 static int
 job_conclude (struct qmp_client *c, const char *job_id, const char *error)
 {
-  json_t *args = json_pack ("{s:s}", "id", job_id);
-
-  if (args == NULL) {
-    set_error (ENOMEM, "cannot build job-dismiss");
-    return -1;
-  }
-  if (qmp_client_execute (c, "job-dismiss", args, NULL) == -1)
+  if (qmp_job_dismiss (c, job_id) == -1)
     return -1;
   if (error != NULL) {
     set_error (-EIO, "%s", error);

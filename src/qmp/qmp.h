@@ -161,6 +161,35 @@ int qmp_block_export_del (struct qmp_client *c, const char *id)
 int qmp_job_cancel (struct qmp_client *c, const char *id)
   __attribute__ ((warn_unused_result));
 
+/* One entry of query-jobs (strings borrowed from it): id and status are
+ * required; type and error may be NULL; progress 0 when absent.  A job
+ * of the wrong shape is an error (EPROTO). */
+struct qmp_job {
+  const char *id, *type, *status, *error;
+  int64_t current, total; /* current-progress, total-progress */
+};
+int qmp_job_get (const json_t *job, struct qmp_job *out)
+  __attribute__ ((warn_unused_result));
+
+/* block-stream of node's backing chain into node, as job id, at speed
+ * bytes/s (0: no limit); with auto_finalize false it waits in "pending"
+ * for qmp_job_finalize, with auto_dismiss false in "concluded" for
+ * qmp_job_dismiss. */
+int qmp_block_stream (struct qmp_client *c, const char *id, const char *node,
+                      bool auto_finalize, bool auto_dismiss, int64_t speed)
+  __attribute__ ((warn_unused_result));
+int qmp_job_finalize (struct qmp_client *c, const char *id)
+  __attribute__ ((warn_unused_result));
+int qmp_job_dismiss (struct qmp_client *c, const char *id)
+  __attribute__ ((warn_unused_result));
+
+/* The VM's run state: *running from query-status; stop (which drains
+ * and flushes every disk) and cont. */
+int qmp_query_running (struct qmp_client *c, bool *running)
+  __attribute__ ((warn_unused_result));
+int qmp_stop (struct qmp_client *c) __attribute__ ((warn_unused_result));
+int qmp_cont (struct qmp_client *c) __attribute__ ((warn_unused_result));
+
 /* The socket's file descriptor, for poll (borrowed). */
 int qmp_client_fd (const struct qmp_client *c);
 

@@ -438,6 +438,72 @@ execute_returns_the_value_of_the_reply (void **state)
   server_finish (srv);
 }
 
+/* The typed wrappers of a consolidation: block-stream, query-jobs read
+ * by shape, job-finalize between stop and cont, job-dismiss. */
+static void
+job_wrappers_send_their_arguments_and_read_jobs_by_shape (void **state)
+{
+  static const struct step steps[] = {
+    HELLO,
+    EXPECT (CMD ("block-stream", "knib-2"),
+            "\"arguments\":{\"job-id\":\"knib-stream-vda\",\"device\":"
+            "\"disk0\",\"auto-finalize\":false,\"auto-dismiss\":false,"
+            "\"speed\":1048576}"),
+    SEND (RET ("knib-2", "{}")),
+    EXPECT (CMD ("query-jobs", "knib-3")),
+    SEND (RET ("knib-3", "[{\"id\": \"knib-stream-vda\", \"type\": "
+                         "\"stream\", \"status\": \"pending\", "
+                         "\"current-progress\": 5, \"total-progress\": 10, "
+                         "\"new-member\": 1}, {\"id\": \"x\", \"status\": "
+                         "\"concluded\", \"error\": \"EIO\"}, {\"id\": 7}]")),
+    EXPECT (CMD ("query-status", "knib-4")),
+    SEND (RET ("knib-4", "{\"status\": \"running\", \"running\": true}")),
+    EXPECT (CMD ("stop", "knib-5")),
+    SEND (RET ("knib-5", "{}")),
+    EXPECT (CMD ("job-finalize", "knib-6"),
+            "\"arguments\":{\"id\":\"knib-stream-vda\"}"),
+    SEND (RET ("knib-6", "{}")),
+    EXPECT (CMD ("cont", "knib-7")),
+    SEND (RET ("knib-7", "{}")),
+    EXPECT (CMD ("job-dismiss", "knib-8"), "\"arguments\":{\"id\":\"x\"}"),
+    SEND (RET ("knib-8", "{}")),
+    END,
+  };
+  struct server *srv;
+  struct qmp_client *c = client_start (&srv, steps);
+  struct qmp_job job;
+  json_t *jobs = NULL;
+  bool running = false;
+
+  assert_int_equal (
+    qmp_block_stream (c, "knib-stream-vda", "disk0", false, false, 1 << 20), 0);
+  assert_int_equal (qmp_query_jobs (c, &jobs), 0);
+  assert_int_equal (qmp_job_get (json_array_get (jobs, 0), &job), 0);
+  assert_string_equal (job.id, "knib-stream-vda");
+  assert_string_equal (job.type, "stream");
+  assert_string_equal (job.status, "pending");
+  assert_null (job.error);
+  assert_int_equal (job.current, 5);
+  assert_int_equal (job.total, 10);
+  assert_int_equal (qmp_job_get (json_array_get (jobs, 1), &job), 0);
+  assert_string_equal (job.error, "EIO");
+  assert_null (job.type);
+  assert_int_equal (job.total, 0);
+  /* No status, an id that is no string: an error, not a crash. */
+  assert_int_equal (qmp_job_get (json_array_get (jobs, 2), &job), -1);
+  assert_int_equal (get_errno (), EPROTO);
+  assert_contains (get_error (), "a job of the wrong shape");
+  json_decref (jobs);
+  assert_int_equal (qmp_query_running (c, &running), 0);
+  assert_true (running);
+  assert_int_equal (qmp_stop (c), 0);
+  assert_int_equal (qmp_job_finalize (c, "knib-stream-vda"), 0);
+  assert_int_equal (qmp_cont (c), 0);
+  assert_int_equal (qmp_job_dismiss (c, "x"), 0);
+  qmp_client_free (c);
+  server_finish (srv);
+}
+
 static void
 execute_refuses_arguments_that_are_not_an_object (void **state)
 {
@@ -1255,7 +1321,7 @@ job_wait_refuses_a_query_jobs_reply_that_is_not_a_list (void **state)
 
   assert_int_equal (qmp_client_job_wait (c, "knib-job", 5000), -1);
   assert_int_equal (get_errno (), EPROTO);
-  assert_contains (get_error (), "the reply is not an array");
+  assert_contains (get_error (), "qmp 'query-jobs': the reply is not a list");
   qmp_client_free (c);
   server_finish (srv);
 }
@@ -1631,6 +1697,7 @@ main (void)
     cmocka_unit_test (a_greeting_of_the_wrong_shape_is_refused),
     cmocka_unit_test (execute_returns_the_value_of_the_reply),
     cmocka_unit_test (execute_refuses_arguments_that_are_not_an_object),
+    cmocka_unit_test (job_wrappers_send_their_arguments_and_read_jobs_by_shape),
     cmocka_unit_test (several_messages_in_one_write_are_all_read),
     cmocka_unit_test (a_reply_split_across_writes_is_joined),
     cmocka_unit_test (a_reply_sent_one_byte_at_a_time_is_read),
