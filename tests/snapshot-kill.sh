@@ -59,7 +59,7 @@ killed_at stream delete --qmp "$S" s3
 [ "$(state s3)" = removed ] || fail "s3 is '$(state s3)'"
 wr 0x18 14
 snap delete --qmp "$S" s1
-grep -q "a merge of a killed knib (job knib-stream-vda) ended" snap.out \
+grep -q "a merge of a killed knib (job knib-merge-vda) ended" snap.out \
   || fail "no repair: $(cat snap.out)"
 grep -q "removed layer '$TMPDIR_TEST/a.s2.qcow2'" snap.out \
   || fail "the merged layer was not removed: $(cat snap.out)"

@@ -42,7 +42,10 @@
 #include "qmp/qmp.h"
 
 #define LAYER_NODE_PREFIX "knib-layer-"
-#define STREAM_JOB_PREFIX "knib-stream-"
+/* A snapshot delete's block-stream: "knib-merge-<disk>", never the
+ * "knib-stream-<disk>" of a quick restore's consolidation (which waits
+ * for knib restore to finalize it: recovery here must not wait on it). */
+#define STREAM_JOB_PREFIX "knib-merge-"
 
 /* qemu-img runs on metadata (create, info, bitmap) and rebase, which
  * copies data: no limit on that one. */
