@@ -667,11 +667,15 @@ if command -v virtnbdbackup >/dev/null 2>&1 && command -v virsh >/dev/null 2>&1 
   </devices>
 </domain>
 EOF
-  virsh define "$work/vnb.xml" >/dev/null || die "virsh define of the virtnbdbackup domain failed"
-  virsh start "$vnb_dom" >/dev/null || die "virsh start $vnb_dom failed"
+  vnb_ok=yes
+  if ! virsh define "$work/vnb.xml" >/dev/null || ! virsh start "$vnb_dom" >/dev/null; then
+    echo "bench: the virtnbdbackup domain $vnb_dom did not start: no virtnbdbackup rows" >&2
+    failed=yes
+    vnb_ok=no
+  fi
   vnb_ver=$(virtnbdbackup -V 2>&1 | tail -n 1)
   round=1
-  while [ "$round" -le "$BENCH_ROUNDS" ]; do
+  while [ "$vnb_ok" = yes ] && [ "$round" -le "$BENCH_ROUNDS" ]; do
     echo "virtnbdbackup round $round of $BENCH_ROUNDS ($vnb_ver; load average $(cut -d' ' -f1-3 /proc/loadavg))"
     rm -rf "$work/vnb-out"
     settle
@@ -682,11 +686,17 @@ EOF
     i=0
     while [ "$i" -lt "$nwrites" ]; do
       off=$((i * slot + (i * 37 + round * 13) % (slot > 1 ? slot / 2 : 1)))
+      # libvirtd is shared: another user may restart it under us.
       virsh qemu-monitor-command "$vnb_dom" --hmp \
         "qemu-io -d virtio-disk0/virtio-backend \"write -P 0x6$round ${off}M 1M\"" >/dev/null \
-        || die "the guest writes through libvirt's monitor failed"
+        || break
       i=$((i + 1))
     done
+    if [ "$i" -lt "$nwrites" ]; then
+      echo "bench: the guest writes through libvirt's monitor failed: no more virtnbdbackup rounds" >&2
+      failed=yes
+      break
+    fi
     du -sk "$work/vnb-out" | awk '{ print $1 }' >"$work/vnb-before"
     settle
     measure vnbinc virtnbdbackup -d "$vnb_dom" -l inc -n -S "$work" -o "$work/vnb-out" || :
@@ -695,6 +705,11 @@ EOF
   done
   rm -rf "$work/vnb-out"
   vnb_cleanup
+  # A libvirtd restarted meanwhile may have missed the destroy: again.
+  if virsh domstate "$vnb_dom" >/dev/null 2>&1; then
+    sleep 1
+    vnb_cleanup
+  fi
   vnb_dom="" vnb_libvirtd=""
 else
   echo "virtnbdbackup: not installed (scripts/deps --bench), or not root: no virtnbdbackup rows"
