@@ -3,7 +3,7 @@
 #ifndef KNIB_FILES_INTERNAL_H
 #define KNIB_FILES_INTERNAL_H
 
-#include <guestfs.h>
+#include "gfs.h"
 
 #include "files.h"
 

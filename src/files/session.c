@@ -305,6 +305,8 @@ files_session_new (struct chain_repo *repo, const char *id,
   s->accel = files_accel_resolve (o->accel, &why);
   debug (DEBUG_CHAIN, "files: appliance accel %s (%s)",
          files_accel_name (s->accel), why);
+  if (files_gfs_load () == -1)
+    goto fail;
   s->g = guestfs_create_flags (GUESTFS_CREATE_NO_ENVIRONMENT);
   if (s->g == NULL) {
     set_error (errno, "cannot create a libguestfs handle");

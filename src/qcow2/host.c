@@ -51,7 +51,7 @@ direct_ok (const struct qcow2_host *h, const void *buf, size_t len,
  * back to flush and drop; the few small writes of the end (tables, the
  * header) are just buffered. */
 static int
-direct_off (struct qcow2_host *h)
+direct_off (struct qcow2_host *h, uint64_t len, uint64_t offset)
 {
   int flags = fcntl (h->fd, F_GETFL);
 
@@ -61,7 +61,10 @@ direct_off (struct qcow2_host *h)
   }
   h->odirect = false;
   if (!h->finishing) {
-    debug (DEBUG_QCOW2, "O_DIRECT: falling back to flush and drop");
+    debug (DEBUG_QCOW2,
+           "O_DIRECT: falling back to flush and drop (a write of %" PRIu64
+           " bytes at %" PRIu64 ")",
+           len, offset);
     h->io = QCOW2_IO_DROP;
   }
   return 0;
@@ -72,11 +75,13 @@ int
 qcow2_host_pwrite (struct qcow2_host *h, const void *buf, size_t len,
                    uint64_t offset)
 {
-  if (h->odirect && !direct_ok (h, buf, len, offset) && direct_off (h) == -1)
+  if (h->odirect && !direct_ok (h, buf, len, offset)
+      && direct_off (h, len, offset) == -1)
     goto fail;
   if (qcow2_pwrite_all (h->fd, buf, len, offset) == -1) {
     /* A file system that took O_DIRECT but not these writes. */
-    if (!h->odirect || get_errno () != EINVAL || direct_off (h) == -1
+    if (!h->odirect || get_errno () != EINVAL
+        || direct_off (h, len, offset) == -1
         || qcow2_pwrite_all (h->fd, buf, len, offset) == -1)
       goto fail;
   }
@@ -146,10 +151,12 @@ host_pwritev (struct qcow2_host *h, const struct iovec *iov, int n,
 {
   uint64_t at = offset;
 
-  if (h->odirect && !iov_direct_ok (h, iov, n) && direct_off (h) == -1)
+  if (h->odirect && !iov_direct_ok (h, iov, n)
+      && direct_off (h, len, offset) == -1)
     goto fail;
   if (pwritev_all (h->fd, iov, n, len, offset) == -1) {
-    if (!h->odirect || get_errno () != EINVAL || direct_off (h) == -1
+    if (!h->odirect || get_errno () != EINVAL
+        || direct_off (h, len, offset) == -1
         || pwritev_all (h->fd, iov, n, len, offset) == -1)
       goto fail;
   }

@@ -132,8 +132,11 @@ worker_main (void *arg)
 
     pthread_mutex_lock (&p->lock);
     s->state = s->clen == -1 ? SLOT_FAILED : SLOT_DONE;
-    /* Only the producer waits, for the head slot (whichever it is). */
-    pthread_cond_signal (&p->done);
+    /* Only the producer waits, and only for the head slot: a wake-up
+     * for any other would find it still waiting (on a loaded host each
+     * one costs a trip through the scheduler). */
+    if (s == &p->slots[p->head])
+      pthread_cond_signal (&p->done);
   }
   pthread_mutex_unlock (&p->lock);
   /* Errors went to the slots: this thread's copy would leak with it. */
@@ -179,7 +182,7 @@ size_pool (struct qcow2_pipeline *p, const struct qcow2_pipeline_options *o)
   if (slots == 0) {
     size_t by_memory = QCOW2_PIPELINE_DEFAULT_MEMORY / p->cs;
 
-    slots = 4 * threads < 16 ? 16 : 4 * threads;
+    slots = 8 * threads < 32 ? 32 : 8 * threads;
     if (slots > by_memory)
       slots = by_memory < 8 ? 8 : (unsigned) by_memory;
   }
@@ -420,8 +423,19 @@ write_head (struct qcow2_pipeline *p, struct slot *s, enum slot_state state)
   return 0;
 }
 
+/* Wake the workers for the clusters queued since they last looked.
+ * Publishing does not: the producer queues a call's clusters, then wakes
+ * the workers once (here, at the end of the call or before it waits),
+ * not once per cluster.  Under the lock. */
+static void
+wake_workers (struct qcow2_pipeline *p)
+{
+  if (p->queued > 0)
+    pthread_cond_broadcast (&p->work);
+}
+
 /* Write the finished slots at the head.  Wait for unfinished ones while
- * more than keep slots are in use (keep = nslots - 1: make room for one;
+ * more than keep slots are in use (keep = nslots / 2: make room;
  * 0: write everything). */
 static int
 drain (struct qcow2_pipeline *p, unsigned keep)
@@ -431,6 +445,8 @@ drain (struct qcow2_pipeline *p, unsigned keep)
     enum slot_state state;
 
     pthread_mutex_lock (&p->lock);
+    if (p->count > keep && (s->state == SLOT_QUEUED || s->state == SLOT_BUSY))
+      wake_workers (p);
     while (p->count > keep
            && (s->state == SLOT_QUEUED || s->state == SLOT_BUSY))
       pthread_cond_wait (&p->done, &p->lock);
@@ -445,26 +461,27 @@ drain (struct qcow2_pipeline *p, unsigned keep)
 }
 
 /* The next free slot (after making room), for the producer to fill and
- * then publish. */
+ * then publish.  A full ring is drained to half: the producer then
+ * sleeps once per half ring while the workers compress the other half,
+ * not once per cluster. */
 static struct slot *
 take_slot (struct qcow2_pipeline *p)
 {
-  if (p->count == p->nslots && drain (p, p->nslots - 1) == -1)
+  if (p->count == p->nslots && drain (p, p->nslots / 2) == -1)
     return NULL;
   return &p->slots[(p->head + p->count) % p->nslots];
 }
 
-/* Put the filled slot s in the ring: QUEUED for a worker, or DONE. */
+/* Put the filled slot s in the ring: QUEUED for a worker (woken later:
+ * wake_workers), or DONE. */
 static void
 publish (struct qcow2_pipeline *p, struct slot *s, enum slot_state state)
 {
   pthread_mutex_lock (&p->lock);
   s->state = state;
   p->count++;
-  if (state == SLOT_QUEUED) {
+  if (state == SLOT_QUEUED)
     p->queued++;
-    pthread_cond_signal (&p->work);
-  }
   pthread_mutex_unlock (&p->lock);
 }
 
@@ -487,17 +504,14 @@ submit_cluster (struct qcow2_pipeline *p, uint64_t offset,
   return 0;
 }
 
-int
-qcow2_pipeline_write (struct qcow2_pipeline *p, uint64_t guest_offset,
-                      const void *buf, size_t len)
+/* Queue the clusters of one range (the workers are woken by the caller,
+ * or before the producer waits). */
+static int
+submit_range (struct qcow2_pipeline *p, uint64_t guest_offset,
+              const unsigned char *b, size_t len)
 {
-  const unsigned char *b = buf;
   size_t done = 0;
 
-  if (check_usable (p) == -1)
-    return -1;
-  if (!p->compress)
-    return write_raw (p, guest_offset, buf, len) == -1 ? pipeline_break (p) : 0;
   if (guest_offset % p->cs != 0 || len == 0) {
     set_error (EINVAL,
                "range of %zu bytes at guest offset %" PRIu64
@@ -518,6 +532,27 @@ qcow2_pipeline_write (struct qcow2_pipeline *p, uint64_t guest_offset,
   return 0;
 }
 
+/* The workers, once for the clusters a call queued. */
+static int
+wake_after (struct qcow2_pipeline *p, int r)
+{
+  pthread_mutex_lock (&p->lock);
+  wake_workers (p);
+  pthread_mutex_unlock (&p->lock);
+  return r;
+}
+
+int
+qcow2_pipeline_write (struct qcow2_pipeline *p, uint64_t guest_offset,
+                      const void *buf, size_t len)
+{
+  if (check_usable (p) == -1)
+    return -1;
+  if (!p->compress)
+    return write_raw (p, guest_offset, buf, len) == -1 ? pipeline_break (p) : 0;
+  return wake_after (p, submit_range (p, guest_offset, buf, len));
+}
+
 int
 qcow2_pipeline_writev (struct qcow2_pipeline *p, uint64_t guest_offset,
                        const struct iovec *iov, int n)
@@ -535,12 +570,11 @@ qcow2_pipeline_writev (struct qcow2_pipeline *p, uint64_t guest_offset,
     return 0;
   }
   for (int i = 0; i < n; i++) {
-    if (qcow2_pipeline_write (p, guest_offset, iov[i].iov_base, iov[i].iov_len)
-        == -1)
-      return -1;
+    if (submit_range (p, guest_offset, iov[i].iov_base, iov[i].iov_len) == -1)
+      return wake_after (p, -1);
     guest_offset += iov[i].iov_len;
   }
-  return 0;
+  return wake_after (p, 0);
 }
 
 int

@@ -208,7 +208,8 @@ void qcow2_compressor_free (struct qcow2_compressor *c);
  * Memory is bounded by the number of slots, fixed at creation whatever
  * the disk's size: each slot holds one cluster and its compressed form
  * (2 * slots * cluster size bytes).  When every slot is taken the
- * producer waits for the oldest cluster and writes it.
+ * producer waits for the oldest clusters and writes them until half the
+ * slots are free.
  *
  * Errors (a worker's compression error, a write error) come back from
  * the producer's next call, and the pipeline is broken from then on, as
@@ -216,7 +217,7 @@ void qcow2_compressor_free (struct qcow2_compressor *c);
 
 #define QCOW2_PIPELINE_MAX_THREADS 64u
 #define QCOW2_PIPELINE_MAX_SLOTS 1024u
-/* Default slots: four per worker, at least 16, but no more than this
+/* Default slots: eight per worker, at least 32, but no more than this
  * many bytes of clusters (and never fewer than 8 slots). */
 #define QCOW2_PIPELINE_DEFAULT_MEMORY (4u * 1024 * 1024)
 
