@@ -69,6 +69,8 @@ struct job {
   bool timed_out;
   int64_t term_sent_ms; /* monotonic: when SIGTERM was sent (0: not yet) */
   char *error;
+  int exit_status;  /* knib's, 128 + a signal (-1: none yet) */
+  json_t *progress; /* a running job's last figures, or NULL */
 };
 
 DEFINE_VECTOR_TYPE (job_vector, struct job *);
@@ -159,7 +161,9 @@ void runner_tick (struct agent *a);
 void runner_reap (struct agent *a);
 /* Milliseconds until runner_tick has something to do (-1: nothing). */
 int runner_next_ms (struct agent *a);
-/* The knib sub-commands of a job's type, for query-commands. */
+/* A running job's progress ({"label", "done", "total"}), borrowed, or
+ * NULL. */
+const json_t *runner_progress (const struct agent *a, int64_t id);
 
 /* schedule.c: calendars and schedules. */
 struct calendar {
@@ -197,6 +201,8 @@ void server_accept (struct server *s);
 size_t server_poll_fill (struct server *s, void *pfds, size_t max);
 void server_poll_done (struct server *s, const void *pfds, size_t n);
 void server_emit (struct server *s, const char *event, json_t *data);
+/* Milliseconds until a list-backups times out (-1: none runs). */
+int server_next_ms (struct server *s);
 /* The reply to one parsed message (the caller sends it). */
 json_t *agent_dispatch (struct agent *a, json_t *msg, bool *negotiated);
 

@@ -71,6 +71,7 @@ job_free (struct job *j)
   free (j->backup);
   json_decref (j->request);
   json_decref (j->argv);
+  json_decref (j->progress);
   free (j->error);
   free (j);
 }
@@ -134,14 +135,24 @@ static const struct arg_spec backup_args[] = {
   { NULL, ARG_AGENT, NULL, false, NULL },
 };
 
+/* To new files (to), in place (image, or domain), or the consolidation
+ * of a quick restore (consolidate, with domain or qmp). */
 static const struct arg_spec restore_args[] = {
   { "vm", ARG_NAME, "--vm", true, NULL },
   { "repo", ARG_STRING, "--repo", true, NULL },
-  { "backup", ARG_NAME, NULL, true, NULL },
-  { "to", ARG_STRING, "--to", true, NULL },
+  { "backup", ARG_NAME, NULL, false, NULL },
+  { "to", ARG_STRING, "--to", false, NULL },
   { "disk", ARG_NAME, "--disk", false, NULL },
   { "format", ARG_STRING, "--format", false, formats },
   { "force", ARG_BOOL, "--force", false, NULL },
+  { "domain", ARG_NAME, "--domain", false, NULL },
+  { "image", ARG_NAMES, "--image", false, NULL },
+  { "qmp", ARG_STRING, "--qmp", false, NULL },
+  { "quick", ARG_BOOL, "--quick", false, NULL },
+  { "start", ARG_BOOL, "--start", false, NULL },
+  { "stop", ARG_BOOL, "--stop", false, NULL },
+  { "consolidate", ARG_BOOL, "--consolidate", false, NULL },
+  { "rate-limit", ARG_INT, "--rate-limit", false, NULL },
   AGENT_ARGS,
   { NULL, ARG_AGENT, NULL, false, NULL },
 };
@@ -282,6 +293,53 @@ arg_check (const struct arg_spec *s, const json_t *v)
   return 0;
 }
 
+static bool
+has_true (const json_t *args, const char *key)
+{
+  return json_is_true (json_object_get (args, key));
+}
+
+/* Which restore it is: the members that go together. */
+static int
+restore_check (const json_t *args)
+{
+  bool backup = json_object_get (args, "backup") != NULL;
+  int targets = (json_object_get (args, "to") != NULL)
+                + (json_object_get (args, "image") != NULL)
+                + (json_object_get (args, "domain") != NULL);
+
+  if (has_true (args, "consolidate")) {
+    if (backup || json_object_get (args, "to")
+        || json_object_get (args, "image") || has_true (args, "quick")
+        || has_true (args, "start") || has_true (args, "stop")) {
+      set_error (0, "a consolidation takes 'domain' or 'qmp' and no "
+                    "'backup', 'to', 'image', 'quick', 'start', 'stop'");
+      return -1;
+    }
+    if ((json_object_get (args, "domain") != NULL)
+        == (json_object_get (args, "qmp") != NULL)) {
+      set_error (0, "a consolidation needs one of 'domain', 'qmp'");
+      return -1;
+    }
+    return 0;
+  }
+  if (!backup) {
+    set_error (0, "missing argument 'backup'");
+    return -1;
+  }
+  if (targets != 1 || json_object_get (args, "qmp") != NULL) {
+    set_error (0, "a restore needs exactly one of 'to', 'image', 'domain' "
+                  "('qmp' goes with 'consolidate')");
+    return -1;
+  }
+  if ((has_true (args, "start") || has_true (args, "stop"))
+      && json_object_get (args, "domain") == NULL) {
+    set_error (0, "'start' and 'stop' go with 'domain'");
+    return -1;
+  }
+  return 0;
+}
+
 /* Every member known, of the right type; every required one there. */
 static int
 request_check (enum job_type type, const json_t *args)
@@ -321,6 +379,8 @@ request_check (enum job_type type, const json_t *args)
                   "'image'");
     return -1;
   }
+  if (type == JOB_RESTORE)
+    return restore_check (args);
   return 0;
 }
 
@@ -424,6 +484,11 @@ job_argv (struct agent *a, const struct job *j)
   case JOB_RESTORE:
     r |= argv_add (argv, "restore") | argv_add (argv, "-q");
     r |= argv_add_request (argv, restore_args, j->request);
+    /* A job ends when the data is in: a consolidation, or a quick
+     * restore that starts its domain, waits for it. */
+    if (has_true (j->request, "consolidate")
+        || (has_true (j->request, "quick") && has_true (j->request, "start")))
+      r |= argv_add (argv, "--wait");
     break;
   case JOB_VALIDATE:
     /* knib verify --repo DIR [--vm VM] BACKUP | VM */
@@ -543,6 +608,7 @@ job_new (enum job_type type, const json_t *args)
   j->request = json_deep_copy (args);
   j->created = now_wall ();
   j->max_attempts = 1;
+  j->exit_status = -1;
   if (j->vm == NULL || (backup && j->backup == NULL) || j->request == NULL) {
     job_free (j);
     return NULL;
@@ -621,7 +687,8 @@ job_file (const struct agent *a, int64_t id, const char *ext)
  * started later learns how an adopted job ended.  It ignores SIGTERM:
  * the group's SIGTERM is for knib. */
 static void __attribute__ ((noreturn))
-supervise (char **argv, const char *out, const char *err, const char *status)
+supervise (char **argv, const char *out, const char *err, const char *status,
+           const char *progress)
 {
   sigset_t none;
   pid_t child;
@@ -645,6 +712,8 @@ supervise (char **argv, const char *out, const char *err, const char *status)
     _exit (127);
   for (int i = 3; i < 1024; i++)
     close (i);
+  if (setenv (PROGRESS_FILE_ENV, progress, 1) == -1)
+    _exit (127);
   child = fork ();
   if (child == -1)
     _exit (127);
@@ -681,17 +750,20 @@ job_spawn (struct agent *a, struct job *j)
   CLEANUP_FREE char *out = job_file (a, j->id, "out");
   CLEANUP_FREE char *err = job_file (a, j->id, "err");
   CLEANUP_FREE char *status = job_file (a, j->id, "status");
+  CLEANUP_FREE char *progress = job_file (a, j->id, "progress");
   size_t n = json_array_size (j->argv);
   CLEANUP_FREE char **argv = calloc (n + 1, sizeof *argv);
   pid_t pid;
 
-  if (out == NULL || err == NULL || status == NULL || argv == NULL) {
+  if (out == NULL || err == NULL || status == NULL || progress == NULL
+      || argv == NULL) {
     set_error (ENOMEM, "job %" PRIi64, j->id);
     return -1;
   }
   for (size_t i = 0; i < n; i++)
     argv[i] = (char *) json_string_value (json_array_get (j->argv, i));
   unlink (status);
+  unlink (progress);
   pid = fork ();
   if (pid == -1) {
     set_error (errno, "job %" PRIi64 ": fork", j->id);
@@ -699,7 +771,7 @@ job_spawn (struct agent *a, struct job *j)
   }
   if (pid == 0) {
     setpgid (0, 0);
-    supervise (argv, out, err, status);
+    supervise (argv, out, err, status, progress);
   }
   setpgid (pid, pid);
   j->pid = pid;
@@ -708,6 +780,7 @@ job_spawn (struct agent *a, struct job *j)
 }
 
 static void job_finish (struct agent *a, struct job *j);
+static void job_progress_read (struct agent *a, struct job *j);
 
 static void
 job_start (struct agent *a, struct job *j)
@@ -879,6 +952,7 @@ job_finish (struct agent *a, struct job *j)
   CLEANUP_FREE char *out = job_file (a, j->id, "out");
   CLEANUP_FREE char *err = job_file (a, j->id, "err");
   CLEANUP_FREE char *status = job_file (a, j->id, "status");
+  CLEANUP_FREE char *progress = job_file (a, j->id, "progress");
   CLEANUP_FREE char *result = NULL;
   CLEANUP_FREE char *log = NULL;
   json_t *res = NULL;
@@ -886,6 +960,7 @@ job_finish (struct agent *a, struct job *j)
   int code = -1;
 
   if (j->pid > 0) {
+    job_progress_read (a, j); /* the last figures, written at its end */
     result = out ? read_file_bounded (out, AGENT_MAX_RESULT, false) : NULL;
     log = err ? read_file_bounded (err, AGENT_MAX_LOG, true) : NULL;
     code = status ? read_status (status, &signalled) : -1;
@@ -911,6 +986,11 @@ job_finish (struct agent *a, struct job *j)
     unlink (err);
   if (status)
     unlink (status);
+  if (progress)
+    unlink (progress);
+  json_decref (j->progress);
+  j->progress = NULL;
+  j->exit_status = code == -1 ? -1 : signalled ? 128 + code : code;
   j->pid = 0;
   j->pid_start = 0;
   j->adopted = false;
@@ -1043,6 +1123,42 @@ job_signal (struct job *j, int sig)
     kill (j->pid, sig);
 }
 
+/* A running job's progress file, read again: a JOB_PROGRESS event when
+ * its figures changed. */
+static void
+job_progress_read (struct agent *a, struct job *j)
+{
+  CLEANUP_FREE char *path = job_file (a, j->id, "progress");
+  CLEANUP_FREE char *text = path ? read_file_bounded (path, 255, false) : NULL;
+  json_t *p = text ? json_loads (text, 0, NULL) : NULL;
+  const char *label;
+  json_int_t done, total;
+
+  if (p == NULL
+      || json_unpack (p, "{s:s, s:I, s:I}", "label", &label, "done", &done,
+                      "total", &total)
+           == -1
+      || json_equal (p, j->progress)) {
+    json_decref (p); /* being rewritten, or not changed */
+    return;
+  }
+  json_decref (j->progress);
+  j->progress = p;
+  a->emit (a, "JOB_PROGRESS",
+           json_pack ("{s:I, s:s, s:s, s:s, s:I, s:I}", "id",
+                      (json_int_t) j->id, "type", job_type_name (j->type), "vm",
+                      j->vm, "label", label, "done", done, "total", total));
+}
+
+const json_t *
+runner_progress (const struct agent *a, int64_t id)
+{
+  for (size_t i = 0; i < a->jobs.len; i++)
+    if (a->jobs.ptr[i]->id == id)
+      return a->jobs.ptr[i]->progress;
+  return NULL;
+}
+
 void
 runner_tick (struct agent *a)
 {
@@ -1056,6 +1172,7 @@ runner_tick (struct agent *a)
 
     if (j->state != JOB_RUNNING)
       continue;
+    job_progress_read (a, j);
     if (j->adopted && process_start_time (j->pid) != j->pid_start) {
       job_finish (a, j);
       continue;

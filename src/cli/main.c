@@ -196,6 +196,9 @@ main (int argc, char **argv)
     argv += optind;
     argc -= optind;
     optind = 0; /* let the sub-command parse its own options */
+    if (commands[i].run != cmd_jobs && commands[i].run != cmd_job
+        && commands[i].run != cmd_agent && cli_agent_requested (argc, argv))
+      return cli_agent_run (&cli, commands[i].name, argc, argv);
     return commands[i].run (&cli, argc, argv);
   }
   cli_usage_error (NULL, "unknown command '%s'", argv[optind]);
