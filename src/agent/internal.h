@@ -21,6 +21,10 @@
 #define AGENT_MAX_RESULT (1024u * 1024)
 #define AGENT_MAX_LOG (64u * 1024)
 
+/* How long after a job's failure a stop notice of its domain still
+ * explains it (QEMU's end and the hook's notice race). */
+#define AGENT_HOLD_GRACE_S 60
+
 /* Between SIGTERM and SIGKILL when a job is cancelled or times out. */
 #define AGENT_KILL_GRACE_MS 10000
 
@@ -31,7 +35,9 @@ enum job_state {
   JOB_FAILED,
   JOB_CANCELLED,
   JOB_INTERRUPTED,
+  JOB_HELD, /* needs its domain running; queued again when it starts */
 };
+#define JOB_STATE_LAST JOB_HELD
 
 enum job_type {
   JOB_BACKUP,
@@ -131,6 +137,10 @@ struct agent {
   long cores;
   const char *metrics_file; /* NULL: none */
   bool schedules;           /* there are schedules to watch */
+  json_t *stopped; /* the domains the hook said stopped: name -> true */
+  /* Jobs that needed a domain and failed within AGENT_HOLD_GRACE_S: held
+   * after all when the domain's stop notice comes after their end. */
+  job_vector recent;
   /* Events go to the protocol's clients. */
   void (*emit) (struct agent *a, const char *event, json_t *data);
 };
@@ -181,6 +191,12 @@ int schedule_set (struct agent *a, json_t *args)
 json_t *schedules_query (struct agent *a) __attribute__ ((warn_unused_result));
 /* Queue the backups that are due. */
 void schedules_tick (struct agent *a);
+
+/* The hook said domain name stopped: queued jobs that need it running
+ * are held (and running ones that fail meanwhile); started: they are
+ * queued again. */
+void runner_domain_stopped (struct agent *a, const char *name);
+void runner_domain_started (struct agent *a, const char *name);
 
 /* notify.c: the hook's notices.  notify_open binds the datagram socket
  * (0600) and returns it; notify_read takes every waiting notice. */

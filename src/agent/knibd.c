@@ -389,6 +389,10 @@ main (int argc, char **argv)
   for (size_t i = 0; i < a.jobs.len; i++)
     job_free (a.jobs.ptr[i]);
   job_vector_reset (&a.jobs);
+  for (size_t i = 0; i < a.recent.len; i++)
+    job_free (a.recent.ptr[i]);
+  job_vector_reset (&a.recent);
+  json_decref (a.stopped);
   store_close (a.store);
   return 0;
 }

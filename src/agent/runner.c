@@ -26,6 +26,7 @@ static const char *const state_names[] = {
   [JOB_QUEUED] = "queued",       [JOB_RUNNING] = "running",
   [JOB_SUCCEEDED] = "succeeded", [JOB_FAILED] = "failed",
   [JOB_CANCELLED] = "cancelled", [JOB_INTERRUPTED] = "interrupted",
+  [JOB_HELD] = "held",
 };
 
 static const char *const type_names[] = {
@@ -565,6 +566,33 @@ job_retry_interval (const struct agent *a, const struct job *j)
   return (double) a->cfg.retry_interval_unit;
 }
 
+/* The domain a job needs running, or NULL: a live backup over QMP, and
+ * the consolidation of a quick restore, which streams on the domain's
+ * QEMU.  (A backup of a libvirt domain runs offline when it is off.) */
+static const char *
+job_domain (const struct job *j)
+{
+  const char *domain
+    = json_string_value (json_object_get (j->request, "domain"));
+
+  if (j->type == JOB_BACKUP && json_object_get (j->request, "qmp") != NULL)
+    return j->vm;
+  if (j->type == JOB_RESTORE && has_true (j->request, "consolidate"))
+    return domain ? domain : j->vm;
+  /* A quick restore that starts its domain goes on as a consolidation
+   * once the domain runs. */
+  if (j->type == JOB_RESTORE && has_true (j->request, "quick")
+      && has_true (j->request, "start") && j->attempts > 0)
+    return domain;
+  return NULL;
+}
+
+static bool
+domain_stopped (const struct agent *a, const char *name)
+{
+  return name != NULL && json_object_get (a->stopped, name) != NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Events and the store. */
 
@@ -627,6 +655,8 @@ job_enqueue (struct agent *a, struct job *j)
       = a->cfg.compression_retries > 0 ? (int) a->cfg.compression_retries : 1;
   else if (retries != NULL)
     j->max_attempts = 1 + (int) json_integer_value (retries);
+  if (domain_stopped (a, job_domain (j)))
+    j->state = JOB_HELD;
   if (store_job_insert (a->store, j) == -1
       || job_vector_append (&a->jobs, j) == -1) {
     if (j->id > 0) {
@@ -636,8 +666,9 @@ job_enqueue (struct agent *a, struct job *j)
     job_free (j);
     return -1;
   }
-  fprintf (stderr, "knibd: job %" PRIi64 ": %s of '%s' queued\n", j->id,
-           job_type_name (j->type), j->vm);
+  fprintf (stderr, "knibd: job %" PRIi64 ": %s of '%s' %s\n", j->id,
+           job_type_name (j->type), j->vm,
+           j->state == JOB_HELD ? "held: its domain is stopped" : "queued");
   job_event (a, j);
   return j->id;
 }
@@ -946,6 +977,127 @@ job_follow (struct agent *a, const struct job *j, const json_t *result)
              j->id, n ? get_error () : "out of memory");
 }
 
+/* A job that failed because its domain stopped: held until it starts
+ * (the stop is not the job's failure).  A quick restore that started its
+ * domain goes on as the consolidation it had begun. */
+static void
+job_hold (struct job *j)
+{
+  static const char *const restore_only[]
+    = { "backup", "to", "image", "quick", "start", "stop", "format", "force" };
+
+  if (j->type == JOB_RESTORE && has_true (j->request, "quick")) {
+    for (size_t i = 0; i < sizeof restore_only / sizeof restore_only[0]; i++)
+      json_object_del (j->request, restore_only[i]);
+    json_object_set_new (j->request, "consolidate", json_true ());
+  }
+  if (j->attempts > 0)
+    j->attempts--;
+  j->not_before = 0;
+  j->finished = 0;
+  j->state = JOB_HELD;
+}
+
+/* Keep a failed job that needed a domain for AGENT_HOLD_GRACE_S, out of
+ * the queue: its domain's stop notice may come after its end. */
+static void
+job_keep_recent (struct agent *a, struct job *j)
+{
+  for (size_t i = 0; i < a->jobs.len; i++)
+    if (a->jobs.ptr[i] == j) {
+      job_vector_remove (&a->jobs, i);
+      break;
+    }
+  if (job_vector_append (&a->recent, j) == -1)
+    job_free (j);
+}
+
+/* Put j back into the queue, in id order. */
+static int
+job_requeue (struct agent *a, struct job *j)
+{
+  size_t i = a->jobs.len;
+
+  if (job_vector_append (&a->jobs, j) == -1)
+    return -1;
+  while (i > 0 && a->jobs.ptr[i - 1]->id > j->id) {
+    a->jobs.ptr[i] = a->jobs.ptr[i - 1];
+    i--;
+  }
+  a->jobs.ptr[i] = j;
+  return 0;
+}
+
+void
+runner_domain_stopped (struct agent *a, const char *name)
+{
+  if (a->stopped == NULL)
+    a->stopped = json_object ();
+  json_object_set_new (a->stopped, name, json_true ());
+  for (size_t i = 0; i < a->jobs.len; i++) {
+    struct job *j = a->jobs.ptr[i];
+    const char *d = job_domain (j);
+
+    if (j->state != JOB_QUEUED || d == NULL || strcmp (d, name) != 0)
+      continue;
+    j->state = JOB_HELD;
+    fprintf (stderr, "knibd: job %" PRIi64 ": held until '%s' starts\n", j->id,
+             name);
+    job_save (a, j, NULL, NULL);
+    job_event (a, j);
+  }
+  /* Failed just before the notice came: held after all. */
+  for (size_t i = a->recent.len; i-- > 0;) {
+    struct job *j = a->recent.ptr[i];
+    const char *d = job_domain (j);
+
+    if (d == NULL || strcmp (d, name) != 0)
+      continue;
+    job_vector_remove (&a->recent, i);
+    job_hold (j);
+    if (job_requeue (a, j) == -1) {
+      job_free (j);
+      continue;
+    }
+    fprintf (stderr,
+             "knibd: job %" PRIi64 ": failed as '%s' stopped: held until "
+             "it starts\n",
+             j->id, name);
+    job_save (a, j, NULL, NULL);
+    job_event (a, j);
+  }
+}
+
+void
+runner_domain_started (struct agent *a, const char *name)
+{
+  if (a->stopped != NULL)
+    json_object_del (a->stopped, name);
+  for (size_t i = 0; i < a->jobs.len; i++) {
+    struct job *j = a->jobs.ptr[i];
+    const char *d = job_domain (j);
+
+    if (j->state != JOB_HELD || d == NULL || strcmp (d, name) != 0)
+      continue;
+    j->state = JOB_QUEUED;
+    fprintf (stderr, "knibd: job %" PRIi64 ": '%s' started: queued again\n",
+             j->id, name);
+    job_save (a, j, NULL, NULL);
+    job_event (a, j);
+  }
+}
+
+/* Forget the failed jobs whose grace has passed. */
+static void
+recent_expire (struct agent *a, double now)
+{
+  for (size_t i = a->recent.len; i-- > 0;)
+    if (now - a->recent.ptr[i]->finished > AGENT_HOLD_GRACE_S) {
+      job_free (a->recent.ptr[i]);
+      job_vector_remove (&a->recent, i);
+    }
+}
+
 static void
 job_finish (struct agent *a, struct job *j)
 {
@@ -1012,6 +1164,9 @@ job_finish (struct agent *a, struct job *j)
   }
   else
     j->state = JOB_FAILED;
+  if ((j->state == JOB_FAILED || j->state == JOB_QUEUED)
+      && domain_stopped (a, job_domain (j)))
+    job_hold (j);
   if (j->type == JOB_BACKUP && j->state == JOB_SUCCEEDED && j->backup == NULL) {
     const char *id = json_string_value (json_object_get (res, "id"));
 
@@ -1028,7 +1183,9 @@ job_finish (struct agent *a, struct job *j)
   if (j->state == JOB_SUCCEEDED)
     job_follow (a, j, res);
   json_decref (res);
-  if (j->state != JOB_QUEUED)
+  if (j->state == JOB_FAILED && job_domain (j) != NULL)
+    job_keep_recent (a, j);
+  else if (j->state != JOB_QUEUED && j->state != JOB_HELD)
     job_retire (a, j);
   if (metrics_write (a) == -1)
     fprintf (stderr, "knibd: %s\n", get_error ());
@@ -1166,6 +1323,7 @@ runner_tick (struct agent *a)
   int64_t mono = monotonic_ms ();
 
   schedules_tick (a);
+  recent_expire (a, now);
   /* Deadlines, kills, adopted processes (in reverse: finishing drops). */
   for (size_t i = a->jobs.len; i-- > 0;) {
     struct job *j = a->jobs.ptr[i];
@@ -1216,7 +1374,7 @@ runner_reap (struct agent *a)
 int
 runner_next_ms (struct agent *a)
 {
-  if (a->jobs.len > 0)
+  if (a->jobs.len > 0 || a->recent.len > 0)
     return 500;
   return a->schedules ? 1000 : -1;
 }
@@ -1230,7 +1388,7 @@ runner_cancel (struct agent *a, int64_t id)
     if (j->id != id)
       continue;
     j->cancel = true;
-    if (j->state == JOB_QUEUED) {
+    if (j->state == JOB_QUEUED || j->state == JOB_HELD) {
       j->finished = now_wall ();
       j->state = JOB_CANCELLED;
       job_save (a, j, NULL, NULL);
@@ -1256,6 +1414,12 @@ runner_reconcile (struct agent *a)
     struct job *j = a->jobs.ptr[i];
     CLEANUP_FREE char *status = NULL;
 
+    /* Held: its domain was stopped when the last knibd heard of it. */
+    if (j->state == JOB_HELD && job_domain (j) != NULL) {
+      if (a->stopped == NULL)
+        a->stopped = json_object ();
+      json_object_set_new (a->stopped, job_domain (j), json_true ());
+    }
     if (j->state != JOB_RUNNING)
       continue;
     if (j->pid > 0 && process_start_time (j->pid) == j->pid_start) {

@@ -205,7 +205,7 @@ store_job_update (struct store *st, const struct job *j, const char *result,
         "pid = ?, pid_start = ?, started = ?, finished = ?, "
         "not_before = ?, deadline = ?, backup = ?, "
         "result = coalesce (?, result), log = coalesce (?, log), "
-        "exit_status = ? WHERE id = ?",
+        "exit_status = ?, request = ? WHERE id = ?",
         -1, &s, NULL)
       != SQLITE_OK)
     return store_fail (st, "update");
@@ -225,7 +225,8 @@ store_job_update (struct store *st, const struct job *j, const char *result,
       || (j->exit_status < 0 ? sqlite3_bind_null (s, 14)
                              : sqlite3_bind_int (s, 14, j->exit_status))
            != SQLITE_OK
-      || sqlite3_bind_int64 (s, 15, j->id) != SQLITE_OK) {
+      || bind_json (s, 15, j->request) != SQLITE_OK
+      || sqlite3_bind_int64 (s, 16, j->id) != SQLITE_OK) {
     sqlite3_finalize (s);
     return store_fail (st, "update");
   }
@@ -251,7 +252,7 @@ column_json (sqlite3_stmt *s, int i)
 static int
 state_parse (const char *name, enum job_state *out)
 {
-  for (enum job_state s = JOB_QUEUED; s <= JOB_INTERRUPTED; s++)
+  for (enum job_state s = JOB_QUEUED; s <= JOB_STATE_LAST; s++)
     if (strcmp (job_state_name (s), name) == 0) {
       *out = s;
       return 0;
@@ -307,7 +308,8 @@ store_jobs_active (struct store *st, job_vector *out)
                           "SELECT id, type, vm, backup, state, attempts, "
                           "max_attempts, request, argv, pid, pid_start, "
                           "created, started, not_before, deadline FROM jobs "
-                          "WHERE state IN ('queued', 'running') ORDER BY id",
+                          "WHERE state IN ('queued', 'running', 'held') "
+                          "ORDER BY id",
                           -1, &s, NULL)
       != SQLITE_OK)
     return store_fail (st, "read");
@@ -574,7 +576,7 @@ store_jobs_count (struct store *st)
     store_fail (st, "count");
     return NULL;
   }
-  for (enum job_state i = JOB_QUEUED; i <= JOB_INTERRUPTED; i++)
+  for (enum job_state i = JOB_QUEUED; i <= JOB_STATE_LAST; i++)
     json_object_set_new (o, job_state_name (i), json_integer (0));
   while (sqlite3_step (s) == SQLITE_ROW)
     json_object_set_new (o, (const char *) sqlite3_column_text (s, 0),
