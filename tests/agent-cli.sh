@@ -56,9 +56,14 @@ b1=$(job_field "$j" backup)
 
 # 2. --wait --json: the backup's own summary; progress flows as
 # JOB_PROGRESS events (watched by another client) and in query-jobs.
-"$KNIB" qmp --json "$AGENT" --events --filter JOB_PROGRESS >progress.json 2>&1 &
+"$KNIB" qmp --json "$AGENT" --events --filter JOB_PROGRESS \
+  --filter DOMAIN_STATE_CHANGE >progress.json 2>&1 &
 track_pid $!
-sleep 1
+# It listens once a notice's event reaches it.
+until grep -q '"domain":"marker"' progress.json; do
+  "$AGENT_RAW" -d "$TMPDIR_TEST/knibd.notify" "running marker" || fail "agent-raw -d"
+  sleep 0.2
+done
 hmp_write "$S2" vda 0x5a 0 8M
 oracle "$S2" disk.qcow2 oracle2.qcow2
 knib_run w.out w.err backup --agent --wait --json --full --rate-limit 2 \
@@ -92,11 +97,21 @@ until agent query-jobs "id=$k" | grep -q '"progress":{"label":"vda","done":[0-9]
   sleep 0.2
 done
 
+# catching_term PID: until process PID is knib and has its SIGTERM
+# handler (a signal sooner would end it before knib can say anything).
+catching_term () {
+  until [ "$(readlink "/proc/$1/exe")" = "$(readlink -f "$KNIB")" ] \
+    && [ $(( 0x$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null || echo 0) & 0x4000 )) -ne 0 ]; do
+    kill -0 "$1" 2>/dev/null || fail "process $1 ended: $(cat cw.out ci.out 2>/dev/null)"
+    sleep 0.1
+  done
+}
+
 # 5. Ctrl-C of the waiting client: the job goes on.  (A background job
 # of a script ignores SIGINT: SIGTERM, which knib takes alike, stands in.)
 "$KNIB" job wait "$k" >cw.out 2>&1 &
 cw=$!
-sleep 1
+catching_term "$cw"
 kill -TERM "$cw"
 rc=0; wait "$cw" || rc=$?
 [ "$rc" -eq 143 ] || fail "knib job wait after SIGINT exited $rc: $(cat cw.out)"
@@ -115,6 +130,7 @@ until [ -n "$k2" ]; do
   i=$((i + 1)); [ "$i" -le 300 ] || fail "the --cancel-on-interrupt backup never ran"
   sleep 0.2
 done
+catching_term "$ci"
 kill -TERM "$ci"
 rc=0; wait "$ci" || rc=$?
 [ "$rc" -ne 0 ] || fail "an interrupted, cancelled job's client exited 0"

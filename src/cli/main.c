@@ -122,7 +122,10 @@ usage (FILE *fp)
            "\n"
            "Environment: KNIB_DEBUG=qmp,nbd,qcow2,chain,cmd|all traces those "
            "parts on stderr;\nKNIB_CONFIG names the settings file.\n"
-           "'knib COMMAND --help' describes a command; see also knib(1).\n");
+           "'knib COMMAND --help' describes a command; see also knib(1).\n"
+           "backup, restore, verify, compress, delete and prune take "
+           "--agent[=SOCKET]\n[--wait]: run as a job of knibd, the host's "
+           "agent (see knib(1), knibd(8)).\n");
 }
 
 static int
