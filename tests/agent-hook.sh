@@ -46,7 +46,12 @@ start_knibd
 [ "$(stat -c %a "$TMPDIR_TEST/knibd.notify")" = 600 ] || fail "the notice socket is not 0600"
 "$KNIB" qmp --json "$AGENT" --events --filter DOMAIN_STATE_CHANGE >events.json 2>&1 &
 track_pid $!
-sleep 1
+# It listens once a notice's event reaches it (a fixed pause is too
+# short under load).
+until grep -q '"domain":"marker"' events.json; do
+  "$AGENT_RAW" -d "$TMPDIR_TEST/knibd.notify" "running marker" || fail "agent-raw -d"
+  sleep 0.2
+done
 hook web01 started begin -
 hook web01 stopped end -
 wait_for_text events.json '"domain":"web01","state":"stopped"' 30
@@ -68,6 +73,8 @@ fi
 "$AGENT_RAW" -d "$TMPDIR_TEST/knibd.notify" "running ../etc" "bogus web01" \
   "running" "running a b" || fail "agent-raw -d"
 wait_for_text "$AGENT_LOG" "ignored a malformed notice" 10
+# knibd reads the four datagrams in a row: wait for its last word.
+agent query-version >/dev/null
 [ "$(grep -c 'ignored a malformed notice' "$AGENT_LOG")" -eq 4 ] \
   || fail "malformed notices: $(grep -c 'ignored a malformed notice' "$AGENT_LOG") of 4 said"
 ! grep -q 'web02\|etc' events.json || fail "a bad notice became an event: $(cat events.json)"

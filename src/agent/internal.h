@@ -21,6 +21,10 @@
 #define AGENT_MAX_RESULT (1024u * 1024)
 #define AGENT_MAX_LOG (64u * 1024)
 
+/* How long after a job's failure a stop notice of its domain still
+ * explains it (QEMU's end and the hook's notice race). */
+#define AGENT_HOLD_GRACE_S 60
+
 /* Between SIGTERM and SIGKILL when a job is cancelled or times out. */
 #define AGENT_KILL_GRACE_MS 10000
 
@@ -31,7 +35,9 @@ enum job_state {
   JOB_FAILED,
   JOB_CANCELLED,
   JOB_INTERRUPTED,
+  JOB_HELD, /* needs its domain running; queued again when it starts */
 };
+#define JOB_STATE_LAST JOB_HELD
 
 enum job_type {
   JOB_BACKUP,
@@ -69,6 +75,8 @@ struct job {
   bool timed_out;
   int64_t term_sent_ms; /* monotonic: when SIGTERM was sent (0: not yet) */
   char *error;
+  int exit_status;  /* knib's, 128 + a signal (-1: none yet) */
+  json_t *progress; /* a running job's last figures, or NULL */
 };
 
 DEFINE_VECTOR_TYPE (job_vector, struct job *);
@@ -129,6 +137,10 @@ struct agent {
   long cores;
   const char *metrics_file; /* NULL: none */
   bool schedules;           /* there are schedules to watch */
+  json_t *stopped; /* the domains the hook said stopped: name -> true */
+  /* Jobs that needed a domain and failed within AGENT_HOLD_GRACE_S: held
+   * after all when the domain's stop notice comes after their end. */
+  job_vector recent;
   /* Events go to the protocol's clients. */
   void (*emit) (struct agent *a, const char *event, json_t *data);
 };
@@ -159,7 +171,9 @@ void runner_tick (struct agent *a);
 void runner_reap (struct agent *a);
 /* Milliseconds until runner_tick has something to do (-1: nothing). */
 int runner_next_ms (struct agent *a);
-/* The knib sub-commands of a job's type, for query-commands. */
+/* A running job's progress ({"label", "done", "total"}), borrowed, or
+ * NULL. */
+const json_t *runner_progress (const struct agent *a, int64_t id);
 
 /* schedule.c: calendars and schedules. */
 struct calendar {
@@ -177,6 +191,12 @@ int schedule_set (struct agent *a, json_t *args)
 json_t *schedules_query (struct agent *a) __attribute__ ((warn_unused_result));
 /* Queue the backups that are due. */
 void schedules_tick (struct agent *a);
+
+/* The hook said domain name stopped: queued jobs that need it running
+ * are held (and running ones that fail meanwhile); started: they are
+ * queued again. */
+void runner_domain_stopped (struct agent *a, const char *name);
+void runner_domain_started (struct agent *a, const char *name);
 
 /* notify.c: the hook's notices.  notify_open binds the datagram socket
  * (0600) and returns it; notify_read takes every waiting notice. */
@@ -197,6 +217,8 @@ void server_accept (struct server *s);
 size_t server_poll_fill (struct server *s, void *pfds, size_t max);
 void server_poll_done (struct server *s, const void *pfds, size_t n);
 void server_emit (struct server *s, const char *event, json_t *data);
+/* Milliseconds until a list-backups times out (-1: none runs). */
+int server_next_ms (struct server *s);
 /* The reply to one parsed message (the caller sends it). */
 json_t *agent_dispatch (struct agent *a, json_t *msg, bool *negotiated);
 

@@ -214,6 +214,15 @@ signals_fd (void)
   return signalfd (-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+/* The sooner of two timeouts (-1: none). */
+static int
+poll_timeout (int x, int y)
+{
+  if (x < 0)
+    return y;
+  return y < 0 || x < y ? x : y;
+}
+
 /* Returns when SIGTERM or SIGINT arrives. */
 static void
 main_loop (struct agent *a, int sfd)
@@ -230,7 +239,8 @@ main_loop (struct agent *a, int sfd)
     pfds[1] = (struct pollfd) { .fd = server_fd (server), .events = POLLIN };
     pfds[2] = (struct pollfd) { .fd = notify_fd, .events = POLLIN };
     n = 3 + server_poll_fill (server, pfds + 3, MAX_FDS - 3);
-    r = poll (pfds, n, runner_next_ms (a));
+    r = poll (pfds, n,
+              poll_timeout (runner_next_ms (a), server_next_ms (server)));
     if (r == -1 && errno != EINTR) {
       perror ("knibd: poll");
       return;
@@ -379,6 +389,10 @@ main (int argc, char **argv)
   for (size_t i = 0; i < a.jobs.len; i++)
     job_free (a.jobs.ptr[i]);
   job_vector_reset (&a.jobs);
+  for (size_t i = 0; i < a.recent.len; i++)
+    job_free (a.recent.ptr[i]);
+  job_vector_reset (&a.recent);
+  json_decref (a.stopped);
   store_close (a.store);
   return 0;
 }

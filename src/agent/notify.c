@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* notify.c: the datagram socket on which the libvirt hook tells knibd of
  * domain starts and stops; each notice becomes a DOMAIN_STATE_CHANGE
- * event for the clients. */
+ * event for the clients, and holds or releases the domain's jobs. */
 #include <config.h>
 
 #include <errno.h>
@@ -102,5 +102,9 @@ notify_read (struct agent *a, int fd)
     fprintf (stderr, "knibd: domain '%s' %s\n", name, state);
     a->emit (a, "DOMAIN_STATE_CHANGE",
              json_pack ("{s:s, s:s}", "domain", name, "state", state));
+    if (strcmp (state, "stopped") == 0)
+      runner_domain_stopped (a, name);
+    else
+      runner_domain_started (a, name);
   }
 }

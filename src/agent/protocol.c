@@ -5,8 +5,10 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +33,21 @@
 
 struct client {
   int fd;
+  uint64_t serial; /* tells a client from a later one on the same fd */
   struct qmp_framer framer;
   bool negotiated; /* qmp_capabilities done: events flow */
+};
+
+/* A list-backups whose knib list runs: its output collected from pipes,
+ * its reply sent to the client that asked, if it is still there. */
+struct listing {
+  uint64_t client; /* serial */
+  json_t *id;      /* the request's, or NULL */
+  pid_t pid;
+  int out, err; /* pipes, -1 once at their end */
+  char *out_buf, *err_buf;
+  size_t out_len, err_len;
+  int64_t deadline; /* monotonic ms */
 };
 
 struct server {
@@ -42,6 +57,9 @@ struct server {
   gid_t group; /* also allowed (-1: root only) */
   struct client clients[MAX_CLIENTS];
   size_t n;
+  uint64_t next_serial;
+  struct listing lists[MAX_CLIENTS];
+  size_t n_lists;
 };
 
 /* ------------------------------------------------------------------ */
@@ -140,6 +158,24 @@ cmd_set_settings (struct agent *a, json_t *args)
   return json_object ();
 }
 
+/* Running jobs carry their last progress figures. */
+static json_t *
+jobs_with_progress (struct agent *a, json_t *jobs)
+{
+  size_t i;
+  json_t *j;
+
+  json_array_foreach (jobs, i, j)
+  {
+    const json_t *p
+      = runner_progress (a, json_integer_value (json_object_get (j, "id")));
+
+    if (p != NULL)
+      json_object_set_new (j, "progress", json_deep_copy (p));
+  }
+  return jobs;
+}
+
 static json_t *
 cmd_query_jobs (struct agent *a, json_t *args)
 {
@@ -185,7 +221,7 @@ cmd_query_jobs (struct agent *a, json_t *args)
     if (job_type_parse (json_string_value (v), &t) == -1)
       return NULL;
   }
-  return store_jobs_query (a->store, filter);
+  return jobs_with_progress (a, store_jobs_query (a->store, filter));
 }
 
 static int
@@ -266,18 +302,18 @@ cmd_query_schedules (struct agent *a, json_t *args)
   return schedules_query (a);
 }
 
-/* knib list, at once (not a job: it only reads manifests); it holds up
- * the other clients while it runs, at most LIST_TIMEOUT_MS. */
+/* knib list (not a job: it only reads manifests) runs in a child whose
+ * output the main loop collects, so other clients are answered
+ * meanwhile; at most LIST_TIMEOUT_MS. */
 #define LIST_TIMEOUT_MS 60000
 
+/* list-backups' arguments checked, as knib's command line. */
 static json_t *
-cmd_list_backups (struct agent *a, json_t *args)
+list_argv (struct agent *a, json_t *args)
 {
   const char *repo = json_string_value (json_object_get (args, "repo"));
   const json_t *vm = json_object_get (args, "vm");
-  struct command *cmd;
-  const char *out;
-  json_t *ret;
+  json_t *argv;
 
   if (repo == NULL || repo[0] == '\0') {
     set_error (0, "missing argument 'repo', a string");
@@ -294,30 +330,29 @@ cmd_list_backups (struct agent *a, json_t *args)
       set_error (0, "argument 'vm' must be a string");
     return NULL;
   }
-  cmd = command_new (a->knib);
-  if (cmd == NULL)
-    return NULL;
   if (a->config_path != NULL)
-    command_add_args (cmd, "--config", a->config_path, NULL);
-  command_add_args (cmd, "list", "--repo", repo, "--json", NULL);
-  if (vm != NULL)
-    command_add_arg (cmd, json_string_value (vm));
-  command_set_name (cmd, "knib list");
-  command_capture_stdout (cmd, 0);
-  command_set_timeout (cmd, LIST_TIMEOUT_MS);
-  /* Exit status 1 with a list: some backups could not be read, which
-   * the list's "problems" say. */
-  if (command_run (cmd, NULL) == -1
-      && command_get_stdout (cmd, NULL)[0] == '\0') {
-    command_free (cmd);
-    return NULL;
-  }
-  out = command_get_stdout (cmd, NULL);
-  ret = json_loads (out, 0, NULL);
-  if (ret == NULL)
-    set_error (EPROTO, "knib list: no JSON on its output");
-  command_free (cmd);
-  return ret;
+    argv = json_pack ("[s, s, s, s, s, s, s]", a->knib, "--config",
+                      a->config_path, "list", "--repo", repo, "--json");
+  else
+    argv = json_pack ("[s, s, s, s, s]", a->knib, "list", "--repo", repo,
+                      "--json");
+  if (argv != NULL && vm != NULL)
+    json_array_append (argv, (json_t *) vm);
+  if (argv == NULL)
+    set_error (ENOMEM, "list-backups");
+  return argv;
+}
+
+/* The socket runs list-backups itself (server_list_start); through
+ * agent_dispatch alone it only checks the arguments. */
+static json_t *
+cmd_list_backups (struct agent *a, json_t *args)
+{
+  json_auto_t *argv = list_argv (a, args);
+
+  if (argv != NULL)
+    set_error (0, "list-backups is answered on knibd's socket only");
+  return NULL;
 }
 
 static json_t *cmd_query_commands (struct agent *a, json_t *args);
@@ -558,6 +593,7 @@ server_accept (struct server *s)
   }
   c = &s->clients[s->n];
   c->fd = fd;
+  c->serial = ++s->next_serial;
   c->negotiated = false;
   qmp_framer_init (&c->framer, AGENT_MAX_MESSAGE);
   g = greeting ();
@@ -567,6 +603,217 @@ server_accept (struct server *s)
     return;
   }
   s->n++;
+}
+
+/* ------------------------------------------------------------------ */
+/* list-backups in a child. */
+
+/* A well-formed list-backups after negotiation: the socket runs it. */
+static bool
+is_list_request (const json_t *msg, bool negotiated)
+{
+  const char *name = json_string_value (json_object_get (msg, "execute"));
+  const json_t *args = json_object_get (msg, "arguments");
+  size_t members = 1 + (args != NULL) + (json_object_get (msg, "id") != NULL);
+
+  return negotiated && name != NULL && strcmp (name, "list-backups") == 0
+         && (args == NULL || json_is_object (args))
+         && json_object_size (msg) == members;
+}
+
+static void
+listing_release (struct listing *l)
+{
+  if (l->out != -1)
+    close (l->out);
+  if (l->err != -1)
+    close (l->err);
+  free (l->out_buf);
+  free (l->err_buf);
+  json_decref (l->id);
+}
+
+/* Fork knib list with its stdout and stderr on pipes; 0 or -1. */
+static int
+listing_spawn (struct listing *l, const json_t *argv)
+{
+  size_t n = json_array_size (argv);
+  CLEANUP_FREE char **args = calloc (n + 1, sizeof *args);
+  int out[2] = { -1, -1 }, err[2] = { -1, -1 };
+
+  if (args == NULL) {
+    set_error (ENOMEM, "list-backups");
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    args[i] = (char *) json_string_value (json_array_get (argv, i));
+  if (pipe2 (out, O_CLOEXEC) == -1 || pipe2 (err, O_CLOEXEC) == -1
+      || (l->pid = fork ()) == -1) {
+    set_error (errno, "list-backups: cannot run knib list");
+    for (int i = 0; i < 2; i++) {
+      if (out[i] != -1)
+        close (out[i]);
+      if (err[i] != -1)
+        close (err[i]);
+    }
+    return -1;
+  }
+  if (l->pid == 0) {
+    sigset_t none;
+    int null = open ("/dev/null", O_RDONLY);
+
+    sigemptyset (&none);
+    sigprocmask (SIG_SETMASK, &none, NULL);
+    if (null == -1 || dup2 (null, 0) == -1 || dup2 (out[1], 1) == -1
+        || dup2 (err[1], 2) == -1)
+      _exit (127);
+    if (strchr (args[0], '/') != NULL)
+      execv (args[0], args);
+    else
+      execvp (args[0], args);
+    dprintf (2, "knibd: cannot run '%s': %s\n", args[0], strerror (errno));
+    _exit (127);
+  }
+  close (out[1]);
+  close (err[1]);
+  l->out = out[0];
+  l->err = err[0];
+  fcntl (l->out, F_SETFL, O_NONBLOCK);
+  fcntl (l->err, F_SETFL, O_NONBLOCK);
+  l->deadline = deadline_after_ms (LIST_TIMEOUT_MS);
+  return 0;
+}
+
+/* Start the listing for client c; the error reply when it cannot. */
+static json_t *
+server_list_start (struct server *s, struct client *c, const json_t *msg)
+{
+  const json_t *id = json_object_get (msg, "id");
+  json_t *args = json_object_get (msg, "arguments");
+  json_auto_t *empty = json_object ();
+  json_auto_t *argv = NULL;
+  struct listing *l;
+  json_t *reply;
+
+  error_clear ();
+  argv = list_argv (s->a, args ? args : empty);
+  if (argv != NULL && s->n_lists == MAX_CLIENTS)
+    set_error (EAGAIN, "list-backups: too many listings at once");
+  if (argv != NULL && s->n_lists < MAX_CLIENTS) {
+    l = &s->lists[s->n_lists];
+    *l = (struct listing) { .client = c->serial, .out = -1, .err = -1 };
+    if (listing_spawn (l, argv) == 0) {
+      l->id = json_incref ((json_t *) id);
+      s->n_lists++;
+      return NULL;
+    }
+  }
+  reply = error_reply ("GenericError", get_error ());
+  if (reply != NULL && id != NULL)
+    json_object_set (reply, "id", (json_t *) id);
+  return reply;
+}
+
+/* Read what a pipe has (bounded: more than max is cut); -1 at its end. */
+static int
+pipe_drain (int *fd, char **buf, size_t *len, size_t max)
+{
+  char tmp[16384];
+  ssize_t r;
+
+  while ((r = read (*fd, tmp, sizeof tmp)) > 0) {
+    size_t take = *len + r > max ? max - *len : (size_t) r;
+    char *nb = realloc (*buf, *len + take + 1);
+
+    if (nb == NULL)
+      break;
+    *buf = nb;
+    memcpy (*buf + *len, tmp, take);
+    *len += take;
+    (*buf)[*len] = '\0';
+  }
+  if (r == -1 && (errno == EAGAIN || errno == EINTR))
+    return 0;
+  close (*fd);
+  *fd = -1;
+  return -1;
+}
+
+/* The reply of a listing that ended (or timed out). */
+static json_t *
+listing_reply (struct listing *l, bool timed_out)
+{
+  json_t *ret = NULL, *reply;
+  const char *err = l->err_buf ? l->err_buf : "";
+  size_t n = strlen (err);
+
+  /* Exit status 1 with a list: some backups could not be read, which
+   * the list's "problems" say. */
+  if (!timed_out && l->out_buf != NULL)
+    ret = json_loads (l->out_buf, 0, NULL);
+  if (ret != NULL)
+    reply = json_pack ("{s:o}", "return", ret);
+  else {
+    CLEANUP_FREE char *desc = NULL;
+
+    while (n > 0 && err[n - 1] == '\n')
+      n--;
+    if (timed_out)
+      desc = strdup ("knib list: timed out after 60 s: killed");
+    else if (asprintf (&desc, "knib list: %.*s", (int) n,
+                       n > 0 ? err : "no JSON on its output")
+             == -1)
+      desc = NULL;
+    reply = error_reply ("GenericError", desc ? desc : "knib list failed");
+  }
+  if (reply != NULL && l->id != NULL)
+    json_object_set (reply, "id", l->id);
+  return reply;
+}
+
+static struct client *
+client_by_serial (struct server *s, uint64_t serial)
+{
+  for (size_t i = 0; i < s->n; i++)
+    if (s->clients[i].serial == serial)
+      return &s->clients[i];
+  return NULL;
+}
+
+static int client_send (struct client *c, json_t *msg);
+static void client_close (struct server *s, size_t i);
+
+/* Send listing k's reply and drop it. */
+static void
+listing_finish (struct server *s, size_t k, bool timed_out)
+{
+  struct listing *l = &s->lists[k];
+  json_auto_t *reply = NULL;
+  struct client *c = client_by_serial (s, l->client);
+
+  if (timed_out)
+    kill (l->pid, SIGKILL); /* runner_reap reaps it */
+  if (c != NULL) {
+    reply = listing_reply (l, timed_out);
+    if (reply == NULL || client_send (c, reply) == -1)
+      client_close (s, (size_t) (c - s->clients));
+  }
+  listing_release (l);
+  s->lists[k] = s->lists[--s->n_lists];
+}
+
+int
+server_next_ms (struct server *s)
+{
+  int64_t next = -1;
+
+  for (size_t k = 0; k < s->n_lists; k++) {
+    int64_t left = deadline_remaining_ms (s->lists[k].deadline);
+
+    if (next == -1 || left < next)
+      next = left;
+  }
+  return next > INT32_MAX ? INT32_MAX : (int) next;
 }
 
 /* Handle what the client sent; -1 when it must go. */
@@ -596,6 +843,11 @@ client_read (struct server *s, struct client *c)
     free (line);
     if (msg == NULL)
       reply = error_reply ("GenericError", get_error ());
+    else if (is_list_request (msg, c->negotiated)) {
+      reply = server_list_start (s, c, msg);
+      if (reply == NULL)
+        continue; /* answered when knib list ends */
+    }
     else
       reply = agent_dispatch (s->a, msg, &c->negotiated);
     if (reply == NULL || client_send (c, reply) == -1)
@@ -616,8 +868,17 @@ server_poll_fill (struct server *s, void *pfds_, size_t max)
   struct pollfd *pfds = pfds_;
   size_t n = 0;
 
+  for (size_t k = s->n_lists; k-- > 0;)
+    if (deadline_remaining_ms (s->lists[k].deadline) == 0)
+      listing_finish (s, k, true);
   for (size_t i = 0; i < s->n && n < max; i++, n++)
     pfds[n] = (struct pollfd) { .fd = s->clients[i].fd, .events = POLLIN };
+  for (size_t k = 0; k < s->n_lists; k++) {
+    if (s->lists[k].out != -1 && n < max)
+      pfds[n++] = (struct pollfd) { .fd = s->lists[k].out, .events = POLLIN };
+    if (s->lists[k].err != -1 && n < max)
+      pfds[n++] = (struct pollfd) { .fd = s->lists[k].err, .events = POLLIN };
+  }
   return n;
 }
 
@@ -626,7 +887,26 @@ server_poll_done (struct server *s, const void *pfds_, size_t n)
 {
   const struct pollfd *pfds = pfds_;
 
-  /* Clients are matched by fd: closing one moves another into its slot. */
+  /* Listings first (a client's read may start one, moving the others
+   * about), then clients.  Both are matched by fd: closing one moves
+   * another into its slot. */
+  for (size_t k = 0; k < n; k++) {
+    if (pfds[k].revents == 0)
+      continue;
+    for (size_t m = 0; m < s->n_lists; m++) {
+      struct listing *l = &s->lists[m];
+
+      if (l->out == pfds[k].fd)
+        (void) pipe_drain (&l->out, &l->out_buf, &l->out_len, AGENT_MAX_RESULT);
+      else if (l->err == pfds[k].fd)
+        (void) pipe_drain (&l->err, &l->err_buf, &l->err_len, AGENT_MAX_LOG);
+      else
+        continue;
+      if (l->out == -1 && l->err == -1)
+        listing_finish (s, m, false);
+      break;
+    }
+  }
   for (size_t k = 0; k < n; k++) {
     if (pfds[k].revents == 0)
       continue;
@@ -707,6 +987,10 @@ server_free (struct server *s)
 {
   if (s == NULL)
     return;
+  while (s->n_lists > 0) {
+    kill (s->lists[s->n_lists - 1].pid, SIGKILL);
+    listing_release (&s->lists[--s->n_lists]);
+  }
   while (s->n > 0)
     client_close (s, s->n - 1);
   if (s->fd > 0) {

@@ -26,6 +26,7 @@ static const char *const state_names[] = {
   [JOB_QUEUED] = "queued",       [JOB_RUNNING] = "running",
   [JOB_SUCCEEDED] = "succeeded", [JOB_FAILED] = "failed",
   [JOB_CANCELLED] = "cancelled", [JOB_INTERRUPTED] = "interrupted",
+  [JOB_HELD] = "held",
 };
 
 static const char *const type_names[] = {
@@ -71,6 +72,7 @@ job_free (struct job *j)
   free (j->backup);
   json_decref (j->request);
   json_decref (j->argv);
+  json_decref (j->progress);
   free (j->error);
   free (j);
 }
@@ -134,14 +136,24 @@ static const struct arg_spec backup_args[] = {
   { NULL, ARG_AGENT, NULL, false, NULL },
 };
 
+/* To new files (to), in place (image, or domain), or the consolidation
+ * of a quick restore (consolidate, with domain or qmp). */
 static const struct arg_spec restore_args[] = {
   { "vm", ARG_NAME, "--vm", true, NULL },
   { "repo", ARG_STRING, "--repo", true, NULL },
-  { "backup", ARG_NAME, NULL, true, NULL },
-  { "to", ARG_STRING, "--to", true, NULL },
+  { "backup", ARG_NAME, NULL, false, NULL },
+  { "to", ARG_STRING, "--to", false, NULL },
   { "disk", ARG_NAME, "--disk", false, NULL },
   { "format", ARG_STRING, "--format", false, formats },
   { "force", ARG_BOOL, "--force", false, NULL },
+  { "domain", ARG_NAME, "--domain", false, NULL },
+  { "image", ARG_NAMES, "--image", false, NULL },
+  { "qmp", ARG_STRING, "--qmp", false, NULL },
+  { "quick", ARG_BOOL, "--quick", false, NULL },
+  { "start", ARG_BOOL, "--start", false, NULL },
+  { "stop", ARG_BOOL, "--stop", false, NULL },
+  { "consolidate", ARG_BOOL, "--consolidate", false, NULL },
+  { "rate-limit", ARG_INT, "--rate-limit", false, NULL },
   AGENT_ARGS,
   { NULL, ARG_AGENT, NULL, false, NULL },
 };
@@ -282,6 +294,53 @@ arg_check (const struct arg_spec *s, const json_t *v)
   return 0;
 }
 
+static bool
+has_true (const json_t *args, const char *key)
+{
+  return json_is_true (json_object_get (args, key));
+}
+
+/* Which restore it is: the members that go together. */
+static int
+restore_check (const json_t *args)
+{
+  bool backup = json_object_get (args, "backup") != NULL;
+  int targets = (json_object_get (args, "to") != NULL)
+                + (json_object_get (args, "image") != NULL)
+                + (json_object_get (args, "domain") != NULL);
+
+  if (has_true (args, "consolidate")) {
+    if (backup || json_object_get (args, "to")
+        || json_object_get (args, "image") || has_true (args, "quick")
+        || has_true (args, "start") || has_true (args, "stop")) {
+      set_error (0, "a consolidation takes 'domain' or 'qmp' and no "
+                    "'backup', 'to', 'image', 'quick', 'start', 'stop'");
+      return -1;
+    }
+    if ((json_object_get (args, "domain") != NULL)
+        == (json_object_get (args, "qmp") != NULL)) {
+      set_error (0, "a consolidation needs one of 'domain', 'qmp'");
+      return -1;
+    }
+    return 0;
+  }
+  if (!backup) {
+    set_error (0, "missing argument 'backup'");
+    return -1;
+  }
+  if (targets != 1 || json_object_get (args, "qmp") != NULL) {
+    set_error (0, "a restore needs exactly one of 'to', 'image', 'domain' "
+                  "('qmp' goes with 'consolidate')");
+    return -1;
+  }
+  if ((has_true (args, "start") || has_true (args, "stop"))
+      && json_object_get (args, "domain") == NULL) {
+    set_error (0, "'start' and 'stop' go with 'domain'");
+    return -1;
+  }
+  return 0;
+}
+
 /* Every member known, of the right type; every required one there. */
 static int
 request_check (enum job_type type, const json_t *args)
@@ -321,6 +380,8 @@ request_check (enum job_type type, const json_t *args)
                   "'image'");
     return -1;
   }
+  if (type == JOB_RESTORE)
+    return restore_check (args);
   return 0;
 }
 
@@ -424,6 +485,11 @@ job_argv (struct agent *a, const struct job *j)
   case JOB_RESTORE:
     r |= argv_add (argv, "restore") | argv_add (argv, "-q");
     r |= argv_add_request (argv, restore_args, j->request);
+    /* A job ends when the data is in: a consolidation, or a quick
+     * restore that starts its domain, waits for it. */
+    if (has_true (j->request, "consolidate")
+        || (has_true (j->request, "quick") && has_true (j->request, "start")))
+      r |= argv_add (argv, "--wait");
     break;
   case JOB_VALIDATE:
     /* knib verify --repo DIR [--vm VM] BACKUP | VM */
@@ -500,6 +566,33 @@ job_retry_interval (const struct agent *a, const struct job *j)
   return (double) a->cfg.retry_interval_unit;
 }
 
+/* The domain a job needs running, or NULL: a live backup over QMP, and
+ * the consolidation of a quick restore, which streams on the domain's
+ * QEMU.  (A backup of a libvirt domain runs offline when it is off.) */
+static const char *
+job_domain (const struct job *j)
+{
+  const char *domain
+    = json_string_value (json_object_get (j->request, "domain"));
+
+  if (j->type == JOB_BACKUP && json_object_get (j->request, "qmp") != NULL)
+    return j->vm;
+  if (j->type == JOB_RESTORE && has_true (j->request, "consolidate"))
+    return domain ? domain : j->vm;
+  /* A quick restore that starts its domain goes on as a consolidation
+   * once the domain runs. */
+  if (j->type == JOB_RESTORE && has_true (j->request, "quick")
+      && has_true (j->request, "start") && j->attempts > 0)
+    return domain;
+  return NULL;
+}
+
+static bool
+domain_stopped (const struct agent *a, const char *name)
+{
+  return name != NULL && json_object_get (a->stopped, name) != NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Events and the store. */
 
@@ -543,6 +636,7 @@ job_new (enum job_type type, const json_t *args)
   j->request = json_deep_copy (args);
   j->created = now_wall ();
   j->max_attempts = 1;
+  j->exit_status = -1;
   if (j->vm == NULL || (backup && j->backup == NULL) || j->request == NULL) {
     job_free (j);
     return NULL;
@@ -561,6 +655,8 @@ job_enqueue (struct agent *a, struct job *j)
       = a->cfg.compression_retries > 0 ? (int) a->cfg.compression_retries : 1;
   else if (retries != NULL)
     j->max_attempts = 1 + (int) json_integer_value (retries);
+  if (domain_stopped (a, job_domain (j)))
+    j->state = JOB_HELD;
   if (store_job_insert (a->store, j) == -1
       || job_vector_append (&a->jobs, j) == -1) {
     if (j->id > 0) {
@@ -570,8 +666,9 @@ job_enqueue (struct agent *a, struct job *j)
     job_free (j);
     return -1;
   }
-  fprintf (stderr, "knibd: job %" PRIi64 ": %s of '%s' queued\n", j->id,
-           job_type_name (j->type), j->vm);
+  fprintf (stderr, "knibd: job %" PRIi64 ": %s of '%s' %s\n", j->id,
+           job_type_name (j->type), j->vm,
+           j->state == JOB_HELD ? "held: its domain is stopped" : "queued");
   job_event (a, j);
   return j->id;
 }
@@ -621,7 +718,8 @@ job_file (const struct agent *a, int64_t id, const char *ext)
  * started later learns how an adopted job ended.  It ignores SIGTERM:
  * the group's SIGTERM is for knib. */
 static void __attribute__ ((noreturn))
-supervise (char **argv, const char *out, const char *err, const char *status)
+supervise (char **argv, const char *out, const char *err, const char *status,
+           const char *progress)
 {
   sigset_t none;
   pid_t child;
@@ -645,6 +743,8 @@ supervise (char **argv, const char *out, const char *err, const char *status)
     _exit (127);
   for (int i = 3; i < 1024; i++)
     close (i);
+  if (setenv (PROGRESS_FILE_ENV, progress, 1) == -1)
+    _exit (127);
   child = fork ();
   if (child == -1)
     _exit (127);
@@ -681,17 +781,20 @@ job_spawn (struct agent *a, struct job *j)
   CLEANUP_FREE char *out = job_file (a, j->id, "out");
   CLEANUP_FREE char *err = job_file (a, j->id, "err");
   CLEANUP_FREE char *status = job_file (a, j->id, "status");
+  CLEANUP_FREE char *progress = job_file (a, j->id, "progress");
   size_t n = json_array_size (j->argv);
   CLEANUP_FREE char **argv = calloc (n + 1, sizeof *argv);
   pid_t pid;
 
-  if (out == NULL || err == NULL || status == NULL || argv == NULL) {
+  if (out == NULL || err == NULL || status == NULL || progress == NULL
+      || argv == NULL) {
     set_error (ENOMEM, "job %" PRIi64, j->id);
     return -1;
   }
   for (size_t i = 0; i < n; i++)
     argv[i] = (char *) json_string_value (json_array_get (j->argv, i));
   unlink (status);
+  unlink (progress);
   pid = fork ();
   if (pid == -1) {
     set_error (errno, "job %" PRIi64 ": fork", j->id);
@@ -699,7 +802,7 @@ job_spawn (struct agent *a, struct job *j)
   }
   if (pid == 0) {
     setpgid (0, 0);
-    supervise (argv, out, err, status);
+    supervise (argv, out, err, status, progress);
   }
   setpgid (pid, pid);
   j->pid = pid;
@@ -708,6 +811,7 @@ job_spawn (struct agent *a, struct job *j)
 }
 
 static void job_finish (struct agent *a, struct job *j);
+static void job_progress_read (struct agent *a, struct job *j);
 
 static void
 job_start (struct agent *a, struct job *j)
@@ -873,12 +977,134 @@ job_follow (struct agent *a, const struct job *j, const json_t *result)
              j->id, n ? get_error () : "out of memory");
 }
 
+/* A job that failed because its domain stopped: held until it starts
+ * (the stop is not the job's failure).  A quick restore that started its
+ * domain goes on as the consolidation it had begun. */
+static void
+job_hold (struct job *j)
+{
+  static const char *const restore_only[]
+    = { "backup", "to", "image", "quick", "start", "stop", "format", "force" };
+
+  if (j->type == JOB_RESTORE && has_true (j->request, "quick")) {
+    for (size_t i = 0; i < sizeof restore_only / sizeof restore_only[0]; i++)
+      json_object_del (j->request, restore_only[i]);
+    json_object_set_new (j->request, "consolidate", json_true ());
+  }
+  if (j->attempts > 0)
+    j->attempts--;
+  j->not_before = 0;
+  j->finished = 0;
+  j->state = JOB_HELD;
+}
+
+/* Keep a failed job that needed a domain for AGENT_HOLD_GRACE_S, out of
+ * the queue: its domain's stop notice may come after its end. */
+static void
+job_keep_recent (struct agent *a, struct job *j)
+{
+  for (size_t i = 0; i < a->jobs.len; i++)
+    if (a->jobs.ptr[i] == j) {
+      job_vector_remove (&a->jobs, i);
+      break;
+    }
+  if (job_vector_append (&a->recent, j) == -1)
+    job_free (j);
+}
+
+/* Put j back into the queue, in id order. */
+static int
+job_requeue (struct agent *a, struct job *j)
+{
+  size_t i = a->jobs.len;
+
+  if (job_vector_append (&a->jobs, j) == -1)
+    return -1;
+  while (i > 0 && a->jobs.ptr[i - 1]->id > j->id) {
+    a->jobs.ptr[i] = a->jobs.ptr[i - 1];
+    i--;
+  }
+  a->jobs.ptr[i] = j;
+  return 0;
+}
+
+void
+runner_domain_stopped (struct agent *a, const char *name)
+{
+  if (a->stopped == NULL)
+    a->stopped = json_object ();
+  json_object_set_new (a->stopped, name, json_true ());
+  for (size_t i = 0; i < a->jobs.len; i++) {
+    struct job *j = a->jobs.ptr[i];
+    const char *d = job_domain (j);
+
+    if (j->state != JOB_QUEUED || d == NULL || strcmp (d, name) != 0)
+      continue;
+    j->state = JOB_HELD;
+    fprintf (stderr, "knibd: job %" PRIi64 ": held until '%s' starts\n", j->id,
+             name);
+    job_save (a, j, NULL, NULL);
+    job_event (a, j);
+  }
+  /* Failed just before the notice came: held after all. */
+  for (size_t i = a->recent.len; i-- > 0;) {
+    struct job *j = a->recent.ptr[i];
+    const char *d = job_domain (j);
+
+    if (d == NULL || strcmp (d, name) != 0)
+      continue;
+    job_vector_remove (&a->recent, i);
+    job_hold (j);
+    if (job_requeue (a, j) == -1) {
+      job_free (j);
+      continue;
+    }
+    fprintf (stderr,
+             "knibd: job %" PRIi64 ": failed as '%s' stopped: held until "
+             "it starts\n",
+             j->id, name);
+    job_save (a, j, NULL, NULL);
+    job_event (a, j);
+  }
+}
+
+void
+runner_domain_started (struct agent *a, const char *name)
+{
+  if (a->stopped != NULL)
+    json_object_del (a->stopped, name);
+  for (size_t i = 0; i < a->jobs.len; i++) {
+    struct job *j = a->jobs.ptr[i];
+    const char *d = job_domain (j);
+
+    if (j->state != JOB_HELD || d == NULL || strcmp (d, name) != 0)
+      continue;
+    j->state = JOB_QUEUED;
+    fprintf (stderr, "knibd: job %" PRIi64 ": '%s' started: queued again\n",
+             j->id, name);
+    job_save (a, j, NULL, NULL);
+    job_event (a, j);
+  }
+}
+
+/* Forget the failed jobs whose grace has passed. */
+static void
+recent_expire (struct agent *a, double now)
+{
+  for (size_t i = a->recent.len; i-- > 0;)
+    if (now - a->recent.ptr[i]->finished > AGENT_HOLD_GRACE_S) {
+      job_free (a->recent.ptr[i]);
+      job_vector_remove (&a->recent, i);
+    }
+}
+
 static void
 job_finish (struct agent *a, struct job *j)
 {
   CLEANUP_FREE char *out = job_file (a, j->id, "out");
   CLEANUP_FREE char *err = job_file (a, j->id, "err");
   CLEANUP_FREE char *status = job_file (a, j->id, "status");
+  CLEANUP_FREE char *progress = job_file (a, j->id, "progress");
   CLEANUP_FREE char *result = NULL;
   CLEANUP_FREE char *log = NULL;
   json_t *res = NULL;
@@ -886,6 +1112,7 @@ job_finish (struct agent *a, struct job *j)
   int code = -1;
 
   if (j->pid > 0) {
+    job_progress_read (a, j); /* the last figures, written at its end */
     result = out ? read_file_bounded (out, AGENT_MAX_RESULT, false) : NULL;
     log = err ? read_file_bounded (err, AGENT_MAX_LOG, true) : NULL;
     code = status ? read_status (status, &signalled) : -1;
@@ -911,6 +1138,11 @@ job_finish (struct agent *a, struct job *j)
     unlink (err);
   if (status)
     unlink (status);
+  if (progress)
+    unlink (progress);
+  json_decref (j->progress);
+  j->progress = NULL;
+  j->exit_status = code == -1 ? -1 : signalled ? 128 + code : code;
   j->pid = 0;
   j->pid_start = 0;
   j->adopted = false;
@@ -932,6 +1164,9 @@ job_finish (struct agent *a, struct job *j)
   }
   else
     j->state = JOB_FAILED;
+  if ((j->state == JOB_FAILED || j->state == JOB_QUEUED)
+      && domain_stopped (a, job_domain (j)))
+    job_hold (j);
   if (j->type == JOB_BACKUP && j->state == JOB_SUCCEEDED && j->backup == NULL) {
     const char *id = json_string_value (json_object_get (res, "id"));
 
@@ -948,7 +1183,9 @@ job_finish (struct agent *a, struct job *j)
   if (j->state == JOB_SUCCEEDED)
     job_follow (a, j, res);
   json_decref (res);
-  if (j->state != JOB_QUEUED)
+  if (j->state == JOB_FAILED && job_domain (j) != NULL)
+    job_keep_recent (a, j);
+  else if (j->state != JOB_QUEUED && j->state != JOB_HELD)
     job_retire (a, j);
   if (metrics_write (a) == -1)
     fprintf (stderr, "knibd: %s\n", get_error ());
@@ -1043,6 +1280,42 @@ job_signal (struct job *j, int sig)
     kill (j->pid, sig);
 }
 
+/* A running job's progress file, read again: a JOB_PROGRESS event when
+ * its figures changed. */
+static void
+job_progress_read (struct agent *a, struct job *j)
+{
+  CLEANUP_FREE char *path = job_file (a, j->id, "progress");
+  CLEANUP_FREE char *text = path ? read_file_bounded (path, 255, false) : NULL;
+  json_t *p = text ? json_loads (text, 0, NULL) : NULL;
+  const char *label;
+  json_int_t done, total;
+
+  if (p == NULL
+      || json_unpack (p, "{s:s, s:I, s:I}", "label", &label, "done", &done,
+                      "total", &total)
+           == -1
+      || json_equal (p, j->progress)) {
+    json_decref (p); /* being rewritten, or not changed */
+    return;
+  }
+  json_decref (j->progress);
+  j->progress = p;
+  a->emit (a, "JOB_PROGRESS",
+           json_pack ("{s:I, s:s, s:s, s:s, s:I, s:I}", "id",
+                      (json_int_t) j->id, "type", job_type_name (j->type), "vm",
+                      j->vm, "label", label, "done", done, "total", total));
+}
+
+const json_t *
+runner_progress (const struct agent *a, int64_t id)
+{
+  for (size_t i = 0; i < a->jobs.len; i++)
+    if (a->jobs.ptr[i]->id == id)
+      return a->jobs.ptr[i]->progress;
+  return NULL;
+}
+
 void
 runner_tick (struct agent *a)
 {
@@ -1050,12 +1323,14 @@ runner_tick (struct agent *a)
   int64_t mono = monotonic_ms ();
 
   schedules_tick (a);
+  recent_expire (a, now);
   /* Deadlines, kills, adopted processes (in reverse: finishing drops). */
   for (size_t i = a->jobs.len; i-- > 0;) {
     struct job *j = a->jobs.ptr[i];
 
     if (j->state != JOB_RUNNING)
       continue;
+    job_progress_read (a, j);
     if (j->adopted && process_start_time (j->pid) != j->pid_start) {
       job_finish (a, j);
       continue;
@@ -1099,7 +1374,7 @@ runner_reap (struct agent *a)
 int
 runner_next_ms (struct agent *a)
 {
-  if (a->jobs.len > 0)
+  if (a->jobs.len > 0 || a->recent.len > 0)
     return 500;
   return a->schedules ? 1000 : -1;
 }
@@ -1113,7 +1388,7 @@ runner_cancel (struct agent *a, int64_t id)
     if (j->id != id)
       continue;
     j->cancel = true;
-    if (j->state == JOB_QUEUED) {
+    if (j->state == JOB_QUEUED || j->state == JOB_HELD) {
       j->finished = now_wall ();
       j->state = JOB_CANCELLED;
       job_save (a, j, NULL, NULL);
@@ -1139,6 +1414,12 @@ runner_reconcile (struct agent *a)
     struct job *j = a->jobs.ptr[i];
     CLEANUP_FREE char *status = NULL;
 
+    /* Held: its domain was stopped when the last knibd heard of it. */
+    if (j->state == JOB_HELD && job_domain (j) != NULL) {
+      if (a->stopped == NULL)
+        a->stopped = json_object ();
+      json_object_set_new (a->stopped, job_domain (j), json_true ());
+    }
     if (j->state != JOB_RUNNING)
       continue;
     if (j->pid > 0 && process_start_time (j->pid) == j->pid_start) {

@@ -35,12 +35,49 @@ static const char schema[]
     "CREATE TABLE IF NOT EXISTS settings ("
     " key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
+/* Columns added since the first schema: each added when missing. */
+static const char *const added_columns[] = {
+  "exit_status INTEGER",
+};
+
 static int
 store_fail (struct store *st, const char *what)
 {
   set_error (EIO, "job store '%s': %s: %s", st->path, what,
              sqlite3_errmsg (st->db));
   return -1;
+}
+
+/* ALTER TABLE jobs ADD COLUMN def, unless the column is there. */
+static int
+store_column_add (struct store *st, const char *def)
+{
+  CLEANUP_FREE char *sql = NULL;
+  CLEANUP_FREE char *name = strndup (def, strcspn (def, " "));
+  sqlite3_stmt *s = NULL;
+  bool found = false;
+
+  if (name == NULL
+      || sqlite3_prepare_v2 (st->db,
+                             "SELECT name FROM pragma_table_info "
+                             "('jobs')",
+                             -1, &s, NULL)
+           != SQLITE_OK)
+    return store_fail (st, "schema");
+  while (sqlite3_step (s) == SQLITE_ROW)
+    if (strcmp ((const char *) sqlite3_column_text (s, 0), name) == 0)
+      found = true;
+  sqlite3_finalize (s);
+  if (found)
+    return 0;
+  if (asprintf (&sql, "ALTER TABLE jobs ADD COLUMN %s", def) == -1) {
+    sql = NULL;
+    set_error (ENOMEM, "job store '%s'", st->path);
+    return -1;
+  }
+  if (sqlite3_exec (st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return store_fail (st, "schema");
+  return 0;
 }
 
 struct store *
@@ -74,6 +111,11 @@ store_open (const char *path)
     store_close (st);
     return NULL;
   }
+  for (size_t i = 0; i < sizeof added_columns / sizeof added_columns[0]; i++)
+    if (store_column_add (st, added_columns[i]) == -1) {
+      store_close (st);
+      return NULL;
+    }
   return st;
 }
 
@@ -162,8 +204,8 @@ store_job_update (struct store *st, const struct job *j, const char *result,
         "UPDATE jobs SET state = ?, attempts = ?, argv = ?, error = ?, "
         "pid = ?, pid_start = ?, started = ?, finished = ?, "
         "not_before = ?, deadline = ?, backup = ?, "
-        "result = coalesce (?, result), log = coalesce (?, log) "
-        "WHERE id = ?",
+        "result = coalesce (?, result), log = coalesce (?, log), "
+        "exit_status = ?, request = ? WHERE id = ?",
         -1, &s, NULL)
       != SQLITE_OK)
     return store_fail (st, "update");
@@ -180,7 +222,11 @@ store_job_update (struct store *st, const struct job *j, const char *result,
       || bind_text (s, 11, j->backup) != SQLITE_OK
       || bind_text (s, 12, result) != SQLITE_OK
       || bind_text (s, 13, log) != SQLITE_OK
-      || sqlite3_bind_int64 (s, 14, j->id) != SQLITE_OK) {
+      || (j->exit_status < 0 ? sqlite3_bind_null (s, 14)
+                             : sqlite3_bind_int (s, 14, j->exit_status))
+           != SQLITE_OK
+      || bind_json (s, 15, j->request) != SQLITE_OK
+      || sqlite3_bind_int64 (s, 16, j->id) != SQLITE_OK) {
     sqlite3_finalize (s);
     return store_fail (st, "update");
   }
@@ -206,7 +252,7 @@ column_json (sqlite3_stmt *s, int i)
 static int
 state_parse (const char *name, enum job_state *out)
 {
-  for (enum job_state s = JOB_QUEUED; s <= JOB_INTERRUPTED; s++)
+  for (enum job_state s = JOB_QUEUED; s <= JOB_STATE_LAST; s++)
     if (strcmp (job_state_name (s), name) == 0) {
       *out = s;
       return 0;
@@ -243,6 +289,7 @@ job_from_row (sqlite3_stmt *s)
   j->started = sqlite3_column_double (s, 12);
   j->not_before = sqlite3_column_double (s, 13);
   j->deadline = sqlite3_column_double (s, 14);
+  j->exit_status = -1;
   if (j->vm == NULL || j->request == NULL) {
     job_free (j);
     set_error (ENOMEM, "job store");
@@ -261,7 +308,8 @@ store_jobs_active (struct store *st, job_vector *out)
                           "SELECT id, type, vm, backup, state, attempts, "
                           "max_attempts, request, argv, pid, pid_start, "
                           "created, started, not_before, deadline FROM jobs "
-                          "WHERE state IN ('queued', 'running') ORDER BY id",
+                          "WHERE state IN ('queued', 'running', 'held') "
+                          "ORDER BY id",
                           -1, &s, NULL)
       != SQLITE_OK)
     return store_fail (st, "read");
@@ -311,6 +359,9 @@ row_object (sqlite3_stmt *s)
     json_object_set_new (o, "result", v);
   if (sqlite3_column_int64 (s, 15) > 0)
     json_object_set_new (o, "pid", json_integer (sqlite3_column_int64 (s, 15)));
+  if (sqlite3_column_type (s, 16) != SQLITE_NULL)
+    json_object_set_new (o, "exit-status",
+                         json_integer (sqlite3_column_int (s, 16)));
   return o;
 }
 
@@ -320,8 +371,8 @@ store_jobs_query (struct store *st, const json_t *filter)
   /* Each filter is one clause; unset ones compare NULL and match all. */
   static const char sql[]
     = "SELECT id, type, vm, backup, state, attempts, max_attempts, created, "
-      "started, finished, not_before, error, request, argv, result, pid "
-      "FROM jobs WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR backup = ?2) "
+      "started, finished, not_before, error, request, argv, result, pid, "
+      "exit_status FROM jobs WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR backup = ?2) "
       "AND (?3 IS NULL OR vm = ?3) AND (?4 IS NULL OR type = ?4) "
       "AND (?5 IS NULL OR state = ?5) ORDER BY id";
   const json_t *id = json_object_get (filter, "id");
@@ -396,8 +447,8 @@ store_jobs_latest (struct store *st)
 {
   static const char sql[]
     = "SELECT id, type, vm, backup, state, attempts, max_attempts, created, "
-      "started, finished, not_before, error, request, argv, result, pid "
-      "FROM jobs WHERE id IN ("
+      "started, finished, not_before, error, request, argv, result, pid, "
+      "exit_status FROM jobs WHERE id IN ("
       " SELECT max (id) FROM jobs WHERE type = 'backup' AND "
       " state = 'succeeded' GROUP BY vm "
       " UNION SELECT max (id) FROM jobs WHERE type = 'validate' AND "
@@ -525,7 +576,7 @@ store_jobs_count (struct store *st)
     store_fail (st, "count");
     return NULL;
   }
-  for (enum job_state i = JOB_QUEUED; i <= JOB_INTERRUPTED; i++)
+  for (enum job_state i = JOB_QUEUED; i <= JOB_STATE_LAST; i++)
     json_object_set_new (o, job_state_name (i), json_integer (0));
   while (sqlite3_step (s) == SQLITE_ROW)
     json_object_set_new (o, (const char *) sqlite3_column_text (s, 0),

@@ -19,8 +19,6 @@
 #include "common/util.h"
 #include "qmp/qmp.h"
 
-#define DEFAULT_AGENT "/run/knib/knibd.sock"
-
 enum {
   OPT_AGENT = CLI_OPT_FIRST,
   OPT_TYPE,
@@ -57,7 +55,7 @@ agent_usage (FILE *fp)
         "\n"
         "Options:\n"
         "      --agent SOCKET  knibd's socket (default $KNIB_AGENT, else\n"
-        "                      " DEFAULT_AGENT ")\n"
+        "                      " CLI_DEFAULT_AGENT ")\n"
         "      --json          JSON output\n"
         "      --vm, --type, --status, --backup   only the jobs that match\n"
         "      --executing, --scheduled, --failed running, queued, failed "
@@ -96,7 +94,7 @@ agent_parse (struct cli *cli, const char *cmd, int argc, char **argv,
   cli_common_init (cli, &o->common);
   o->agent = getenv ("KNIB_AGENT");
   if (o->agent == NULL)
-    o->agent = DEFAULT_AGENT;
+    o->agent = CLI_DEFAULT_AGENT;
   while ((r = cli_next_option (cmd, argc, argv, opts, &o->common, &c)) > 0) {
     switch (c) {
     case OPT_AGENT:
@@ -252,81 +250,17 @@ cmd_jobs (struct cli *cli, int argc, char **argv)
   return EXIT_OK;
 }
 
-static bool
-job_terminal (const char *status)
-{
-  return status != NULL
-         && (strcmp (status, "succeeded") == 0 || strcmp (status, "failed") == 0
-             || strcmp (status, "cancelled") == 0);
-}
-
-static bool
-event_is_job_end (const json_t *data, void *opaque)
-{
-  return json_integer_value (json_object_get (data, "id"))
-           == *(int64_t *) opaque
-         && job_terminal (str_or (data, "status", NULL));
-}
-
-/* The job's row, or NULL (said). */
-static json_t *
-job_get (struct qmp_client *c, int64_t id)
-{
-  json_t *jobs = agent_execute (c, "query-jobs",
-                                json_pack ("{s:I}", "id", (json_int_t) id));
-  json_t *j;
-
-  if (jobs == NULL)
-    return NULL;
-  j = json_incref (json_array_get (jobs, 0));
-  json_decref (jobs);
-  if (j == NULL) {
-    set_error (ENOENT, "knibd has no job %" PRIi64, id);
-    cli_error ("%s", "");
-  }
-  return j;
-}
-
 static int
 job_wait (struct qmp_client *c, const struct agent_opts *o, int64_t id)
 {
-  json_auto_t *j = NULL;
-  const char *status;
-  int64_t deadline
-    = o->common.timeout_set ? deadline_after_ms (o->common.timeout_ms) : -1;
+  struct cli_follow f = {
+    .json = o->common.json,
+    .print_row = true,
+    .deadline
+    = o->common.timeout_set ? deadline_after_ms (o->common.timeout_ms) : -1,
+  };
 
-  for (;;) {
-    json_t *ev = NULL;
-
-    json_decref (j);
-    j = job_get (c, id);
-    if (j == NULL)
-      return EXIT_FAILURE_;
-    status = str_or (j, "status", NULL);
-    if (job_terminal (status))
-      break;
-    /* Events wake it; the query again closes the race with its start. */
-    if (qmp_client_wait_event (
-          c, "JOB_STATUS_CHANGE", event_is_job_end, &id,
-          deadline < 0 ? 5000 : deadline_remaining_ms (deadline), &ev)
-          == -1
-        && (get_errno () != ETIMEDOUT
-            || (deadline >= 0 && deadline_remaining_ms (deadline) == 0))) {
-      cli_error ("waiting for job %" PRIi64, id);
-      return EXIT_FAILURE_;
-    }
-    json_decref (ev);
-  }
-  if (o->common.json)
-    print_json (j);
-  else if (strcmp (status, "succeeded") == 0)
-    printf ("job %" PRIi64 ": succeeded\n", id);
-  if (strcmp (status, "succeeded") == 0)
-    return EXIT_OK;
-  if (!o->common.json)
-    fprintf (stderr, "knib: job %" PRIi64 ": %s: %s\n", id, status,
-             str_or (j, "error", "no error recorded"));
-  return EXIT_FAILURE_;
+  return cli_agent_follow (c, id, &f);
 }
 
 static const char *const job_commands[] = {
@@ -403,7 +337,7 @@ cmd_job (struct cli *cli, int argc, char **argv)
     /* Its KEY=VALUE words are no options: take out only these. */
     int kept = 0;
 
-    o.agent = getenv ("KNIB_AGENT") ? getenv ("KNIB_AGENT") : DEFAULT_AGENT;
+    o.agent = getenv ("KNIB_AGENT") ? getenv ("KNIB_AGENT") : CLI_DEFAULT_AGENT;
     for (int i = 2; i < argc; i++) {
       if (strcmp (argv[i], "--wait") == 0)
         o.wait = true;

@@ -181,6 +181,31 @@ int cli_compression_check (const char *cmd, struct cli_compression *c);
 int cli_args_build (int argc, char **argv, json_t **out)
   __attribute__ ((warn_unused_result));
 
+/* knibd's socket when neither --agent SOCKET nor $KNIB_AGENT names one. */
+#define CLI_DEFAULT_AGENT "/run/knib/knibd.sock"
+
+/* agent-submit.c: "knib COMMAND --agent[=SOCKET] [--wait]" runs COMMAND
+ * as a job of knibd.  cli_agent_requested: argv (a sub-command's) asks
+ * for it. */
+bool cli_agent_requested (int argc, char **argv);
+int cli_agent_run (struct cli *cli, const char *cmd, int argc, char **argv);
+
+struct qmp_client;
+
+/* How cli_agent_follow follows a job and says how it ended. */
+struct cli_follow {
+  bool json;                /* print the result (or the row) as JSON */
+  bool quiet;               /* no bar, no "succeeded" line */
+  bool cancel_on_interrupt; /* Ctrl-C cancels the job */
+  bool print_row;           /* with json: the job's row, not its result */
+  int64_t deadline;         /* monotonic ms to give up at (-1: none) */
+};
+
+/* Follow knibd's job id to its end with a progress bar; the exit status
+ * (the job's knib's when it failed; said). */
+int cli_agent_follow (struct qmp_client *c, int64_t id,
+                      const struct cli_follow *f);
+
 int cmd_qmp (struct cli *cli, int argc, char **argv);
 int cmd_backup (struct cli *cli, int argc, char **argv);
 int cmd_recover (struct cli *cli, int argc, char **argv);

@@ -122,7 +122,10 @@ usage (FILE *fp)
            "\n"
            "Environment: KNIB_DEBUG=qmp,nbd,qcow2,chain,cmd|all traces those "
            "parts on stderr;\nKNIB_CONFIG names the settings file.\n"
-           "'knib COMMAND --help' describes a command; see also knib(1).\n");
+           "'knib COMMAND --help' describes a command; see also knib(1).\n"
+           "backup, restore, verify, compress, delete and prune take "
+           "--agent[=SOCKET]\n[--wait]: run as a job of knibd, the host's "
+           "agent (see knib(1), knibd(8)).\n");
 }
 
 static int
@@ -196,6 +199,9 @@ main (int argc, char **argv)
     argv += optind;
     argc -= optind;
     optind = 0; /* let the sub-command parse its own options */
+    if (commands[i].run != cmd_jobs && commands[i].run != cmd_job
+        && commands[i].run != cmd_agent && cli_agent_requested (argc, argv))
+      return cli_agent_run (&cli, commands[i].name, argc, argv);
     return commands[i].run (&cli, argc, argv);
   }
   cli_usage_error (NULL, "unknown command '%s'", argv[optind]);

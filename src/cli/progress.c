@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* progress.c: a one-line progress bar on a terminal, silence otherwise. */
+/* progress.c: a one-line progress bar on a terminal, silence otherwise;
+ * for knibd, the figures in the file $KNIB_PROGRESS_FILE names. */
 #include <config.h>
 
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,11 @@
 
 struct progress {
   bool on;
+  int fd;             /* $KNIB_PROGRESS_FILE, or -1 */
+  int64_t last_write; /* ms */
+  bool unwritten;     /* figures newer than the file's */
+  char file_label[64];
+  uint64_t file_done, file_total;
   char label[64];
   int64_t started;   /* when label started, ms */
   int64_t last_draw; /* ms */
@@ -25,8 +33,15 @@ progress_new (bool enabled)
 {
   struct progress *p = calloc (1, sizeof *p);
 
-  if (p != NULL)
-    p->on = enabled && isatty (STDERR_FILENO);
+  const char *file = getenv (PROGRESS_FILE_ENV);
+
+  if (p == NULL)
+    return NULL;
+  p->on = enabled && isatty (STDERR_FILENO);
+  p->fd = -1;
+  /* knibd reads the figures of its jobs whatever their output is. */
+  if (file != NULL && file[0] != '\0')
+    p->fd = open (file, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   return p;
 }
 
@@ -47,6 +62,38 @@ progress_format_bytes (uint64_t n, char *buf, size_t len)
     snprintf (buf, len, "%.1f %s", v, units[u]);
 }
 
+/* One line, rewritten in place: {"label":L,"done":N,"total":M}. */
+static void
+progress_write_file (struct progress *p, const char *label, uint64_t done,
+                     uint64_t total, int64_t now)
+{
+  char line[256], safe[64];
+  size_t i, k = 0;
+  int len;
+
+  if (label != p->file_label)
+    snprintf (p->file_label, sizeof p->file_label, "%s", label);
+  p->file_done = done;
+  p->file_total = total;
+  p->unwritten = true;
+  if (now != 0 && now - p->last_write < REDRAW_MS * 2 && done < total)
+    return; /* written later, or by progress_free (now 0) */
+  p->last_write = now;
+  p->unwritten = false;
+  /* Disk names are plain words; keep the line JSON whatever they are. */
+  for (i = 0; label[i] != '\0' && k + 1 < sizeof safe; i++)
+    if (label[i] != '"' && label[i] != '\\' && (unsigned char) label[i] >= 32)
+      safe[k++] = label[i];
+  safe[k] = '\0';
+  len = snprintf (line, sizeof line,
+                  "{\"label\":\"%s\",\"done\":%" PRIu64 ",\"total\":%" PRIu64
+                  "}\n",
+                  safe, done, total);
+  if (len > 0 && (size_t) len < sizeof line
+      && pwrite (p->fd, line, len, 0) == len)
+    (void) ftruncate (p->fd, len);
+}
+
 void
 progress_update (struct progress *p, const char *label, uint64_t done,
                  uint64_t total)
@@ -56,7 +103,11 @@ progress_update (struct progress *p, const char *label, uint64_t done,
   double secs, rate;
   size_t fill;
 
-  if (p == NULL || !p->on)
+  if (p == NULL)
+    return;
+  if (p->fd != -1)
+    progress_write_file (p, label, done, total, now);
+  if (!p->on)
     return;
   if (strcmp (p->label, label) != 0) {
     snprintf (p->label, sizeof p->label, "%s", label);
@@ -97,5 +148,9 @@ progress_free (struct progress *p)
     return;
   if (p->on && p->label[0] != '\0')
     fputs ("\r\033[K", stderr);
+  if (p->fd != -1 && p->unwritten)
+    progress_write_file (p, p->file_label, p->file_done, p->file_total, 0);
+  if (p->fd != -1)
+    close (p->fd);
   free (p);
 }

@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* progress.h: a one-line progress bar on a terminal, silence otherwise. */
+/* progress.h: a one-line progress bar on a terminal, silence otherwise;
+ * for knibd, the figures in a file. */
 #ifndef KNIB_CLI_PROGRESS_H
 #define KNIB_CLI_PROGRESS_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/util.h"
+
 struct progress;
+
+/* Every bar also writes its figures to the file $KNIB_PROGRESS_FILE
+ * names, bar or no bar (see PROGRESS_FILE_ENV in common/util.h). */
 
 /* A bar on stderr when enabled and stderr is a terminal; otherwise every
  * call does nothing.  NULL when out of memory (which callers may treat

@@ -59,4 +59,9 @@ int deadline_remaining_ms (int64_t deadline);
 /* Deadline timeout_ms from now, or -1 when timeout_ms < 0. */
 int64_t deadline_after_ms (int64_t timeout_ms);
 
+/* The environment variable knibd sets for its jobs: the file in which
+ * knib's progress bars write their figures, one JSON line rewritten in
+ * place: {"label": DISK, "done": BYTES, "total": BYTES}. */
+#define PROGRESS_FILE_ENV "KNIB_PROGRESS_FILE"
+
 #endif
