@@ -73,3 +73,16 @@ max_overlap () {
     | awk '{ printf "%.6f 1\n%.6f -1\n", $1, $2 }' | sort -k1,1n -k2,2n \
     | awk '{ n += $2; if (n > m) m = n } END { print m + 0 }'
 }
+
+# hook_env: $HOOK is the built knib-hook, run with its state, scratch,
+# log and run directories under $TMPDIR_TEST and knibd's settings
+# ($AGENT_CONF), so its notices reach the test's knibd.
+hook_env () {
+  HOOK=${HOOK_BIN:-$(cd "$(dirname "$0")/.." && pwd)/hooks/knib-hook}
+  [ -x "$HOOK" ] || fail "$HOOK is not built"
+  export KNIB_RUN_DIR=$TMPDIR_TEST
+  export KNIB_STATE_DIR=$TMPDIR_TEST/hook-state
+  export KNIB_SCRATCH_DIR=$TMPDIR_TEST/hook-scratch
+  export KNIB_HOOK_LOG=$TMPDIR_TEST/hook.log
+  export KNIB_CONFIG=$AGENT_CONF
+}

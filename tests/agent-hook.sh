@@ -8,14 +8,8 @@
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/agent-functions.sh"
 
-HOOK=${HOOK_BIN:-$(cd "$(dirname "$0")/.." && pwd)/hooks/knib-hook}
-[ -x "$HOOK" ] || fail "$HOOK is not built"
+hook_env
 cd "$TMPDIR_TEST"
-export KNIB_RUN_DIR=$TMPDIR_TEST
-export KNIB_STATE_DIR=$TMPDIR_TEST/hook-state
-export KNIB_SCRATCH_DIR=$TMPDIR_TEST/hook-scratch
-export KNIB_HOOK_LOG=$TMPDIR_TEST/hook.log
-export KNIB_CONFIG=$AGENT_CONF
 
 domain_xml () {
   cat <<EOX
