@@ -297,8 +297,8 @@ backup_recover (struct chain_repo *repo, const struct backup_options *o,
   if (o->images) {
     if (make_scratch_dir (o, &scratch) == -1)
       goto out;
-    daemon
-      = offline_daemon_start (o->images, o->n_images, scratch, o->timeout_ms);
+    daemon = offline_daemon_start (o->images, o->n_images, scratch, NULL, 0,
+                                   o->timeout_ms);
     if (daemon == NULL)
       goto out;
     c = offline_daemon_qmp (daemon);
@@ -331,7 +331,8 @@ struct disk_job {
   enum chain_kind kind;
   char *reason;
   char *fleece_path;
-  int fleece_fd; /* open from creation on: what QEMU gets (add-fd) */
+  int fleece_fd;     /* open from creation on: what QEMU gets (add-fd) */
+  char *daemon_path; /* "/proc/self/fd/N": the daemon's (no add-fd) */
   struct backup_disk_result result;
 };
 
@@ -352,6 +353,9 @@ struct run {
   struct chain_decision d;
   struct chain_backup *b;
   char *scratch;
+  /* A daemon's fleecing images, one per image (o->images), created
+   * before it starts so that it inherits them open. */
+  int *daemon_fleece_fds;
   char *nbd_socket;
   char keep[CHAIN_BITMAP_MAX];
   bool server_started;
@@ -606,19 +610,34 @@ out:
 
 /* An empty qcow2 image of the disk's size: the fleecing overlay that
  * keeps the point in time while the guest writes on. */
+/* The fleecing image's path in the run's directory. */
+static char *
+fleece_path (const struct run *run, const char *disk)
+{
+  return str_printf ("%s/fleece-%s.qcow2", run->scratch, disk);
+}
+
+/* An empty file for the image, created here, open read-write (read too:
+ * the digest reads back the header's segment); -1 with set_error. */
 static int
-create_fleece (const char *path, uint64_t size)
+fleece_open_new (const char *path)
+{
+  int fd
+    = open (path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+  if (fd == -1)
+    set_error (errno, "fleecing image '%s'", path);
+  return fd;
+}
+
+/* Write an empty qcow2 image of size into the new file fd (taken). */
+static int
+create_fleece_fd (int fd, const char *path, uint64_t size)
 {
   struct qcow2_writer_options wo = { .virtual_size = size };
   struct qcow2_writer *w;
-  int fd, r = -1;
+  int r = -1;
 
-  /* Read too: the digest reads back the header's segment. */
-  fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd == -1) {
-    set_error (errno, "fleecing image '%s'", path);
-    return -1;
-  }
   w = qcow2_writer_new (fd, &wo);
   if (w != NULL && qcow2_writer_finish (w) == 0)
     r = 0;
@@ -630,6 +649,32 @@ create_fleece (const char *path, uint64_t size)
   if (r == -1)
     error_prepend ("fleecing image '%s'", path);
   return r;
+}
+
+/* The empty image of job's disk, written through (a copy of) fd, which
+ * stays open. */
+static int
+write_fleece (int fd, const struct disk_job *job)
+{
+  int copy = fcntl (fd, F_DUPFD_CLOEXEC, 3);
+
+  if (copy == -1) {
+    set_error (errno, "fleecing image '%s'", job->fleece_path);
+    return -1;
+  }
+  return create_fleece_fd (copy, job->fleece_path, job->disk->virtual_size);
+}
+
+/* The file of the daemon's fleecing image for disk, made before it
+ * started (its descriptor, -1 with set_error when there is none). */
+static int
+daemon_fleece_fd (const struct run *run, const char *disk)
+{
+  for (size_t i = 0; i < run->o->n_images; i++)
+    if (strcmp (run->o->images[i].disk, disk) == 0)
+      return run->daemon_fleece_fds[i];
+  set_error (-ENOENT, "disk '%s': no fleecing image for the daemon", disk);
+  return -1;
 }
 
 /* QEMU may run as another user than knib (libvirt's "libvirt-qemu"):
@@ -710,20 +755,25 @@ make_scratch (struct run *run)
   for (i = 0; i < run->n; i++) {
     struct disk_job *job = &run->jobs[i];
 
-    job->fleece_path
-      = str_printf ("%s/fleece-%s.qcow2", run->scratch, job->disk->name);
-    if (job->fleece_path == NULL
-        || create_fleece (job->fleece_path, job->disk->virtual_size) == -1)
+    job->fleece_path = fleece_path (run, job->disk->name);
+    if (job->fleece_path == NULL)
       return -1;
-    /* Opened before anyone else may enter the directory; knib's own
-     * qemu-storage-daemon (which has no add-fd) opens the path. */
-    if (run->daemon == NULL) {
-      job->fleece_fd = open (job->fleece_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-      if (job->fleece_fd == -1) {
-        set_error (errno, "fleecing image '%s'", job->fleece_path);
+    /* knib's own qemu-storage-daemon has no add-fd: it inherited the
+     * image's file, empty, and opens it as its own descriptor. */
+    if (run->daemon != NULL) {
+      int fd = daemon_fleece_fd (run, job->disk->name);
+
+      if (fd == -1 || write_fleece (fd, job) == -1)
         return -1;
-      }
+      job->daemon_path = str_printf ("/proc/self/fd/%d", fd);
+      if (job->daemon_path == NULL)
+        return -1;
+      continue;
     }
+    /* Open from its creation on: QEMU gets this file (add-fd). */
+    job->fleece_fd = fleece_open_new (job->fleece_path);
+    if (job->fleece_fd == -1 || write_fleece (job->fleece_fd, job) == -1)
+      return -1;
   }
   return share_scratch (run);
 }
@@ -741,7 +791,7 @@ fill_targets (struct run *run)
       = run->keep[0] && live_bitmap_usable (job->disk, run->keep, NULL);
 
     t->disk = job->disk;
-    t->fleece_path = job->fleece_path;
+    t->fleece_path = job->daemon_path ? job->daemon_path : job->fleece_path;
     t->fleece_fd = job->fleece_fd;
     /* A bitmap that the image cannot store is kept while QEMU runs (the
      * next backup may be incremental), but a daemon's is no use. */
@@ -1067,8 +1117,27 @@ open_qemu (struct run *run)
   }
   if (make_scratch_dir (o, &run->scratch) == -1)
     return -1;
-  run->daemon = offline_daemon_start (o->images, o->n_images, run->scratch,
-                                      o->timeout_ms);
+  /* Every image's, though --disk may pick fewer: the daemon starts
+   * before the disks are chosen. */
+  run->daemon_fleece_fds = malloc (o->n_images * sizeof (int));
+  if (run->daemon_fleece_fds == NULL) {
+    set_error (errno, "malloc");
+    return -1;
+  }
+  for (size_t i = 0; i < o->n_images; i++)
+    run->daemon_fleece_fds[i] = -1;
+  for (size_t i = 0; i < o->n_images; i++) {
+    CLEANUP_FREE char *path = fleece_path (run, o->images[i].disk);
+
+    if (path == NULL)
+      return -1;
+    run->daemon_fleece_fds[i] = fleece_open_new (path);
+    if (run->daemon_fleece_fds[i] == -1)
+      return -1;
+  }
+  run->daemon
+    = offline_daemon_start (o->images, o->n_images, run->scratch,
+                            run->daemon_fleece_fds, o->n_images, o->timeout_ms);
   if (run->daemon == NULL)
     return -1;
   run->c = offline_daemon_qmp (run->daemon);
@@ -1102,9 +1171,14 @@ run_release (struct run *run)
   for (i = 0; run->jobs && i < run->n; i++) {
     free (run->jobs[i].reason);
     free (run->jobs[i].fleece_path);
+    free (run->jobs[i].daemon_path);
     if (run->jobs[i].fleece_fd >= 0)
       close (run->jobs[i].fleece_fd);
   }
+  for (i = 0; run->daemon_fleece_fds && i < run->o->n_images; i++)
+    if (run->daemon_fleece_fds[i] >= 0)
+      close (run->daemon_fleece_fds[i]);
+  free (run->daemon_fleece_fds);
   free (run->jobs);
   free (run->targets);
   live_disk_vector_release (&run->before);

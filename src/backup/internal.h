@@ -252,9 +252,13 @@ struct offline_daemon;
  * image's only once the backup's job holds it: see
  * offline_daemon_explain), and it dies with the calling thread.  An
  * image that another process holds (a running VM) is an error that says
- * so and points to --qmp.  NULL with set_error on failure. */
+ * so and points to --qmp.  The descriptors pass_fds (owned by the
+ * caller, >= 3) stay open in the daemon under the same numbers, as
+ * "/proc/self/fd/N" there: the daemon has no add-fd.  NULL with
+ * set_error on failure. */
 struct offline_daemon *offline_daemon_start (const struct offline_image *images,
                                              size_t n, const char *dir,
+                                             const int *pass_fds, size_t npass,
                                              int timeout_ms)
   __attribute__ ((warn_unused_result));
 

@@ -419,10 +419,15 @@ add_fleece_node (struct qmp_client *c, struct live_target *t)
   if (t->fleece_fd >= 0) {
     if (qmp_add_fd (c, t->fleece_fd, node, &fdset) == -1)
       return -1;
+    /* A knib killed from here on leaves the set in QEMU (recover_fdsets
+     * removes it). */
+    test_stop_point ("fdset");
     fdset_path = str_printf ("/dev/fdset/%" PRId64, fdset);
     if (fdset_path == NULL)
       return -1;
   }
+  /* The image is made; QEMU (or the daemon) opens it next. */
+  test_stop_point ("fleece");
   r = qmp_client_execute_packed (
     c, "blockdev-add",
     json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver", "qcow2",
@@ -800,6 +805,64 @@ recover_nodes (struct qmp_client *c, chain_string_vector *done)
   return 0;
 }
 
+/* The fd sets of a killed run: each of its descriptors is knib's (its
+ * opaque, the fleecing node's name, says so).  Sets of others (libvirt
+ * passes its own) and empty ones are left alone. */
+static bool
+fdset_is_ours (const json_t *set)
+{
+  const json_t *fds = json_object_get (set, "fds");
+  const json_t *fd;
+  size_t i;
+
+  if (!json_is_array (fds) || json_array_size (fds) == 0)
+    return false;
+  json_array_foreach (fds, i, fd)
+  {
+    if (!has_prefix (json_string_value (json_object_get (fd, "opaque")),
+                     LIVE_FLEECE_PREFIX))
+      return false;
+  }
+  return true;
+}
+
+/* After recover_nodes: no fleecing node uses the descriptors any more.
+ * qemu-storage-daemon has no fd sets (nor query-fdsets). */
+static int
+recover_fdsets (struct qmp_client *c, chain_string_vector *done)
+{
+  json_t *list = NULL, *set;
+  size_t i;
+
+  if (qmp_query_fdsets (c, &list) == -1) {
+    const char *cls = qmp_client_error_class (c);
+
+    if (cls != NULL && strcmp (cls, "CommandNotFound") == 0) {
+      error_clear ();
+      return 0;
+    }
+    return -1;
+  }
+  json_array_foreach (list, i, set)
+  {
+    const json_t *id = json_object_get (set, "fdset-id");
+
+    if (!json_is_integer (id) || !fdset_is_ours (set))
+      continue;
+    if (qmp_remove_fdset (c, json_integer_value (id)) == -1) {
+      json_decref (list);
+      return -1;
+    }
+    note (done, str_printf ("removed fd set %" JSON_INTEGER_FORMAT " (%s)",
+                            json_integer_value (id),
+                            json_string_value (json_object_get (
+                              json_array_get (json_object_get (set, "fds"), 0),
+                              "opaque"))));
+  }
+  json_decref (list);
+  return 0;
+}
+
 static bool
 in_list (const chain_string_vector *v, const char *s)
 {
@@ -889,7 +952,8 @@ live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
   size_t i;
   int r = 0;
 
-  if (recover_exports_and_jobs (c, done) == -1 || recover_nodes (c, done) == -1)
+  if (recover_exports_and_jobs (c, done) == -1 || recover_nodes (c, done) == -1
+      || recover_fdsets (c, done) == -1)
     goto fail;
   if (live_disks_query (c, map, n, &disks) == -1)
     goto fail;

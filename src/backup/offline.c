@@ -343,7 +343,8 @@ wait_ready (struct offline_daemon *d, int timeout_ms)
 
 struct offline_daemon *
 offline_daemon_start (const struct offline_image *images, size_t n,
-                      const char *dir, int timeout_ms)
+                      const char *dir, const int *pass_fds, size_t npass,
+                      int timeout_ms)
 {
   struct offline_daemon *d = calloc (1, sizeof *d);
   size_t i;
@@ -379,7 +380,11 @@ offline_daemon_start (const struct offline_image *images, size_t n,
     d->map[i].node = d->disks[i].node;
   }
   d->cmd = build_command (d);
-  if (d->cmd == NULL || command_start (d->cmd) == -1)
+  if (d->cmd == NULL)
+    goto fail;
+  for (i = 0; i < npass; i++)
+    command_pass_fd (d->cmd, pass_fds[i]);
+  if (command_start (d->cmd) == -1)
     goto fail;
   d->stopped = false;
   debug (DEBUG_CHAIN, "%s started (pid %ld) on %zu image(s)", DAEMON_PROGRAM,

@@ -235,6 +235,8 @@ cmd_jobs (struct cli *cli, int argc, char **argv)
     cli_usage_error ("jobs", "unexpected argument '%s'", argv[optind]);
     return EXIT_USAGE;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   c = agent_connect (&o);
   if (c == NULL)
     return EXIT_FAILURE_;
@@ -296,7 +298,8 @@ job_submit (struct qmp_client *c, const struct agent_opts *o, int argc,
 }
 
 static int
-job_submit_main (const struct agent_opts *o, int argc, char **argv)
+job_submit_main (const struct cli *cli, const struct agent_opts *o, int argc,
+                 char **argv)
 {
   struct qmp_client *c;
   size_t i = 0;
@@ -314,6 +317,16 @@ job_submit_main (const struct agent_opts *o, int argc, char **argv)
                      "compress, delete, prune)",
                      argv[0]);
     return EXIT_USAGE;
+  }
+  if (cli->parse_only) {
+    json_t *args = NULL;
+
+    if (cli_args_build (argc - 1, argv + 1, &args) == -1) {
+      cli_error ("job submit");
+      return EXIT_USAGE;
+    }
+    json_decref (args);
+    return EXIT_OK;
   }
   c = agent_connect (o);
   if (c == NULL)
@@ -358,7 +371,7 @@ cmd_job (struct cli *cli, int argc, char **argv)
       else
         argv[2 + kept++] = argv[i];
     }
-    return job_submit_main (&o, kept, argv + 2);
+    return job_submit_main (cli, &o, kept, argv + 2);
   }
   if (agent_parse (cli, "job", argc, argv, &o) == -1)
     return EXIT_USAGE;
@@ -380,6 +393,8 @@ cmd_job (struct cli *cli, int argc, char **argv)
     cli_usage_error ("job", "unknown action '%s'", verb);
     return EXIT_USAGE;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   c = agent_connect (&o);
   if (c == NULL)
     return EXIT_FAILURE_;
@@ -423,6 +438,8 @@ cmd_agent (struct cli *cli, int argc, char **argv)
     cli_usage_error ("agent", "expected 'status'");
     return EXIT_USAGE;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   c = agent_connect (&o);
   if (c == NULL)
     return EXIT_FAILURE_;

@@ -524,6 +524,10 @@ cmd_backup (struct cli *cli, int argc, char **argv)
                                "(libvirt's) is required");
     goto out;
   }
+  if (cli->parse_only) {
+    status = EXIT_OK;
+    goto out;
+  }
   status = EXIT_FAILURE_;
   repo = chain_repo_open (co.common.repo, true);
   if (repo == NULL) {
@@ -605,6 +609,10 @@ cmd_recover (struct cli *cli, int argc, char **argv)
     goto out;
   if (co.common.help) {
     recover_usage (stdout);
+    status = EXIT_OK;
+    goto out;
+  }
+  if (cli->parse_only) {
     status = EXIT_OK;
     goto out;
   }

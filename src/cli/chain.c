@@ -96,6 +96,8 @@ cmd_chain (struct cli *cli, int argc, char **argv)
     chain_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   repo = chain_repo_open (co.repo, false);
   if (repo == NULL) {
     cli_error ("chain end");

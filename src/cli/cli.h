@@ -30,7 +30,14 @@ struct cli {
   struct knib_config cfg;
   const char *config_path;
   bool verbose;
+  /* Parse only (the option parsers' fuzz target): no settings file is
+   * read, nothing is printed on stderr, and each command returns
+   * EXIT_OK where it would start to act. */
+  bool parse_only;
 };
+
+/* The knib command: main's body (main.c); parse_only as in struct cli. */
+int cli_main (int argc, char **argv, bool parse_only);
 
 /* The options every sub-command takes (options.c).  A command's option
  * table starts with CLI_COMMON_OPTIONS; its loop hands each option to

@@ -310,6 +310,8 @@ cmd_compress (struct cli *cli, int argc, char **argv)
     compress_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   repo = chain_repo_open (o.common.repo, false);
   if (repo == NULL) {
     cli_error ("%s", "");

@@ -232,6 +232,8 @@ cmd_delete (struct cli *cli, int argc, char **argv)
     delete_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   status = EXIT_FAILURE_;
   repo = chain_repo_open (o.common.repo, false);
   vms = calloc (o.n, sizeof *vms);
@@ -380,6 +382,8 @@ cmd_prune (struct cli *cli, int argc, char **argv)
     prune_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   vm = o.common.vm;
   repo = chain_repo_open (o.common.repo, false);
   if (repo == NULL) {

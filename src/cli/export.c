@@ -136,6 +136,8 @@ cmd_export (struct cli *cli, int argc, char **argv)
     export_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   cli_catch_signals ();
   repo = chain_repo_open (co.repo, false);
   e = repo ? files_export_new (repo, id, &eo) : NULL;

@@ -1416,7 +1416,8 @@ cmd_files (struct cli *cli, int argc, char **argv)
 
   if (argc < 2 || strcmp (argv[1], "--help") == 0
       || strcmp (argv[1], "-h") == 0) {
-    files_usage (argc < 2 ? stderr : stdout);
+    if (argc >= 2 || !cli->parse_only)
+      files_usage (argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : EXIT_OK;
   }
   for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
@@ -1430,6 +1431,8 @@ cmd_files (struct cli *cli, int argc, char **argv)
       files_usage (stdout);
       return EXIT_OK;
     }
+    if (cli->parse_only)
+      return EXIT_OK;
     repo = chain_repo_open (o.common.repo, false);
     if (repo == NULL) {
       cli_error ("%s", "");

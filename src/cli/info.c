@@ -202,6 +202,8 @@ cmd_info (struct cli *cli, int argc, char **argv)
     info_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   repo = chain_repo_open (o.common.repo, false);
   if (repo != NULL)
     m = chain_backup_find (repo, o.common.vm, o.id);

@@ -254,7 +254,6 @@ cmd_libvirt (struct cli *cli, int argc, char **argv)
 {
   const char *sub;
 
-  (void) cli;
   if (argc >= 2
       && (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)) {
     libvirt_usage (stdout);
@@ -267,13 +266,14 @@ cmd_libvirt (struct cli *cli, int argc, char **argv)
   }
   sub = argv[1];
   if (strcmp (sub, "enable") == 0 || strcmp (sub, "disable") == 0)
-    return libvirt_set (argv[2], strcmp (sub, "enable") == 0);
+    return cli->parse_only ? EXIT_OK
+                           : libvirt_set (argv[2], strcmp (sub, "enable") == 0);
   if (strcmp (sub, "status") == 0) {
     if (name_check ("domain", argv[2]) == -1) {
       cli_error ("%s", "");
       return EXIT_USAGE;
     }
-    return libvirt_status (argv[2]);
+    return cli->parse_only ? EXIT_OK : libvirt_status (argv[2]);
   }
   cli_usage_error ("libvirt", "unknown sub-command '%s'", sub);
   return EXIT_USAGE;

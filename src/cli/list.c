@@ -344,6 +344,8 @@ cmd_list (struct cli *cli, int argc, char **argv)
     list_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   repo = chain_repo_open (o.common.repo, false);
   if (repo == NULL) {
     cli_error ("list");

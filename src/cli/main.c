@@ -13,6 +13,9 @@
 #include "common/error.h"
 #include "common/util.h"
 
+/* Set by cli_main for a parse only: errors are not printed. */
+static bool quiet;
+
 static const struct command {
   const char *name;
   int (*run) (struct cli *cli, int argc, char **argv);
@@ -46,6 +49,8 @@ cli_error (const char *fmt, ...)
   va_list ap;
   char *ctx = NULL;
 
+  if (quiet)
+    return;
   va_start (ap, fmt);
   if (vasprintf (&ctx, fmt, ap) == -1)
     ctx = NULL;
@@ -62,6 +67,8 @@ cli_usage_error (const char *cmd, const char *fmt, ...)
 {
   va_list ap;
 
+  if (quiet)
+    return -1;
   fputs ("knib: ", stderr);
   va_start (ap, fmt);
   vfprintf (stderr, fmt, ap);
@@ -143,6 +150,8 @@ setup (struct cli *cli)
   debug_set (mask);
 
   config_init (&cli->cfg);
+  if (cli->parse_only)
+    return 0;
   if (cli->config_path == NULL)
     cli->config_path = getenv ("KNIB_CONFIG");
   if (config_load (&cli->cfg,
@@ -156,7 +165,7 @@ setup (struct cli *cli)
 }
 
 int
-main (int argc, char **argv)
+cli_main (int argc, char **argv, bool parse_only)
 {
   static const struct option opts[] = {
     { "verbose", no_argument, NULL, 'v' },
@@ -165,9 +174,12 @@ main (int argc, char **argv)
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
   };
-  struct cli cli = { .config_path = NULL };
+  struct cli cli = { .parse_only = parse_only };
   int c;
 
+  quiet = parse_only;
+  opterr = !parse_only; /* getopt's own messages too */
+  optind = 0;           /* a new parse (glibc), also on a second call */
   while ((c = getopt_long (argc, argv, "+vhV", opts, NULL)) != -1) {
     switch (c) {
     case 'v':
@@ -188,7 +200,8 @@ main (int argc, char **argv)
     }
   }
   if (optind >= argc) {
-    usage (stderr);
+    if (!quiet)
+      usage (stderr);
     return EXIT_USAGE;
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

@@ -77,6 +77,8 @@ cmd_merge (struct cli *cli, int argc, char **argv)
     merge_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   vm = co.vm;
   repo = chain_repo_open (co.repo, false);
   if (repo == NULL) {

@@ -525,6 +525,11 @@ cmd_qmp (struct cli *cli, int argc, char **argv)
       goto out;
     }
   }
+  if (cli->parse_only) {
+    json_decref (args);
+    r = EXIT_OK;
+    goto out;
+  }
   c = qmp_client_connect (socket_path, o.timeout_ms, NULL);
   if (c == NULL) {
     json_decref (args);

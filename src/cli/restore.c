@@ -382,6 +382,8 @@ cmd_restore (struct cli *cli, int argc, char **argv)
     restore_usage (stdout);
     status = EXIT_OK;
   }
+  else if (cli->parse_only)
+    status = EXIT_OK;
   else if (o.consolidate || o.status)
     status = restore_consolidate (cli, &o);
   else if (o.new_domain != NULL)

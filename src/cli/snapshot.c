@@ -118,14 +118,18 @@ add_image (struct snap_opts *so, const char *arg)
   copy = strdup (arg);
   if (copy == NULL)
     return cli_usage_error ("snapshot", "--image: out of memory");
-  so->image_args[so->nimages] = copy;
   eq = strchr (copy, '=');
-  if (eq == NULL || eq[1] == '\0')
+  if (eq == NULL || eq[1] == '\0') {
+    free (copy);
     return cli_usage_error ("snapshot", "--image '%s': expected DISK=PATH",
                             arg);
+  }
   *eq = '\0';
-  if (name_check ("disk", copy) == -1)
+  if (name_check ("disk", copy) == -1) {
+    free (copy);
     return cli_usage_error ("snapshot", "--image: %s", get_error ());
+  }
+  so->image_args[so->nimages] = copy;
   so->images[so->nimages].disk = copy;
   so->images[so->nimages].path = eq + 1;
   so->nimages++;
@@ -409,6 +413,10 @@ cmd_snapshot (struct cli *cli, int argc, char **argv)
   }
   if (so.co.help) {
     snapshot_usage (stdout);
+    free_opts (&so);
+    return EXIT_OK;
+  }
+  if (cli->parse_only) {
     free_opts (&so);
     return EXIT_OK;
   }

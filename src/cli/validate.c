@@ -292,6 +292,8 @@ cmd_validate (struct cli *cli, int argc, char **argv)
     validate_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   cli_catch_signals ();
   repo = chain_repo_open (v.common.repo, false);
   if (repo == NULL || backup_validate (repo, &v.o, &r) == -1) {

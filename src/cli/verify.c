@@ -185,6 +185,8 @@ cmd_verify (struct cli *cli, int argc, char **argv)
     verify_usage (stdout);
     return EXIT_OK;
   }
+  if (cli->parse_only)
+    return EXIT_OK;
   out.json = o.common.json;
   out.items = json_array ();
   if (out.items == NULL) {

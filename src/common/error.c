@@ -3,7 +3,9 @@
 #include <config.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +15,43 @@
 static __thread char *last_msg;
 static __thread int last_errno;
 
+/* A thread that ends with an error set (a worker that handed it on, a
+ * watcher that printed it) must not take the message with it: a key
+ * whose destructor frees it when the thread exits. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static __thread bool exit_armed;
+static bool exit_key_ok;
+
+static void
+free_at_thread_exit (void *unused)
+{
+  free (last_msg);
+  last_msg = NULL;
+}
+
+static void
+make_exit_key (void)
+{
+  exit_key_ok = pthread_key_create (&exit_key, free_at_thread_exit) == 0;
+}
+
+static void
+arm_thread_exit (void)
+{
+  if (exit_armed)
+    return;
+  pthread_once (&exit_once, make_exit_key);
+  /* Any non-NULL value: the destructor runs only for those. */
+  if (exit_key_ok && pthread_setspecific (exit_key, &exit_armed) == 0)
+    exit_armed = true;
+}
+
 static void
 store (char *msg, int errnum)
 {
+  if (msg != NULL)
+    arm_thread_exit ();
   free (last_msg);
   last_msg = msg;
   last_errno = errnum;

@@ -78,6 +78,12 @@ qmp_query_block_exports (struct qmp_client *c, json_t **list)
 }
 
 int
+qmp_query_fdsets (struct qmp_client *c, json_t **list)
+{
+  return query_list (c, "query-fdsets", NULL, list);
+}
+
+int
 qmp_blockdev_del (struct qmp_client *c, const char *node)
 {
   return qmp_client_execute_packed (

@@ -107,7 +107,8 @@ int qmp_client_execute_packed (struct qmp_client *c, const char *command,
   __attribute__ ((warn_unused_result));
 
 /* The lists of query-block, query-named-block-nodes (flat: each node's
- * image without its backing images), query-jobs and query-block-exports:
+ * image without its backing images), query-jobs, query-block-exports
+ * and query-fdsets:
  * *list gets a new reference to a JSON array (a reply that is not one is
  * an error, EPROTO). */
 int qmp_query_block (struct qmp_client *c, json_t **list)
@@ -117,6 +118,8 @@ int qmp_query_named_block_nodes (struct qmp_client *c, bool flat, json_t **list)
 int qmp_query_jobs (struct qmp_client *c, json_t **list)
   __attribute__ ((warn_unused_result));
 int qmp_query_block_exports (struct qmp_client *c, json_t **list)
+  __attribute__ ((warn_unused_result));
+int qmp_query_fdsets (struct qmp_client *c, json_t **list)
   __attribute__ ((warn_unused_result));
 
 int qmp_blockdev_del (struct qmp_client *c, const char *node)

@@ -3,8 +3,10 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -43,6 +45,52 @@ void
 fuzz_fd_path (int fd, char path[FUZZ_FD_PATH_MAX])
 {
   snprintf (path, FUZZ_FD_PATH_MAX, "/proc/self/fd/%d", fd);
+}
+
+static char file_dir[64];
+static char file_path[96];
+
+static void
+file_remove (void)
+{
+  unlink (file_path);
+  rmdir (file_dir);
+}
+
+const char *
+fuzz_file (const uint8_t *data, size_t size)
+{
+  int fd;
+
+  if (file_dir[0] == '\0') {
+    const char *tmp = access ("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+
+    snprintf (file_dir, sizeof file_dir, "%s/knib-fuzz-XXXXXX", tmp);
+    if (mkdtemp (file_dir) == NULL) {
+      perror ("mkdtemp");
+      abort ();
+    }
+    snprintf (file_path, sizeof file_path, "%s/input", file_dir);
+    atexit (file_remove);
+  }
+  fd = open (file_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd == -1) {
+    perror (file_path);
+    abort ();
+  }
+  for (size_t done = 0; done < size;) {
+    ssize_t r = write (fd, data + done, size - done);
+
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      perror (file_path);
+      abort ();
+    }
+    done += r;
+  }
+  close (fd);
+  return file_path;
 }
 
 void

@@ -19,6 +19,12 @@ int fuzz_memfd (const uint8_t *data, size_t size);
 #define FUZZ_FD_PATH_MAX 32
 void fuzz_fd_path (int fd, char path[FUZZ_FD_PATH_MAX]);
 
+/* The input as a regular file in a private directory (made once,
+ * removed at exit), for readers that refuse to follow a symbolic link
+ * such as /proc/self/fd/N.  Returns its path; aborts when the system
+ * refuses (no finding of the target). */
+const char *fuzz_file (const uint8_t *data, size_t size);
+
 /* Write all of data to fd (a socket: never SIGPIPE); errors are ignored,
  * the reader sees the stream end. */
 void fuzz_send_all (int fd, const void *data, size_t size);
