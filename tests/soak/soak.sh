@@ -31,7 +31,9 @@
 #
 # SOAK_ITERATIONS (200), SOAK_SEED (from the clock; printed), SOAK_KEEP,
 # SOAK_KINDS (a space-separated subset of the kinds), SOAK_LOG (a file
-# for the iteration log, default stdout).  Needs root (a loop mount).
+# for the iteration log, default stdout), SOAK_WRITER (the writer's
+# "MAXLEN INTERVAL", default "2048 1": a file a second, so that the
+# files each check reads on its own stay few).  Needs root (a loop mount).
 # Exit status 0 when every backup after a fault succeeded, no restore
 # was incorrect and nothing was left.
 
@@ -138,7 +140,7 @@ guest_start () {
     -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0 \
     -device pvpanic \
     -fw_cfg name=opt/knib/mode,string=writer \
-    -fw_cfg "name=opt/knib/writer,string=${SOAK_WRITER:-2048 0.1}" \
+    -fw_cfg "name=opt/knib/writer,string=${SOAK_WRITER:-2048 1}" \
     -serial "file:$CONSOLE" >"$W/qemu.$BOOTS.log" 2>&1 3>&- &
   GUEST_PID=$!
   track_pid "$GUEST_PID"
@@ -340,7 +342,8 @@ check_files () {
     _s=${_n#f-}
     _s=${_s%.dat}
     _s=${_s#"${_s%%[!0]*}"}
-    _hdr=$(head -c 255 "$_dir/$_n")
+    _hdr=""
+    read -r _hdr <"$_dir/$_n" || :
     set -f
     # shellcheck disable=SC2086
     set -- $_hdr
@@ -357,8 +360,11 @@ check_files () {
       _ok=1
       continue
     fi
-    [ "$_s" -gt "$_pt" ] || (cd "$_dir" && sha256sum "$_n") >>"$W/known"
+    [ "$_s" -gt "$_pt" ] || echo "$_n" >>"$W/check/learn"
   done <"$W/check/new"
+  if [ -s "$W/check/learn" ]; then
+    (cd "$_dir" && xargs sha256sum <"$W/check/learn") >>"$W/known"
+  fi
   return $_ok
 }
 
@@ -622,6 +628,32 @@ fault_concurrent () {
   fi
 }
 
+# ---- the table ----
+# table: what the iterations so far found.
+table () {
+  ELAPSED=$(($(date +%s) - START))
+  {
+    echo
+    echo "soak: $it iterations in $ELAPSED s ($((ELAPSED / (it > 0 ? it : 1))) s each), SOAK_SEED=$SEED"
+    printf '%-28s %8s\n' "injection" "count"
+    for k in $KINDS; do
+      printf '%-28s %8s\n' "$k" "$(eval echo "\$N_$(echo "$k" | tr - _)")"
+    done
+    printf '%-28s %8s\n' "backups (after a fault)" "$BACKUPS"
+    printf '%-28s %8s\n' "  of which full" "$BACKUPS_FULL"
+    printf '%-28s %8s\n' "failed backups" "$BACKUPS_FAILED"
+    printf '%-28s %8s\n' "restores checked" "$RESTORES"
+    printf '%-28s %8s\n' "restores skipped, unchanged" "$UNCHANGED"
+    printf '%-28s %8s\n' "incorrect restores" "$INCORRECT"
+    printf '%-28s %8s\n' "leftovers" "$LEFTOVERS"
+    printf '%-28s %8s\n' "restores killed mid-write" "$RESTORE_TEMPS"
+    printf '%-28s %8s\n' "faults skipped" "$SKIPPED"
+    printf '%-28s %8s\n' "guest files logged complete" "$(logged)"
+    echo "full backups, by reason:"
+    sort "$W/fulls" | uniq -c | sed 's/^/  /'
+  } >&3
+}
+
 # ---- setup ----
 say "soak: $ITERATIONS iterations, SOAK_SEED=$SEED, keep $KEEP, kinds: $KINDS"
 guest_disk soak
@@ -641,10 +673,12 @@ say "soak: the guest booted in ${GUEST_BOOT_SECONDS} s"
 NEXT_ID=""
 backup_next || fail "the first backup failed: $(cat "$W/next.err")"
 START=$(date +%s)
+it=0
+# Stopped early (^C, SIGTERM): the table of the iterations so far.
+trap 'table; exit 130' INT TERM
 
 set -- $KINDS
 NKINDS=$#
-it=0
 while [ "$it" -lt "$ITERATIONS" ]; do
   it=$((it + 1))
   t0=$(date +%s)
@@ -701,27 +735,5 @@ while [ "$it" -lt "$ITERATIONS" ]; do
   t3=$(date +%s)
   say "  checked $nchecked restores, logged seq $(logged); $((t3 - t0)) s (fault $((t1 - t0)), backup $((t2 - t1)), checks $((t3 - t2)))"
 done
-ELAPSED=$(($(date +%s) - START))
-
-# ---- the table ----
-{
-  echo
-  echo "soak: $it iterations in $ELAPSED s ($((ELAPSED / (it > 0 ? it : 1))) s each), SOAK_SEED=$SEED"
-  printf '%-28s %8s\n' "injection" "count"
-  for k in $KINDS; do
-    printf '%-28s %8s\n' "$k" "$(eval echo "\$N_$(echo "$k" | tr - _)")"
-  done
-  printf '%-28s %8s\n' "backups (after a fault)" "$BACKUPS"
-  printf '%-28s %8s\n' "  of which full" "$BACKUPS_FULL"
-  printf '%-28s %8s\n' "failed backups" "$BACKUPS_FAILED"
-  printf '%-28s %8s\n' "restores checked" "$RESTORES"
-  printf '%-28s %8s\n' "restores skipped, unchanged" "$UNCHANGED"
-  printf '%-28s %8s\n' "incorrect restores" "$INCORRECT"
-  printf '%-28s %8s\n' "leftovers" "$LEFTOVERS"
-  printf '%-28s %8s\n' "restores killed mid-write" "$RESTORE_TEMPS"
-  printf '%-28s %8s\n' "faults skipped" "$SKIPPED"
-  printf '%-28s %8s\n' "guest files logged complete" "$(logged)"
-  echo "full backups, by reason:"
-  sort "$W/fulls" | uniq -c | sed 's/^/  /'
-} >&3
+table
 [ "$BACKUPS_FAILED" -eq 0 ] && [ "$INCORRECT" -eq 0 ] && [ "$LEFTOVERS" -eq 0 ]
