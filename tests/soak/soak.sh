@@ -117,6 +117,7 @@ UNCHANGED=0
 INCORRECT=0
 LEFTOVERS=0
 RESTORE_TEMPS=0
+KILLS=0
 SKIPPED=0
 problem () {
   say "  PROBLEM: $*"
@@ -425,22 +426,38 @@ leftovers () {
 }
 
 # ---- the faults ----
+# fault_kill KEY LABEL ARG...: knib ARG... killed with SIGKILL at a
+# moment picked uniformly in [0, DUR_KEY) ms.  DUR_KEY (from MAXMS at
+# first) follows the command's length: it shrinks by a third when the
+# command ended before the kill and grows by a quarter when it was
+# killed, so that about half the kills land inside the command, at any
+# point of it, whatever the machine's speed.
 fault_kill () {
-  _cmd=$1
-  shift
-  rand "$MAXMS"
+  _key=$1 _label=$2
+  shift 2
+  eval "_dur=\${DUR_$_key:-$MAXMS}"
+  rand "$_dur"
   _ms=$R
   _l=$(logged)
   knib_bg "$W/fault.out" "$@"
   kill_at "$KPID" "$_ms"
   note_points "$_l"
-  FAULT_NOTE="$_cmd killed after ${_ms} ms (killed=$KILLED)"
+  if [ "$KILLED" = 1 ]; then
+    KILLS=$((KILLS + 1))
+    _dur=$((_dur * 5 / 4))
+    [ "$_dur" -le $((MAXMS * 4)) ] || _dur=$((MAXMS * 4))
+  else
+    _dur=$((_dur * 2 / 3))
+    [ "$_dur" -ge 20 ] || _dur=20
+  fi
+  eval "DUR_$_key=$_dur"
+  FAULT_NOTE="$_label killed after ${_ms} ms (killed=$KILLED)"
 }
 
 fault_kill_backup () {
   MAXMS=3000
   # shellcheck disable=SC2086
-  fault_kill backup backup $BACKUP_ARGS
+  fault_kill backup backup backup $BACKUP_ARGS
 }
 
 fault_kill_restore () {
@@ -449,7 +466,7 @@ fault_kill_restore () {
   rm -rf "$W/krestore"
   mkdir "$W/krestore"
   MAXMS=1200
-  fault_kill restore restore -q --repo "$REPO" --vm "$VM" "$RID" \
+  fault_kill restore restore restore -q --repo "$REPO" --vm "$VM" "$RID" \
     --to "$W/krestore/disk.qcow2"
   _t=$(find "$W/krestore" -name '.knib-restore-*' | wc -l)
   [ "$_t" -eq 0 ] || RESTORE_TEMPS=$((RESTORE_TEMPS + 1))
@@ -472,14 +489,14 @@ fault_kill_delete () {
   random_id
   [ -n "$RID" ] || { FAULT_NOTE="no backup"; return 0; }
   MAXMS=400
-  fault_kill "delete $RID" delete --repo "$REPO" --vm "$VM" "$RID"
+  fault_kill delete "delete $RID" delete --repo "$REPO" --vm "$VM" "$RID"
 }
 
 fault_kill_compress () {
   random_id
   [ -n "$RID" ] || { FAULT_NOTE="no backup"; return 0; }
   MAXMS=2500
-  fault_kill "compress $RID" compress --repo "$REPO" --vm "$VM" "$RID" \
+  fault_kill compress "compress $RID" compress --repo "$REPO" --vm "$VM" "$RID" \
     --compress zstd
 }
 
@@ -487,7 +504,7 @@ fault_kill_merge () {
   random_id incremental
   [ -n "$RID" ] || { FAULT_NOTE="no incremental backup"; return 0; }
   MAXMS=5000
-  fault_kill "merge $RID" merge --repo "$REPO" --vm "$VM" "$RID"
+  fault_kill merge "merge $RID" merge --repo "$REPO" --vm "$VM" "$RID"
 }
 
 fault_kill_qemu () {
@@ -639,6 +656,7 @@ table () {
     for k in $KINDS; do
       printf '%-28s %8s\n' "$k" "$(eval echo "\$N_$(echo "$k" | tr - _)")"
     done
+    printf '%-28s %8s\n' "kill -9 inside the command" "$KILLS"
     printf '%-28s %8s\n' "backups (after a fault)" "$BACKUPS"
     printf '%-28s %8s\n' "  of which full" "$BACKUPS_FULL"
     printf '%-28s %8s\n' "failed backups" "$BACKUPS_FAILED"
