@@ -138,6 +138,9 @@ if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
   [ "$(sha256sum a.qcow2 b.qcow2)" = "$sum_before" ] || fail "the images were not put back"
   kill_restore
   restore_leftovers=yes
+  # Not what is not knib's: a file of another name, a symbolic link.
+  : >.knib-restore-a.qcow2.other
+  ln -s "$TMPDIR_TEST/nowhere" .knib-restore-a.qcow2.LINK00
 fi
 
 # Restore backup 1 in place.
@@ -155,7 +158,12 @@ for img in a.qcow2 b.qcow2; do
   [ "$(grep -o '"name":"knib-[^"]*"' info.json | wc -l)" -eq 1 ] \
     || fail "$img has other knib bitmaps than knib-$b1: $(cat info.json)"
 done
-! ls -a | grep -q '^\.knib-restore' || fail "temporary files left"
+if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
+  [ -e .knib-restore-a.qcow2.other ] && [ -L .knib-restore-a.qcow2.LINK00 ] \
+    || fail "the restore removed files that were not a killed restore's"
+  rm -f .knib-restore-a.qcow2.other .knib-restore-a.qcow2.LINK00
+fi
+! ls -a | grep -q '^\.knib-restore' || fail "temporary files left: $(ls -a | grep '^\.knib-restore')"
 "$KNIB" list --repo "$REPO" vm >list.out
 grep -q "$b1 .* tip " list.out || fail "list does not show $b1 as the tip: $(cat list.out)"
 grep -q "$b2 .* - " list.out || fail "list does not show $b2 off the branch: $(cat list.out)"

@@ -2,6 +2,7 @@
 /* restore.c: a backup's disks as new qcow2 or raw images, through qemu-img. */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@ struct target {
                    ("json:") */
   char *path;   /* where it goes */
   char *temp;   /* the file qemu-img writes, beside path */
+  int temp_fd;  /* temp, open and flock()ed for as long as knib runs */
   enum chain_restore_format format;
   bool replace; /* path exists: replace it, keeping its owner and mode */
 };
@@ -86,6 +89,8 @@ restore_release (struct restore *r)
 
     if (t->temp != NULL && unlink (t->temp) == -1 && errno != ENOENT)
       debug (DEBUG_CHAIN, "cannot remove '%s': %m", t->temp);
+    if (t->temp_fd >= 0)
+      close (t->temp_fd);
     free (t->image);
     free (t->source);
     free (t->path);
@@ -196,7 +201,7 @@ static int
 add_target (struct restore *r, const struct chain_disk *disk, bool several,
             const struct chain_restore_target *in_place)
 {
-  struct target t = { .disk = disk, .format = r->o->format };
+  struct target t = { .disk = disk, .format = r->o->format, .temp_fd = -1 };
 
   if (check_disk_chain (r, disk) == -1)
     return -1;
@@ -325,30 +330,72 @@ plan (struct restore *r)
   return 0;
 }
 
-/* A new empty file beside t->path for qemu-img to write. */
+/* Remove the temporary files of dir/base that restores killed with
+ * SIGKILL left (".knib-restore-<base>.XXXXXX", ours, a regular file):
+ * a running restore holds a flock() on its own, a dead one's is free. */
+static void
+remove_stale_temps (const char *dir, const char *base)
+{
+  CLEANUP_FREE char *prefix = str_printf (".knib-restore-%s.", base);
+  DIR *d;
+  struct dirent *e;
+
+  if (prefix == NULL || (d = opendir (dir)) == NULL)
+    return;
+  while ((e = readdir (d)) != NULL) {
+    struct stat st;
+    int fd;
+
+    if (strncmp (e->d_name, prefix, strlen (prefix)) != 0
+        || strlen (e->d_name) != strlen (prefix) + 6)
+      continue;
+    fd = openat (dirfd (d), e->d_name,
+                 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd == -1)
+      continue;
+    if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && st.st_uid == geteuid ()
+        && flock (fd, LOCK_EX | LOCK_NB) == 0) {
+      if (unlinkat (dirfd (d), e->d_name, 0) == 0)
+        debug (DEBUG_CHAIN, "removed '%s/%s', left by a killed restore", dir,
+               e->d_name);
+    }
+    close (fd);
+  }
+  closedir (d);
+}
+
+/* A new empty file beside t->path for qemu-img to write, locked for as
+ * long as knib runs (what a killed restore left, the next one removes). */
 static int
 make_temp (struct target *t)
 {
   CLEANUP_FREE char *dir_copy = strdup (t->path);
   CLEANUP_FREE char *base_copy = strdup (t->path);
+  const char *dir, *base;
   int fd;
 
   if (dir_copy == NULL || base_copy == NULL) {
     set_error (ENOMEM, "restore");
     return -1;
   }
-  t->temp = str_printf ("%s/" CHAIN_RESTORE_TEMP_PREFIX "%s.XXXXXX",
-                        dirname (dir_copy), basename (base_copy));
+  dir = dirname (dir_copy);
+  base = basename (base_copy);
+  remove_stale_temps (dir, base);
+  t->temp = str_printf ("%s/" CHAIN_RESTORE_TEMP_PREFIX "%s.XXXXXX", dir, base);
   if (t->temp == NULL)
     return -1;
-  fd = mkstemp (t->temp);
-  if (fd == -1) {
+  fd = mkostemp (t->temp, O_CLOEXEC);
+  if (fd == -1 || flock (fd, LOCK_EX | LOCK_NB) == -1) {
     set_error (errno, "cannot create a file beside '%s'", t->path);
+    if (fd != -1) {
+      unlink (t->temp);
+      close (fd);
+    }
     free (t->temp);
     t->temp = NULL;
     return -1;
   }
-  close (fd);
+  t->temp_fd = fd;
   return 0;
 }
 

@@ -368,11 +368,19 @@ source_notify (struct nbd_source *s, unsigned i, short revents)
   else if (revents & POLLERR)
     r = nbd_aio_notify_read (h);
   if (r == -1 || nbd_aio_is_dead (h) || nbd_aio_is_closed (h)) {
-    if (s->nr_conns > 1)
+    /* A handle that died without a failing call here (the server hung
+     * up, as QEMU's does when its read of the disk fails, and another
+     * thread's call saw it) left no message on this thread: say what
+     * happened rather than libnbd's last, unrelated, error. */
+    if ((r != -1 || nbd_get_error () == NULL) && s->nr_conns > 1)
+      set_error (ENOTCONN, "connection %u: %s", i, NBD_LOST_CONNECTION);
+    else if (r != -1 || nbd_get_error () == NULL)
+      set_error (ENOTCONN, "%s", NBD_LOST_CONNECTION);
+    else if (s->nr_conns > 1)
       nbd_error_from_libnbd ("connection %u", i);
     else
       nbd_error_set (nbd_get_errno () ? nbd_get_errno () : EIO,
-                     nbd_get_error () ? nbd_get_error () : "libnbd error");
+                     nbd_get_error ());
     s->broken = true;
     return -1;
   }
