@@ -60,7 +60,7 @@ job_field "$t" error | grep -q "timed out after 2 s" || fail "job $t: $(job_fiel
 check_qemu_clean "$S" vm vda
 check_repo_clean vm vda
 
-# 4. Restore, validate, delete, prune as jobs.
+# 4. Restore, verify, delete, prune as jobs.
 hmp_write "$S2" vda 0x33 1M 1M
 oracle "$S2" disk.qcow2 oracle2.qcow2
 j=$(backup)
@@ -71,8 +71,8 @@ r=$(agent_job restore vm=vm "repo=$REPO" "backup=$id2" "to=$TMPDIR_TEST/restored
 job_wait_ok "$r"
 qemu-img compare -q oracle2.qcow2 restored.qcow2 || fail "the restore job's image differs from its oracle"
 # knib job submit --wait: queued, followed, its exit status the job's.
-"$KNIB" job submit validate vm=vm "repo=$REPO" --wait >s.out 2>&1 \
-  || fail "knib job submit validate --wait: $(cat s.out)"
+"$KNIB" job submit verify vm=vm "repo=$REPO" --wait >s.out 2>&1 \
+  || fail "knib job submit verify --wait: $(cat s.out)"
 v=$(sed -n 's/^job \([0-9]*\): succeeded$/\1/p' s.out)
 [ -n "$v" ] || fail "knib job submit --wait said: $(cat s.out)"
 rc=0; "$KNIB" job submit frob vm=vm >s.out 2>&1 || rc=$?
@@ -83,7 +83,7 @@ rc=0; "$KNIB" job submit backup vm=a/b "repo=$REPO" "qmp=$S" >s.out 2>&1 || rc=$
 { [ "$rc" -eq 1 ] && grep -q "invalid vm name 'a/b'" s.out; } \
   || fail "knib job submit of vm a/b: $rc $(cat s.out)"
 agent query-jobs "id=$v" | grep -q '"result":{.*"success":true' \
-  || fail "validate job: $(agent query-jobs "id=$v")"
+  || fail "verify job: $(agent query-jobs "id=$v")"
 # list-backups: knib list's JSON; bad arguments refused.
 agent list-backups "repo=$REPO" vm=vm | grep -q "\"id\":\"$id2\"" \
   || fail "list-backups: $(agent list-backups "repo=$REPO" vm=vm)"

@@ -81,6 +81,49 @@ reply $n | grep -q '"return":{"qemu".*"id":"last"' \
 still_up "bad commands"
 nothing_queued "bad commands"
 
+# validate (a boot validation), verify and merge: their bad arguments.
+raw '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r"}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b/c"}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "boot-timeout": 0}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "expect-exit": 256, "command": ["true"]}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "memory": 8}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "cpus": 256}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "accel": "hvf"}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "no-screenshot": 1}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "command": []}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "command": ["", "x"]}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "command": [1]}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "expect-output": "x"}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "expect-exit": 0, "expect-output": "x", "command": ["true"]}}' \
+  '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "keep": true}}' \
+  '{"execute": "verify", "arguments": {"vm": "v", "repo": "/r", "boot-timeout": 5}}' \
+  '{"execute": "verify", "arguments": {"vm": "v/w", "repo": "/r"}}' \
+  '{"execute": "merge", "arguments": {"vm": "v", "repo": "/r"}}' \
+  '{"execute": "merge", "arguments": {"vm": "v", "repo": "/r", "backup": "../x"}}' \
+  '{"execute": "merge", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "compress": "zstd"}}'
+n=2
+for want in "missing argument 'backup'" "argument 'backup': invalid backup name 'b/c'" \
+  "argument 'boot-timeout' must be an integer from 1 to 86400" \
+  "argument 'expect-exit' must be an integer from 0 to 255" \
+  "argument 'memory' must be an integer from 16 to" \
+  "argument 'cpus' must be an integer from 1 to 255" \
+  "argument 'accel': 'hvf' is not a valid choice" \
+  "argument 'no-screenshot' must be true or false" \
+  "argument 'command' must be a non-empty array" \
+  "argument 'command' must hold strings" "argument 'command' must hold strings" \
+  "'expect-exit' and 'expect-output' check a 'command'" \
+  "give 'expect-exit' or 'expect-output', not both" "unknown argument 'keep'" \
+  "unknown argument 'boot-timeout'" "argument 'vm': invalid vm name 'v/w'" \
+  "missing argument 'backup'" "argument 'backup': invalid backup name '../x'" \
+  "unknown argument 'compress'"; do
+  n=$((n + 1))
+  reply $n | grep -q '^{"error":{"class":"GenericError","desc":"' \
+    || fail "reply $n is not an error: $(reply $n)"
+  reply $n | grep -q -- "$want" || fail "reply $n: expected '$want', got $(reply $n)"
+done
+still_up "bad validate, verify and merge arguments"
+nothing_queued "bad validate, verify and merge arguments"
+
 # A huge message: an error, then the connection is closed.
 head -c 200000 /dev/zero | tr '\0' x | "$AGENT_RAW" "$AGENT" >raw.out
 reply 3 | grep -q '"desc":"message longer than 65536 bytes' \
@@ -106,6 +149,17 @@ for bad in 'compression-jobs-per-host=-2' 'compression-jobs-per-host=1025' \
     fail "set-settings $bad was accepted"
   fi
   grep -q "out of range\|unknown setting\|not true or false" set.out \
+    || fail "set-settings $bad: $(cat set.out)"
+done
+# Per-VM policies (vm.NAME.compress): a bad value or VM name refused.
+# (JSON arguments: knib qmp reads dotted KEY=VALUE words as nested
+# objects.)
+for bad in '"vm.web01.compress": "sometimes"' '"vm.a/b.compress": "deferred"' \
+  '"vm.web01.compress": 1' '"vm..compress": "none"' '"vm.web01.colour": "red"'; do
+  if "$KNIB" qmp "$AGENT" set-settings "{$bad}" >set.out 2>&1; then
+    fail "set-settings $bad was accepted"
+  fi
+  grep -q "is not one of none, zstd, zlib, deferred, default\|invalid vm name\|unknown setting" set.out \
     || fail "set-settings $bad: $(cat set.out)"
 done
 [ "$(agent query-settings)" = "$before" ] \
@@ -147,8 +201,17 @@ echo 'compression-jobs-per-host = 99999' >bad.conf
 rc=0; "$KNIBD" --foreground --config bad.conf --state-dir "$TMPDIR_TEST/s2" \
   --socket "$TMPDIR_TEST/s2.sock" >bad.err 2>&1 || rc=$?
 { [ "$rc" -eq 1 ] && grep -q "line 1" bad.err; } || fail "knibd with a bad knib.conf: $rc $(cat bad.err)"
+printf '# policies\nvm.web01.compress = deferred\nvm.db.compress = later\n' >bad.conf
+rc=0; "$KNIBD" --foreground --config bad.conf --state-dir "$TMPDIR_TEST/s2" \
+  --socket "$TMPDIR_TEST/s2.sock" >bad.err 2>&1 || rc=$?
+{ [ "$rc" -eq 1 ] && grep -q "bad.conf' line 3: vm.db.compress: 'later' is not one of none, zstd, zlib, deferred, default" bad.err; } \
+  || fail "knibd with a bad VM policy: $rc $(cat bad.err)"
 for args in "job frob 1" "job wait abc" "job cancel" "jobs extra" "agent frob" \
-  "jobs --timeout" "job wait 1 --vm a/b" "jobs --vm a/b"; do
+  "jobs --timeout" "job wait 1 --vm a/b" "jobs --vm a/b" \
+  "validate --agent --repo /r --vm v" "validate --agent --repo /r --vm v b --keep" \
+  "validate --agent --repo /r --vm v b --memory x" "merge --agent --repo /r --vm v b c" \
+  "merge --agent --repo /r --vm v b --dry-run" "verify --agent --repo /r --boot-timeout 5 v" \
+  "export --agent --repo /r b"; do
   rc=0
   # shellcheck disable=SC2086
   "$KNIB" $args >bad.out 2>&1 || rc=$?

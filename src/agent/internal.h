@@ -47,7 +47,10 @@ enum job_type {
   JOB_COMPRESS_FINALIZE,
   JOB_DELETE,
   JOB_PRUNE,
+  JOB_VERIFY,
+  JOB_MERGE,
 };
+#define JOB_TYPE_LAST JOB_MERGE
 
 const char *job_state_name (enum job_state s);
 const char *job_type_name (enum job_type t);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* metrics.c: the textfile for node_exporter's textfile collector,
  * rewritten after every job: per VM the last successful backup and the
- * last validation, per host the jobs in each state. */
+ * last boot validation, per host the jobs in each state. */
 #include <config.h>
 
 #include <errno.h>
@@ -29,12 +29,32 @@ result_bytes (const json_t *result)
   return sum;
 }
 
+/* The last boot validation (knib validate's --json summary as the
+ * job's result): passed or not, the backup, the measured recovery time.
+ * A job that could not validate (no summary) did not pass. */
+static void
+write_validation (FILE *fp, const char *vm, const json_t *row)
+{
+  const json_t *result = json_object_get (row, "result");
+  const json_t *v = json_object_get (result, "validation");
+  const json_t *boot = json_object_get (v, "boot-seconds");
+  const char *backup = json_string_value (json_object_get (row, "backup"));
+
+  fprintf (fp, "knib_last_validation_timestamp_seconds{vm=\"%s\"} %.3f\n", vm,
+           json_real_value (json_object_get (row, "finished")));
+  fprintf (fp, "knib_last_validation_success{vm=\"%s\",backup=\"%s\"} %d\n", vm,
+           backup ? backup : "",
+           json_is_true (json_object_get (result, "success")));
+  if (json_is_number (boot))
+    fprintf (fp, "knib_last_validation_recovery_seconds{vm=\"%s\"} %.1f\n", vm,
+             json_number_value (boot));
+}
+
 static void
 write_vm (FILE *fp, const json_t *row)
 {
   const char *vm = json_string_value (json_object_get (row, "vm"));
   const char *type = json_string_value (json_object_get (row, "type"));
-  const char *status = json_string_value (json_object_get (row, "status"));
   const json_t *result = json_object_get (row, "result");
   double started = json_real_value (json_object_get (row, "started"));
   double finished = json_real_value (json_object_get (row, "finished"));
@@ -51,12 +71,8 @@ write_vm (FILE *fp, const json_t *row)
              vm, json_string_value (json_object_get (result, "kind")) ?: "",
              json_string_value (json_object_get (row, "backup")) ?: "");
   }
-  else {
-    fprintf (fp, "knib_last_validation_timestamp_seconds{vm=\"%s\"} %.3f\n", vm,
-             finished);
-    fprintf (fp, "knib_last_validation_success{vm=\"%s\"} %d\n", vm,
-             strcmp (status, "succeeded") == 0);
-  }
+  else
+    write_validation (fp, vm, row);
 }
 
 int

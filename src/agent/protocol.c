@@ -96,6 +96,13 @@ settings_object (const struct knib_config *cfg)
     v = json_loads (text, JSON_DECODE_ANY, NULL);
     json_object_set_new (o, key, v ? v : json_string (text));
   }
+  /* The per-VM policies: vm.NAME.compress. */
+  for (size_t i = 0; o != NULL && i < cfg->n_vm_policies; i++) {
+    CLEANUP_FREE char *vkey = config_vm_key (cfg, i);
+
+    if (vkey != NULL)
+      json_object_set_new (o, vkey, json_string (cfg->vm_policies[i].compress));
+  }
   return o;
 }
 
@@ -377,6 +384,8 @@ static const struct command {
   { .name = "compress", .job = JOB_COMPRESS_START },
   { .name = "delete", .job = JOB_DELETE },
   { .name = "prune", .job = JOB_PRUNE },
+  { .name = "verify", .job = JOB_VERIFY },
+  { .name = "merge", .job = JOB_MERGE },
   { .name = "list-backups", .run = cmd_list_backups },
   { .name = "schedule-set", .run = cmd_schedule_set },
   { .name = "schedule-remove", .run = cmd_schedule_remove },

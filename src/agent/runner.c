@@ -37,6 +37,8 @@ static const char *const type_names[] = {
   [JOB_COMPRESS_FINALIZE] = "compress-finalize",
   [JOB_DELETE] = "delete",
   [JOB_PRUNE] = "prune",
+  [JOB_VERIFY] = "verify",
+  [JOB_MERGE] = "merge",
 };
 
 const char *
@@ -54,7 +56,7 @@ job_type_name (enum job_type t)
 int
 job_type_parse (const char *name, enum job_type *t)
 {
-  for (enum job_type i = JOB_BACKUP; i <= JOB_PRUNE; i++)
+  for (enum job_type i = JOB_BACKUP; i <= JOB_TYPE_LAST; i++)
     if (strcmp (type_names[i], name) == 0) {
       *t = i;
       return 0;
@@ -96,6 +98,8 @@ enum arg_type {
   ARG_INT,
   ARG_BOOL,
   ARG_NAMES, /* an array of names */
+  ARG_WORDS, /* an array of strings: a command and its arguments, after
+                "--" */
   ARG_AGENT, /* for knibd itself (an integer), not passed on */
 };
 
@@ -107,12 +111,24 @@ struct arg_spec {
   const char *const *choices; /* for ARG_STRING: the allowed values */
 };
 
+/* The integers whose range is narrower than 0 to 1000000000: knib
+ * validate's. */
+static const struct int_range {
+  const char *name;
+  int64_t min, max;
+} int_ranges[] = {
+  { "boot-timeout", 1, 86400 }, { "command-timeout", 1, 86400 },
+  { "expect-exit", 0, 255 },    { "memory", 16, 16 * 1024 * 1024 },
+  { "cpus", 1, 255 },
+};
+
 static const char *const backup_modes[]
   = { "auto", "full", "incremental", "isolated", NULL };
 static const char *const backup_compress[]
   = { "none", "zstd", "zlib", "deferred", NULL };
 static const char *const compress_types[] = { "zstd", "zlib", NULL };
 static const char *const formats[] = { "qcow2", "raw", NULL };
+static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 
 #define AGENT_ARGS                                                             \
   { "timeout", ARG_AGENT, NULL, false, NULL },                                 \
@@ -158,10 +174,39 @@ static const struct arg_spec restore_args[] = {
   { NULL, ARG_AGENT, NULL, false, NULL },
 };
 
+/* knib validate: a boot validation; its ranges are knib validate's. */
 static const struct arg_spec validate_args[] = {
   { "vm", ARG_NAME, "--vm", true, NULL },
   { "repo", ARG_STRING, "--repo", true, NULL },
+  { "backup", ARG_NAME, NULL, true, NULL },
+  { "boot-timeout", ARG_INT, "--boot-timeout", false, NULL },
+  { "command-timeout", ARG_INT, "--command-timeout", false, NULL },
+  { "expect-exit", ARG_INT, "--expect-exit", false, NULL },
+  { "expect-output", ARG_STRING, "--expect-output", false, NULL },
+  { "no-screenshot", ARG_BOOL, "--no-screenshot", false, NULL },
+  { "accel", ARG_STRING, "--accel", false, accels },
+  { "memory", ARG_INT, "--memory", false, NULL },
+  { "cpus", ARG_INT, "--cpus", false, NULL },
+  { "scratch", ARG_STRING, "--scratch", false, NULL },
+  { "command", ARG_WORDS, NULL, false, NULL },
+  AGENT_ARGS,
+  { NULL, ARG_AGENT, NULL, false, NULL },
+};
+
+/* knib verify: the integrity check of a backup, or of every backup of
+ * the VM. */
+static const struct arg_spec verify_args[] = {
+  { "vm", ARG_NAME, "--vm", true, NULL },
+  { "repo", ARG_STRING, "--repo", true, NULL },
   { "backup", ARG_NAME, NULL, false, NULL },
+  AGENT_ARGS,
+  { NULL, ARG_AGENT, NULL, false, NULL },
+};
+
+static const struct arg_spec merge_args[] = {
+  { "vm", ARG_NAME, "--vm", true, NULL },
+  { "repo", ARG_STRING, "--repo", true, NULL },
+  { "backup", ARG_NAME, NULL, true, NULL },
   AGENT_ARGS,
   { NULL, ARG_AGENT, NULL, false, NULL },
 };
@@ -203,6 +248,10 @@ job_args (enum job_type t)
     return restore_args;
   case JOB_VALIDATE:
     return validate_args;
+  case JOB_VERIFY:
+    return verify_args;
+  case JOB_MERGE:
+    return merge_args;
   case JOB_COMPRESS_START:
   case JOB_COMPRESS_FINALIZE:
     return compress_args;
@@ -253,12 +302,42 @@ arg_check (const struct arg_spec *s, const json_t *v)
     }
     return 0;
   case ARG_INT:
-  case ARG_AGENT:
-    if (!json_is_integer (v) || json_integer_value (v) < 0
-        || json_integer_value (v) > 1000000000) {
-      set_error (0, "argument '%s' must be an integer from 0 to 1000000000",
-                 s->name);
+  case ARG_AGENT: {
+    int64_t min = 0, max = 1000000000;
+
+    for (size_t i = 0; i < sizeof int_ranges / sizeof int_ranges[0]; i++)
+      if (strcmp (int_ranges[i].name, s->name) == 0) {
+        min = int_ranges[i].min;
+        max = int_ranges[i].max;
+      }
+
+    if (!json_is_integer (v) || json_integer_value (v) < min
+        || json_integer_value (v) > max) {
+      set_error (
+        0, "argument '%s' must be an integer from %" PRIi64 " to %" PRIi64,
+        s->name, min, max);
       return -1;
+    }
+    return 0;
+  }
+  case ARG_WORDS:
+    if (!json_is_array (v) || json_array_size (v) == 0
+        || json_array_size (v) > 1024) {
+      set_error (0, "argument '%s' must be a non-empty array", s->name);
+      return -1;
+    }
+    for (size_t i = 0; i < json_array_size (v); i++) {
+      const json_t *e = json_array_get (v, i);
+
+      if (!json_is_string (e) || json_string_length (e) > 4096
+          || strlen (json_string_value (e)) != json_string_length (e)
+          || (i == 0 && json_string_length (e) == 0)) {
+        set_error (0,
+                   "argument '%s' must hold strings (the program first, "
+                   "not empty)",
+                   s->name);
+        return -1;
+      }
     }
     return 0;
   case ARG_BOOL:
@@ -341,6 +420,24 @@ restore_check (const json_t *args)
   return 0;
 }
 
+/* A validation's command checks go with a command, one of them. */
+static int
+validate_check (const json_t *args)
+{
+  bool exit_ = json_object_get (args, "expect-exit") != NULL;
+  bool output = json_object_get (args, "expect-output") != NULL;
+
+  if (exit_ && output) {
+    set_error (0, "give 'expect-exit' or 'expect-output', not both");
+    return -1;
+  }
+  if ((exit_ || output) && json_object_get (args, "command") == NULL) {
+    set_error (0, "'expect-exit' and 'expect-output' check a 'command'");
+    return -1;
+  }
+  return 0;
+}
+
 /* Every member known, of the right type; every required one there. */
 static int
 request_check (enum job_type type, const json_t *args)
@@ -382,6 +479,8 @@ request_check (enum job_type type, const json_t *args)
   }
   if (type == JOB_RESTORE)
     return restore_check (args);
+  if (type == JOB_VALIDATE)
+    return validate_check (args);
   return 0;
 }
 
@@ -457,9 +556,28 @@ argv_add_request (json_t *argv, const struct arg_spec *specs,
             || argv_add (argv, json_string_value (json_array_get (v, i))) == -1)
           return -1;
       break;
+    case ARG_WORDS: /* the last words: see argv_add_words */
     case ARG_AGENT:
       break;
     }
+  }
+  return 0;
+}
+
+/* The request's words (a command in the guest) after "--". */
+static int
+argv_add_words (json_t *argv, const struct arg_spec *specs, const json_t *args)
+{
+  for (const struct arg_spec *s = specs; s->name != NULL; s++) {
+    const json_t *v = json_object_get (args, s->name);
+
+    if (s->type != ARG_WORDS || v == NULL)
+      continue;
+    if (argv_add (argv, "--") == -1)
+      return -1;
+    for (size_t i = 0; i < json_array_size (v); i++)
+      if (argv_add (argv, json_string_value (json_array_get (v, i))) == -1)
+        return -1;
   }
   return 0;
 }
@@ -492,6 +610,16 @@ job_argv (struct agent *a, const struct job *j)
       r |= argv_add (argv, "--wait");
     break;
   case JOB_VALIDATE:
+    /* knib validate --repo DIR --vm VM BACKUP [OPTIONS] [-- PROGRAM...] */
+    r |= argv_add (argv, "validate") | argv_add (argv, "--json");
+    r |= argv_add_request (argv, validate_args, j->request);
+    r |= argv_add_words (argv, validate_args, j->request);
+    break;
+  case JOB_MERGE:
+    r |= argv_add (argv, "merge");
+    r |= argv_add_request (argv, merge_args, j->request);
+    break;
+  case JOB_VERIFY:
     /* knib verify --repo DIR [--vm VM] BACKUP | VM */
     r |= argv_add (argv, "verify") | argv_add (argv, "--json");
     r |= argv_add (argv, "--repo")
@@ -650,6 +778,12 @@ job_enqueue (struct agent *a, struct job *j)
 {
   const json_t *retries = json_object_get (j->request, "retries");
 
+  /* The VM's policy (vm.NAME.compress) when the request says nothing:
+   * deferred queues a compression after the backup (job_follow). */
+  if (j->type == JOB_BACKUP && json_object_get (j->request, "compress") == NULL
+      && config_vm_compress (&a->cfg, j->vm) != NULL)
+    json_object_set_new (j->request, "compress",
+                         json_string (config_vm_compress (&a->cfg, j->vm)));
   if (is_compress (j->type))
     j->max_attempts
       = a->cfg.compression_retries > 0 ? (int) a->cfg.compression_retries : 1;
@@ -1225,8 +1359,9 @@ job_limit (const struct agent *a, const struct job *j)
   case JOB_BACKUP:
     return a->cfg.backup_jobs_per_host > 0 ? a->cfg.backup_jobs_per_host
                                            : a->cores;
-  case JOB_VALIDATE:
-    return a->cfg.validation_jobs_per_host;
+  case JOB_VALIDATE: /* less than 1: no limit, as for knib validate */
+    return a->cfg.validation_jobs_per_host > 0 ? a->cfg.validation_jobs_per_host
+                                               : -1;
   case JOB_COMPRESS_START:
     return a->cfg.compression_jobs_per_host < 0
              ? -1
@@ -1235,6 +1370,8 @@ job_limit (const struct agent *a, const struct job *j)
   case JOB_RESTORE:
   case JOB_DELETE:
   case JOB_PRUNE:
+  case JOB_VERIFY:
+  case JOB_MERGE:
     return -1;
   }
   return -1;

@@ -35,9 +35,16 @@ struct req_option {
   enum req_kind kind;
 };
 
-/* Positional words: none, the backup, the backups, or (verify) the
- * backup when --vm is given and the VM otherwise. */
-enum req_words { WORDS_NONE, WORDS_BACKUP, WORDS_BACKUPS, WORDS_VERIFY };
+/* Positional words: none, the backup, the backups, (verify) the
+ * backup when --vm is given and the VM otherwise, or (validate) the
+ * backup and the command in the guest. */
+enum req_words {
+  WORDS_NONE,
+  WORDS_BACKUP,
+  WORDS_BACKUPS,
+  WORDS_VERIFY,
+  WORDS_VALIDATE
+};
 
 #define REQ_REPO_VM                                                            \
   { "repo", "repo", REQ_STRING },                                              \
@@ -93,6 +100,21 @@ static const struct req_option verify_opts[] = {
   { NULL, NULL, REQ_FLAG },
 };
 
+static const struct req_option validate_opts[] = {
+  REQ_REPO_VM,
+  REQ_JOB,
+  { "boot-timeout", "boot-timeout", REQ_INT },
+  { "command-timeout", "command-timeout", REQ_INT },
+  { "expect-exit", "expect-exit", REQ_INT },
+  { "expect-output", "expect-output", REQ_STRING },
+  { "no-screenshot", "no-screenshot", REQ_FLAG },
+  { "accel", "accel", REQ_STRING },
+  { "memory", "memory", REQ_INT },
+  { "cpus", "cpus", REQ_INT },
+  { "scratch", "scratch", REQ_STRING },
+  { NULL, NULL, REQ_FLAG },
+};
+
 static const struct req_option compress_opts[] = {
   REQ_REPO_VM,
   REQ_JOB,
@@ -117,7 +139,9 @@ static const struct agent_command {
 } agent_commands[] = {
   { "backup", "backup", backup_opts, WORDS_NONE },
   { "restore", "restore", restore_opts, WORDS_BACKUP },
-  { "verify", "validate", verify_opts, WORDS_VERIFY },
+  { "validate", "validate", validate_opts, WORDS_VALIDATE },
+  { "verify", "verify", verify_opts, WORDS_VERIFY },
+  { "merge", "merge", verify_opts, WORDS_BACKUP },
   { "compress", "compress", compress_opts, WORDS_BACKUP },
   { "delete", "delete", verify_opts, WORDS_BACKUPS },
   { "prune", "prune", prune_opts, WORDS_NONE },
@@ -230,6 +254,17 @@ request_add_words (const struct agent_command *ac, json_t *req, int argc,
                                            "a VM");
     json_object_set_new (req, json_object_get (req, "vm") ? "backup" : "vm",
                          json_string (argv[optind]));
+    return 0;
+  case WORDS_VALIDATE:
+    if (n == 0)
+      return cli_usage_error (ac->command, "no BACKUP given");
+    json_object_set_new (req, "backup", json_string (argv[optind]));
+    if (n == 1)
+      return 0;
+    arr = json_array ();
+    for (int i = optind + 1; i < argc; i++)
+      json_array_append_new (arr, json_string (argv[i]));
+    json_object_set_new (req, "command", arr);
     return 0;
   case WORDS_BACKUPS:
     if (n == 0)
@@ -495,8 +530,8 @@ cli_agent_run (struct cli *cli, const char *cmd, int argc, char **argv)
   if (ac == NULL) {
     cli_usage_error (cmd,
                      "'knib %s' does not run through knibd: --agent "
-                     "goes with backup, restore, verify, compress, "
-                     "delete and prune",
+                     "goes with backup, restore, validate, verify, merge, "
+                     "compress, delete and prune",
                      cmd);
     return EXIT_USAGE;
   }

@@ -266,7 +266,8 @@ job_wait (struct qmp_client *c, const struct agent_opts *o, int64_t id)
 }
 
 static const char *const job_commands[] = {
-  "backup", "restore", "validate", "compress", "delete", "prune", NULL,
+  "backup",   "restore", "validate", "verify", "merge",
+  "compress", "delete",  "prune",    NULL,
 };
 
 /* knib job submit COMMAND ARGS... [--wait] */
@@ -314,7 +315,7 @@ job_submit_main (const struct cli *cli, const struct agent_opts *o, int argc,
   if (job_commands[i] == NULL) {
     cli_usage_error ("job",
                      "'%s' is not a job (backup, restore, validate, "
-                     "compress, delete, prune)",
+                     "verify, merge, compress, delete, prune)",
                      argv[0]);
     return EXIT_USAGE;
   }

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cleanup.h"
@@ -141,9 +142,92 @@ set_key (struct knib_config *cfg, const struct key *k, const char *value)
   return -1;
 }
 
+/* The VM of a per-VM key ("vm.NAME.compress"), or NULL when key is not
+ * one (caller frees). */
+static char *
+vm_key_name (const char *key)
+{
+  static const char suffix[] = ".compress";
+  size_t n = strlen (key);
+
+  if (strncmp (key, "vm.", 3) != 0 || n < 3 + sizeof suffix
+      || strcmp (key + n - (sizeof suffix - 1), suffix) != 0)
+    return NULL;
+  return strndup (key + 3, n - 3 - (sizeof suffix - 1));
+}
+
+static struct knib_vm_policy *
+vm_policy_find (const struct knib_config *cfg, const char *vm)
+{
+  for (size_t i = 0; i < cfg->n_vm_policies; i++)
+    if (strcmp (cfg->vm_policies[i].vm, vm) == 0)
+      return (struct knib_vm_policy *) &cfg->vm_policies[i];
+  return NULL;
+}
+
+/* vm.NAME.compress = none | zstd | zlib | deferred, or default (no
+ * policy of its own). */
+static int
+set_vm_policy (struct knib_config *cfg, const char *key, const char *vm,
+               const char *value)
+{
+  struct knib_vm_policy *p = vm_policy_find (cfg, vm);
+
+  if (name_check ("vm", vm) == -1) {
+    error_prepend ("%s", key);
+    return -1;
+  }
+  if (strcmp (value, "default") == 0) {
+    if (p != NULL)
+      *p = cfg->vm_policies[--cfg->n_vm_policies];
+    return 0;
+  }
+  if (strcmp (value, "none") != 0 && strcmp (value, "zstd") != 0
+      && strcmp (value, "zlib") != 0 && strcmp (value, "deferred") != 0) {
+    set_error (-EINVAL,
+               "%s: '%s' is not one of none, zstd, zlib, deferred, default",
+               key, value);
+    return -1;
+  }
+  if (p == NULL && cfg->n_vm_policies == CONFIG_MAX_VM_POLICIES) {
+    set_error (-ENOSPC, "%s: more than %d VMs have a policy", key,
+               CONFIG_MAX_VM_POLICIES);
+    return -1;
+  }
+  if (p == NULL) {
+    p = &cfg->vm_policies[cfg->n_vm_policies++];
+    strcpy (p->vm, vm); /* a valid name fits */
+  }
+  strcpy (p->compress, value);
+  return 0;
+}
+
+const char *
+config_vm_compress (const struct knib_config *cfg, const char *vm)
+{
+  const struct knib_vm_policy *p = vm ? vm_policy_find (cfg, vm) : NULL;
+
+  return p ? p->compress : NULL;
+}
+
+char *
+config_vm_key (const struct knib_config *cfg, size_t i)
+{
+  char *s = NULL;
+
+  if (i >= cfg->n_vm_policies
+      || asprintf (&s, "vm.%s.compress", cfg->vm_policies[i].vm) == -1)
+    return NULL;
+  return s;
+}
+
 int
 config_set (struct knib_config *cfg, const char *key, const char *value)
 {
+  CLEANUP_FREE char *vm = vm_key_name (key);
+
+  if (vm != NULL)
+    return set_vm_policy (cfg, key, vm, value);
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     if (strcmp (keys[i].name, key) == 0)
       return set_key (cfg, &keys[i], value);
@@ -190,6 +274,21 @@ key_format (const struct knib_config *cfg, const struct key *k)
 char *
 config_get (const struct knib_config *cfg, const char *key)
 {
+  CLEANUP_FREE char *vm = vm_key_name (key);
+  const char *v;
+  char *s;
+
+  if (vm != NULL) {
+    if (name_check ("vm", vm) == -1) {
+      error_prepend ("%s", key);
+      return NULL;
+    }
+    v = config_vm_compress (cfg, vm);
+    s = strdup (v ? v : "default");
+    if (s == NULL)
+      set_error (ENOMEM, "setting '%s'", key);
+    return s;
+  }
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     if (strcmp (keys[i].name, key) == 0)
       return key_format (cfg, &keys[i]);

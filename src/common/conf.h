@@ -13,6 +13,15 @@
  * QEMU's user. */
 #define KNIB_DEFAULT_SCRATCH "/var/tmp/knib"
 
+/* The most VMs with a policy of their own in one configuration. */
+#define CONFIG_MAX_VM_POLICIES 512
+
+/* vm.NAME.compress: how knibd compresses the backups of one VM. */
+struct knib_vm_policy {
+  char vm[129];     /* a valid name */
+  char compress[9]; /* none | zstd | zlib | deferred */
+};
+
 struct knib_config {
   int64_t chain_size;    /* chain-size: 8; 1 all full; <1 unlimited */
   int64_t timeout;       /* timeout (s): 43200 */
@@ -37,6 +46,8 @@ struct knib_config {
                                        socket ("" none) */
   char files_accel[8]; /* files-accel: auto | kvm | tcg (libguestfs's
                           appliance for "knib files") */
+  size_t n_vm_policies;
+  struct knib_vm_policy vm_policies[CONFIG_MAX_VM_POLICIES];
 };
 
 void config_init (struct knib_config *cfg);
@@ -46,8 +57,17 @@ void config_init (struct knib_config *cfg);
 int config_set (struct knib_config *cfg, const char *key, const char *value)
   __attribute__ ((warn_unused_result));
 
-/* The name of the i-th key, NULL past the last: to list them all. */
+/* The name of the i-th key, NULL past the last: to list them all
+ * (the per-VM keys are listed by config_vm_key). */
 const char *config_key (size_t i);
+
+/* The i-th per-VM key set ("vm.NAME.compress", caller frees), NULL past
+ * the last. */
+char *config_vm_key (const struct knib_config *cfg, size_t i)
+  __attribute__ ((warn_unused_result));
+
+/* vm.NAME.compress of vm (borrowed), or NULL when it has none. */
+const char *config_vm_compress (const struct knib_config *cfg, const char *vm);
 
 /* The value of key as the file would spell it (caller frees), or NULL
  * with set_error (unknown key, ENOMEM). */
