@@ -42,10 +42,13 @@ agent_job () {
   agent "$@" | sed -n 's/.*"id":\([0-9]*\).*/\1/p'
 }
 
-# job_field ID KEY: a scalar member of job ID (strings without quotes).
+# job_field ID KEY: a scalar member of job ID (strings without quotes):
+# its first occurrence, the job's own (a result may have a KEY too).
 job_field () {
   agent query-jobs "id=$1" | sed -e 's/"request":{[^}]*}//' \
-    | sed -n "s/.*\"$2\":\"*\([^\",}]*\).*/\1/p"
+    | awk -v k="\"$2\":" '{ i = index($0, k); if (i == 0) exit
+        s = substr($0, i + length(k)); sub(/^"/, "", s)
+        print substr(s, 1, match(s, /[",}]/) - 1) }'
 }
 
 # job_wait_ok ID: wait for job ID, which must succeed.
