@@ -24,7 +24,7 @@ start_knibd
 
 # Bad input: refused before anything is queued (exit 2).
 for bad in "backup --agent --quiesce --vm vm --repo $REPO --qmp $S" \
-  "backup --agent --bogus" "merge --agent --repo $REPO --vm vm x" \
+  "backup --agent --bogus" "info --agent --repo $REPO --vm vm x" \
   "backup --agent --vm vm --repo $REPO --qmp $S extra" \
   "backup --agent --full --isolated --vm vm --repo $REPO --qmp $S" \
   "backup --agent --chain-size x --vm vm --repo $REPO --qmp $S" \
@@ -36,8 +36,8 @@ for bad in "backup --agent --quiesce --vm vm --repo $REPO --qmp $S" \
 done
 knib_run bad.out bad.err backup --agent --quiesce --vm vm
 grep -q "'--quiesce' does not go with --agent" bad.err || fail "--quiesce: $(cat bad.err)"
-knib_run bad.out bad.err merge --agent --repo "$REPO" --vm vm x
-grep -q "does not run through knibd" bad.err || fail "merge --agent: $(cat bad.err)"
+knib_run bad.out bad.err info --agent --repo "$REPO" --vm vm x
+grep -q "does not run through knibd" bad.err || fail "info --agent: $(cat bad.err)"
 # knibd refuses what it does not take: exit 1, its message.
 knib_run bad.out bad.err backup --agent --wait --vm a/b --repo "$REPO" --qmp "$S"
 { [ "$rc" -eq 1 ] && grep -q "invalid vm name 'a/b'" bad.err; } \

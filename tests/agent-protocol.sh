@@ -24,6 +24,17 @@ raw () {
 reply () {
   sed -n "$1p" raw.out
 }
+# expect_errors WANT...: replies 3, 4... (after the greeting and
+# qmp_capabilities) are errors that say each WANT; $n is the last.
+expect_errors () {
+  n=2
+  for want in "$@"; do
+    n=$((n + 1))
+    reply $n | grep -q '^{"error":{"class":"[A-Za-z]*","desc":"' \
+      || fail "reply $n is not an error: $(reply $n)"
+    reply $n | grep -q -- "$want" || fail "reply $n: expected '$want', got $(reply $n)"
+  done
+}
 still_up () {
   agent query-version | grep -q '"package":"knibd ' \
     || fail "knibd does not answer after $1"
@@ -60,8 +71,7 @@ raw '{"execute": "query-version"' '[1, 2]' 'garbage' \
   '{"execute": "query-jobs", "arguments": {"type": "bogus"}}' \
   '{"execute": "job-cancel", "arguments": {"id": 12345}}' \
   '{"execute": "query-version", "id": "last"}'
-n=2
-for want in 'Protocol error' 'Protocol error' 'Protocol error' \
+expect_errors 'Protocol error' 'Protocol error' 'Protocol error' \
   '"class":"CommandNotFound","desc":"the command frobnicate has not been found"},"id":7' \
   "message member 'x' is unexpected" "'arguments' must be an object" \
   "argument 'vm': invalid vm name 'a/b'" "argument 'vm': invalid vm name '../etc'" \
@@ -69,12 +79,7 @@ for want in 'Protocol error' 'Protocol error' 'Protocol error' \
   "missing argument 'repo'" "argument 'vm' must be a string" \
   "argument 'mode': 'sideways' is not a valid choice" \
   "argument 'backups': invalid backups name 'x/y'" "unknown job type 'bogus'" \
-  "job 12345 is not queued or running"; do
-  n=$((n + 1))
-  reply $n | grep -q '^{"error":{"class":"[A-Za-z]*","desc":"' \
-    || fail "reply $n is not an error: $(reply $n)"
-  reply $n | grep -q -- "$want" || fail "reply $n: expected '$want', got $(reply $n)"
-done
+  "job 12345 is not queued or running"
 n=$((n + 1))
 reply $n | grep -q '"return":{"qemu".*"id":"last"' \
   || fail "the session did not go on after the errors: $(reply $n)"
@@ -101,8 +106,7 @@ raw '{"execute": "validate", "arguments": {"vm": "v", "repo": "/r"}}' \
   '{"execute": "merge", "arguments": {"vm": "v", "repo": "/r"}}' \
   '{"execute": "merge", "arguments": {"vm": "v", "repo": "/r", "backup": "../x"}}' \
   '{"execute": "merge", "arguments": {"vm": "v", "repo": "/r", "backup": "b", "compress": "zstd"}}'
-n=2
-for want in "missing argument 'backup'" "argument 'backup': invalid backup name 'b/c'" \
+expect_errors "missing argument 'backup'" "argument 'backup': invalid backup name 'b/c'" \
   "argument 'boot-timeout' must be an integer from 1 to 86400" \
   "argument 'expect-exit' must be an integer from 0 to 255" \
   "argument 'memory' must be an integer from 16 to" \
@@ -115,12 +119,7 @@ for want in "missing argument 'backup'" "argument 'backup': invalid backup name 
   "give 'expect-exit' or 'expect-output', not both" "unknown argument 'keep'" \
   "unknown argument 'boot-timeout'" "argument 'vm': invalid vm name 'v/w'" \
   "missing argument 'backup'" "argument 'backup': invalid backup name '../x'" \
-  "unknown argument 'compress'"; do
-  n=$((n + 1))
-  reply $n | grep -q '^{"error":{"class":"GenericError","desc":"' \
-    || fail "reply $n is not an error: $(reply $n)"
-  reply $n | grep -q -- "$want" || fail "reply $n: expected '$want', got $(reply $n)"
-done
+  "unknown argument 'compress'"
 still_up "bad validate, verify and merge arguments"
 nothing_queued "bad validate, verify and merge arguments"
 
