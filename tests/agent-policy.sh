@@ -4,10 +4,11 @@
 # compression (vm.NAME.compress = deferred) gets a compression job
 # queued after each backup, though the requests do not ask for one:
 # four backups taken one after another, compressed in parallel up to
-# compression-jobs-per-host (2).  query-settings shows the policy; a
-# request's own compress wins; set-settings changes the policy.
+# compression-jobs-per-host (2); a scheduled backup's too.
+# query-settings shows the policy; a request's own compress wins;
+# set-settings changes the policy.
 . "$(dirname "$0")/functions.sh"
-require qemu-system-x86_64 qemu-img qemu-io
+require qemu-system-x86_64 qemu-img qemu-io sqlite3
 . "$(dirname "$0")/backup-functions.sh"
 . "$(dirname "$0")/agent-functions.sh"
 
@@ -74,6 +75,29 @@ done <ids.txt
   || fail "compression-jobs-per-host 2: $(max_overlap compress-start) ran at once"
 oracle "$S2" disk.qcow2 oracle.qcow2
 check_image vm "$(tail -1 ids.txt)" vda oracle.qcow2
+
+# A scheduled backup follows the policy too: an hourly schedule whose
+# last run is set back two hours fires at once.
+agent schedule-set name=hourly calendar=hourly vm=vm "repo=$REPO" "qmp=$S" \
+  "scratch=$SCRATCH" >/dev/null
+sqlite3 -cmd ".timeout 10000" "$AGENT_STATE/knibd.db" \
+  "UPDATE schedules SET last_run = last_run - 7200 WHERE name = 'hourly'" \
+  || fail "cannot set the schedule's last run back"
+n=0
+until agent query-jobs type=backup | grep -q '"schedule":"hourly"'; do
+  n=$((n + 1))
+  [ "$n" -le 150 ] || fail "the schedule did not fire: $(tail -5 "$AGENT_LOG")"
+  sleep 0.2
+done
+agent schedule-remove name=hourly >/dev/null
+j=$(agent query-jobs type=backup | sed 's/},{"id"/}\n{"id"/g' | grep '"schedule":"hourly"' \
+  | sed -n 's/^{"id":\([0-9]*\),"type":"backup".*/\1/p')
+job_wait_ok "$j"
+agent query-jobs "id=$j" | grep -q '"request":{[^}]*"compress":"deferred"' \
+  || fail "the scheduled backup does not have the VM's policy: $(agent query-jobs "id=$j")"
+c=$(compress_job start "$(job_field "$j" backup)")
+[ -n "$c" ] || fail "no compression queued after the scheduled backup"
+job_wait_ok "$c"
 
 # A request's own compress wins over the policy.
 j=$(backup compress=none)
