@@ -618,6 +618,64 @@ config_set_checks_every_type (void **state)
   assert_true (cfg.compression_jobs);
 }
 
+static void
+config_vm_policy_is_a_key_per_vm (void **state)
+{
+  struct knib_config cfg;
+  char *key, *v;
+
+  config_init (&cfg);
+  assert_null (config_vm_compress (&cfg, "web01"));
+  v = config_get (&cfg, "vm.web01.compress");
+  assert_string_equal (v, "default");
+  free (v);
+  assert_int_equal (config_set (&cfg, "vm.web01.compress", "deferred"), 0);
+  assert_int_equal (config_set (&cfg, "vm.db:1.compress", "zlib"), 0);
+  assert_int_equal (config_set (&cfg, "vm.web01.compress", "zstd"), 0);
+  assert_string_equal (config_vm_compress (&cfg, "web01"), "zstd");
+  assert_string_equal (config_vm_compress (&cfg, "db:1"), "zlib");
+  assert_int_equal (cfg.n_vm_policies, 2);
+  key = config_vm_key (&cfg, 1);
+  assert_string_equal (key, "vm.db:1.compress");
+  free (key);
+  assert_null (config_vm_key (&cfg, 2));
+
+  assert_int_equal (config_set (&cfg, "vm.web01.compress", "later"), -1);
+  assert_string_equal (get_error (), "vm.web01.compress: 'later' is not one "
+                                     "of none, zstd, zlib, deferred, default");
+  assert_int_equal (config_set (&cfg, "vm.a/b.compress", "none"), -1);
+  assert_contains (get_error (), "vm.a/b.compress: invalid vm name 'a/b'");
+  assert_int_equal (config_set (&cfg, "vm..compress", "none"), -1);
+  assert_string_equal (get_error (), "unknown setting 'vm..compress'");
+  assert_int_equal (config_set (&cfg, "vm.web01.colour", "red"), -1);
+  assert_string_equal (get_error (), "unknown setting 'vm.web01.colour'");
+  assert_string_equal (config_vm_compress (&cfg, "web01"), "zstd");
+
+  /* default: the VM has no policy of its own any more. */
+  assert_int_equal (config_set (&cfg, "vm.web01.compress", "default"), 0);
+  assert_null (config_vm_compress (&cfg, "web01"));
+  assert_string_equal (config_vm_compress (&cfg, "db:1"), "zlib");
+  assert_int_equal (cfg.n_vm_policies, 1);
+}
+
+static void
+config_vm_policies_are_bounded (void **state)
+{
+  struct knib_config cfg;
+  char key[64];
+
+  config_init (&cfg);
+  for (int i = 0; i < CONFIG_MAX_VM_POLICIES; i++) {
+    snprintf (key, sizeof key, "vm.vm%d.compress", i);
+    assert_int_equal (config_set (&cfg, key, "deferred"), 0);
+  }
+  assert_int_equal (config_set (&cfg, "vm.one-more.compress", "none"), -1);
+  assert_contains (get_error (), "more than 512 VMs have a policy");
+  /* A VM that has one can still change it. */
+  assert_int_equal (config_set (&cfg, "vm.vm7.compress", "none"), 0);
+  assert_string_equal (config_vm_compress (&cfg, "vm7"), "none");
+}
+
 /* Write text to a new temporary file; its name goes to path. */
 static void
 write_temp (char path[64], const char *text)
@@ -777,6 +835,8 @@ main (void)
     cmocka_unit_test (steal_ptr_keeps_the_value_from_cleanup),
     cmocka_unit_test (config_init_gives_the_documented_defaults),
     cmocka_unit_test (config_set_checks_every_type),
+    cmocka_unit_test (config_vm_policy_is_a_key_per_vm),
+    cmocka_unit_test (config_vm_policies_are_bounded),
     cmocka_unit_test (config_load_reads_comments_blanks_and_spaces),
     cmocka_unit_test (config_load_errors_name_the_file_and_line),
     cmocka_unit_test (config_load_missing_file_is_fine_unless_required),
