@@ -55,6 +55,8 @@ grep -q '"exit-code":0,"stdout":"Linux version ' j1.json || fail "the command's 
 agent query-jobs "id=$j2" >j2.json
 grep -q '"success":false' j2.json && grep -q 'No bootable device' j2.json \
   || fail "the blank disk's validation: $(cat j2.json)"
+grep -q '"error":"validation failed: boot: [^"]*No bootable device' j2.json \
+  || fail "the job's error does not say which step failed: $(cat j2.json)"
 knib_run info.out info.err info --repo "$REPO" --vm guest "$gid"
 grep -q "^validation  *passed" info.out \
   || fail "the manifest has no passed validation: $rc $(cat info.out info.err)"

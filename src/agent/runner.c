@@ -1029,6 +1029,34 @@ log_error (const char *log)
   return last ? strndup (last, last_end - last) : NULL;
 }
 
+/* A boot validation that ran and failed: its first failed step, from
+ * knib validate's --json summary (NULL when there is none). */
+static char *
+validation_error (const json_t *result)
+{
+  const json_t *steps
+    = json_object_get (json_object_get (result, "validation"), "steps");
+  const json_t *step;
+  size_t i;
+  char *e = NULL;
+
+  json_array_foreach (steps, i, step)
+  {
+    const char *status = json_string_value (json_object_get (step, "status"));
+    const char *msg = json_string_value (json_object_get (step, "message"));
+
+    if (status == NULL || strcmp (status, "failed") != 0)
+      continue;
+    if (asprintf (&e, "validation failed: %s: %s",
+                  json_string_value (json_object_get (step, "name")) ?: "?",
+                  msg ? msg : "no message")
+        == -1)
+      return NULL;
+    return e;
+  }
+  return NULL;
+}
+
 /* -1 when the status file is missing (the supervisor was killed). */
 static int
 read_status (const char *path, bool *signalled)
@@ -1255,6 +1283,8 @@ job_finish (struct agent *a, struct job *j)
       free (result);
       result = NULL;
     }
+    if (code != 0 && j->error == NULL && j->type == JOB_VALIDATE)
+      j->error = validation_error (res);
     if (code != 0 && j->error == NULL && log != NULL)
       j->error = log_error (log);
     if (code != 0 && j->error == NULL) {
