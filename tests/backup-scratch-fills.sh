@@ -95,6 +95,16 @@ nothing_left "after the broken snapshot"
 rm -f "$MNT/filler"
 [ -z "$(ls -A "$MNT")" ] || fail "files left in the scratch: $(ls -A "$MNT")"
 
+# A VM that its user paused stays paused: knib neither stops nor
+# resumes it.
+"$KNIB" qmp "$S2" stop > /dev/null
+"$KNIB" backup --qmp "$S" --vm vm --repo "$REPO" --scratch "$MNT" \
+  --timeout 120 --json > paused.json 2> paused.err ||
+  fail "the backup of a paused VM failed: $(cat paused.err)"
+grep -q '"status":"paused"' "$(status_json)" ||
+  fail "the paused VM was resumed: $(cat status.json)"
+"$KNIB" qmp "$S2" cont > /dev/null
+
 # A QEMU without the filter's on-cbw-error (before 7.1) fleeces with
 # blockdev-backup, as before; -v says so.
 KNIB_TEST_FLAGS=no-cbw "$KNIB" -v backup --qmp "$S" --vm vm --repo "$REPO" \
