@@ -12,7 +12,13 @@ fi
 cd "$TMPDIR_TEST" || exit 1
 qemu-img create -q -f qcow2 a.qcow2 64M
 qemu-io -f qcow2 -c "write -P 0x5a 0 64M" a.qcow2 >/dev/null
+# A read-only disk too: no filter goes on it (it needs a writable node).
+qemu-img create -q -f qcow2 ro.qcow2 16M
+qemu-io -f qcow2 -c "write -P 0x3c 1M 2M" ro.qcow2 >/dev/null
+START_QEMU_ARGS="-blockdev driver=qcow2,node-name=ro0,read-only=on,file.driver=file,file.filename=$TMPDIR_TEST/ro.qcow2
+  -device virtio-blk-pci,drive=ro0,id=vdz"
 start_qemu vm "$TMPDIR_TEST/a.qcow2"
+START_QEMU_ARGS=""
 S=$TMPDIR_TEST/vm.qmp
 S2=$TMPDIR_TEST/vm.qmp2
 REPO=$TMPDIR_TEST/repo
@@ -94,6 +100,17 @@ nothing_left "after the broken snapshot"
   fail "the incomplete backup was kept: $(cat list.json)"
 rm -f "$MNT/filler"
 [ -z "$(ls -A "$MNT")" ] || fail "files left in the scratch: $(ls -A "$MNT")"
+
+# Asked for, the read-only disk is backed up by blockdev-backup in the
+# same transaction, the other through its filter.
+"$KNIB" -v backup --qmp "$S" --vm vm --repo "$REPO" --scratch "$MNT" \
+  --disk vda --disk vdz --timeout 120 --json > ro.json 2> ro.err ||
+  fail "the backup with a read-only disk failed: $(cat ro.err)"
+grep -q "transaction done: 2 disk(s) at one point in time (1 through copy-before-write filters" ro.err ||
+  fail "-v does not say how the disks were fleeced: $(grep 'transaction done' ro.err)"
+qemu-img compare -q -U -f qcow2 -F qcow2 ro.qcow2 "$REPO/vms/vm/$(json_top ro.json id)/vdz.qcow2" ||
+  fail "the read-only disk's backup differs from it"
+nothing_left "after the backup with a read-only disk"
 
 # A VM that its user paused stays paused: knib neither stops nor
 # resumes it.

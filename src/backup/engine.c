@@ -794,7 +794,9 @@ fill_targets (struct run *run)
     t->disk = job->disk;
     t->fleece_path = job->daemon_path ? job->daemon_path : job->fleece_path;
     t->fleece_fd = job->fleece_fd;
-    t->cbw = run->cbw;
+    /* No guest writes a read-only disk: blockdev-backup, in the same
+     * transaction, serves it (a filter needs a writable node). */
+    t->cbw = run->cbw && !job->disk->read_only;
     /* A bitmap that the image cannot store is kept while QEMU runs (the
      * next backup may be incremental), but a daemon's is no use. */
     t->new_bitmap = isolated || (run->daemon && !job->disk->persistent_bitmaps)

@@ -645,6 +645,8 @@ switch_to_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
     CLEANUP_FREE char *node
       = node_name (LIVE_CBW_PREFIX, targets[i].disk->name);
 
+    if (!targets[i].cbw)
+      continue;
     if (node == NULL || set_drive (c, targets[i].disk->qdev, node) == -1) {
       error_prepend ("disk %s: moving device '%s' onto its filter",
                      targets[i].disk->name, targets[i].disk->qdev);
@@ -673,10 +675,12 @@ out:
 static int
 start_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
 {
-  size_t i;
+  size_t i, filters = 0;
 
   for (i = 0; i < n; i++)
-    if (add_cbw_node (c, &targets[i]) == -1) {
+    filters += targets[i].cbw;
+  for (i = 0; i < n; i++)
+    if (targets[i].cbw && add_cbw_node (c, &targets[i]) == -1) {
       error_prepend ("disk %s: copy-before-write filter",
                      targets[i].disk->name);
       return -1;
@@ -684,14 +688,17 @@ start_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
   if (switch_to_cbw (c, targets, n) == -1)
     return -1;
   debug (DEBUG_CHAIN,
-         "transaction done: %zu disk(s) at one point in time "
-         "(copy-before-write filters, on-cbw-error=break-snapshot)",
-         n);
+         "transaction done: %zu disk(s) at one point in time (%zu "
+         "through copy-before-write filters, on-cbw-error=break-snapshot; "
+         "the rest, read-only, through blockdev-backup sync=none)",
+         n, filters);
   for (i = 0; i < n; i++) {
     struct live_target *t = &targets[i];
     CLEANUP_FREE char *node = node_name (LIVE_ACCESS_PREFIX, t->disk->name);
     CLEANUP_FREE char *cbw = node_name (LIVE_CBW_PREFIX, t->disk->name);
 
+    if (!t->cbw)
+      continue;
     if (node == NULL || cbw == NULL
         || qmp_client_execute_packed (c, "blockdev-add",
                                       json_pack ("{s:s, s:s, s:s}", "driver",
@@ -720,7 +727,9 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
       goto fail;
     }
   test_stop_point ("transaction");
-  if (n > 0 && targets[0].cbw) {
+  for (i = 0; i < n && !targets[i].cbw; i++)
+    ;
+  if (i < n) {
     if (start_cbw (c, targets, n) == -1)
       goto fail;
   }
