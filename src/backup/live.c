@@ -687,11 +687,17 @@ start_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
     }
   if (switch_to_cbw (c, targets, n) == -1)
     return -1;
-  debug (DEBUG_CHAIN,
-         "transaction done: %zu disk(s) at one point in time (%zu "
-         "through copy-before-write filters, on-cbw-error=break-snapshot; "
-         "the rest, read-only, through blockdev-backup sync=none)",
-         n, filters);
+  if (filters == n)
+    debug (DEBUG_CHAIN,
+           "transaction done: %zu disk(s) at one point in time "
+           "(copy-before-write filters, on-cbw-error=break-snapshot)",
+           n);
+  else
+    debug (DEBUG_CHAIN,
+           "transaction done: %zu disk(s) at one point in time (%zu "
+           "through copy-before-write filters, on-cbw-error=break-snapshot; "
+           "the rest, read-only, through blockdev-backup sync=none)",
+           n, filters);
   for (i = 0; i < n; i++) {
     struct live_target *t = &targets[i];
     CLEANUP_FREE char *node = node_name (LIVE_ACCESS_PREFIX, t->disk->name);
