@@ -143,8 +143,13 @@ echo "ok: knib recover (no --qmp) repaired the repository: $(tr '\n' ';' <recove
 knib_run recover2.out recover2.err recover --qmp "$S" --vm vm --repo "$REPO" \
   --scratch "$SCRATCH"
 [ "$rc" -eq 0 ] || fail "knib recover exited $rc: $(cat recover2.err)"
+if qemu_has_cbw "$S2"; then
+  fleecing="knib-cbw-vda onto disk0|filter knib-cbw-vdb"
+else
+  fleecing="job knib-job-vda|job knib-job-vdb"
+fi
 for text in "NBD server" "export knib-export-vda" "export knib-export-vdb" \
-  "job knib-job-vda" "job knib-job-vdb" "fleecing node knib-fleece-vda" \
+  "${fleecing%|*}" "${fleecing#*|}" "fleecing node knib-fleece-vda" \
   "fleecing node knib-fleece-vdb" "merged bitmap knib-.* of vda" \
   "merged bitmap knib-.* of vdb"; do
   grep -q -- "$text" recover2.out || fail "knib recover did not say '$text': $(cat recover2.out)"

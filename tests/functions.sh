@@ -170,6 +170,13 @@ quit_qemu () {
   wait "$_qpid" 2>/dev/null || :
 }
 
+# qemu_has_cbw SOCKET: the QEMU's copy-before-write filter has
+# on-cbw-error (7.1 and later), so knib's live backups fleece through
+# filters (a device on knib-cbw-DISK) rather than jobs (knib-job-DISK).
+qemu_has_cbw () {
+  "$KNIB" qmp --json "$1" query-qmp-schema | grep -q '"on-cbw-error"'
+}
+
 # hmp_write SOCKET DEVICE PATTERN OFFSET LENGTH: a guest-like write through
 # the device, so QEMU's dirty bitmaps see it.
 hmp_write () {

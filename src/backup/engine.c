@@ -360,6 +360,7 @@ struct run {
   char keep[CHAIN_BITMAP_MAX];
   bool server_started;
   bool live_started;
+  bool cbw; /* fleecing through copy-before-write filters */
 };
 
 static struct live_disk *
@@ -793,6 +794,9 @@ fill_targets (struct run *run)
     t->disk = job->disk;
     t->fleece_path = job->daemon_path ? job->daemon_path : job->fleece_path;
     t->fleece_fd = job->fleece_fd;
+    /* No guest writes a read-only disk: blockdev-backup, in the same
+     * transaction, serves it (a filter needs a writable node). */
+    t->cbw = run->cbw && !job->disk->read_only;
     /* A bitmap that the image cannot store is kept while QEMU runs (the
      * next backup may be incremental), but a daemon's is no use. */
     t->new_bitmap = isolated || (run->daemon && !job->disk->persistent_bitmaps)
@@ -1030,6 +1034,56 @@ quiesce (struct run *run, bool freeze)
   return 0;
 }
 
+/* How a running QEMU fleeces: through copy-before-write filters that
+ * let the guest's writes win over a full scratch (QEMU 7.1 and later,
+ * each disk a guest device), or blockdev-backup sync=none, whose
+ * fleecing writes fail the guest's writes when the scratch is full. */
+static int
+choose_fleecing (struct run *run)
+{
+  size_t i;
+
+  run->cbw = false;
+  if (run->daemon != NULL)
+    return 0;
+  for (i = 0; i < run->n; i++)
+    if (run->jobs[i].disk->qdev == NULL) {
+      debug (DEBUG_CHAIN, "fleecing: blockdev-backup (disk %s has no device)",
+             run->jobs[i].disk->name);
+      return 0;
+    }
+  if (test_flag ("no-cbw"))
+    debug (DEBUG_CHAIN, "fleecing: copy-before-write not tried (test flag)");
+  else if (live_cbw_supported (run->c, &run->cbw) == -1)
+    return -1;
+  debug (DEBUG_CHAIN, "fleecing: %s",
+         run->cbw ? "copy-before-write filters (on-cbw-error=break-snapshot)"
+                  : "blockdev-backup sync=none (this QEMU has no "
+                    "copy-before-write filter with on-cbw-error)");
+  return 0;
+}
+
+/* A read of a copy-before-write snapshot fails once the snapshot broke:
+ * when the scratch is full, that is why (the guest's write that found no
+ * room for the old data went on). */
+static void
+explain_broken_snapshot (struct run *run)
+{
+  struct statvfs sv;
+  CLEANUP_FREE char *why = NULL;
+
+  if (statvfs (run->scratch, &sv) == -1
+      || (uint64_t) sv.f_bfree * sv.f_frsize >= 4 * 1024 * 1024)
+    return;
+  why = strdup (get_error ());
+  set_error (-ENOSPC,
+             "the scratch '%s' filled up during the backup: it had no room "
+             "left for the old data of a cluster that the guest overwrote; "
+             "the guest's writes went on; this backup is incomplete (%s): "
+             "give --scratch a directory on a larger file system",
+             scratch_root (run->o), why ? why : "reads failed");
+}
+
 /* Everything after the decision; run->b exists. */
 static int
 backup_disks (struct run *run)
@@ -1037,7 +1091,8 @@ backup_disks (struct run *run)
   size_t i;
   int st;
 
-  if (store_definition (run) == -1 || make_scratch (run) == -1)
+  if (store_definition (run) == -1 || make_scratch (run) == -1
+      || choose_fleecing (run) == -1)
     return -1;
   fill_targets (run);
   if (quiesce (run, true) == -1)
@@ -1052,8 +1107,11 @@ backup_disks (struct run *run)
   }
   run->live_started = true;
   for (i = 0; i < run->n; i++)
-    if (copy_disk (run, &run->jobs[i]) == -1)
+    if (copy_disk (run, &run->jobs[i]) == -1) {
+      if (run->cbw)
+        explain_broken_snapshot (run);
       return -1;
+    }
   if (run->o->cancel && *run->o->cancel) {
     set_error (EINTR, "interrupted");
     return -1;

@@ -24,6 +24,8 @@
 #define LIVE_FLEECE_PREFIX "knib-fleece-"
 #define LIVE_JOB_PREFIX "knib-job-"
 #define LIVE_EXPORT_PREFIX "knib-export-"
+#define LIVE_CBW_PREFIX "knib-cbw-"
+#define LIVE_ACCESS_PREFIX "knib-access-"
 
 /* The granularity of the bitmaps knib adds, and the cluster size of the
  * images it writes. */
@@ -47,6 +49,8 @@ struct live_disk {
   char *node;     /* its top block node: "disk0", "libvirt-1-format" */
   char *driver;   /* the node's format: "qcow2", "raw" */
   char *filename; /* the image file, as QEMU names it */
+  char *qdev;     /* the guest device's QOM path (query-block's "qdev"),
+                     or NULL (a daemon's node) */
   char *backing;  /* the backing file its header names (QEMU's view), or
                      NULL when it has none */
   uint64_t virtual_size;
@@ -144,15 +148,31 @@ struct live_target {
   const char *export_bitmap; /* the bitmap the export exposes, or NULL */
   bool transient_bitmap;     /* add new_bitmap as not persistent (the
                                 image cannot store it) */
+  bool cbw;                  /* fleece through a copy-before-write filter
+                                that the guest's device is moved onto
+                                (live_cbw_supported), not blockdev-backup */
   /* State, for live_stop. */
   bool node_added;
-  bool job_started;
+  bool job_started; /* the transaction ran (and, without cbw, the job) */
+  bool cbw_added;
+  bool drive_set; /* the device is on the filter */
+  bool access_added;
   bool export_added;
 };
 
+/* Whether QEMU has the copy-before-write filter with on-cbw-error
+ * (QEMU 7.1) and the snapshot-access driver: then a backup's fleecing
+ * never fails a guest write (a full scratch breaks the snapshot, and the
+ * backup fails instead).  0 with *yes set, or -1. */
+int live_cbw_supported (struct qmp_client *c, bool *yes)
+  __attribute__ ((warn_unused_result));
+
 /* Fleecing nodes, then one transaction over all targets (blockdev-backup
  * sync=none into the fleecing node, add the new bitmap, disable the old
- * one): one point in time for every disk.  Then the NBD server on
+ * one): one point in time for every disk.  With cbw: the filters, then,
+ * with a running VM paused, the bitmaps' transaction and every device
+ * moved onto its filter, and the VM resumed; then a snapshot-access node
+ * over each filter.  Then the NBD server on
  * nbd_socket and one read-only export per disk, named after the disk.
  * On failure undoes what it did (live_stop with success false). */
 int live_start (struct qmp_client *c, struct live_target *targets, size_t n,

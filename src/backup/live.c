@@ -39,6 +39,7 @@ disk_release (struct live_disk *d)
   free (d->node);
   free (d->driver);
   free (d->filename);
+  free (d->qdev);
   free (d->backing);
   for (i = 0; i < d->bitmaps.len; i++)
     bitmap_release (&d->bitmaps.ptr[i]);
@@ -138,7 +139,8 @@ can_persist_bitmaps (const char *driver, const json_t *image)
 /* One block node (a BlockDeviceInfo, as query-block's "inserted" or an
  * entry of query-named-block-nodes) as the disk name (taken). */
 static int
-parse_node (const json_t *info, char *name, live_disk_vector *disks)
+parse_node (const json_t *info, char *name, const char *qdev,
+            live_disk_vector *disks)
 {
   const char *node, *driver, *file, *backing;
   json_t *image, *size;
@@ -164,6 +166,11 @@ parse_node (const json_t *info, char *name, live_disk_vector *disks)
   d.node = strdup (node);
   d.driver = strdup (driver);
   d.filename = strdup (file ? file : "");
+  if (qdev != NULL && (d.qdev = strdup (qdev)) == NULL) {
+    set_error (ENOMEM, "strdup");
+    disk_release (&d);
+    return -1;
+  }
   backing = json_string_value (json_object_get (image, "backing-filename"));
   if (backing != NULL && (d.backing = strdup (backing)) == NULL) {
     set_error (ENOMEM, "strdup");
@@ -209,7 +216,8 @@ parse_disk (const json_t *b, live_disk_vector *disks)
                node ? node : "?");
     return -1;
   }
-  return parse_node (inserted, name, disks);
+  return parse_node (inserted, name,
+                     json_string_value (json_object_get (b, "qdev")), disks);
 }
 
 /* The block devices of a QEMU with guest devices. */
@@ -266,7 +274,7 @@ query_nodes (struct qmp_client *c, const struct live_node_map *map, size_t n,
       r = -1;
     }
     else
-      r = parse_node (found, name, disks);
+      r = parse_node (found, name, NULL, disks);
   }
   json_decref (nodes);
   return r;
@@ -410,6 +418,7 @@ add_fleece_node (struct qmp_client *c, struct live_target *t)
   CLEANUP_FREE char *node = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
   CLEANUP_FREE char *fdset_path = NULL;
   int64_t fdset = -1;
+  json_t *args;
   int r;
 
   if (node == NULL)
@@ -428,13 +437,20 @@ add_fleece_node (struct qmp_client *c, struct live_target *t)
   }
   /* The image is made; QEMU (or the daemon) opens it next. */
   test_stop_point ("fleece");
-  r = qmp_client_execute_packed (
-    c, "blockdev-add",
-    json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "driver", "qcow2",
-               "node-name", node, "file", "driver", "file", "filename",
-               fdset_path ? fdset_path : t->fleece_path, "backing",
-               t->disk->node, "discard", "unmap"),
-    NULL);
+  /* blockdev-backup's target reads what it has not copied from its
+   * backing, the disk; a copy-before-write filter's target has none
+   * (snapshot-access reads through the filter). */
+  args
+    = json_pack ("{s:s, s:s, s:{s:s, s:s}, s:s}", "driver", "qcow2",
+                 "node-name", node, "file", "driver", "file", "filename",
+                 fdset_path ? fdset_path : t->fleece_path, "discard", "unmap");
+  if (args != NULL && !t->cbw
+      && json_object_set_new (args, "backing", json_string (t->disk->node))
+           == -1) {
+    json_decref (args);
+    args = NULL;
+  }
+  r = qmp_client_execute_packed (c, "blockdev-add", args, NULL);
   if (r == 0)
     t->node_added = true;
   /* QEMU holds its own copy of the descriptor now; the set goes. */
@@ -466,12 +482,13 @@ build_transaction (struct live_target *targets, size_t n)
 
     if (job == NULL || fleece == NULL)
       goto nomem;
-    if (json_array_append_new (
-          actions, json_pack ("{s:s, s:{s:s, s:s, s:s, s:s, s:b}}", "type",
-                              "blockdev-backup", "data", "job-id", job,
-                              "device", t->disk->node, "target", fleece, "sync",
-                              "none", "auto-dismiss", 0))
-        == -1)
+    if (!t->cbw
+        && json_array_append_new (
+             actions, json_pack ("{s:s, s:{s:s, s:s, s:s, s:s, s:b}}", "type",
+                                 "blockdev-backup", "data", "job-id", job,
+                                 "device", t->disk->node, "target", fleece,
+                                 "sync", "none", "auto-dismiss", 0))
+             == -1)
       goto nomem;
     if (t->new_bitmap
         && json_array_append_new (
@@ -501,16 +518,22 @@ static int
 add_export (struct qmp_client *c, struct live_target *t)
 {
   CLEANUP_FREE char *id = node_name (LIVE_EXPORT_PREFIX, t->disk->name);
-  CLEANUP_FREE char *fleece = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+  CLEANUP_FREE char *node = node_name (
+    t->cbw ? LIVE_ACCESS_PREFIX : LIVE_FLEECE_PREFIX, t->disk->name);
   json_t *args;
 
-  if (id == NULL || fleece == NULL)
+  if (id == NULL || node == NULL)
     return -1;
   args = json_pack ("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", id,
-                    "node-name", fleece, "name", t->disk->name, "writable", 0);
+                    "node-name", node, "name", t->disk->name, "writable", 0);
+  /* The fleecing node finds the bitmap down its backing chain; the
+   * snapshot-access node has none: name the disk's node. */
   if (args && t->export_bitmap
       && json_object_set_new (args, "bitmaps",
-                              json_pack ("[s]", t->export_bitmap))
+                              t->cbw ? json_pack ("[{s:s, s:s}]", "node",
+                                                  t->disk->node, "name",
+                                                  t->export_bitmap)
+                                     : json_pack ("[s]", t->export_bitmap))
            == -1) {
     json_decref (args);
     args = NULL;
@@ -518,6 +541,182 @@ add_export (struct qmp_client *c, struct live_target *t)
   if (qmp_client_execute_packed (c, "block-export-add", args, NULL) == -1)
     return -1;
   t->export_added = true;
+  return 0;
+}
+
+/* The device of disk d onto node, unless it is there already (QEMU 7.2
+ * aborts on a qom-set of the node a device already has). */
+static int
+set_drive (struct qmp_client *c, const char *qdev, const char *node)
+{
+  CLEANUP_FREE char *now = NULL;
+
+  if (qmp_qom_get_string (c, qdev, "drive", &now) == -1)
+    return -1;
+  if (strcmp (now, node) == 0)
+    return 0;
+  return qmp_qom_set_string (c, qdev, "drive", node);
+}
+
+int
+live_cbw_supported (struct qmp_client *c, bool *yes)
+{
+  json_t *schema = NULL, *e, *v;
+  bool option = false, access = false;
+  size_t i, j;
+
+  *yes = false;
+  if (qmp_client_execute (c, "query-qmp-schema", NULL, &schema) == -1)
+    return -1;
+  json_array_foreach (schema, i, e)
+  {
+    json_array_foreach (json_object_get (e, "members"), j, v)
+    {
+      const char *name = json_string_value (json_object_get (v, "name"));
+      if (name != NULL && strcmp (name, "on-cbw-error") == 0)
+        option = true;
+    }
+    json_array_foreach (json_object_get (e, "values"), j, v)
+    {
+      const char *name = json_string_value (v);
+      if (name != NULL && strcmp (name, "snapshot-access") == 0)
+        access = true;
+    }
+  }
+  json_decref (schema);
+  *yes = option && access;
+  return 0;
+}
+
+static int
+add_cbw_node (struct qmp_client *c, struct live_target *t)
+{
+  CLEANUP_FREE char *node = node_name (LIVE_CBW_PREFIX, t->disk->name);
+  CLEANUP_FREE char *fleece = node_name (LIVE_FLEECE_PREFIX, t->disk->name);
+
+  if (node == NULL || fleece == NULL)
+    return -1;
+  /* A write that cannot save the old data into the fleecing image (the
+   * scratch is full) goes on, and the snapshot breaks: its reads fail,
+   * and so does the backup. */
+  if (qmp_client_execute_packed (
+        c, "blockdev-add",
+        json_pack ("{s:s, s:s, s:s, s:s, s:s}", "driver", "copy-before-write",
+                   "node-name", node, "file", t->disk->node, "target", fleece,
+                   "on-cbw-error", "break-snapshot"),
+        NULL)
+      == -1)
+    return -1;
+  t->cbw_added = true;
+  return 0;
+}
+
+/* The point in time: a running VM paused (stopping drains every disk),
+ * the bitmaps' transaction, every device onto its filter, the VM
+ * resumed, whatever failed. */
+static int
+switch_to_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
+{
+  json_t *tx = build_transaction (targets, n);
+  bool running = false;
+  size_t i;
+  int r = -1;
+
+  if (tx == NULL) {
+    set_error (ENOMEM, "the backup transaction");
+    return -1;
+  }
+  if (json_array_size (json_object_get (tx, "actions")) == 0) {
+    json_decref (tx); /* an isolated backup: no bitmaps */
+    tx = NULL;
+  }
+  if (qmp_query_running (c, &running) == -1
+      || (running && qmp_stop (c) == -1)) {
+    json_decref (tx);
+    return -1;
+  }
+  if (tx != NULL && qmp_client_execute (c, "transaction", tx, NULL) == -1) {
+    error_prepend ("the backup transaction failed");
+    goto out;
+  }
+  for (i = 0; i < n; i++)
+    targets[i].job_started = true;
+  for (i = 0; i < n; i++) {
+    CLEANUP_FREE char *node
+      = node_name (LIVE_CBW_PREFIX, targets[i].disk->name);
+
+    if (!targets[i].cbw)
+      continue;
+    if (node == NULL || set_drive (c, targets[i].disk->qdev, node) == -1) {
+      error_prepend ("disk %s: moving device '%s' onto its filter",
+                     targets[i].disk->name, targets[i].disk->qdev);
+      goto out;
+    }
+    targets[i].drive_set = true;
+  }
+  r = 0;
+out:
+  if (running) {
+    struct error_saved saved;
+
+    error_save (&saved);
+    if (qmp_cont (c) == -1) {
+      if (r == 0)
+        error_prepend ("resuming the VM");
+      else
+        error_restore (&saved);
+      return -1;
+    }
+    error_restore (&saved);
+  }
+  return r;
+}
+
+static int
+start_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
+{
+  size_t i, filters = 0;
+
+  for (i = 0; i < n; i++)
+    filters += targets[i].cbw;
+  for (i = 0; i < n; i++)
+    if (targets[i].cbw && add_cbw_node (c, &targets[i]) == -1) {
+      error_prepend ("disk %s: copy-before-write filter",
+                     targets[i].disk->name);
+      return -1;
+    }
+  if (switch_to_cbw (c, targets, n) == -1)
+    return -1;
+  if (filters == n)
+    debug (DEBUG_CHAIN,
+           "transaction done: %zu disk(s) at one point in time "
+           "(copy-before-write filters, on-cbw-error=break-snapshot)",
+           n);
+  else
+    debug (DEBUG_CHAIN,
+           "transaction done: %zu disk(s) at one point in time (%zu "
+           "through copy-before-write filters, on-cbw-error=break-snapshot; "
+           "the rest, read-only, through blockdev-backup sync=none)",
+           n, filters);
+  for (i = 0; i < n; i++) {
+    struct live_target *t = &targets[i];
+    CLEANUP_FREE char *node = node_name (LIVE_ACCESS_PREFIX, t->disk->name);
+    CLEANUP_FREE char *cbw = node_name (LIVE_CBW_PREFIX, t->disk->name);
+
+    if (!t->cbw)
+      continue;
+    if (node == NULL || cbw == NULL
+        || qmp_client_execute_packed (c, "blockdev-add",
+                                      json_pack ("{s:s, s:s, s:s}", "driver",
+                                                 "snapshot-access", "node-name",
+                                                 node, "file", cbw),
+                                      NULL)
+             == -1) {
+      error_prepend ("disk %s: snapshot-access node", t->disk->name);
+      return -1;
+    }
+    t->access_added = true;
+  }
   return 0;
 }
 
@@ -534,15 +733,26 @@ live_start (struct qmp_client *c, struct live_target *targets, size_t n,
       goto fail;
     }
   test_stop_point ("transaction");
-  if (qmp_client_execute_packed (c, "transaction",
-                                 build_transaction (targets, n), NULL)
-      == -1) {
-    error_prepend ("the backup transaction failed");
-    goto fail;
+  for (i = 0; i < n && !targets[i].cbw; i++)
+    ;
+  if (i < n) {
+    if (start_cbw (c, targets, n) == -1)
+      goto fail;
   }
-  for (i = 0; i < n; i++)
-    targets[i].job_started = true;
-  debug (DEBUG_CHAIN, "transaction done: %zu disk(s) at one point in time", n);
+  else {
+    if (qmp_client_execute_packed (c, "transaction",
+                                   build_transaction (targets, n), NULL)
+        == -1) {
+      error_prepend ("the backup transaction failed");
+      goto fail;
+    }
+    for (i = 0; i < n; i++)
+      targets[i].job_started = true;
+    debug (DEBUG_CHAIN,
+           "transaction done: %zu disk(s) at one point in time "
+           "(blockdev-backup sync=none)",
+           n);
+  }
   if (qmp_nbd_server_start_unix (c, nbd_socket) == -1) {
     error_prepend ("cannot start QEMU's NBD server");
     goto fail;
@@ -638,6 +848,31 @@ rollback_bitmaps (struct qmp_client *c, const struct live_target *t)
   return qmp_client_execute_packed (c, "transaction", args, NULL);
 }
 
+/* The snapshot-access node, the device back onto its disk's node, the
+ * filter. */
+static int
+stop_cbw (struct qmp_client *c, struct live_target *t)
+{
+  CLEANUP_FREE char *access = node_name (LIVE_ACCESS_PREFIX, t->disk->name);
+  CLEANUP_FREE char *cbw = node_name (LIVE_CBW_PREFIX, t->disk->name);
+
+  if (access == NULL || cbw == NULL)
+    return -1;
+  if (t->access_added && qmp_blockdev_del (c, access) == -1)
+    return -1;
+  t->access_added = false;
+  if (t->drive_set && set_drive (c, t->disk->qdev, t->disk->node) == -1) {
+    error_prepend ("disk %s: moving device '%s' back onto node '%s'",
+                   t->disk->name, t->disk->qdev, t->disk->node);
+    return -1;
+  }
+  t->drive_set = false;
+  if (t->cbw_added && qmp_blockdev_del (c, cbw) == -1)
+    return -1;
+  t->cbw_added = false;
+  return 0;
+}
+
 int
 live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
            bool server_started, bool success)
@@ -663,7 +898,9 @@ live_stop (struct qmp_client *c, struct live_target *targets, size_t n,
     if (t->export_added && remove_export (c, exp) == -1)
       note_failure (&r, &first);
     t->export_added = false;
-    if (t->job_started && cancel_job (c, job) == -1)
+    if (t->cbw && stop_cbw (c, t) == -1)
+      note_failure (&r, &first);
+    if (t->job_started && !t->cbw && cancel_job (c, job) == -1)
       note_failure (&r, &first);
     if (t->node_added && qmp_blockdev_del (c, fleece) == -1)
       note_failure (&r, &first);
@@ -777,30 +1014,121 @@ fail:
   return -1;
 }
 
+/* The node under a filter node: its "file" child, from QEMU's graph
+ * (x-debug-query-block-graph: query-named-block-nodes of QEMU 7.2 does
+ * not name a node's children).  *child malloc'ed. */
 static int
-recover_nodes (struct qmp_client *c, chain_string_vector *done)
+filter_child (struct qmp_client *c, const char *filter, char **child)
+{
+  json_t *graph = NULL, *e;
+  json_t *nodes, *edges;
+  json_int_t parent = -1, id = -1;
+  size_t i;
+
+  *child = NULL;
+  if (qmp_client_execute (c, "x-debug-query-block-graph", NULL, &graph) == -1)
+    return -1;
+  nodes = json_object_get (graph, "nodes");
+  edges = json_object_get (graph, "edges");
+  json_array_foreach (nodes, i, e)
+  {
+    const char *name = json_string_value (json_object_get (e, "name"));
+    if (name != NULL && strcmp (name, filter) == 0)
+      parent = json_integer_value (json_object_get (e, "id"));
+  }
+  json_array_foreach (edges, i, e)
+  {
+    const char *name = json_string_value (json_object_get (e, "name"));
+    if (name != NULL && strcmp (name, "file") == 0
+        && json_integer_value (json_object_get (e, "parent")) == parent)
+      id = json_integer_value (json_object_get (e, "child"));
+  }
+  json_array_foreach (nodes, i, e)
+  {
+    const char *name = json_string_value (json_object_get (e, "name"));
+    if (name != NULL && name[0] != '\0'
+        && json_integer_value (json_object_get (e, "id")) == id)
+      *child = strdup (name);
+  }
+  json_decref (graph);
+  if (*child == NULL) {
+    set_error (ENOENT, "filter node '%s': no named file child", filter);
+    return -1;
+  }
+  return 0;
+}
+
+/* Devices that a killed backup left on its copy-before-write filter go
+ * back onto the node under it. */
+static int
+recover_drives (struct qmp_client *c, chain_string_vector *done)
 {
   json_t *list = NULL, *e;
   size_t i;
+  int r = 0;
 
-  if (qmp_query_named_block_nodes (c, true, &list) == -1)
+  if (qmp_query_block (c, &list) == -1)
     return -1;
   json_array_foreach (list, i, e)
   {
-    const char *node = json_string_value (json_object_get (e, "node-name"));
-    const char *file = json_string_value (json_object_get (e, "file"));
+    const char *qdev = json_string_value (json_object_get (e, "qdev"));
+    const char *node = json_string_value (
+      json_object_get (json_object_get (e, "inserted"), "node-name"));
+    CLEANUP_FREE char *child = NULL;
 
-    if (!has_prefix (node, LIVE_FLEECE_PREFIX))
+    if (qdev == NULL || !has_prefix (node, LIVE_CBW_PREFIX))
       continue;
-    if (qmp_blockdev_del (c, node) == -1) {
-      json_decref (list);
-      return -1;
+    if (filter_child (c, node, &child) == -1
+        || set_drive (c, qdev, child) == -1) {
+      error_prepend ("moving device '%s' off node '%s'", qdev, node);
+      r = -1;
+      break;
     }
-    note (done,
-          str_printf ("removed fleecing node %s (%s)", node, file ? file : ""));
-    /* The file itself is in knib's scratch directory: that is the
-     * caller's to clean. */
+    note (done, str_printf ("moved device %s back from %s onto %s", qdev, node,
+                            child));
   }
+  json_decref (list);
+  return r;
+}
+
+/* knib's nodes, those on top first: snapshot-access nodes (a filter
+ * with one keeps the device off the node under it), then, once the
+ * devices are back (recover_drives), filters, fleecing images.  Kinds
+ * first to last of: */
+static const struct {
+  const char *prefix, *what;
+} node_kinds[] = {
+  { LIVE_ACCESS_PREFIX, "snapshot-access node" },
+  { LIVE_CBW_PREFIX, "copy-before-write filter" },
+  { LIVE_FLEECE_PREFIX, "fleecing node" },
+};
+
+static int
+recover_nodes (struct qmp_client *c, size_t first, size_t last,
+               chain_string_vector *done)
+{
+  json_t *list = NULL, *e;
+  size_t i, k;
+
+  if (qmp_query_named_block_nodes (c, true, &list) == -1)
+    return -1;
+  for (k = first; k <= last; k++)
+    json_array_foreach (list, i, e)
+    {
+      const char *node = json_string_value (json_object_get (e, "node-name"));
+      const char *file = json_string_value (json_object_get (e, "file"));
+
+      if (!has_prefix (node, node_kinds[k].prefix))
+        continue;
+      if (qmp_blockdev_del (c, node) == -1) {
+        json_decref (list);
+        return -1;
+      }
+      note (done, str_printf ("removed %s %s (%s)", node_kinds[k].what, node,
+                              file ? file : ""));
+      /* The file itself is in knib's scratch directory: that is the
+       * caller's to clean. */
+    }
   json_decref (list);
   return 0;
 }
@@ -952,8 +1280,10 @@ live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
   size_t i;
   int r = 0;
 
-  if (recover_exports_and_jobs (c, done) == -1 || recover_nodes (c, done) == -1
-      || recover_fdsets (c, done) == -1)
+  if (recover_exports_and_jobs (c, done) == -1
+      || recover_nodes (c, 0, 0, done) == -1
+      || (map == NULL && recover_drives (c, done) == -1)
+      || recover_nodes (c, 1, 2, done) == -1 || recover_fdsets (c, done) == -1)
     goto fail;
   if (live_disks_query (c, map, n, &disks) == -1)
     goto fail;

@@ -20,4 +20,21 @@ test_stop_point (const char *name)
     raise (SIGSTOP);
   }
 }
+
+bool
+test_flag (const char *flag)
+{
+  const char *flags = getenv ("KNIB_TEST_FLAGS");
+  size_t len = strlen (flag);
+
+  while (flags != NULL && *flags != '\0') {
+    if (strncmp (flags, flag, len) == 0
+        && (flags[len] == ',' || flags[len] == '\0'))
+      return true;
+    flags = strchr (flags, ',');
+    if (flags != NULL)
+      flags++;
+  }
+  return false;
+}
 #endif

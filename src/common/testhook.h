@@ -4,6 +4,8 @@
 #ifndef KNIB_COMMON_TESTHOOK_H
 #define KNIB_COMMON_TESTHOOK_H
 
+#include <stdbool.h>
+
 #ifdef ENABLE_TEST_HOOKS
 /* Tests stop knib at a named point of a long operation ("transaction",
  * "copy", "commit", "compress", "finalize", "restore", "restore-install",
@@ -12,11 +14,21 @@
  * to kill it or to write to the disk exactly there: the process stops
  * itself with SIGSTOP. */
 void test_stop_point (const char *name);
+/* Whether KNIB_TEST_FLAGS (a comma-separated list) names flag: tests
+ * take a path that this machine's QEMU would not ("no-cbw": fleecing by
+ * blockdev-backup, as with a QEMU older than 7.1). */
+bool test_flag (const char *flag);
 #else
 static inline void
 test_stop_point (const char *name)
 {
   (void) name;
+}
+static inline bool
+test_flag (const char *flag)
+{
+  (void) flag;
+  return false;
 }
 #endif
 

@@ -280,3 +280,39 @@ qmp_cont (struct qmp_client *c)
 {
   return qmp_client_execute (c, "cont", NULL, NULL);
 }
+
+int
+qmp_qom_get_string (struct qmp_client *c, const char *path,
+                    const char *property, char **value)
+{
+  json_t *r = NULL;
+
+  if (qmp_client_execute_packed (
+        c, "qom-get",
+        json_pack ("{s:s, s:s}", "path", path, "property", property), &r)
+      == -1)
+    return -1;
+  if (!json_is_string (r)) {
+    json_decref (r);
+    set_error (-EPROTO, "qmp 'qom-get' %s %s: not a string", path, property);
+    return -1;
+  }
+  *value = strdup (json_string_value (r));
+  json_decref (r);
+  if (*value == NULL) {
+    set_error (ENOMEM, "strdup");
+    return -1;
+  }
+  return 0;
+}
+
+int
+qmp_qom_set_string (struct qmp_client *c, const char *path,
+                    const char *property, const char *value)
+{
+  return qmp_client_execute_packed (c, "qom-set",
+                                    json_pack ("{s:s, s:s, s:s}", "path", path,
+                                               "property", property, "value",
+                                               value),
+                                    NULL);
+}

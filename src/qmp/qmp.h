@@ -192,6 +192,13 @@ int qmp_query_running (struct qmp_client *c, bool *running)
   __attribute__ ((warn_unused_result));
 int qmp_stop (struct qmp_client *c) __attribute__ ((warn_unused_result));
 int qmp_cont (struct qmp_client *c) __attribute__ ((warn_unused_result));
+/* qom-get of a string property (*value: malloc'ed), qom-set of one. */
+int qmp_qom_get_string (struct qmp_client *c, const char *path,
+                        const char *property, char **value)
+  __attribute__ ((warn_unused_result));
+int qmp_qom_set_string (struct qmp_client *c, const char *path,
+                        const char *property, const char *value)
+  __attribute__ ((warn_unused_result));
 
 /* The socket's file descriptor, for poll (borrowed). */
 int qmp_client_fd (const struct qmp_client *c);
