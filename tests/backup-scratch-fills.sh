@@ -120,6 +120,37 @@ nothing_left "after the backup with a read-only disk"
   fail "the backup of a paused VM failed: $(cat paused.err)"
 grep -q '"status":"paused"' "$(status_json)" ||
   fail "the paused VM was resumed: $(cat status.json)"
+"$KNIB" qmp --json "$S2" qom-list path=/objects | grep -q knib-paused- &&
+  fail "a pause marker was made for a VM knib did not pause"
+"$KNIB" qmp "$S2" cont > /dev/null
+
+# A backup killed while it holds the VM paused (between the transaction
+# and resuming): its marker in QEMU tells the next recovery that the
+# pause was knib's, which resumes the VM; a VM its user pauses later
+# stays paused.
+KNIB_TEST_STOP_AT=paused "$KNIB" backup --qmp "$S" --vm vm --repo "$REPO" \
+  --scratch "$MNT" --timeout 120 > kp.out 2> kp.err &
+pid=$!
+track_pid $pid
+kill_stopped $pid kp.err
+grep -q '"status":"paused"' "$(status_json)" ||
+  fail "the VM is not paused at stop point 'paused': $(cat status.json)"
+"$KNIB" qmp --json "$S2" qom-list path=/objects | grep -q "knib-paused-$pid-" ||
+  fail "no pause marker of knib $pid in QEMU"
+"$KNIB" recover --qmp "$S" --vm vm --repo "$REPO" --scratch "$MNT" > kp-recover.out 2>&1 ||
+  fail "knib recover after a kill in the pause: $(cat kp-recover.out)"
+grep -q "resumed the VM, which a killed backup had paused (knib-paused-$pid-" kp-recover.out ||
+  fail "knib recover does not say it resumed the VM: $(cat kp-recover.out)"
+grep -q '"status":"running"' "$(status_json)" ||
+  fail "the VM stays paused after knib recover: $(cat status.json)"
+nothing_left "after the recovery of a kill in the pause"
+"$KNIB" qmp --json "$S2" qom-list path=/objects | grep -q knib-paused- &&
+  fail "the pause marker is left: $("$KNIB" qmp --json "$S2" qom-list path=/objects)"
+"$KNIB" qmp "$S2" stop > /dev/null
+"$KNIB" recover --qmp "$S" --vm vm --repo "$REPO" --scratch "$MNT" > kp-recover2.out 2>&1 ||
+  fail "knib recover of a VM its user paused: $(cat kp-recover2.out)"
+grep -q '"status":"paused"' "$(status_json)" ||
+  fail "knib recover resumed a VM its user paused: $(cat status.json)"
 "$KNIB" qmp "$S2" cont > /dev/null
 
 # A QEMU without the filter's on-cbw-error (before 7.1) fleeces with

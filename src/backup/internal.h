@@ -26,6 +26,7 @@
 #define LIVE_EXPORT_PREFIX "knib-export-"
 #define LIVE_CBW_PREFIX "knib-cbw-"
 #define LIVE_ACCESS_PREFIX "knib-access-"
+#define LIVE_PAUSE_PREFIX "knib-paused-"
 
 /* The granularity of the bitmaps knib adds, and the cluster size of the
  * images it writes. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -614,10 +615,33 @@ add_cbw_node (struct qmp_client *c, struct live_target *t)
 /* The point in time: a running VM paused (stopping drains every disk),
  * the bitmaps' transaction, every device onto its filter, the VM
  * resumed, whatever failed. */
+/* The marker's name: knib's pid and the process's start time, so that
+ * a later process with the same pid is not taken for this one. */
+static char *
+pause_marker_name (pid_t pid)
+{
+  return str_printf ("%s%d-%" PRId64, LIVE_PAUSE_PREFIX, (int) pid,
+                     process_start_time (pid));
+}
+
+static void
+remove_pause_marker (struct qmp_client *c, const char *marker)
+{
+  struct error_saved saved;
+
+  error_save (&saved);
+  if (qmp_object_del (c, marker) == -1)
+    debug (DEBUG_CHAIN,
+           "removing the pause marker %s: %s (recovery removes it)", marker,
+           get_error ());
+  error_restore (&saved);
+}
+
 static int
 switch_to_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
 {
   json_t *tx = build_transaction (targets, n);
+  CLEANUP_FREE char *marker = NULL;
   bool running = false;
   size_t i;
   int r = -1;
@@ -630,9 +654,22 @@ switch_to_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
     json_decref (tx); /* an isolated backup: no bitmaps */
     tx = NULL;
   }
-  if (qmp_query_running (c, &running) == -1
-      || (running && qmp_stop (c) == -1)) {
+  if (qmp_query_running (c, &running) == -1) {
     json_decref (tx);
+    return -1;
+  }
+  /* A marker in QEMU for as long as knib holds the VM paused: should
+   * knib be killed in between, the next recovery knows the pause was
+   * knib's, not the user's, and resumes the VM. */
+  if (running
+      && ((marker = pause_marker_name (getpid ())) == NULL
+          || qmp_object_add_secret (c, marker) == -1)) {
+    json_decref (tx);
+    return -1;
+  }
+  if (running && qmp_stop (c) == -1) {
+    json_decref (tx);
+    remove_pause_marker (c, marker);
     return -1;
   }
   if (tx != NULL && qmp_client_execute (c, "transaction", tx, NULL) == -1) {
@@ -654,6 +691,7 @@ switch_to_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
     }
     targets[i].drive_set = true;
   }
+  test_stop_point ("paused");
   r = 0;
 out:
   if (running) {
@@ -665,8 +703,9 @@ out:
         error_prepend ("resuming the VM");
       else
         error_restore (&saved);
-      return -1;
+      return -1; /* the marker stays: recovery resumes the VM */
     }
+    remove_pause_marker (c, marker);
     error_restore (&saved);
   }
   return r;
@@ -1058,6 +1097,56 @@ filter_child (struct qmp_client *c, const char *filter, char **child)
   return 0;
 }
 
+/* A VM that a killed backup left paused (its pause marker is there and
+ * the process that made it is gone) runs again; the markers of dead
+ * processes go.  A VM its user paused has no marker: it stays paused. */
+static int
+recover_pause (struct qmp_client *c, chain_string_vector *done)
+{
+  json_t *names = NULL, *e;
+  size_t i;
+  int r = 0;
+
+  if (qmp_qom_children (c, "/objects", LIVE_PAUSE_PREFIX, &names) == -1)
+    return -1;
+  json_array_foreach (names, i, e)
+  {
+    const char *name = json_string_value (e);
+    const char *p = name + strlen (LIVE_PAUSE_PREFIX);
+    CLEANUP_FREE char *mine = NULL;
+    bool running = true;
+    char *end;
+    long pid = strtol (p, &end, 10);
+
+    if (end != p && *end == '-' && pid > 0 && pid <= INT32_MAX) {
+      mine = pause_marker_name ((pid_t) pid);
+      if (mine == NULL) {
+        r = -1;
+        break;
+      }
+      if (strcmp (mine, name) == 0)
+        continue; /* its knib still runs (another repository's backup) */
+    }
+    if (qmp_query_running (c, &running) == -1
+        || (!running && qmp_cont (c) == -1)) {
+      error_prepend ("resuming the VM that a killed backup paused");
+      r = -1;
+      break;
+    }
+    if (!running)
+      note (done, str_printf ("resumed the VM, which a killed backup had "
+                              "paused (%s)",
+                              name));
+    if (qmp_object_del (c, name) == -1) {
+      r = -1;
+      break;
+    }
+    note (done, str_printf ("removed pause marker %s", name));
+  }
+  json_decref (names);
+  return r;
+}
+
 /* Devices that a killed backup left on its copy-before-write filter go
  * back onto the node under it. */
 static int
@@ -1283,6 +1372,7 @@ live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
   if (recover_exports_and_jobs (c, done) == -1
       || recover_nodes (c, 0, 0, done) == -1
       || (map == NULL && recover_drives (c, done) == -1)
+      || (map == NULL && recover_pause (c, done) == -1)
       || recover_nodes (c, 1, 2, done) == -1 || recover_fdsets (c, done) == -1)
     goto fail;
   if (live_disks_query (c, map, n, &disks) == -1)

@@ -307,6 +307,64 @@ qmp_qom_get_string (struct qmp_client *c, const char *path,
 }
 
 int
+qmp_qom_children (struct qmp_client *c, const char *path, const char *prefix,
+                  json_t **names)
+{
+  json_t *r = NULL, *e, *out;
+  size_t i;
+
+  if (qmp_client_execute_packed (c, "qom-list",
+                                 json_pack ("{s:s}", "path", path), &r)
+      == -1)
+    return -1;
+  if (!json_is_array (r)) {
+    json_decref (r);
+    set_error (-EPROTO, "qmp 'qom-list' %s: not a list", path);
+    return -1;
+  }
+  out = json_array ();
+  if (out == NULL) {
+    json_decref (r);
+    set_error (ENOMEM, "qom-list");
+    return -1;
+  }
+  json_array_foreach (r, i, e)
+  {
+    const char *name = json_string_value (json_object_get (e, "name"));
+    const char *type = json_string_value (json_object_get (e, "type"));
+
+    if (name == NULL || type == NULL || strncmp (type, "child<", 6) != 0
+        || strncmp (name, prefix, strlen (prefix)) != 0)
+      continue;
+    if (json_array_append_new (out, json_string (name)) == -1) {
+      json_decref (out);
+      json_decref (r);
+      set_error (ENOMEM, "qom-list");
+      return -1;
+    }
+  }
+  json_decref (r);
+  *names = out;
+  return 0;
+}
+
+int
+qmp_object_add_secret (struct qmp_client *c, const char *id)
+{
+  return qmp_client_execute_packed (
+    c, "object-add",
+    json_pack ("{s:s, s:s, s:s}", "qom-type", "secret", "id", id, "data", "-"),
+    NULL);
+}
+
+int
+qmp_object_del (struct qmp_client *c, const char *id)
+{
+  return qmp_client_execute_packed (c, "object-del",
+                                    json_pack ("{s:s}", "id", id), NULL);
+}
+
+int
 qmp_qom_set_string (struct qmp_client *c, const char *path,
                     const char *property, const char *value)
 {

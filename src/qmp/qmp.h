@@ -192,6 +192,17 @@ int qmp_query_running (struct qmp_client *c, bool *running)
   __attribute__ ((warn_unused_result));
 int qmp_stop (struct qmp_client *c) __attribute__ ((warn_unused_result));
 int qmp_cont (struct qmp_client *c) __attribute__ ((warn_unused_result));
+/* The names of the children of QOM object PATH that start with PREFIX
+ * (*names: a JSON array of strings, the caller's). */
+int qmp_qom_children (struct qmp_client *c, const char *path,
+                      const char *prefix, json_t **names)
+  __attribute__ ((warn_unused_result));
+/* object-add of an empty secret named ID (a marker other clients see in
+ * qom-list /objects), object-del of an object. */
+int qmp_object_add_secret (struct qmp_client *c, const char *id)
+  __attribute__ ((warn_unused_result));
+int qmp_object_del (struct qmp_client *c, const char *id)
+  __attribute__ ((warn_unused_result));
 /* qom-get of a string property (*value: malloc'ed), qom-set of one. */
 int qmp_qom_get_string (struct qmp_client *c, const char *path,
                         const char *property, char **value)
