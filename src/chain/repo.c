@@ -166,8 +166,14 @@ write_repo_file (const char *path, const char *id, const char *group)
   json_t *j;
   int r;
 
-  j = json_pack ("{s:s, s:i, s:s}", "format", CHAIN_REPO_FORMAT, "version",
-                 CHAIN_REPO_VERSION, "id", id);
+  /* A repository made before ids (id "") keeps having none. */
+  j = json_pack ("{s:s, s:i}", "format", CHAIN_REPO_FORMAT, "version",
+                 CHAIN_REPO_VERSION);
+  if (j != NULL && id[0] != '\0'
+      && json_object_set_new (j, "id", json_string (id)) == -1) {
+    json_decref (j);
+    j = NULL;
+  }
   if (j != NULL && group != NULL
       && json_object_set_new (j, "group", json_string (group)) == -1) {
     json_decref (j);
