@@ -4,8 +4,9 @@
 # each owns only its own bitmaps (their names carry the repository's id),
 # so each one's next backup stays incremental and restores exactly.  A
 # repository made before ids (no "id" in knib-repo.json, bitmaps
-# "knib-<backup id>") gets an id at its next backup, and its chain's old
-# bitmap still serves that backup as an incremental.
+# "knib-<backup id>") gets an id at its next backup (one that also shares
+# it with a group), and its chain's old bitmap still serves that backup
+# as an incremental.
 # shellcheck disable=SC2154 # rc is set by knib_run
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/backup-functions.sh"
@@ -81,10 +82,14 @@ tr -d '\n' <"$R3/knib-repo.json" \
   | sed "s/, *\"id\": *\"$rid3\"//; s/\"id\": *\"$rid3\", *//" >old.json
 mv old.json "$R3/knib-repo.json"
 [ -z "$(repo_id "$R3")" ] || fail "cannot make R3 old: $(cat "$R3/knib-repo.json")"
-into "$R3" 6 c2.json
+# Shared with a group by the same backup: the group is recorded first,
+# the id after, and the file keeps both.
+into "$R3" 6 c2.json --group root
 expect_kind c2.json incremental "$c1"
 rid3=$(repo_id "$R3")
 [ -n "$rid3" ] || fail "the old repository got no id: $(cat "$R3/knib-repo.json")"
+grep -q '"group": "root"' "$R3/knib-repo.json" \
+  || fail "the old repository is not shared: $(cat "$R3/knib-repo.json")"
 bitmaps | grep -qx "knib-$rid3-$(json_top c2.json id)" || fail "bitmaps: $(bitmaps)"
 REPO=$R3 restore_check vm "$(json_top c2.json id)" vda oracle-6-vda.qcow2
 # R1 is still incremental after all that.

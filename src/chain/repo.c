@@ -166,8 +166,14 @@ write_repo_file (const char *path, const char *id, const char *group)
   json_t *j;
   int r;
 
-  j = json_pack ("{s:s, s:i, s:s}", "format", CHAIN_REPO_FORMAT, "version",
-                 CHAIN_REPO_VERSION, "id", id);
+  /* A repository made before ids (id "") keeps having none. */
+  j = json_pack ("{s:s, s:i}", "format", CHAIN_REPO_FORMAT, "version",
+                 CHAIN_REPO_VERSION);
+  if (j != NULL && id[0] != '\0'
+      && json_object_set_new (j, "id", json_string (id)) == -1) {
+    json_decref (j);
+    j = NULL;
+  }
   if (j != NULL && group != NULL
       && json_object_set_new (j, "group", json_string (group)) == -1) {
     json_decref (j);
@@ -298,38 +304,70 @@ chain_repo_id (const struct chain_repo *repo)
   return repo->id;
 }
 
-int
-chain_repo_ensure_id (struct chain_repo *repo)
+/* An update of knib-repo.json: id and *group (malloc'd, NULL for none)
+ * are what the file holds now; it may change them.  1: rewrite the file
+ * with them, 0: leave it as it is, -1 (set_error): fail. */
+typedef int (*repo_file_update_fn) (struct chain_repo *repo,
+                                    char id[CHAIN_REPO_ID_LEN + 1],
+                                    char **group, void *opaque);
+
+/* What follows the rewrite, still under the lock: 0, or -1 (set_error). */
+typedef int (*repo_file_then_fn) (struct chain_repo *repo, void *opaque);
+
+/* Apply update to knib-repo.json: under the lock of the repository's
+ * directory (two runs at once agree), the file is read again, updated and
+ * rewritten with everything else it holds; then (unless NULL) runs before
+ * the lock goes.  repo's id is the file's once it succeeded. */
+static int
+repo_file_update (struct chain_repo *repo, repo_file_update_fn update,
+                  repo_file_then_fn then, void *opaque)
 {
   CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, repo->path);
   CLEANUP_CLOSE int fd = -1;
-  CLEANUP_FREE char *group = NULL;
-  int r = -1;
+  char id[CHAIN_REPO_ID_LEN + 1] = "";
+  char *group = NULL;
+  int r = -1, u;
 
-  if (repo->id[0] != '\0')
-    return 0;
   if (file == NULL)
     return -1;
-  /* Two runs upgrading at once agree: the directory's lock, then the
-   * file read again. */
   fd = open (repo->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd == -1 || flock (fd, LOCK_EX) == -1) {
     set_error (errno, "repository '%s'", repo->path);
     return -1;
   }
-  if (check_repo_file (repo->path, file, repo->id, &group) == -1)
+  if (check_repo_file (repo->path, file, id, &group) == -1
+      || (u = update (repo, id, &group, opaque)) == -1
+      || (u == 1 && write_repo_file (repo->path, id, group) == -1)
+      || (then != NULL && then (repo, opaque) == -1))
     goto out;
-  if (repo->id[0] == '\0'
-      && (new_repo_id (repo->id) == -1
-          || write_repo_file (repo->path, repo->id, group) == -1)) {
-    repo->id[0] = '\0';
-    goto out;
-  }
-  debug (DEBUG_CHAIN, "repository '%s': id %s", repo->path, repo->id);
+  memcpy (repo->id, id, sizeof id);
   r = 0;
 out:
+  free (group);
   flock (fd, LOCK_UN);
   return r;
+}
+
+/* A new id for a file without one. */
+static int
+add_id (struct chain_repo *repo __attribute__ ((unused)),
+        char id[CHAIN_REPO_ID_LEN + 1], char **group __attribute__ ((unused)),
+        void *opaque __attribute__ ((unused)))
+{
+  if (id[0] != '\0')
+    return 0;
+  return new_repo_id (id) == -1 ? -1 : 1;
+}
+
+int
+chain_repo_ensure_id (struct chain_repo *repo)
+{
+  if (repo->id[0] != '\0')
+    return 0;
+  if (repo_file_update (repo, add_id, NULL, NULL) == -1)
+    return -1;
+  debug (DEBUG_CHAIN, "repository '%s': id %s", repo->path, repo->id);
+  return 0;
 }
 
 const char *
@@ -338,59 +376,76 @@ chain_repo_group (const struct chain_repo *repo)
   return repo->group;
 }
 
-int
-chain_repo_share (struct chain_repo *repo, const char *group)
-{
-  CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, repo->path);
-  CLEANUP_CLOSE int fd = -1;
-  CLEANUP_FREE char *old = NULL;
-  char *copy = NULL;
+struct share {
+  const char *group; /* NULL: private */
   gid_t gid;
-  int r = -1;
+};
 
-  if (group != NULL && group[0] == '\0')
-    group = NULL;
-  if (group != NULL && !group_name_is_valid (group)) {
-    set_error (-EINVAL, "'%s' is not a group name", group);
-    return -1;
-  }
-  if (chain_share_resolve (group, &gid) == -1 || file == NULL)
-    return -1;
-  if (group != NULL && (copy = strdup (group)) == NULL) {
+/* The new group, recorded when it changes. */
+static int
+set_group (struct chain_repo *repo __attribute__ ((unused)),
+           char id[CHAIN_REPO_ID_LEN + 1] __attribute__ ((unused)),
+           char **group, void *opaque)
+{
+  const struct share *sh = opaque;
+  char *copy = NULL;
+
+  if ((*group == NULL) == (sh->group == NULL)
+      && (*group == NULL || strcmp (*group, sh->group) == 0))
+    return 0;
+  if (sh->group != NULL && (copy = strdup (sh->group)) == NULL) {
     set_error (ENOMEM, "strdup");
     return -1;
   }
-  /* Under the directory's lock, as chain_repo_ensure_id: the file is
-   * read again and rewritten with everything else it holds. */
-  fd = open (repo->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd == -1 || flock (fd, LOCK_EX) == -1) {
-    set_error (errno, "repository '%s'", repo->path);
-    goto out;
-  }
-  if (check_repo_file (repo->path, file, repo->id, &old) == -1)
-    goto out;
-  if ((old == NULL) != (group == NULL)
-      || (old != NULL && strcmp (old, group) != 0)) {
-    if (write_repo_file (repo->path, repo->id, group) == -1)
-      goto out;
-  }
-  if (chain_share_apply (repo->path, gid) == -1) {
+  free (*group);
+  *group = copy;
+  return 1;
+}
+
+/* Then the modes and group of everything in the repository (the file
+ * just rewritten too), under the same lock: two runs at once leave the
+ * files as knib-repo.json says. */
+static int
+apply_group (struct chain_repo *repo, void *opaque)
+{
+  const struct share *sh = opaque;
+
+  if (chain_share_apply (repo->path, sh->gid) == -1) {
     error_prepend ("repository '%s'", repo->path);
-    goto out;
+    return -1;
+  }
+  return 0;
+}
+
+int
+chain_repo_share (struct chain_repo *repo, const char *group)
+{
+  struct share sh = { .group = group };
+  char *copy = NULL;
+
+  if (sh.group != NULL && sh.group[0] == '\0')
+    sh.group = NULL;
+  if (sh.group != NULL && !group_name_is_valid (sh.group)) {
+    set_error (-EINVAL, "'%s' is not a group name", sh.group);
+    return -1;
+  }
+  if (chain_share_resolve (sh.group, &sh.gid) == -1)
+    return -1;
+  if (sh.group != NULL && (copy = strdup (sh.group)) == NULL) {
+    set_error (ENOMEM, "strdup");
+    return -1;
+  }
+  if (repo_file_update (repo, set_group, apply_group, &sh) == -1) {
+    free (copy);
+    return -1;
   }
   free (repo->group);
   repo->group = copy;
-  copy = NULL;
-  repo->gid = gid;
+  repo->gid = sh.gid;
   debug (DEBUG_CHAIN, "repository '%s': %s%s", repo->path,
-         group ? "shared for reading with group " : "private",
-         group ? group : "");
-  r = 0;
-out:
-  free (copy);
-  if (fd >= 0)
-    flock (fd, LOCK_UN);
-  return r;
+         sh.group ? "shared for reading with group " : "private",
+         sh.group ? sh.group : "");
+  return 0;
 }
 
 void

@@ -39,6 +39,16 @@ struct cli {
 /* The knib command: main's body (main.c); parse_only as in struct cli. */
 int cli_main (int argc, char **argv, bool parse_only);
 
+/* Parse only: no error or getopt message is printed (cli_main sets it
+ * for its parse). */
+void cli_set_quiet (bool on);
+
+/* Parse only (the batch fuzz target): one line of "knib files batch
+ * --repo /var/lib/knib --vm web01 BACKUP"'s stdin, read, split, parsed
+ * and checked as the batch does it, nothing run or printed (after
+ * cli_set_quiet (true)).  The exit status the batch gives the line. */
+int cli_files_batch_parse (const char *line);
+
 /* The options every sub-command takes (options.c).  A command's option
  * table starts with CLI_COMMON_OPTIONS; its loop hands each option to
  * cli_common_option first. */

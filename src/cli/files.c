@@ -1324,7 +1324,7 @@ batch_line (struct cli *cli, struct chain_repo *repo,
     cli_usage_error (cmd, "--disk goes to 'files batch' itself");
     goto out;
   }
-  status = batch_subs[k].run (cli, repo, &o);
+  status = cli->parse_only ? EXIT_OK : batch_subs[k].run (cli, repo, &o);
   goto out;
 nomem:
   set_error (ENOMEM, "batch");
@@ -1337,6 +1337,36 @@ out:
   chain_string_vector_reset (&argv);
   chain_string_vector_release (&words);
   return status;
+}
+
+/* A line of a batch as it is read (before the appliance starts): a
+ * comment, or batch_sub's answer. */
+#define BATCH_COMMENT (-3)
+static int
+batch_read_line (const char *line)
+{
+  return line[0] == '#' ? BATCH_COMMENT : batch_sub (line);
+}
+
+int
+cli_files_batch_parse (const char *line)
+{
+  static char backup[] = "20261123T203015Z";
+  char *args[] = { backup, NULL };
+  struct cli cli = { .parse_only = true };
+  struct files_opts bo = { .cmd = "files batch", .args = args, .nargs = 1 };
+  int k;
+
+  config_init (&cli.cfg);
+  cli_common_init (&cli, &bo.common);
+  bo.common.repo = "/var/lib/knib";
+  bo.common.vm = "web01";
+  k = batch_read_line (line);
+  if (k == BATCH_COMMENT)
+    return EXIT_OK;
+  if (k == -1)
+    return EXIT_USAGE;
+  return batch_line (&cli, NULL, &bo, line);
 }
 
 /* Several commands on one backup, one per line of stdin, with one
@@ -1362,10 +1392,11 @@ run_batch (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
   /* Every line is checked before the appliance starts. */
   while (getline (&line, &cap, stdin) != -1) {
     char *copy;
+    int k = batch_read_line (line);
 
-    if (line[0] == '#')
+    if (k == BATCH_COMMENT)
       continue;
-    if (batch_sub (line) == -1) {
+    if (k == -1) {
       free (line);
       chain_string_vector_release (&lines);
       return EXIT_USAGE;

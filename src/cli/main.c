@@ -13,7 +13,7 @@
 #include "common/error.h"
 #include "common/util.h"
 
-/* Set by cli_main for a parse only: errors are not printed. */
+/* cli_set_quiet: a parse only; errors are not printed. */
 static bool quiet;
 
 static const struct command {
@@ -42,6 +42,13 @@ static const struct command {
   { "job", cmd_job, "cancel, wait for or show the log of a knibd job" },
   { "agent", cmd_agent, "'agent status': the state of knibd" },
 };
+
+void
+cli_set_quiet (bool on)
+{
+  quiet = on;
+  opterr = !on; /* getopt's own messages too */
+}
 
 void
 cli_error (const char *fmt, ...)
@@ -177,9 +184,8 @@ cli_main (int argc, char **argv, bool parse_only)
   struct cli cli = { .parse_only = parse_only };
   int c;
 
-  quiet = parse_only;
-  opterr = !parse_only; /* getopt's own messages too */
-  optind = 0;           /* a new parse (glibc), also on a second call */
+  cli_set_quiet (parse_only);
+  optind = 0; /* a new parse (glibc), also on a second call */
   while ((c = getopt_long (argc, argv, "+vhV", opts, NULL)) != -1) {
     switch (c) {
     case 'v':

@@ -60,6 +60,12 @@ file_remove (void)
 const char *
 fuzz_file (const uint8_t *data, size_t size)
 {
+  return fuzz_file_named ("input", data, size);
+}
+
+const char *
+fuzz_file_named (const char *name, const uint8_t *data, size_t size)
+{
   int fd;
 
   if (file_dir[0] == '\0') {
@@ -70,7 +76,7 @@ fuzz_file (const uint8_t *data, size_t size)
       perror ("mkdtemp");
       abort ();
     }
-    snprintf (file_path, sizeof file_path, "%s/input", file_dir);
+    snprintf (file_path, sizeof file_path, "%s/%s", file_dir, name);
     atexit (file_remove);
   }
   fd = open (file_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -108,4 +114,10 @@ fuzz_send_all (int fd, const void *data, size_t size)
     p += r;
     size -= r;
   }
+}
+
+const char *
+fuzz_file_dir (void)
+{
+  return file_dir;
 }

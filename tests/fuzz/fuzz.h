@@ -25,6 +25,12 @@ void fuzz_fd_path (int fd, char path[FUZZ_FD_PATH_MAX]);
  * refuses (no finding of the target). */
 const char *fuzz_file (const uint8_t *data, size_t size);
 
+/* The same under the name a reader looks for (the directory is
+ * fuzz_file_dir ()); a target uses one name only. */
+const char *fuzz_file_named (const char *name, const uint8_t *data,
+                             size_t size);
+const char *fuzz_file_dir (void);
+
 /* Write all of data to fd (a socket: never SIGPIPE); errors are ignored,
  * the reader sees the stream end. */
 void fuzz_send_all (int fd, const void *data, size_t size);

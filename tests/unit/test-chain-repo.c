@@ -308,6 +308,88 @@ test_repo_id_upgrade (void **state)
   chain_repo_free (repo);
 }
 
+static mode_t
+mode_of (const char *path)
+{
+  struct stat st;
+
+  assert_int_equal (lstat (path, &st), 0);
+  return st.st_mode & 07777;
+}
+
+/* Sharing with a group and making private again: recorded in
+ * knib-repo.json (the id kept), applied to the files (that one too). */
+static void
+test_share (void **state)
+{
+  struct fixture *f = *state;
+  CLEANUP_FREE char *file = repo_file (f);
+  struct chain_repo *repo = chain_repo_open (f->repo, true);
+  char id[CHAIN_REPO_ID_LEN + 1];
+
+  assert_non_null (repo);
+  snprintf (id, sizeof id, "%s", chain_repo_id (repo));
+  assert_int_equal (strlen (id), CHAIN_REPO_ID_LEN);
+  assert_int_equal (chain_repo_share (repo, "root"), 0);
+  assert_string_equal (chain_repo_group (repo), "root");
+  assert_string_equal (chain_repo_id (repo), id);
+  assert_int_equal (mode_of (f->repo), 02750);
+  assert_int_equal (mode_of (file), 0640);
+  chain_repo_free (repo);
+  repo = chain_repo_open (f->repo, false);
+  assert_non_null (repo);
+  assert_string_equal (chain_repo_group (repo), "root");
+  assert_string_equal (chain_repo_id (repo), id);
+  /* Again: nothing to rewrite, the modes applied all the same. */
+  assert_int_equal (chmod (file, 0600), 0);
+  assert_int_equal (chain_repo_share (repo, "root"), 0);
+  assert_int_equal (mode_of (file), 0640);
+  assert_int_equal (chain_repo_share (repo, ""), 0);
+  assert_null (chain_repo_group (repo));
+  assert_int_equal (mode_of (f->repo), 0700);
+  assert_int_equal (mode_of (file), 0600);
+  chain_repo_free (repo);
+  repo = chain_repo_open (f->repo, false);
+  assert_non_null (repo);
+  assert_null (chain_repo_group (repo));
+  assert_string_equal (chain_repo_id (repo), id);
+  assert_int_equal (chain_repo_share (repo, "no such group"), -1);
+  assert_error ("'no such group' is not a group name");
+  chain_repo_free (repo);
+}
+
+/* knib backup --group on a repository made before ids shares it first
+ * and gives it its id after: the file must stay readable between. */
+static void
+test_share_before_ids (void **state)
+{
+  struct fixture *f = *state;
+  CLEANUP_FREE char *file = repo_file (f);
+  struct chain_repo *repo;
+  char id[CHAIN_REPO_ID_LEN + 1];
+
+  assert_int_equal (mkdir (f->repo, 0700), 0);
+  write_text (file, "{\"format\": \"knib-repository\", \"version\": 1}");
+  repo = chain_repo_open (f->repo, false);
+  assert_non_null (repo);
+  assert_int_equal (chain_repo_share (repo, "root"), 0);
+  assert_string_equal (chain_repo_id (repo), "");
+  chain_repo_free (repo);
+  repo = chain_repo_open (f->repo, false);
+  assert_non_null (repo);
+  assert_string_equal (chain_repo_id (repo), "");
+  assert_string_equal (chain_repo_group (repo), "root");
+  assert_int_equal (chain_repo_ensure_id (repo), 0);
+  snprintf (id, sizeof id, "%s", chain_repo_id (repo));
+  assert_int_equal (strlen (id), CHAIN_REPO_ID_LEN);
+  chain_repo_free (repo);
+  repo = chain_repo_open (f->repo, false);
+  assert_non_null (repo);
+  assert_string_equal (chain_repo_id (repo), id);
+  assert_string_equal (chain_repo_group (repo), "root");
+  chain_repo_free (repo);
+}
+
 static void
 test_vm_list (void **state)
 {
@@ -412,6 +494,8 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refuse_file, setup, teardown),
     cmocka_unit_test_setup_teardown (test_repo_id_upgrade, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_share, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_share_before_ids, setup, teardown),
     cmocka_unit_test_setup_teardown (test_refuse_other_version, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_refuse_other_format, setup, teardown),
