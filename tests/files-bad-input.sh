@@ -47,11 +47,15 @@ for args in "ls --repo $REPO" "get --repo $REPO $I /x" \
   [ "$status" = 2 ] || fail "files $args: status $status: $(cat bad.out)"
 done
 # A batch's lines are checked before its appliance starts.
-for line in "diff $F" "ls 'open" "mount /mnt"; do
+for line in "diff $F" "ls 'open" "mount /mnt" "ls --repo /elsewhere /" \
+  "ls --vm other /" "get /x --to a --tar b" "find / --size 12Q"; do
   status=0
   echo "$line" | "$KNIB" files batch --repo "$REPO" "$I" >bad.out 2>&1 || status=$?
   [ "$status" = 2 ] || fail "batch line '$line': status $status: $(cat bad.out)"
+  ! grep -q "appliance\|libguestfs" bad.out || fail "batch line '$line': checked after the appliance started: $(cat bad.out)"
 done
+echo "ls --repo /elsewhere /" | "$KNIB" files batch --repo "$REPO" "$I" >bad.out 2>&1 || :
+grep -q "\-\-repo goes to 'files batch' itself" bad.out || fail "a line's --repo: $(cat bad.out)"
 status=0
 "$KNIB" files ls --repo "$REPO" 20200101T000000Z >bad.out 2>&1 || status=$?
 [ "$status" = 1 ] || fail "a missing backup: status $status: $(cat bad.out)"

@@ -1320,8 +1320,14 @@ batch_line (struct cli *cli, struct chain_repo *repo,
     status = EXIT_OK;
     goto out;
   }
-  if (o.so.disk != NULL) {
-    cli_usage_error (cmd, "--disk goes to 'files batch' itself");
+  /* The line's own --repo or --vm would be parsed and then ignored:
+   * every line runs on the batch's repository and session. */
+  if (o.so.disk != NULL || o.common.repo != bo->common.repo
+      || o.common.vm != bo->common.vm) {
+    cli_usage_error (cmd, "%s goes to 'files batch' itself",
+                     o.so.disk != NULL                  ? "--disk"
+                     : o.common.repo != bo->common.repo ? "--repo"
+                                                        : "--vm");
     goto out;
   }
   status = cli->parse_only ? EXIT_OK : batch_subs[k].run (cli, repo, &o);
@@ -1392,14 +1398,21 @@ run_batch (struct cli *cli, struct chain_repo *repo, struct files_opts *o)
   /* Every line is checked before the appliance starts. */
   while (getline (&line, &cap, stdin) != -1) {
     char *copy;
-    int k = batch_read_line (line);
+    int k = batch_read_line (line), r = EXIT_OK;
+    bool parse_only = cli->parse_only;
 
     if (k == BATCH_COMMENT)
       continue;
-    if (k == -1) {
+    if (k >= 0) {
+      /* The line's options, parsed as it will run. */
+      cli->parse_only = true;
+      r = batch_line (cli, repo, o, line);
+      cli->parse_only = parse_only;
+    }
+    if (k == -1 || r != EXIT_OK) {
       free (line);
       chain_string_vector_release (&lines);
-      return EXIT_USAGE;
+      return k == -1 ? EXIT_USAGE : r;
     }
     copy = strdup (line);
     if (copy == NULL || chain_string_vector_append (&lines, copy) == -1) {
