@@ -39,6 +39,9 @@ struct qmp_client {
   int pass_fd; /* sent with the next command (SCM_RIGHTS), or -1 */
 };
 
+/* The longest reply traced whole. */
+#define QMP_TRACE_MAX 4096
+
 static void
 client_break (struct qmp_client *c)
 {
@@ -110,7 +113,12 @@ client_read (struct qmp_client *c, const struct qmp_wait *w,
       return -1;
     }
     if (r == 1) {
-      debug (DEBUG_QMP, "<- %s", line);
+      /* query-qmp-schema's 180 KB would drown the trace. */
+      if (len > QMP_TRACE_MAX)
+        debug (DEBUG_QMP, "<- %.*s... (%zu more bytes)", QMP_TRACE_MAX, line,
+               len - QMP_TRACE_MAX);
+      else
+        debug (DEBUG_QMP, "<- %s", line);
       *msg = qmp_message_parse (line, len);
       if (*msg == NULL || qmp_message_classify (*msg, kind) == -1) {
         json_decref (*msg);
