@@ -56,9 +56,10 @@
 #define BACKUP_COMPRESS_REQUESTS 32u
 
 /* O_DIRECT writes of up to 2 MiB (a batch of reads) in flight.  A full
- * backup of the bench's 8 GiB disk with 2 GiB of data (medians of 3
- * interleaved rounds on a shared 2-core machine): one write at a time
- * 2.31 s, two 2.19 s, four 1.65 s; peak RSS 28.8-29.1 MiB alike. */
+ * backup of the bench's 8 GiB disk with 2 GiB of data (medians of 4
+ * interleaved rounds on a loaded 2-core machine): one write at a time
+ * 3.31 s with the writer thread busy 2.2 s, four 2.39 s with it busy
+ * 0.30 s; peak RSS 28.3 MiB alike. */
 #define BACKUP_WRITE_DEPTH 4u
 
 static void
