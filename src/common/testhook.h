@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* testhook.h: points where the test suite stops knib, only in a build
- * configured with --enable-test-hooks (never in a default build). */
+/* testhook.h: points where the test suite stops knib, and the clock of
+ * knibd's schedules, only in a build configured with --enable-test-hooks
+ * (never in a default build). */
 #ifndef KNIB_COMMON_TESTHOOK_H
 #define KNIB_COMMON_TESTHOOK_H
+
+#include <time.h>
 
 #ifdef ENABLE_TEST_HOOKS
 /* Tests stop knib at a named point of a long operation ("transaction",
@@ -12,11 +15,22 @@
  * to kill it or to write to the disk exactly there: the process stops
  * itself with SIGSTOP. */
 void test_stop_point (const char *name);
+
+/* The time of knibd's schedules: with KNIB_TEST_CLOCK=FILE, the seconds
+ * since the epoch written in FILE (read each time, so that a test moves
+ * it on and a calendar's time arrives at once), else time (NULL). */
+time_t test_clock (void);
 #else
 static inline void
 test_stop_point (const char *name)
 {
   (void) name;
+}
+
+static inline time_t
+test_clock (void)
+{
+  return time (NULL);
 }
 #endif
 
