@@ -42,9 +42,10 @@ S=$TMPDIR_TEST/vm.qmp
 S2=$TMPDIR_TEST/vm.qmp2
 mkdir -p "$SCRATCH"
 start_knibd
-# 48 MiB: a consolidation at 1 MiB/s takes a while.
-hmp_write "$S" vda 0x11 0 24M
-hmp_write "$S" vda 0x12 32M 24M
+# 16 MiB: a backup or consolidation at 1 MiB/s takes 16 s, long enough
+# to be cut short by the domain's stop.
+hmp_write "$S" vda 0x11 0 8M
+hmp_write "$S" vda 0x12 32M 8M
 
 # ---- 1. Backups held while the domain is stopped ----
 quit_qemu vm

@@ -3,6 +3,9 @@
 # agent-schedule.sh: a schedule with a one-minute calendar fires, its
 # retention prunes after each backup, runs missed while knibd was down
 # are caught up once when it starts, and bad schedules are refused.
+# With test hooks, knibd's schedules read their time from a file that the
+# test moves on (KNIB_TEST_CLOCK), so a calendar minute arrives at once;
+# without them the test waits for the real minutes.
 . "$(dirname "$0")/functions.sh"
 require qemu-system-x86_64 qemu-img qemu-io
 . "$(dirname "$0")/backup-functions.sh"
@@ -15,6 +18,26 @@ start_qemu vm "$TMPDIR_TEST/disk.qcow2"
 S=$TMPDIR_TEST/vm.qmp
 S2=$TMPDIR_TEST/vm.qmp2
 mkdir -p "$SCRATCH"
+
+# clock_now: the schedules' time.  clock_to T: make it T (with test hooks
+# at once; else wait for the real clock).
+if [ "${KNIB_TEST_HOOKS:-no}" = yes ]; then
+  KNIB_TEST_CLOCK=$TMPDIR_TEST/clock
+  export KNIB_TEST_CLOCK
+  # Half past a minute: the next one is 30 s away.
+  echo $(( $(date +%s) / 60 * 60 + 30 )) >"$KNIB_TEST_CLOCK"
+fi
+clock_now () {
+  if [ -n "${KNIB_TEST_CLOCK:-}" ]; then cat "$KNIB_TEST_CLOCK"; else date +%s; fi
+}
+clock_to () {
+  if [ -n "${KNIB_TEST_CLOCK:-}" ]; then
+    echo "$1" >"$KNIB_TEST_CLOCK.new"
+    mv "$KNIB_TEST_CLOCK.new" "$KNIB_TEST_CLOCK"
+  else
+    while [ "$(date +%s)" -lt "$1" ]; do sleep 1; done
+  fi
+}
 start_knibd
 
 # Bad schedules: an error each, nothing set.
@@ -38,11 +61,22 @@ grep -q "no schedule 'none'" bad.out || fail "schedule-remove: $(cat bad.out)"
 scheduled () {
   agent query-jobs type=backup | grep -o '"schedule":"every-minute"' | wc -l
 }
-# 1. A one-minute calendar fires (within a minute), then its prune runs.
+# 1. A one-minute calendar fires at the next minute (not before), then
+#    its prune runs.
+t0=$(clock_now)
 agent schedule-set name=every-minute calendar=minutely vm=vm "repo=$REPO" \
   "qmp=$S" "scratch=$SCRATCH" keep-last=1 >/dev/null
-agent query-schedules | grep -q '"name":"every-minute".*"next-run":[0-9]' \
-  || fail "query-schedules: $(agent query-schedules)"
+next=$(agent query-schedules | sed -n 's/.*"name":"every-minute".*"next-run":\([0-9.e+]*\).*/\1/p')
+[ -n "$next" ] || fail "query-schedules: $(agent query-schedules)"
+next=$(awk -v n="$next" 'BEGIN { printf "%d", n }')
+[ $((next % 60)) -eq 0 ] && [ "$next" -gt "$t0" ] && [ "$next" -le $((t0 + 120)) ] \
+  || fail "next run $next is not the next minute after $t0"
+if [ -n "${KNIB_TEST_CLOCK:-}" ]; then
+  [ "$next" -eq $((t0 + 30)) ] || fail "next run $next, not $((t0 + 30))"
+  sleep 3 # three ticks of knibd before the minute
+  [ "$(scheduled)" -eq 0 ] || fail "the schedule fired before its minute"
+fi
+clock_to "$next"
 n=0
 until [ "$(scheduled)" -ge 1 ]; do
   n=$((n + 1))
@@ -56,8 +90,8 @@ wait_job_status "$(agent query-jobs type=prune | sed -n 's/^\[{"id":\([0-9]*\).*
 # 2. knibd down across two of its times: one run when it starts.
 hmp_write "$S2" vda 0x22 4M 1M
 stop_knibd
-now=$(date +%s)
-sleep $(( 60 - now % 60 + 62 ))
+now=$(clock_now)
+clock_to $(( now + 60 - now % 60 + 62 ))
 fires_before=$(grep -c "schedule 'every-minute': backup of 'vm' queued" "$AGENT_LOG")
 start_knibd
 sleep 5

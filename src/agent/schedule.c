@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/testhook.h"
 #include "common/util.h"
 #include "internal.h"
 
@@ -166,7 +167,7 @@ schedule_set (struct agent *a, json_t *args)
   }
   if (runner_check (JOB_BACKUP, backup) == -1)
     return -1;
-  if (store_schedule_put (a->store, name, args, (double) time (NULL)) == -1)
+  if (store_schedule_put (a->store, name, args, (double) test_clock ()) == -1)
     return -1;
   fprintf (stderr, "knibd: schedule '%s' set: %s\n", name, cal);
   a->schedules = true;
@@ -197,7 +198,7 @@ json_t *
 schedules_query (struct agent *a)
 {
   json_t *arr = store_schedules (a->store);
-  time_t now = time (NULL);
+  time_t now = test_clock ();
   json_t *s;
   size_t i;
 
@@ -218,7 +219,7 @@ void
 schedules_tick (struct agent *a)
 {
   json_auto_t *arr = NULL;
-  time_t now = time (NULL);
+  time_t now = test_clock ();
   json_t *s;
   size_t i;
 
