@@ -83,8 +83,9 @@ validate_screen_text (const unsigned char *buf, size_t len)
 
 /* What a screen or console says when the guest cannot go on alone. */
 static const char *const dead_ends[] = {
-  "No bootable device", /* SeaBIOS */
-  "Boot failed: not a bootable disk",
+  /* SeaBIOS, once every boot option failed.  Its "Boot failed: ..."
+   * lines are no dead end: the next option (another disk) may boot. */
+  "No bootable device",
   "No bootable option or device was found", /* OVMF */
   "UEFI Interactive Shell",     /* OVMF, when no boot option worked */
   "grub rescue>",               /* GRUB without its modules */

@@ -75,6 +75,10 @@ test_dead_ends (void **state)
   (void) state;
   assert_null (validate_dead_end ("Booting from Hard Disk...\nLoading "
                                   "Linux...\n"));
+  /* One boot option failed; SeaBIOS goes on to the next. */
+  assert_null (validate_dead_end ("Booting from Hard Disk...\nBoot failed: "
+                                  "not a bootable disk\n\nBooting from Hard "
+                                  "Disk...\n"));
   end = validate_dead_end ("GRUB loading.\nerror: unknown filesystem.\n"
                            "Entering rescue mode...\ngrub rescue> ");
   assert_non_null (end);
