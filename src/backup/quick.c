@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,7 +330,25 @@ any_running (const backup_consolidation_vector *v)
   return false;
 }
 
-/* Wait until no stream of ours runs, looking twice a second. */
+/* Until a job's status changes (QEMU's JOB_STATUS_CHANGE) or
+ * CONSOLIDATE_POLL_MS pass: a finished stream is seen at once, not at
+ * the next look. */
+static int
+wait_change (struct qmp_client *c)
+{
+  json_t *event = NULL;
+
+  if (qmp_client_wait_event (c, "JOB_STATUS_CHANGE", NULL, NULL,
+                             CONSOLIDATE_POLL_MS, &event)
+      == 0)
+    json_decref (event);
+  else if (get_errno () != ETIMEDOUT && get_errno () != EINTR)
+    return -1;
+  error_clear ();
+  return 0;
+}
+
+/* Wait until no stream of ours runs, looking at least twice a second. */
 static int
 wait_streams (struct qmp_client *c, const char *repo_real,
               const struct backup_consolidate_options *o,
@@ -343,7 +360,8 @@ wait_streams (struct qmp_client *c, const char *repo_real,
                          "'knib restore --status' shows it");
       return -1;
     }
-    poll (NULL, 0, CONSOLIDATE_POLL_MS);
+    if (wait_change (c) == -1)
+      return -1;
     if (look (c, repo_real, o, true, out) == -1)
       return -1;
     for (size_t i = 0; o->progress && i < out->len; i++)
