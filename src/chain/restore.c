@@ -418,8 +418,8 @@ progress (struct restore *r, const struct target *t, bool done)
   return r->o->progress (&s, r->o->opaque);
 }
 
-/* Can the temporary file be written with O_DIRECT (tmpfs, for one,
- * refuses it)? */
+/* Can the temporary file be written with O_DIRECT (ramfs, and tmpfs
+ * before Linux 6.6, refuse it)? */
 static bool
 direct_ok (const struct target *t)
 {
