@@ -55,6 +55,13 @@
  * contexts (48 reads put a 4 GiB disk's zstd backup at 32.7 MiB). */
 #define BACKUP_COMPRESS_REQUESTS 32u
 
+/* O_DIRECT writes of up to 2 MiB (a batch of reads) in flight.  A full
+ * backup of the bench's 8 GiB disk with 2 GiB of data (medians of 4
+ * interleaved rounds on a loaded 2-core machine): one write at a time
+ * 3.31 s with the writer thread busy 2.2 s, four 2.39 s with it busy
+ * 0.30 s; peak RSS 28.3 MiB alike. */
+#define BACKUP_WRITE_DEPTH 4u
+
 static void
 disk_result_release (struct backup_disk_result *d)
 {
@@ -859,6 +866,9 @@ copy_disk (struct run *run, struct disk_job *job)
     .io = run->o->compression == CHAIN_COMPRESSION_NONE ? QCOW2_IO_DIRECT
                                                         : QCOW2_IO_DROP,
     .digest = true,
+    /* The disk stays busy while the next reads land; the stream keeps
+     * the read buffers until their writes complete. */
+    .write_depth = BACKUP_WRITE_DEPTH,
   };
   struct qcow2_pipeline_options po = {
     .compress = run->o->compression != CHAIN_COMPRESSION_NONE,

@@ -26,6 +26,11 @@
 /* Batches queued for the writer, at most. */
 #define STREAM_QUEUE 4u
 
+/* Batches written whose writes may still be in flight (the image's
+ * writes in flight, qcow2_writer_options.write_depth): their buffers go
+ * back when the writes complete. */
+#define STREAM_WRITTEN 4u
+
 /* The image's clusters sit in the file in guest order in a full backup,
  * and the reads land in buffers aligned for O_DIRECT: the writer writes
  * them to the file as they are. */
@@ -41,6 +46,7 @@ struct item {
 struct batch {
   struct item items[STREAM_BATCH];
   unsigned n;
+  uint64_t ticket; /* written: the writes its buffers wait for */
 };
 
 struct stream {
@@ -63,6 +69,10 @@ struct stream {
   char *error;
 
   struct batch cur; /* being filled by the reading thread */
+  /* The writer thread's own: batches written, oldest first, whose
+   * buffers wait for their writes to complete. */
+  struct batch written[STREAM_WRITTEN];
+  unsigned whead, wcount;
   pthread_t thread;
   bool started;
 
@@ -75,7 +85,11 @@ struct stream {
 static int
 writer_error (struct stream *s)
 {
-  set_error (s->errnum, "%s", s->error ? s->error : "the writer failed");
+  /* s->error has the system's text already. */
+  if (s->error != NULL)
+    set_error (-s->errnum, "%s", s->error);
+  else
+    set_error (s->errnum, "the writer failed");
   return -1;
 }
 
@@ -123,6 +137,51 @@ give_back (struct stream *s, struct batch *b)
   b->n = 0;
 }
 
+/* The writer failed: r == -1 with the error set.  Under the lock. */
+static void
+writer_failed (struct stream *s)
+{
+  if (s->failed)
+    return;
+  s->errnum = get_errno ();
+  s->error = strdup (get_error ());
+  s->stop = true;
+  /* Read without the lock by stream_chunk. */
+  __atomic_store_n (&s->failed, true, __ATOMIC_RELEASE);
+}
+
+/* Give back the buffers of the written batches whose writes completed:
+ * the oldest one waited for when block.  Not under the lock. */
+static int
+retire (struct stream *s, bool block)
+{
+  unsigned n = 0;
+  int r = 0, w;
+
+  while (n < s->wcount) {
+    struct batch *b = &s->written[(s->whead + n) % STREAM_WRITTEN];
+
+    w = qcow2_pipeline_wait (s->p, b->ticket, block && n == 0);
+    if (w == 0)
+      break;
+    if (w == -1)
+      r = -1; /* its buffers are free all the same */
+    n++;
+  }
+  if (n == 0 && r == 0)
+    return 0;
+  pthread_mutex_lock (&s->lock);
+  for (unsigned i = 0; i < n; i++)
+    give_back (s, &s->written[(s->whead + i) % STREAM_WRITTEN]);
+  s->whead = (s->whead + n) % STREAM_WRITTEN;
+  s->wcount -= n;
+  if (r == -1)
+    writer_failed (s);
+  pthread_cond_signal (&s->to_reader);
+  pthread_mutex_unlock (&s->lock);
+  return r;
+}
+
 static void *
 writer_main (void *arg)
 {
@@ -134,32 +193,43 @@ writer_main (void *arg)
   pthread_mutex_lock (&s->lock);
   for (;;) {
     while (s->count == 0 && !s->done && !s->stop) {
+      if (s->wcount > 0) {
+        /* Nothing to write: the oldest writes' buffers are wanted. */
+        pthread_mutex_unlock (&s->lock);
+        retire (s, true);
+        pthread_mutex_lock (&s->lock);
+        continue;
+      }
       s->waits_writer++;
       pthread_cond_wait (&s->to_writer, &s->lock);
     }
     if (s->stop || s->count == 0)
       break;
-    b = &s->queue[s->head];
+    b = &s->written[(s->whead + s->wcount) % STREAM_WRITTEN];
+    *b = s->queue[s->head];
+    s->head = (s->head + 1) % STREAM_QUEUE;
+    s->count--;
+    s->wcount++;
+    pthread_cond_signal (&s->to_reader);
     pthread_mutex_unlock (&s->lock);
     t = monotonic_seconds ();
     r = write_batch (s, b);
+    b->ticket = qcow2_pipeline_ticket (s->p);
+    if (r == 0)
+      r = retire (s, s->wcount == STREAM_WRITTEN);
     pthread_mutex_lock (&s->lock);
     s->write_seconds += monotonic_seconds () - t;
-    give_back (s, b);
-    s->head = (s->head + 1) % STREAM_QUEUE;
-    s->count--;
     if (r == -1) {
-      s->errnum = get_errno ();
-      s->error = strdup (get_error ());
-      s->stop = true;
-      /* Read without the lock by stream_chunk. */
-      __atomic_store_n (&s->failed, true, __ATOMIC_RELEASE);
-    }
-    pthread_cond_signal (&s->to_reader);
-    if (r == -1)
+      writer_failed (s);
+      pthread_cond_signal (&s->to_reader);
       break;
+    }
   }
   pthread_mutex_unlock (&s->lock);
+  /* No buffer goes back (or is freed) while a write from it is in
+   * flight. */
+  while (s->wcount > 0)
+    retire (s, true);
   /* The error went to s->error: this thread's copy would leak with it. */
   error_clear ();
   return NULL;

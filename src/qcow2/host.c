@@ -53,8 +53,12 @@ direct_ok (const struct qcow2_host *h, const void *buf, size_t len,
 static int
 direct_off (struct qcow2_host *h, uint64_t len, uint64_t offset)
 {
-  int flags = fcntl (h->fd, F_GETFL);
+  int flags;
 
+  /* The writes in flight were O_DIRECT ones: they end first. */
+  if (qcow2_host_drain (h) == -1)
+    return -1;
+  flags = fcntl (h->fd, F_GETFL);
   if (flags == -1 || fcntl (h->fd, F_SETFL, flags & ~O_DIRECT) == -1) {
     set_error (errno, "qcow2 output file: clearing O_DIRECT");
     return -1;
@@ -85,6 +89,8 @@ qcow2_host_pwrite (struct qcow2_host *h, const void *buf, size_t len,
         || qcow2_pwrite_all (h->fd, buf, len, offset) == -1)
       goto fail;
   }
+  else if (h->odirect)
+    h->direct_proven = true;
   if (h->digest != NULL && digest_wrote (h->digest, buf, len, offset) == -1)
     goto fail;
   return 0;
@@ -93,10 +99,9 @@ fail:
   return -1;
 }
 
-/* pwritev all of the n pieces of iov (len bytes) at offset. */
-static int
-pwritev_all (int fd, const struct iovec *iov, int n, uint64_t len,
-             uint64_t offset)
+int
+qcow2_pwritev_all (int fd, const struct iovec *iov, int n, uint64_t len,
+                   uint64_t offset)
 {
   struct iovec v[QCOW2_MAX_IOV];
   int i = 0;
@@ -132,7 +137,7 @@ qcow2_pwrite_all (int fd, const void *buf, size_t len, uint64_t offset)
 {
   struct iovec v = { .iov_base = (void *) buf, .iov_len = len };
 
-  return pwritev_all (fd, &v, 1, len, offset);
+  return qcow2_pwritev_all (fd, &v, 1, len, offset);
 }
 
 static bool
@@ -154,12 +159,19 @@ host_pwritev (struct qcow2_host *h, const struct iovec *iov, int n,
   if (h->odirect && !iov_direct_ok (h, iov, n)
       && direct_off (h, len, offset) == -1)
     goto fail;
-  if (pwritev_all (h->fd, iov, n, len, offset) == -1) {
-    if (!h->odirect || get_errno () != EINVAL
-        || direct_off (h, len, offset) == -1
-        || pwritev_all (h->fd, iov, n, len, offset) == -1)
+  if (h->aio != NULL && h->odirect && h->direct_proven) {
+    /* The file system took O_DIRECT writes like these: in flight. */
+    if (qcow2_aio_submit (h->aio, iov, n, len, offset) == -1)
       goto fail;
   }
+  else if (qcow2_pwritev_all (h->fd, iov, n, len, offset) == -1) {
+    if (!h->odirect || get_errno () != EINVAL
+        || direct_off (h, len, offset) == -1
+        || qcow2_pwritev_all (h->fd, iov, n, len, offset) == -1)
+      goto fail;
+  }
+  else if (h->odirect)
+    h->direct_proven = true;
   for (int i = 0; i < n && h->digest != NULL; i++) {
     if (digest_wrote (h->digest, iov[i].iov_base, iov[i].iov_len, at) == -1)
       goto fail;
@@ -237,6 +249,8 @@ qcow2_host_init (struct qcow2_host *h, int fd, uint32_t cluster_bits,
 void
 qcow2_host_release (struct qcow2_host *h)
 {
+  qcow2_aio_free (h->aio);
+  h->aio = NULL;
   free (h->buf);
   digest_free (h->digest);
   h->digest = NULL;
@@ -245,6 +259,48 @@ qcow2_host_release (struct qcow2_host *h)
   qcow2_offset_vector_reset (&h->blocks);
   h->buf = NULL;
   h->cur_counts = h->pending_counts = NULL;
+}
+
+int
+qcow2_host_set_depth (struct qcow2_host *h, unsigned depth)
+{
+  if (h->aio != NULL || depth < 1 || depth > QCOW2_AIO_MAX_DEPTH) {
+    set_error (-EINVAL, "%u writes in flight: 1 to %u can be, set once", depth,
+               QCOW2_AIO_MAX_DEPTH);
+    return -1;
+  }
+  h->depth = depth;
+  if (depth == 1 || !h->odirect)
+    return 0; /* buffered writes return once in the page cache */
+  h->aio = qcow2_aio_new (h->fd, depth);
+  return h->aio == NULL ? -1 : 0;
+}
+
+uint64_t
+qcow2_host_ticket (struct qcow2_host *h)
+{
+  return h->aio != NULL ? qcow2_aio_ticket (h->aio) : 0;
+}
+
+int
+qcow2_host_wait (struct qcow2_host *h, uint64_t ticket, bool block)
+{
+  int r;
+
+  if (h->aio == NULL)
+    return 1;
+  r = qcow2_aio_wait (h->aio, ticket, block);
+  if (r == -1)
+    h->failed = true;
+  return r;
+}
+
+int
+qcow2_host_drain (struct qcow2_host *h)
+{
+  if (h->aio == NULL)
+    return 0;
+  return qcow2_host_wait (h, qcow2_aio_ticket (h->aio), true) == -1 ? -1 : 0;
 }
 
 static uint64_t
@@ -575,6 +631,9 @@ fill_hole (struct qcow2_host *h, const void *data, size_t clen,
 static int
 check_usable (struct qcow2_host *h)
 {
+  /* A write in flight that failed says why. */
+  if (h->aio != NULL && qcow2_host_wait (h, 0, false) == -1)
+    return -1;
   if (h->failed) {
     set_error (EIO, "the image is unusable after an earlier error");
     return -1;
@@ -757,6 +816,18 @@ qcow2_host_finish (struct qcow2_host *h, uint64_t *table_offset,
   uint64_t clusters;
 
   h->finishing = true;
+  if (qcow2_host_drain (h) == -1)
+    return -1;
+  if (h->aio != NULL) {
+    struct qcow2_aio_stats st;
+
+    qcow2_aio_get_stats (h->aio, &st);
+    debug (DEBUG_QCOW2,
+           "O_DIRECT writes in flight: %" PRIu64 " writes, %" PRIu64
+           " bytes, up to %" PRIu64 " at once (of %u), %" PRIu64
+           " waits for one",
+           st.writes, st.bytes, st.max_in_flight, h->depth, st.waits);
+  }
   if (check_usable (h) == -1 || pad_to_cluster (h) == -1
       || emit_pending (h) == -1)
     return -1;

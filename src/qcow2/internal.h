@@ -179,6 +179,50 @@ size_t qcow2_header_bytes (const char *backing_file,
 void qcow2_header_encode (const struct qcow2_header_fields *h,
                           unsigned char *buf, size_t size);
 
+/* ---- aio.c: O_DIRECT writes kept in flight on writer threads ---- */
+
+#define QCOW2_AIO_MAX_DEPTH 4u
+
+struct qcow2_aio;
+
+struct qcow2_aio_stats {
+  uint64_t writes, bytes;
+  uint64_t max_in_flight; /* the most writes being written at once */
+  uint64_t waits;         /* waits for a write to complete */
+};
+
+/* depth (1 to QCOW2_AIO_MAX_DEPTH) threads writing to fd.  NULL with
+ * set_error. */
+struct qcow2_aio *qcow2_aio_new (int fd, unsigned depth)
+  __attribute__ ((warn_unused_result));
+
+/* Queue a pwritev of all len bytes of iov (n pieces) at offset; waits
+ * while depth writes are in flight.  The pieces' memory is in use until
+ * the write completed (qcow2_aio_wait).  -1 with the error of a write
+ * that failed before (every later call fails too). */
+int qcow2_aio_submit (struct qcow2_aio *a, const struct iovec *iov, int n,
+                      uint64_t len, uint64_t offset)
+  __attribute__ ((warn_unused_result));
+
+/* Names every write submitted so far. */
+uint64_t qcow2_aio_ticket (struct qcow2_aio *a);
+
+/* 1 when every write up to ticket completed (block: wait for them), 0
+ * when not yet, -1 with the error when a write failed (its memory is
+ * free all the same). */
+int qcow2_aio_wait (struct qcow2_aio *a, uint64_t ticket, bool block)
+  __attribute__ ((warn_unused_result));
+
+void qcow2_aio_get_stats (struct qcow2_aio *a, struct qcow2_aio_stats *stats);
+
+/* Wait for every write, stop the threads.  NULL is a no-op. */
+void qcow2_aio_free (struct qcow2_aio *a);
+
+/* pwritev all len bytes of the n pieces of iov at offset (an error names
+ * the offset; a short write is continued). */
+int qcow2_pwritev_all (int fd, const struct iovec *iov, int n, uint64_t len,
+                       uint64_t offset) __attribute__ ((warn_unused_result));
+
 /* ---- host.c: the image file, allocated front to back ---- */
 
 DEFINE_VECTOR_TYPE (qcow2_offset_vector, uint64_t)
@@ -226,6 +270,11 @@ struct qcow2_host {
   bool odirect;          /* fd has O_DIRECT now */
   bool finishing;        /* in qcow2_host_finish */
   struct digest *digest; /* NULL: none computed */
+  /* Writes from the caller's pieces kept in flight (qcow2_host_set_depth):
+   * NULL, one write at a time. */
+  struct qcow2_aio *aio;
+  unsigned depth;
+  bool direct_proven; /* an O_DIRECT write succeeded */
 };
 
 /* Start an empty file, written the way io asks (O_DIRECT falls back to
@@ -242,6 +291,26 @@ int qcow2_host_pwrite (struct qcow2_host *h, const void *buf, size_t len,
                        uint64_t offset) __attribute__ ((warn_unused_result));
 
 void qcow2_host_release (struct qcow2_host *h);
+
+/* Keep up to depth (1 to QCOW2_AIO_MAX_DEPTH) O_DIRECT writes of long
+ * runs straight from the caller's pieces (qcow2_host_write_clusters_v) in
+ * flight.  The caller then keeps those pieces untouched until
+ * qcow2_host_wait says the writes it made so far (qcow2_host_ticket) are
+ * complete.  0 or -1 with set_error. */
+int qcow2_host_set_depth (struct qcow2_host *h, unsigned depth)
+  __attribute__ ((warn_unused_result));
+
+/* Names the writes made so far (0 without writes in flight). */
+uint64_t qcow2_host_ticket (struct qcow2_host *h);
+
+/* As qcow2_aio_wait; 1 at once without writes in flight.  A failed write
+ * makes the image unusable. */
+int qcow2_host_wait (struct qcow2_host *h, uint64_t ticket, bool block)
+  __attribute__ ((warn_unused_result));
+
+/* Wait for every write in flight; 0, or -1 with a failed write's error. */
+int qcow2_host_drain (struct qcow2_host *h)
+  __attribute__ ((warn_unused_result));
 
 /* Append len bytes (data NULL: zeros) as whole new clusters (the last
  * padded with zeros), each with refcount 1; *offset gets where they

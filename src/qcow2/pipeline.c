@@ -343,8 +343,11 @@ check_usable (struct qcow2_pipeline *p)
 {
   if (!p->failed)
     return 0;
-  set_error (p->errnum, "%s",
-             p->error ? p->error : "the pipeline failed earlier");
+  /* p->error has the system's text already. */
+  if (p->error != NULL)
+    set_error (-p->errnum, "%s", p->error);
+  else
+    set_error (p->errnum, "the pipeline failed earlier");
   return -1;
 }
 
@@ -598,6 +601,20 @@ qcow2_pipeline_zero (struct qcow2_pipeline *p, uint64_t guest_offset,
   s->len = len;
   publish (p, s, SLOT_DONE);
   return drain (p, p->nslots);
+}
+
+uint64_t
+qcow2_pipeline_ticket (struct qcow2_pipeline *p)
+{
+  return qcow2_writer_ticket (p->w);
+}
+
+int
+qcow2_pipeline_wait (struct qcow2_pipeline *p, uint64_t ticket, bool block)
+{
+  int r = qcow2_writer_wait (p->w, ticket, block);
+
+  return r == -1 ? pipeline_break (p) : r;
 }
 
 int

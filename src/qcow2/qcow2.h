@@ -71,6 +71,11 @@ struct qcow2_writer_options {
    * qcow2_writer_digest; fd must then be open for reading too (finish
    * reads back the first segment, which the header is written into). */
   bool digest;
+  /* With O_DIRECT: up to this many writes (at most 4) of long runs kept
+   * in flight straight from the pieces qcow2_writer_writev gets, whose
+   * caller then keeps them untouched until qcow2_writer_wait says they
+   * are written.  0 or 1: one write at a time, done on return. */
+  unsigned write_depth;
 };
 
 /* What a writer has done so far. */
@@ -156,6 +161,16 @@ uint32_t qcow2_writer_cluster_size (const struct qcow2_writer *w);
 
 /* How the image is being written (O_DIRECT may have fallen back). */
 enum qcow2_io qcow2_writer_io (const struct qcow2_writer *w);
+
+/* With write_depth: names the writes made so far, for qcow2_writer_wait. */
+uint64_t qcow2_writer_ticket (struct qcow2_writer *w);
+
+/* 1 when every write up to ticket is complete and its pieces are free
+ * (block: wait for that), 0 when not yet, -1 with set_error when a write
+ * failed (the pieces are free; the writer is broken).  1 at once without
+ * write_depth. */
+int qcow2_writer_wait (struct qcow2_writer *w, uint64_t ticket, bool block)
+  __attribute__ ((warn_unused_result));
 
 /* After qcow2_writer_finish: the finished file's digest (lowercase hex),
  * when the options asked for it.  Returns 0, or -1 with set_error. */
@@ -268,6 +283,13 @@ int qcow2_pipeline_zero (struct qcow2_pipeline *p, uint64_t guest_offset,
 /* Wait for every cluster in flight and write it.  Call it before
  * qcow2_writer_finish. */
 int qcow2_pipeline_flush (struct qcow2_pipeline *p)
+  __attribute__ ((warn_unused_result));
+
+/* qcow2_writer_ticket and qcow2_writer_wait of the pipeline's writer:
+ * without compression, the pieces given to qcow2_pipeline_writev are
+ * written from where they are. */
+uint64_t qcow2_pipeline_ticket (struct qcow2_pipeline *p);
+int qcow2_pipeline_wait (struct qcow2_pipeline *p, uint64_t ticket, bool block)
   __attribute__ ((warn_unused_result));
 
 /* The workers it runs (0 without compression). */

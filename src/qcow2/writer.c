@@ -216,7 +216,9 @@ qcow2_writer_new (int fd, const struct qcow2_writer_options *opts)
     set_error (ENOMEM, "allocating the qcow2 writer");
     return NULL;
   }
-  if (qcow2_host_init (&w->host, fd, bits, opts->io, opts->digest) == -1) {
+  if (qcow2_host_init (&w->host, fd, bits, opts->io, opts->digest) == -1
+      || (opts->write_depth > 1
+          && qcow2_host_set_depth (&w->host, opts->write_depth) == -1)) {
     qcow2_writer_free (w);
     return NULL;
   }
@@ -229,10 +231,11 @@ qcow2_writer_new (int fd, const struct qcow2_writer_options *opts)
   }
   debug (DEBUG_QCOW2,
          "new image: virtual size %" PRIu64 ", cluster size %" PRIu64
-         ", backing '%s' (%s), compression %s, written %s%s",
+         ", backing '%s' (%s), compression %s, written %s%s%s",
          w->virtual_size, w->cluster_size,
          w->backing_file ? w->backing_file : "", format,
          qcow2_compression_name (w->compression), qcow2_io_name (w->host.io),
+         w->host.aio != NULL ? " with writes in flight" : "",
          opts->digest ? ", digest while writing" : "");
   return w;
 }
@@ -260,6 +263,22 @@ enum qcow2_io
 qcow2_writer_io (const struct qcow2_writer *w)
 {
   return w->host.io;
+}
+
+uint64_t
+qcow2_writer_ticket (struct qcow2_writer *w)
+{
+  return qcow2_host_ticket (&w->host);
+}
+
+int
+qcow2_writer_wait (struct qcow2_writer *w, uint64_t ticket, bool block)
+{
+  int r = qcow2_host_wait (&w->host, ticket, block);
+
+  if (r == -1)
+    w->state = WRITER_FAILED;
+  return r;
 }
 
 int

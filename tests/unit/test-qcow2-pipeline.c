@@ -986,6 +986,81 @@ teardown (void **state)
   return nftw (tmpdir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ---- writes in flight (aio.c) ---- */
+
+/* Writes queued back to front all land, whatever order they complete
+ * in, and a ticket is done only once every write before it is. */
+static void
+writes_in_flight_land_in_any_order (void **state)
+{
+  enum { N = 12, LEN = 64 * 1024 };
+  char path[PATH_MAX];
+  static unsigned char data[N][LEN], back[LEN];
+  struct qcow2_aio *a;
+  uint64_t t;
+  int fd;
+
+  (void) state;
+  tmp_path (path, sizeof path, "aio.raw");
+  fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  assert_true (fd >= 0);
+  a = qcow2_aio_new (fd, 4);
+  assert_non_null (a);
+  assert_int_equal (qcow2_aio_ticket (a), 0);
+  assert_int_equal (qcow2_aio_wait (a, 0, false), 1);
+  for (int i = N - 1; i >= 0; i--) {
+    struct iovec v[2]
+      = { { data[i], LEN / 2 }, { data[i] + LEN / 2, LEN / 2 } };
+
+    memset (data[i], 'a' + i, LEN);
+    assert_ok (qcow2_aio_submit (a, v, 2, LEN, (uint64_t) i * LEN));
+  }
+  t = qcow2_aio_ticket (a);
+  assert_int_equal (t, N);
+  assert_int_equal (qcow2_aio_wait (a, t, true), 1);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal (pread (fd, back, LEN, (off_t) i * LEN), LEN);
+    assert_memory_equal (back, data[i], LEN);
+  }
+  qcow2_aio_free (a);
+  close (fd);
+  unlink (path);
+}
+
+/* A write that fails says which and why, frees its memory, and every
+ * later submit repeats the error. */
+static void
+failed_write_in_flight_fails_what_follows (void **state)
+{
+  static unsigned char buf[4096];
+  struct iovec v = { buf, sizeof buf };
+  char path[PATH_MAX];
+  struct qcow2_aio *a;
+  int fd, r;
+
+  (void) state;
+  tmp_path (path, sizeof path, "aio-ro.raw");
+  fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  assert_true (fd >= 0);
+  close (fd);
+  fd = open (path, O_RDONLY | O_CLOEXEC); /* every write fails: EBADF */
+  assert_true (fd >= 0);
+  a = qcow2_aio_new (fd, 2);
+  assert_non_null (a);
+  assert_ok (qcow2_aio_submit (a, &v, 1, sizeof buf, 8192));
+  assert_int_equal (qcow2_aio_wait (a, qcow2_aio_ticket (a), true), -1);
+  assert_int_equal (get_errno (), EBADF);
+  assert_contains (get_error (), "write at file offset 8192");
+  error_clear ();
+  r = qcow2_aio_submit (a, &v, 1, sizeof buf, 0);
+  assert_int_equal (r, -1);
+  assert_contains (get_error (), "write at file offset 8192");
+  assert_null (qcow2_aio_new (fd, QCOW2_AIO_MAX_DEPTH + 1));
+  qcow2_aio_free (a);
+  close (fd);
+  unlink (path);
+}
+
 int
 main (void)
 {
@@ -1001,6 +1076,8 @@ main (void)
     cmocka_unit_test (invalid_options_are_refused),
     cmocka_unit_test (worker_error_propagates),
     cmocka_unit_test (writer_error_propagates),
+    cmocka_unit_test (writes_in_flight_land_in_any_order),
+    cmocka_unit_test (failed_write_in_flight_fails_what_follows),
     cmocka_unit_test (rate_limit_caps_written_bytes),
     cmocka_unit_test (zstd_descriptors_match_qemu_img),
     cmocka_unit_test (zlib_descriptors_match_qemu_img),
