@@ -202,8 +202,8 @@ add_target (struct restore *r, const struct chain_disk *disk, bool several,
 {
   struct target t = { .disk = disk, .format = r->o->format, .temp_fd = -1 };
 
-  /* A conversion checks the hashes while qemu-img runs (convert ()):
-   * both read the same files, once. */
+  /* A conversion checks the hashes after qemu-img has read the same
+   * files (convert ()): the disk is read once. */
   if (check_disk_chain (r, disk, !r->o->no_verify && r->o->quick) == -1)
     return -1;
   t.image = chain_backup_image_path (r->repo, r->m, disk);
@@ -462,17 +462,6 @@ convert (struct restore *r, struct target *t)
   command_set_die_with_parent (cmd, true);
   if (command_start (cmd) == -1)
     goto out;
-  /* The chain's hashes, while qemu-img reads the same files: the file
-   * it writes is installed only once they match. */
-  if (!r->o->no_verify && check_disk_chain (r, t->disk, true) == -1) {
-    struct error_saved err;
-
-    error_save (&err);
-    if (command_stop (cmd) == -1)
-      debug (DEBUG_CHAIN, "stopping qemu-img: %s", get_error ());
-    error_restore (&err);
-    goto out;
-  }
   for (;;) {
     if (command_wait (cmd, RESTORE_POLL_MS, NULL) == 0)
       break;
@@ -485,6 +474,12 @@ convert (struct restore *r, struct target *t)
       goto out;
     }
   }
+  /* The chain's hashes, once qemu-img has read the files: they are in
+   * the page cache then, so the disk is read once.  (Beside qemu-img
+   * it read them twice: the hash drops the pages it has read.)  The
+   * file qemu-img wrote is installed only when they match. */
+  if (!r->o->no_verify && check_disk_chain (r, t->disk, true) == -1)
+    goto out;
   ret = 0;
 out:
   command_free (cmd);
