@@ -65,6 +65,9 @@ head -c 512 /dev/urandom | dd of="$F" bs=512 seek=2048 conv=notrunc status=none
 fails "restore of a damaged full" "changed after the backup" \
   restore --repo "$REPO" "$b1" --to r1.qcow2
 [ ! -e r1.qcow2 ] || fail "a failed restore left its target"
+# The hashes are checked once qemu-img has written: its file goes too.
+! ls -a | grep -q '^\.knib-restore-' \
+  || fail "a failed restore left its temporary file: $(ls -a | grep '^\.knib-restore-')"
 fails "restore through a damaged full" "changed after the backup" \
   restore --repo "$REPO" "$b3" --to r3.qcow2
 knib_run out err restore --repo "$REPO" "$b1" --to r1.qcow2 --no-verify

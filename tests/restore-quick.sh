@@ -127,9 +127,12 @@ qemu-img info --output=json a.qcow2 | grep -q backing-filename \
 same a.qcow2 expected.qcow2
 start_qemu vm "$TMPDIR_TEST/a.qcow2"
 [ "$(status)" = pending ] || fail "not pending after QEMU was killed: $(cat st.json)"
-"$KNIB" restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --wait --json \
+"$KNIB" -v restore --repo "$REPO" --consolidate --qmp "$S" --vm vm --wait --json \
   >c4.json 2>c4.err || fail "consolidate --wait: $(cat c4.err)"
 tr -d ' \n' <c4.json | grep -q '"state":"consolidated"' || fail "not consolidated: $(cat c4.json)"
+# A waiting knib reads the backup's images ahead of the stream.
+grep -q "read-ahead: [1-9][0-9]* images below '$REPO/" c4.err \
+  || fail "no read-ahead of the backup's images: $(grep read-ahead c4.err)"
 ! qemu-img info -U --output=json a.qcow2 | grep -q backing-filename \
   || fail "the disk still has a backing file"
 # What is on disk is whole even before QEMU flushes again (a kill -9

@@ -136,6 +136,20 @@ int quick_check_no_stream (struct qmp_client *c, const char *repo,
                            const struct backup_options *o)
   __attribute__ ((warn_unused_result));
 
+/* Read-ahead for a consolidation (prefetch.c): the backing chain of
+ * image, from its backing file backing (as the header names it: relative
+ * to image's directory; its own backing files followed, qcow2 only),
+ * asked of the kernel (POSIX_FADV_WILLNEED) a window ahead of the
+ * stream.  NULL when there is nothing to read ahead (-v says why);
+ * advice only, never an error. */
+struct backup_prefetch;
+struct backup_prefetch *backup_prefetch_new (const char *image,
+                                             const char *backing);
+/* The stream has reached guest offset streamed: ask for the window after
+ * it (p NULL: nothing). */
+void backup_prefetch_to (struct backup_prefetch *p, uint64_t streamed);
+void backup_prefetch_free (struct backup_prefetch *p);
+
 /* One disk in a live backup. */
 struct live_target {
   const struct live_disk *disk;

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,25 +330,71 @@ any_running (const backup_consolidation_vector *v)
   return false;
 }
 
-/* Wait until no stream of ours runs, looking twice a second. */
+/* Until a job's status changes (QEMU's JOB_STATUS_CHANGE) or
+ * CONSOLIDATE_POLL_MS pass: a finished stream is seen at once, not at
+ * the next look. */
+static int
+wait_change (struct qmp_client *c)
+{
+  json_t *event = NULL;
+
+  if (qmp_client_wait_event (c, "JOB_STATUS_CHANGE", NULL, NULL,
+                             CONSOLIDATE_POLL_MS, &event)
+      == 0)
+    json_decref (event);
+  else if (get_errno () != ETIMEDOUT && get_errno () != EINTR)
+    return -1;
+  error_clear ();
+  return 0;
+}
+
+/* Read ahead of each running stream (the disks of out, in the order of
+ * look (), which keeps QEMU's order): pf[i] for out->ptr[i], made at
+ * the first look. */
+static void
+read_ahead (const backup_consolidation_vector *out, struct backup_prefetch **pf,
+            bool *tried, size_t n)
+{
+  for (size_t i = 0; i < out->len && i < n; i++) {
+    const struct backup_consolidation *s = &out->ptr[i];
+
+    if (s->state != BACKUP_CONSOLIDATION_RUNNING || s->backing == NULL)
+      continue;
+    if (!tried[i]) {
+      pf[i] = backup_prefetch_new (s->image, s->backing);
+      tried[i] = true;
+    }
+    backup_prefetch_to (pf[i], s->done);
+  }
+}
+
+/* Wait until no stream of ours runs, looking at least twice a second. */
 static int
 wait_streams (struct qmp_client *c, const char *repo_real,
               const struct backup_consolidate_options *o,
               backup_consolidation_vector *out)
 {
+  struct backup_prefetch *pf[64] = { NULL };
+  bool tried[64] = { false };
+  int r = -1;
+
   while (any_running (out)) {
+    read_ahead (out, pf, tried, 64);
     if (o->cancel != NULL && *o->cancel) {
       set_error (-EINTR, "interrupted: the consolidation goes on in QEMU; "
                          "'knib restore --status' shows it");
-      return -1;
+      goto out;
     }
-    poll (NULL, 0, CONSOLIDATE_POLL_MS);
-    if (look (c, repo_real, o, true, out) == -1)
-      return -1;
+    if (wait_change (c) == -1 || look (c, repo_real, o, true, out) == -1)
+      goto out;
     for (size_t i = 0; o->progress && i < out->len; i++)
       o->progress (o->opaque, &out->ptr[i]);
   }
-  return 0;
+  r = 0;
+out:
+  for (size_t i = 0; i < 64; i++)
+    backup_prefetch_free (pf[i]);
+  return r;
 }
 
 int

@@ -109,12 +109,11 @@ restore_release (struct restore *r)
 }
 
 /* The disk's images down its chain are there, linked as they must be
- * and (unless no_verify) still hold what was backed up. */
+ * and (with hashes) still hold what was backed up. */
 static int
-check_disk_chain (struct restore *r, const struct chain_disk *top)
+check_disk_chain (struct restore *r, const struct chain_disk *top, bool hashes)
 {
-  if (chain_disk_check (r->repo, &r->chain, top->name, !r->o->no_verify)
-      == -1) {
+  if (chain_disk_check (r->repo, &r->chain, top->name, hashes) == -1) {
     error_prepend ("disk '%s': its chain is damaged (run 'knib verify')",
                    top->name);
     return -1;
@@ -203,7 +202,9 @@ add_target (struct restore *r, const struct chain_disk *disk, bool several,
 {
   struct target t = { .disk = disk, .format = r->o->format, .temp_fd = -1 };
 
-  if (check_disk_chain (r, disk) == -1)
+  /* A conversion checks the hashes after qemu-img has read the same
+   * files (convert ()): the disk is read once. */
+  if (check_disk_chain (r, disk, !r->o->no_verify && r->o->quick) == -1)
     return -1;
   t.image = chain_backup_image_path (r->repo, r->m, disk);
   t.source = chain_disk_qemu_spec (r->repo, &r->chain, disk->name);
@@ -417,8 +418,32 @@ progress (struct restore *r, const struct target *t, bool done)
   return r->o->progress (&s, r->o->opaque);
 }
 
+/* Can the temporary file be written with O_DIRECT (ramfs, and tmpfs
+ * before Linux 6.6, refuse it)? */
+static bool
+direct_ok (const struct target *t)
+{
+  int fd = open (t->temp, O_WRONLY | O_DIRECT | O_CLOEXEC);
+
+  if (fd == -1) {
+    debug (DEBUG_CHAIN,
+           "restore: '%s' cannot be opened with O_DIRECT (%m): qemu-img "
+           "writes through the page cache",
+           t->temp);
+    return false;
+  }
+  close (fd);
+  debug (DEBUG_CHAIN, "restore: qemu-img writes '%s' with O_DIRECT (-t none)",
+         t->temp);
+  return true;
+}
+
 /* qemu-img convert the disk's image (with its backing chain) into the
- * temporary file, reporting progress while it runs. */
+ * temporary file, reporting progress while it runs.  Where the file
+ * system takes O_DIRECT the image is written around the page cache
+ * ("-t none"): it does not push the host's cached data out, and on a
+ * busy host writing gigabytes into new page-cache pages is the slowest
+ * part of a restore; install () syncs the file all the same. */
 static int
 convert (struct restore *r, struct target *t)
 {
@@ -429,7 +454,10 @@ convert (struct restore *r, struct target *t)
   if (dst == NULL || (cmd = command_new ("qemu-img")) == NULL)
     return -1;
   command_add_args (cmd, "convert", "-O", chain_restore_format_name (t->format),
-                    t->source, dst, NULL);
+                    NULL);
+  if (direct_ok (t))
+    command_add_args (cmd, "-t", "none", NULL);
+  command_add_args (cmd, t->source, dst, NULL);
   command_set_process_group (cmd, true);
   command_set_die_with_parent (cmd, true);
   if (command_start (cmd) == -1)
@@ -446,6 +474,12 @@ convert (struct restore *r, struct target *t)
       goto out;
     }
   }
+  /* The chain's hashes, once qemu-img has read the files: they are in
+   * the page cache then, so the disk is read once.  (Beside qemu-img
+   * it read them twice: the hash drops the pages it has read.)  The
+   * file qemu-img wrote is installed only when they match. */
+  if (!r->o->no_verify && check_disk_chain (r, t->disk, true) == -1)
+    goto out;
   ret = 0;
 out:
   command_free (cmd);
