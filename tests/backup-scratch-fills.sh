@@ -146,6 +146,30 @@ grep -q '"status":"running"' "$(status_json)" ||
 nothing_left "after the recovery of a kill in the pause"
 "$KNIB" qmp --json "$S2" qom-list path=/objects | grep -q knib-paused- &&
   fail "the pause marker is left: $("$KNIB" qmp --json "$S2" qom-list path=/objects)"
+# SIGTERM while knib waits on QEMU in that moment (QEMU itself stopped
+# until then): knib resumes the VM first, then stops.
+KNIB_TEST_STOP_AT=paused "$KNIB" backup --qmp "$S" --vm vm --repo "$REPO" \
+  --scratch "$MNT" --timeout 120 > tp.out 2> tp.err &
+pid=$!
+track_pid $pid
+until [ "$(pstate $pid)" = T ]; do sleep 0.1; done
+kill -STOP "$QEMU_PID_vm"
+kill -CONT $pid
+_i=0
+until grep -q poll "/proc/$pid/wchan" 2>/dev/null || [ "$_i" -ge 300 ]; do
+  _i=$((_i + 1))
+  sleep 0.1
+done
+kill -TERM $pid
+sleep 1
+kill -CONT "$QEMU_PID_vm"
+rc=0
+wait $pid || rc=$?
+[ "$rc" -ne 0 ] || fail "a backup sent SIGTERM in the pause succeeded"
+grep -q "interrupted" tp.err || fail "SIGTERM in the pause: $(cat tp.err)"
+nothing_left "after SIGTERM in the pause"
+"$KNIB" qmp --json "$S2" qom-list path=/objects | grep -q knib-paused- &&
+  fail "SIGTERM in the pause left the pause marker"
 "$KNIB" qmp "$S2" stop > /dev/null
 "$KNIB" recover --qmp "$S" --vm vm --repo "$REPO" --scratch "$MNT" > kp-recover2.out 2>&1 ||
   fail "knib recover of a VM its user paused: $(cat kp-recover2.out)"

@@ -137,10 +137,23 @@ start_qemu () {
     -nodefaults -display none -no-user-config \
     -qmp "unix:$TMPDIR_TEST/$name.qmp,server=on,wait=off" \
     -qmp "unix:$TMPDIR_TEST/$name.qmp2,server=on,wait=off" \
+    -chardev "file,id=knib-bios,path=$TMPDIR_TEST/$name.bios" \
+    -device isa-debugcon,iobase=0x402,chardev=knib-bios \
     $args ${START_QEMU_ARGS:-} >"$TMPDIR_TEST/$name.log" 2>&1 &
   track_pid $!
   eval "QEMU_PID_$name=$!"
   wait_for_socket "$TMPDIR_TEST/$name.qmp"
+  # Until the firmware has given up booting (its log on the debug port
+  # says so): while it starts, it resets the disks' devices, and a reset
+  # drains every request on the disk, also an NBD read that a test keeps
+  # knib from taking (KNIB_TEST_STOP_AT): QEMU would hang there.  At most
+  # 30 s, and no failure: a test may start QEMU paused.
+  _i=0
+  until grep -q "No bootable device" "$TMPDIR_TEST/$name.bios" 2>/dev/null \
+    || [ "$_i" -ge 300 ]; do
+    _i=$((_i + 1))
+    sleep 0.1
+  done
 }
 
 # start_qemu_with_agent NAME DISK: start_qemu, plus a guest agent channel
@@ -180,8 +193,9 @@ qemu_has_cbw () {
 # hmp_write SOCKET DEVICE PATTERN OFFSET LENGTH: a guest-like write through
 # the device, so QEMU's dirty bitmaps see it.
 hmp_write () {
-  "$KNIB" qmp "$1" human-monitor-command \
-    "command-line=qemu-io -d $2/virtio-backend \"write -P $3 $4 $5\"" >/dev/null
+  timeout 300 "$KNIB" qmp "$1" human-monitor-command \
+    "command-line=qemu-io -d $2/virtio-backend \"write -P $3 $4 $5\"" >/dev/null \
+    || fail "HMP qemu-io write $3 $4 $5 on $2 failed or hung (exit $?)"
 }
 
 # seg_digest FILE: the segmented digest of FILE (common/digest.h) from

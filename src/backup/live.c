@@ -642,6 +642,7 @@ switch_to_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
 {
   json_t *tx = build_transaction (targets, n);
   CLEANUP_FREE char *marker = NULL;
+  volatile sig_atomic_t *cancel;
   bool running = false;
   size_t i;
   int r = -1;
@@ -667,7 +668,13 @@ switch_to_cbw (struct qmp_client *c, struct live_target *targets, size_t n)
     json_decref (tx);
     return -1;
   }
+  /* A signal must not cut the pause short: an interrupted command
+   * leaves the client unusable, and the VM would stay paused until the
+   * next recovery.  Every step still has its timeout; the signal is
+   * seen once the VM runs again. */
+  cancel = qmp_client_set_cancel (c, NULL);
   if (running && qmp_stop (c) == -1) {
+    qmp_client_set_cancel (c, cancel);
     json_decref (tx);
     remove_pause_marker (c, marker);
     return -1;
@@ -703,10 +710,17 @@ out:
         error_prepend ("resuming the VM");
       else
         error_restore (&saved);
+      qmp_client_set_cancel (c, cancel);
       return -1; /* the marker stays: recovery resumes the VM */
     }
-    remove_pause_marker (c, marker);
     error_restore (&saved);
+  }
+  qmp_client_set_cancel (c, cancel);
+  if (running)
+    remove_pause_marker (c, marker);
+  if (r == 0 && cancel != NULL && *cancel) {
+    set_error (EINTR, "interrupted");
+    return -1;
   }
   return r;
 }

@@ -518,10 +518,13 @@ qmp_client_set_timeout (struct qmp_client *c, int timeout_ms)
   c->timeout_ms = timeout_ms;
 }
 
-void
+volatile sig_atomic_t *
 qmp_client_set_cancel (struct qmp_client *c, volatile sig_atomic_t *cancel)
 {
+  volatile sig_atomic_t *old = c->cancel;
+
   c->cancel = cancel;
+  return old;
 }
 
 const json_t *

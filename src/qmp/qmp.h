@@ -42,9 +42,9 @@ void qmp_client_free (struct qmp_client *c);
 void qmp_client_set_timeout (struct qmp_client *c, int timeout_ms);
 
 /* Change the flag that interrupts the client's waits (see
- * qmp_client_connect; NULL: none). */
-void qmp_client_set_cancel (struct qmp_client *c,
-                            volatile sig_atomic_t *cancel);
+ * qmp_client_connect; NULL: none); returns the flag it had. */
+volatile sig_atomic_t *qmp_client_set_cancel (struct qmp_client *c,
+                                              volatile sig_atomic_t *cancel);
 
 /* The greeting's "QMP" member ({"version": ..., "capabilities": [...]}),
  * borrowed; and the QEMU version it announced. */
