@@ -35,7 +35,8 @@ MNT=$TMPDIR_TEST/small
 mkdir -m 0700 "$MNT"
 mount -t tmpfs -o size=96m,mode=0700 knib-test "$MNT" \
   || { echo "SKIP: cannot mount a tmpfs" >&2; exit 77; }
-trap '_st=$?; umount "$MNT" 2>/dev/null || :; (exit $_st); _cleanup' EXIT
+# QEMU holds the fleecing files open there: it goes before the umount.
+trap '_st=$?; for _p in $_pids; do kill -9 "$_p" 2>/dev/null || :; wait "$_p" 2>/dev/null || :; done; umount "$MNT" 2>/dev/null || :; (exit $_st); _cleanup' EXIT
 
 # nothing_left: no node of knib's, the device back on its own node.
 nothing_left () {
