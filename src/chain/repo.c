@@ -202,13 +202,47 @@ init_repo (const char *path, char id[CHAIN_REPO_ID_LEN + 1])
   return 0;
 }
 
+/* Make the directory a repository unless another run just did: under
+ * the lock of the directory, so that of several runs that find it empty
+ * or new at once (backups of many VMs into a new repository) one makes
+ * it and the others open what it made. */
+static int
+create_locked (const char *path, const char *file,
+               char id[CHAIN_REPO_ID_LEN + 1], char **group)
+{
+  CLEANUP_CLOSE int fd = -1;
+  struct stat st;
+  bool empty;
+  int r = -1;
+
+  fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1 || flock (fd, LOCK_EX) == -1) {
+    set_error (errno, "repository '%s'", path);
+    return -1;
+  }
+  if (lstat (file, &st) == 0)
+    r = check_repo_file (path, file, id, group);
+  else if (errno != ENOENT)
+    set_error (errno, "repository file '%s'", file);
+  else if (dir_is_empty (path, &empty)) {
+    if (empty)
+      r = init_repo (path, id);
+    else
+      set_error (-EINVAL,
+                 "'%s' is not empty and is not a knib repository: knib "
+                 "will not write into it; choose a new or empty directory",
+                 path);
+  }
+  flock (fd, LOCK_UN);
+  return r;
+}
+
 static int
 open_or_create (const char *path, bool create, char id[CHAIN_REPO_ID_LEN + 1],
                 char **group)
 {
   CLEANUP_FREE char *file = str_printf ("%s/" CHAIN_REPO_FILE, path);
   struct stat st;
-  bool empty;
 
   if (file == NULL)
     return -1;
@@ -217,11 +251,11 @@ open_or_create (const char *path, bool create, char id[CHAIN_REPO_ID_LEN + 1],
       set_error (errno, "repository '%s'", path);
       return -1;
     }
-    if (mkdir (path, 0700) == -1) {
+    if (mkdir (path, 0700) == -1 && errno != EEXIST) {
       set_error (errno, "cannot create repository '%s'", path);
       return -1;
     }
-    return init_repo (path, id);
+    return create_locked (path, file, id, group);
   }
   if (!S_ISDIR (st.st_mode)) {
     set_error (ENOTDIR, "repository '%s'", path);
@@ -233,20 +267,12 @@ open_or_create (const char *path, bool create, char id[CHAIN_REPO_ID_LEN + 1],
     set_error (errno, "repository file '%s'", file);
     return -1;
   }
-  if (!dir_is_empty (path, &empty))
-    return -1;
-  if (create && empty)
-    return init_repo (path, id);
   if (create)
-    set_error (-EINVAL,
-               "'%s' is not empty and is not a knib repository: knib will "
-               "not write into it; choose a new or empty directory",
-               path);
-  else
-    set_error (-EINVAL,
-               "'%s' is not a knib repository (it has no %s): create one "
-               "first",
-               path, CHAIN_REPO_FILE);
+    return create_locked (path, file, id, group);
+  set_error (-EINVAL,
+             "'%s' is not a knib repository (it has no %s): create one "
+             "first",
+             path, CHAIN_REPO_FILE);
   return -1;
 }
 

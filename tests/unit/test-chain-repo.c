@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -138,6 +139,74 @@ test_create_in_empty_dir (void **state)
   assert_non_null (repo);
   assert_string_equal (chain_repo_path (repo), f->repo);
   chain_repo_free (repo);
+}
+
+/* Many runs making the same new repository at once (backups of many
+ * VMs into it): one makes it, every other opens it, all with one id. */
+static void
+test_create_at_once (void **state)
+{
+  struct fixture *f = *state;
+  enum { RUNS = 16, ROUNDS = 8 };
+
+  for (int round = 0; round < ROUNDS; round++) {
+    CLEANUP_FREE char *path = NULL;
+    int go[2], ids[2], status;
+    char buf[RUNS * CHAIN_REPO_ID_LEN];
+    struct chain_repo *repo;
+    size_t got = 0;
+
+    assert_true (asprintf (&path, "%s/new%d", f->dir, round) > 0);
+    assert_int_equal (pipe (go), 0);
+    assert_int_equal (pipe (ids), 0);
+    for (int i = 0; i < RUNS; i++) {
+      pid_t pid = fork ();
+
+      assert_true (pid != -1);
+      if (pid == 0) {
+        char c;
+
+        close (go[1]);
+        close (ids[0]);
+        /* All start when the parent closes its end. */
+        if (read (go[0], &c, 1) != 0)
+          _exit (3);
+        repo = chain_repo_open (path, true);
+        if (repo == NULL) {
+          fprintf (stderr, "run %d: %s\n", i, get_error ());
+          _exit (1);
+        }
+        if (write (ids[1], chain_repo_id (repo), CHAIN_REPO_ID_LEN)
+            != CHAIN_REPO_ID_LEN)
+          _exit (2);
+        _exit (0);
+      }
+    }
+    close (go[0]);
+    close (ids[1]);
+    close (go[1]);
+    for (int i = 0; i < RUNS; i++) {
+      assert_true (wait (&status) > 0);
+      assert_true (WIFEXITED (status));
+      assert_int_equal (WEXITSTATUS (status), 0);
+    }
+    for (;;) {
+      ssize_t n = read (ids[0], buf + got, sizeof buf - got);
+
+      assert_true (n >= 0);
+      if (n == 0)
+        break;
+      got += (size_t) n;
+    }
+    close (ids[0]);
+    assert_int_equal (got, sizeof buf);
+    repo = chain_repo_open (path, false);
+    assert_non_null (repo);
+    for (int i = 0; i < RUNS; i++)
+      assert_memory_equal (buf + i * CHAIN_REPO_ID_LEN, chain_repo_id (repo),
+                           CHAIN_REPO_ID_LEN);
+    chain_repo_free (repo);
+  }
 }
 
 static void
@@ -487,6 +556,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_create_new, setup, teardown),
     cmocka_unit_test_setup_teardown (test_create_in_empty_dir, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_create_at_once, setup, teardown),
     cmocka_unit_test_setup_teardown (test_open_missing, setup, teardown),
     cmocka_unit_test_setup_teardown (test_open_empty_dir_without_create, setup,
                                      teardown),
