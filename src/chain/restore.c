@@ -465,8 +465,18 @@ convert (struct restore *r, struct target *t)
   for (;;) {
     if (command_wait (cmd, RESTORE_POLL_MS, NULL) == 0)
       break;
-    if (errno != ETIMEDOUT)
+    if (errno != ETIMEDOUT) {
+      struct error_saved err;
+
+      /* qemu-img failed: where a stored hash does not match, that is
+       * the reason to give ("the image changed after the backup"). */
+      error_save (&err);
+      if (r->o->no_verify || check_disk_chain (r, t->disk, true) == 0)
+        error_restore (&err);
+      else
+        free (err.msg); /* the hash's error stands */
       goto out;
+    }
     if (progress (r, t, false) == -1) {
       if (command_stop (cmd) == -1)
         debug (DEBUG_CHAIN, "stopping qemu-img: %s", get_error ());
