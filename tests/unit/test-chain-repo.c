@@ -179,6 +179,7 @@ test_create_at_once (void **state)
         if (write (ids[1], chain_repo_id (repo), CHAIN_REPO_ID_LEN)
             != CHAIN_REPO_ID_LEN)
           _exit (2);
+        chain_repo_free (repo);
         _exit (0);
       }
     }
