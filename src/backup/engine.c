@@ -1056,12 +1056,24 @@ choose_fleecing (struct run *run)
   run->cbw = false;
   if (run->daemon != NULL)
     return 0;
-  for (i = 0; i < run->n; i++)
+  for (i = 0; i < run->n; i++) {
     if (run->jobs[i].disk->qdev == NULL) {
       debug (DEBUG_CHAIN, "fleecing: blockdev-backup (disk %s has no device)",
              run->jobs[i].disk->name);
       return 0;
     }
+    /* A snapshot-access node reports the clusters that the disk's top
+     * image leaves to its backing file (and those no image of the chain
+     * has) as holes that are not zero: a full backup would read and
+     * store the whole virtual size. */
+    if (run->jobs[i].disk->backing != NULL) {
+      debug (DEBUG_CHAIN,
+             "fleecing: blockdev-backup (disk %s has a backing file, whose "
+             "allocation a copy-before-write snapshot does not show)",
+             run->jobs[i].disk->name);
+      return 0;
+    }
+  }
   if (test_flag ("no-cbw"))
     debug (DEBUG_CHAIN, "fleecing: copy-before-write not tried (test flag)");
   else if (live_cbw_supported (run->c, &run->cbw) == -1)
