@@ -202,6 +202,23 @@ init_repo (const char *path, char id[CHAIN_REPO_ID_LEN + 1])
   return 0;
 }
 
+/* The repository directory, open and locked (LOCK_EX): runs that make
+ * or rewrite knib-repo.json take turns.  The descriptor, or -1
+ * (set_error). */
+static int
+lock_repo_dir (const char *path)
+{
+  int fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd == -1 || flock (fd, LOCK_EX) == -1) {
+    set_error (errno, "repository '%s'", path);
+    if (fd != -1)
+      close (fd);
+    return -1;
+  }
+  return fd;
+}
+
 /* Make the directory a repository unless another run just did: under
  * the lock of the directory, so that of several runs that find it empty
  * or new at once (backups of many VMs into a new repository) one makes
@@ -215,11 +232,9 @@ create_locked (const char *path, const char *file,
   bool empty;
   int r = -1;
 
-  fd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd == -1 || flock (fd, LOCK_EX) == -1) {
-    set_error (errno, "repository '%s'", path);
+  fd = lock_repo_dir (path);
+  if (fd == -1)
     return -1;
-  }
   if (lstat (file, &st) == 0)
     r = check_repo_file (path, file, id, group);
   else if (errno != ENOENT)
@@ -356,11 +371,9 @@ repo_file_update (struct chain_repo *repo, repo_file_update_fn update,
 
   if (file == NULL)
     return -1;
-  fd = open (repo->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd == -1 || flock (fd, LOCK_EX) == -1) {
-    set_error (errno, "repository '%s'", repo->path);
+  fd = lock_repo_dir (repo->path);
+  if (fd == -1)
     return -1;
-  }
   if (check_repo_file (repo->path, file, id, &group) == -1
       || (u = update (repo, id, &group, opaque)) == -1
       || (u == 1 && write_repo_file (repo->path, id, group) == -1)
