@@ -9,6 +9,9 @@
 #
 #   kill-backup, kill-restore, kill-delete, kill-compress, kill-merge:
 #                      kill -9 of knib at a random moment of that command
+#                      (a compress killed between its phases leaves its
+#                      ready copies: compress --finalize-only must take
+#                      them)
 #   kill-qemu          kill -9 of the guest's QEMU, restarted from its disk
 #   repo-full          a backup into a repository (a loop-mounted ext4)
 #                      with almost no space left
@@ -117,6 +120,7 @@ UNCHANGED=0
 INCORRECT=0
 LEFTOVERS=0
 RESTORE_TEMPS=0
+COMPRESS_FINALIZED=0
 KILLS=0
 SKIPPED=0
 problem () {
@@ -498,6 +502,24 @@ fault_kill_compress () {
   MAXMS=2500
   fault_kill compress "compress $RID" compress --repo "$REPO" --vm "$VM" "$RID" \
     --compress zstd
+  # Killed after its start phase, a compress leaves each finished copy
+  # (.compressed-IMAGE.HASH) for the next compress to swap in: the
+  # finalize of knib compress --finalize-only takes them, leaving none.
+  _d="$REPO/vms/$VM/$RID"
+  _t=$(find "$_d" -maxdepth 1 -name '.compressed-*' 2>/dev/null | wc -l)
+  [ "$_t" -gt 0 ] || return 0
+  if ! "$KNIB" compress -q --repo "$REPO" --vm "$VM" "$RID" --finalize-only \
+    >"$W/kcompress.out" 2>&1; then
+    problem "finalizing a killed compress failed: $(tail -n 2 "$W/kcompress.out")"
+    LEFTOVERS=$((LEFTOVERS + 1))
+  fi
+  _left=$(find "$_d" -maxdepth 1 -name '.compress*' 2>/dev/null)
+  if [ -n "$_left" ]; then
+    problem "left after compress --finalize-only: $(echo $_left)"
+    LEFTOVERS=$((LEFTOVERS + 1))
+  fi
+  COMPRESS_FINALIZED=$((COMPRESS_FINALIZED + 1))
+  FAULT_NOTE="$FAULT_NOTE, its $_t ready copy finalized"
 }
 
 fault_kill_merge () {
@@ -665,6 +687,7 @@ table () {
     printf '%-28s %8s\n' "incorrect restores" "$INCORRECT"
     printf '%-28s %8s\n' "leftovers" "$LEFTOVERS"
     printf '%-28s %8s\n' "restores killed mid-write" "$RESTORE_TEMPS"
+    printf '%-28s %8s\n' "compresses killed when ready" "$COMPRESS_FINALIZED"
     printf '%-28s %8s\n' "faults skipped" "$SKIPPED"
     printf '%-28s %8s\n' "guest files logged complete" "$(logged)"
     echo "full backups, by reason:"
