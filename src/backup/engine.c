@@ -642,7 +642,8 @@ fleece_open_new (const char *path)
 static int
 create_fleece_fd (int fd, const char *path, uint64_t size)
 {
-  struct qcow2_writer_options wo = { .virtual_size = size };
+  /* Scratch: a crash leaves it to recovery, which deletes it. */
+  struct qcow2_writer_options wo = { .virtual_size = size, .no_sync = true };
   struct qcow2_writer *w;
   int r = -1;
 

@@ -829,8 +829,12 @@ qcow2_host_finish (struct qcow2_host *h, uint64_t *table_offset,
            st.writes, st.bytes, st.max_in_flight, h->depth, st.waits);
   }
   if (check_usable (h) == -1 || pad_to_cluster (h) == -1
-      || emit_pending (h) == -1)
+      || emit_pending (h) == -1 || out_flush (h) == -1)
     return -1;
+  /* The table is reserved before the blocks and written after them: the
+   * digest keeps what follows in memory rather than reading it back. */
+  if (h->digest != NULL)
+    digest_hold (h->digest);
   clusters = qcow2_refcount_table_clusters (h->end >> h->cluster_bits,
                                             h->range_clusters, h->cluster_size);
   if (clusters << h->cluster_bits > QCOW2_MAX_REFTABLE_BYTES) {

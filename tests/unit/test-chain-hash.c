@@ -157,6 +157,61 @@ test_segments_while_writing (void **state)
   unlink (path);
 }
 
+/* An image's end: digest_hold, a table reserved (a hole), blocks after
+ * it, then the table written behind them.  Only the header's segment is
+ * read back; a hold that grows past DIGEST_HOLD_MAX falls back to reading
+ * back.  Either way the digest equals the file's. */
+static void
+check_hold (uint64_t tail, uint64_t want_reread)
+{
+  const uint64_t seg = DIGEST_SEGMENT;
+  /* The hold starts mid-segment; the table's second half is in the next. */
+  const uint64_t start = 3 * seg - 32768;
+  const uint64_t n = (tail > seg ? tail : seg) + 16;
+  CLEANUP_FREE unsigned char *a = malloc (n);
+  CLEANUP_FREE char *path = write_temp ("", 0);
+  char hex[DIGEST_HEX_LEN + 1], want[DIGEST_HEX_LEN + 1];
+  struct digest *d = digest_new ();
+  int fd = open (path, O_RDWR);
+
+  assert_non_null (a);
+  assert_non_null (d);
+  assert_true (fd >= 0);
+  for (uint64_t i = 0; i < n; i++)
+    a[i] = (unsigned char) (i * 11 + 3);
+#define WRITE(buf, len, off)                                                   \
+  do {                                                                         \
+    assert_int_equal (pwrite (fd, buf, len, off), (ssize_t) (len));            \
+    assert_int_equal (digest_wrote (d, buf, len, off), 0);                     \
+  } while (0)
+  WRITE (a, seg, 65536);
+  WRITE (a + 1, seg, start - seg);
+  digest_hold (d);
+  assert_int_equal (digest_wrote (d, NULL, 65536, start), 0); /* reserved */
+  WRITE (a + 2, tail - 65536, start + 65536 + 4096);          /* after a gap */
+  WRITE (a + 5, 32768, start + 32768);                        /* the table */
+  WRITE (a + 7, 4096, start - 1024); /* across the hold's start */
+  WRITE (a + 9, 512, 0);             /* the header */
+#undef WRITE
+  assert_int_equal (digest_finish (d, fd, start + tail + 4096, hex), 0);
+  assert_int_equal (digest_reread (d), want_reread);
+  digest_free (d);
+  assert_int_equal (digest_fd (fd, want), 0);
+  assert_string_equal (hex, want);
+  assert_int_equal (close (fd), 0);
+  unlink (path);
+}
+
+static void
+test_segments_hold (void **state)
+{
+  /* Segment 0 (the header) and segment 2 (the write across the hold's
+   * start); the table's segment 3 is not read back. */
+  check_hold (3 * 65536, 2);
+  /* Past DIGEST_HOLD_MAX: the table's segments are read back too. */
+  check_hold (DIGEST_HOLD_MAX + 65536, 3);
+}
+
 static void
 test_hash_missing_file (void **state)
 {
@@ -186,6 +241,7 @@ main (void)
     cmocka_unit_test (test_hash_several_reads),
     cmocka_unit_test (test_segments_known),
     cmocka_unit_test (test_segments_while_writing),
+    cmocka_unit_test (test_segments_hold),
     cmocka_unit_test (test_hash_missing_file),
     cmocka_unit_test (test_hash_directory),
   };

@@ -394,6 +394,45 @@ header_records_backing_file_and_zstd (void **state)
   assert_memory_equal (h + 136, "../vm/base.qcow2", 16);
 }
 
+/* One image of 8 MiB with data here and there, written with or without
+ * no_sync, into path. */
+static void
+write_sync_image (const char *path, bool no_sync)
+{
+  struct qcow2_writer_options o
+    = { .virtual_size = 8 * MiB, .digest = true, .no_sync = no_sync };
+  unsigned char buf[65536];
+  struct qcow2_writer *w;
+  int fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+  assert_true (fd >= 0);
+  w = qcow2_writer_new (fd, &o);
+  assert_non_null (w);
+  fill_random (buf, sizeof buf, 7);
+  assert_ok (qcow2_writer_write (w, 0, buf, sizeof buf));
+  assert_ok (qcow2_writer_write (w, 5 * MiB, buf, sizeof buf));
+  assert_ok (qcow2_writer_finish (w));
+  qcow2_writer_free (w);
+  assert_int_equal (close (fd), 0);
+}
+
+/* no_sync (a scratch image) leaves out the fsyncs, nothing else: the
+ * same bytes as a synced image, and a clean one. */
+static void
+no_sync_image_is_the_same (void **state)
+{
+  char a[PATH_MAX], b[PATH_MAX];
+  const char *cmp[] = { "cmp", a, b, NULL };
+
+  need_qemu_img ();
+  tmp_path (a, sizeof a, "synced.qcow2");
+  tmp_path (b, sizeof b, "unsynced.qcow2");
+  write_sync_image (a, false);
+  write_sync_image (b, true);
+  run_ok (cmp);
+  check_clean (b);
+}
+
 static void
 header_of_zlib_image_has_no_feature_bits (void **state)
 {
@@ -1077,6 +1116,7 @@ main (void)
     cmocka_unit_test (table_entries_follow_the_spec),
     cmocka_unit_test (refcount_table_is_large_enough),
     cmocka_unit_test (header_records_backing_file_and_zstd),
+    cmocka_unit_test (no_sync_image_is_the_same),
     cmocka_unit_test (header_of_zlib_image_has_no_feature_bits),
     cmocka_unit_test (invalid_options_are_refused_clearly),
     cmocka_unit_test (calls_out_of_order_are_refused),
