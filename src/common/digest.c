@@ -63,6 +63,15 @@ digest_free (struct digest *d)
   free (d);
 }
 
+bool
+digest_rereads (const struct digest *d, uint64_t s)
+{
+  for (size_t i = 0; i < d->dirty.len; i++)
+    if (d->dirty.ptr[i] == s)
+      return true;
+  return false;
+}
+
 uint64_t
 digest_reread (const struct digest *d)
 {

@@ -52,6 +52,10 @@ int digest_finish (struct digest *d, int fd, uint64_t size,
 #define DIGEST_HOLD_MAX DIGEST_SEGMENT
 void digest_hold (struct digest *d);
 
+/* Whether digest_finish will read segment s back (a write came behind
+ * the bytes hashed): a writer keeps its pages cached until then. */
+bool digest_rereads (const struct digest *d, uint64_t s);
+
 /* Segments digest_finish read back (for tests and debug output). */
 uint64_t digest_reread (const struct digest *d);
 
