@@ -869,6 +869,11 @@ qcow2_host_finish (struct qcow2_host *h, uint64_t *table_offset,
            " waits for one",
            st.writes, st.bytes, st.max_in_flight, h->depth, st.waits);
   }
+  /* The digest reads the header's segment back at the very end: its
+   * pages come in while the tables are written and synced. */
+  if (h->digest != NULL && h->io != QCOW2_IO_BUFFERED)
+    (void) posix_fadvise (h->fd, 0, (off_t) DIGEST_SEGMENT,
+                          POSIX_FADV_WILLNEED);
   if (check_usable (h) == -1 || pad_to_cluster (h) == -1
       || emit_pending (h) == -1 || out_flush (h) == -1)
     return -1;
