@@ -207,7 +207,7 @@ recover_files (struct chain_lock *lock, const struct backup_options *o,
 static int
 recover_qemu (struct chain_repo *repo, struct qmp_client *c,
               const struct live_node_map *map, size_t nmap, const char *vm,
-              chain_string_vector *done)
+              live_disk_vector *found, chain_string_vector *done)
 {
   char keep[CHAIN_BITMAP_MAX];
   chain_string_vector older = empty_vector;
@@ -217,7 +217,7 @@ recover_qemu (struct chain_repo *repo, struct qmp_client *c,
 
   if (latest_bitmap (repo, vm, keep, &older) == 0)
     r = live_recover (c, map, nmap, &owner, keep[0] ? keep : NULL, &older,
-                      done);
+                      found, done);
   chain_string_vector_release (&older);
   return r;
 }
@@ -313,7 +313,7 @@ backup_recover (struct chain_repo *repo, const struct backup_options *o,
   }
   else if (o->qmp_socket && (c = connect_qmp (o)) == NULL)
     goto out;
-  if (c != NULL && recover_qemu (repo, c, map, nmap, o->vm, done) == -1)
+  if (c != NULL && recover_qemu (repo, c, map, nmap, o->vm, NULL, done) == -1)
     goto out;
   /* The repairs are in the images once the daemon has closed them. */
   if (daemon != NULL && offline_daemon_stop (daemon) == -1)
@@ -642,7 +642,8 @@ fleece_open_new (const char *path)
 static int
 create_fleece_fd (int fd, const char *path, uint64_t size)
 {
-  struct qcow2_writer_options wo = { .virtual_size = size };
+  /* Scratch: a crash leaves it to recovery, which deletes it. */
+  struct qcow2_writer_options wo = { .virtual_size = size, .no_sync = true };
   struct qcow2_writer *w;
   int r = -1;
 
@@ -1304,11 +1305,15 @@ backup_run (struct chain_repo *repo, const struct backup_options *o,
   /* Recovery removes inconsistent bitmaps: keep what they said. */
   if (live_disks_query (run.c, run.map, run.nmap, &run.before) == -1
       || live_disks_rename (&run.before, o->renames, o->n_renames) == -1
-      || recover_qemu (repo, run.c, run.map, run.nmap, o->vm, &r->notes) == -1)
+      || recover_qemu (repo, run.c, run.map, run.nmap, o->vm, &run.disks,
+                       &r->notes)
+           == -1)
     goto out;
   if (latest_bitmap (repo, o->vm, run.keep, NULL) == -1)
     goto out;
-  if (live_disks_query (run.c, run.map, run.nmap, &run.disks) == -1
+  /* Recovery hands the disks over unless it changed a bitmap. */
+  if ((run.disks.len == 0
+       && live_disks_query (run.c, run.map, run.nmap, &run.disks) == -1)
       || live_disks_rename (&run.disks, o->renames, o->n_renames) == -1
       || select_disks (&run) == -1)
     goto out;

@@ -242,10 +242,14 @@ int live_bitmaps_prune (struct qmp_client *c, const struct live_disk *d,
  *   - inconsistent bitmaps of owner's are removed, and without keep
  *     every one of owner's is.
  * The disks are found as live_disks_query finds them with map and n.
- * Appends one line per repair to done. */
+ * Appends one line per repair to done.  found (NULL: not wanted, else
+ * empty) gets the disks as QEMU has them after the recovery when no
+ * bitmap needed a repair (a caller's live_disks_query would find the
+ * same); otherwise it stays empty. */
 int live_recover (struct qmp_client *c, const struct live_node_map *map,
                   size_t n, const struct live_owner *owner, const char *keep,
-                  const chain_string_vector *older, chain_string_vector *done)
+                  const chain_string_vector *older, live_disk_vector *found,
+                  chain_string_vector *done)
   __attribute__ ((warn_unused_result));
 
 /* offline.c */

@@ -853,6 +853,14 @@ remove_export (struct qmp_client *c, const char *id)
 {
   json_t *event = NULL;
 
+  /* Stopping the server deleted it: its event came before the reply. */
+  if (qmp_client_wait_event (c, "BLOCK_EXPORT_DELETED", export_deleted,
+                             (void *) id, 0, &event)
+      == 0) {
+    json_decref (event);
+    return 0;
+  }
+  error_clear (); /* not yet: delete it */
   if (qmp_block_export_del (c, id) == -1 && get_errno () == EREMOTEIO) {
     /* Already gone (the server stop took it): fine. */
     return 0;
@@ -1206,33 +1214,39 @@ static const struct {
   { LIVE_FLEECE_PREFIX, "fleecing node" },
 };
 
+/* Remove knib's nodes of node_kinds first to last, from *nodes (the
+ * nodes as QEMU has them: queried when NULL).  *nodes is kept for the
+ * caller when none went, else dropped (NULL). */
 static int
-recover_nodes (struct qmp_client *c, size_t first, size_t last,
+recover_nodes (struct qmp_client *c, size_t first, size_t last, json_t **nodes,
                chain_string_vector *done)
 {
-  json_t *list = NULL, *e;
+  json_t *e;
   size_t i, k;
+  bool removed = false;
 
-  if (qmp_query_named_block_nodes (c, true, &list) == -1)
+  if (*nodes == NULL && qmp_query_named_block_nodes (c, true, nodes) == -1)
     return -1;
   for (k = first; k <= last; k++)
-    json_array_foreach (list, i, e)
+    json_array_foreach (*nodes, i, e)
     {
       const char *node = json_string_value (json_object_get (e, "node-name"));
       const char *file = json_string_value (json_object_get (e, "file"));
 
       if (!has_prefix (node, node_kinds[k].prefix))
         continue;
-      if (qmp_blockdev_del (c, node) == -1) {
-        json_decref (list);
+      removed = true;
+      if (qmp_blockdev_del (c, node) == -1)
         return -1;
-      }
       note (done, str_printf ("removed %s %s (%s)", node_kinds[k].what, node,
                               file ? file : ""));
       /* The file itself is in knib's scratch directory: that is the
        * caller's to clean. */
     }
-  json_decref (list);
+  if (removed) {
+    json_decref (*nodes);
+    *nodes = NULL;
+  }
   return 0;
 }
 
@@ -1374,23 +1388,46 @@ recover_disk_bitmaps (struct qmp_client *c, const struct live_disk *d,
   return k != NULL ? recover_keep (c, d, k, covered, done) : 0;
 }
 
+/* Whether a repair was noted in done since it held seen lines (without
+ * done: always, so that nothing queried before is taken as current). */
+static bool
+repaired (const chain_string_vector *done, size_t seen)
+{
+  return done == NULL || done->len != seen;
+}
+
 int
 live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
               const struct live_owner *owner, const char *keep,
-              const chain_string_vector *older, chain_string_vector *done)
+              const chain_string_vector *older, live_disk_vector *found,
+              chain_string_vector *done)
 {
   live_disk_vector disks = empty_vector;
-  size_t i;
+  json_t *nodes = NULL;
+  size_t i, seen;
   int r = 0;
 
+  /* Every repair changes what QEMU would answer: a query is reused only
+   * while none was made since. */
   if (recover_exports_and_jobs (c, done) == -1
-      || recover_nodes (c, 0, 0, done) == -1
-      || (map == NULL && recover_drives (c, done) == -1)
-      || (map == NULL && recover_pause (c, done) == -1)
-      || recover_nodes (c, 1, 2, done) == -1 || recover_fdsets (c, done) == -1)
+      || recover_nodes (c, 0, 0, &nodes, done) == -1)
     goto fail;
+  seen = done != NULL ? done->len : 0;
+  if ((map == NULL && recover_drives (c, done) == -1)
+      || (map == NULL && recover_pause (c, done) == -1))
+    goto fail;
+  if (repaired (done, seen)) {
+    json_decref (nodes);
+    nodes = NULL;
+  }
+  if (recover_nodes (c, 1, 2, &nodes, done) == -1
+      || recover_fdsets (c, done) == -1)
+    goto fail;
+  json_decref (nodes);
+  nodes = NULL;
   if (live_disks_query (c, map, n, &disks) == -1)
     goto fail;
+  seen = done != NULL ? done->len : 0;
   for (i = 0; i < disks.len; i++)
     if (recover_disk_bitmaps (c, &disks.ptr[i], owner, keep, older, done)
         == -1) {
@@ -1398,10 +1435,15 @@ live_recover (struct qmp_client *c, const struct live_node_map *map, size_t n,
       r = -1;
       break;
     }
+  if (r == 0 && found != NULL && !repaired (done, seen)) {
+    *found = disks; /* no bitmap changed: what QEMU has now */
+    disks = (live_disk_vector) empty_vector;
+  }
   live_disk_vector_release (&disks);
   if (r == 0)
     return 0;
 fail:
+  json_decref (nodes);
   error_prepend ("recovering knib's leftovers in QEMU");
   return -1;
 }

@@ -30,6 +30,9 @@ struct digest {
   digest_sum_vector sums;    /* one per finished segment */
   digest_index_vector dirty; /* segments to read back at the end */
   uint64_t reread;
+  bool holding;        /* digest_hold: bytes from pos on are in held */
+  unsigned char *held; /* held_len bytes of the file from pos on */
+  uint64_t held_len, held_size;
 };
 
 static const unsigned char zeros[64 * 1024];
@@ -56,7 +59,17 @@ digest_free (struct digest *d)
   XXH3_freeState (d->state);
   digest_sum_vector_reset (&d->sums);
   digest_index_vector_reset (&d->dirty);
+  free (d->held);
   free (d);
+}
+
+bool
+digest_rereads (const struct digest *d, uint64_t s)
+{
+  for (size_t i = 0; i < d->dirty.len; i++)
+    if (d->dirty.ptr[i] == s)
+      return true;
+  return false;
 }
 
 uint64_t
@@ -101,6 +114,62 @@ feed (struct digest *d, const unsigned char *data, uint64_t len)
   return 0;
 }
 
+void
+digest_hold (struct digest *d)
+{
+  d->holding = true;
+}
+
+/* Hash what digest_hold kept and hold no more. */
+static int
+release (struct digest *d)
+{
+  int r = feed (d, d->held, d->held_len);
+
+  free (d->held);
+  d->held = NULL;
+  d->held_len = d->held_size = 0;
+  d->holding = false;
+  return r;
+}
+
+/* The part of a write at or past pos, held in memory: 1 when it is kept,
+ * 0 when holding ended (too much) and the write goes the usual way. */
+static int
+hold_write (struct digest *d, const unsigned char *p, uint64_t len,
+            uint64_t offset)
+{
+  uint64_t at = offset - d->pos, end = at + len;
+
+  if (end > DIGEST_HOLD_MAX)
+    return release (d) == -1 ? -1 : 0;
+  if (end > d->held_size) {
+    uint64_t size = d->held_size ? d->held_size : 65536;
+    unsigned char *n;
+
+    while (size < end)
+      size *= 2;
+    if (size > DIGEST_HOLD_MAX)
+      size = DIGEST_HOLD_MAX;
+    n = realloc (d->held, (size_t) size);
+    if (n == NULL) {
+      set_error (ENOMEM, "digest");
+      return -1;
+    }
+    d->held = n;
+    d->held_size = size;
+  }
+  if (at > d->held_len) /* a gap reads as zeros */
+    memset (d->held + d->held_len, 0, (size_t) (at - d->held_len));
+  if (p != NULL)
+    memcpy (d->held + at, p, (size_t) len);
+  else
+    memset (d->held + at, 0, (size_t) len);
+  if (end > d->held_len)
+    d->held_len = end;
+  return 1;
+}
+
 int
 digest_wrote (struct digest *d, const void *data, uint64_t len, uint64_t offset)
 {
@@ -109,6 +178,20 @@ digest_wrote (struct digest *d, const void *data, uint64_t len, uint64_t offset)
 
   if (len == 0)
     return 0;
+  if (d->holding && end > d->pos) {
+    uint64_t skip = offset < d->pos ? d->pos - offset : 0;
+    int r
+      = hold_write (d, p != NULL ? p + skip : NULL, len - skip, offset + skip);
+
+    if (r == -1)
+      return -1;
+    if (r == 1) {
+      if (skip == 0)
+        return 0;
+      end = d->pos; /* the part before pos: read back below */
+      len = skip;
+    }
+  }
   if (offset < d->pos) {
     uint64_t last = (end < d->pos ? end : d->pos) - 1;
 
@@ -205,6 +288,8 @@ digest_finish (struct digest *d, int fd, uint64_t size,
   XXH128_canonical_t c;
   size_t i;
 
+  if (d->holding && release (d) == -1)
+    return -1;
   if (d->pos > size) {
     set_error (EINVAL,
                "digest: %" PRIu64 " bytes hashed of a %" PRIu64 "-byte file",

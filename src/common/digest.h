@@ -43,6 +43,19 @@ int digest_finish (struct digest *d, int fd, uint64_t size,
                    char hex[DIGEST_HEX_LEN + 1])
   __attribute__ ((warn_unused_result));
 
+/* From the bytes hashed so far on, keep what is written in memory (up to
+ * DIGEST_HOLD_MAX bytes) instead of hashing it: writes behind that point
+ * then patch memory, and digest_finish reads nothing back for them (an
+ * image's tables, reserved before the blocks and written after them).
+ * Past DIGEST_HOLD_MAX the bytes are hashed and later writes behind them
+ * read back, as without it. */
+#define DIGEST_HOLD_MAX DIGEST_SEGMENT
+void digest_hold (struct digest *d);
+
+/* Whether digest_finish will read segment s back (a write came behind
+ * the bytes hashed): a writer keeps its pages cached until then. */
+bool digest_rereads (const struct digest *d, uint64_t s);
+
 /* Segments digest_finish read back (for tests and debug output). */
 uint64_t digest_reread (const struct digest *d);
 

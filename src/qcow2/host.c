@@ -29,6 +29,11 @@
 #define QCOW2_WRITEBACK_WINDOW (UINT64_C (64) * 1024 * 1024)
 #define QCOW2_DROP_WINDOW (UINT64_C (16) * 1024 * 1024)
 
+/* Pages of the segments that the digest reads back at the end (where
+ * compressed data filled a hole behind the rest) stay cached, up to this
+ * many bytes: they are read from memory, not from the disk. */
+#define QCOW2_KEEP_MAX (UINT64_C (128) * 1024 * 1024)
+
 /* Runs of data this long or longer go to the file straight from the
  * caller's buffers (qcow2_host_write_clusters_v). */
 #define QCOW2_WRITEV_MIN (UINT64_C (256) * 1024)
@@ -310,6 +315,44 @@ min_u64 (uint64_t a, uint64_t b)
 }
 
 /* Bytes [start, end) of the file were just written. */
+/* Whether the digest will read segment s back: a write came behind what
+ * it hashed, or the open hole (compressed data fills it later) is in s. */
+static bool
+reread_later (const struct qcow2_host *h, uint64_t s)
+{
+  return digest_rereads (h->digest, s)
+         || (h->hole < h->hole_end
+             && (h->hole / DIGEST_SEGMENT == s
+                 || (h->hole_end - 1) / DIGEST_SEGMENT == s));
+}
+
+/* Drop the clean pages of [start, end), but those of the segments that
+ * the digest reads back (while QCOW2_KEEP_MAX allows). */
+static void
+drop_pages (struct qcow2_host *h, uint64_t start, uint64_t end)
+{
+  uint64_t from = start, at = start;
+
+  while (h->digest != NULL && at < end) {
+    uint64_t s = at / DIGEST_SEGMENT;
+    uint64_t next = (s + 1) * DIGEST_SEGMENT;
+
+    if (next > end)
+      next = end;
+    if (h->kept + (next - at) <= QCOW2_KEEP_MAX && reread_later (h, s)) {
+      if (at > from)
+        (void) posix_fadvise (h->fd, (off_t) from, (off_t) (at - from),
+                              POSIX_FADV_DONTNEED);
+      h->kept += next - at;
+      from = next;
+    }
+    at = next;
+  }
+  if (end > from)
+    (void) posix_fadvise (h->fd, (off_t) from, (off_t) (end - from),
+                          POSIX_FADV_DONTNEED);
+}
+
 static int
 writeback (struct qcow2_host *h, uint64_t start, uint64_t end)
 {
@@ -334,9 +377,7 @@ writeback (struct qcow2_host *h, uint64_t start, uint64_t end)
     goto fail;
   /* Written back: the pages are clean and go at once. */
   if (h->io == QCOW2_IO_DROP)
-    (void) posix_fadvise (h->fd, (off_t) h->written_back,
-                          (off_t) (upto - h->written_back),
-                          POSIX_FADV_DONTNEED);
+    drop_pages (h, h->written_back, upto);
   h->written_back = upto;
   return 0;
 
@@ -828,9 +869,18 @@ qcow2_host_finish (struct qcow2_host *h, uint64_t *table_offset,
            " waits for one",
            st.writes, st.bytes, st.max_in_flight, h->depth, st.waits);
   }
+  /* The digest reads the header's segment back at the very end: its
+   * pages come in while the tables are written and synced. */
+  if (h->digest != NULL && h->io != QCOW2_IO_BUFFERED)
+    (void) posix_fadvise (h->fd, 0, (off_t) DIGEST_SEGMENT,
+                          POSIX_FADV_WILLNEED);
   if (check_usable (h) == -1 || pad_to_cluster (h) == -1
-      || emit_pending (h) == -1)
+      || emit_pending (h) == -1 || out_flush (h) == -1)
     return -1;
+  /* The table is reserved before the blocks and written after them: the
+   * digest keeps what follows in memory rather than reading it back. */
+  if (h->digest != NULL)
+    digest_hold (h->digest);
   clusters = qcow2_refcount_table_clusters (h->end >> h->cluster_bits,
                                             h->range_clusters, h->cluster_size);
   if (clusters << h->cluster_bits > QCOW2_MAX_REFTABLE_BYTES) {

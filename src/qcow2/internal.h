@@ -263,6 +263,7 @@ struct qcow2_host {
 
   qcow2_offset_vector blocks; /* refcount block offset of each range */
   uint64_t written_back;      /* the file up to here is on disk */
+  uint64_t kept;              /* bytes not dropped: the digest rereads them */
   bool no_writeback;          /* the file does not support sync_file_range */
   bool sparse; /* the file was empty: runs of zeros need not be written */
   bool failed;

@@ -76,6 +76,9 @@ struct qcow2_writer_options {
    * caller then keeps them untouched until qcow2_writer_wait says they
    * are written.  0 or 1: one write at a time, done on return. */
   unsigned write_depth;
+  /* A scratch image nothing opens after a crash (a fleecing image): no
+   * fsync.  Its header is still written last. */
+  bool no_sync;
 };
 
 /* What a writer has done so far. */

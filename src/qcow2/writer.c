@@ -31,6 +31,7 @@ struct qcow2_writer {
   char *backing_file;
   char *backing_format;
   enum qcow2_compression compression;
+  bool no_sync;
 
   uint64_t *l1; /* host order */
   uint64_t l1_size;
@@ -197,6 +198,7 @@ qcow2_writer_new (int fd, const struct qcow2_writer_options *opts)
     return NULL;
   }
   w->fd = fd;
+  w->no_sync = opts->no_sync;
   w->cluster_bits = bits;
   w->cluster_size = UINT64_C (1) << bits;
   w->virtual_size = opts->virtual_size;
@@ -566,6 +568,8 @@ write_l1 (struct qcow2_writer *w, uint64_t *offset)
 static int
 sync_file (struct qcow2_writer *w)
 {
+  if (w->no_sync)
+    return 0;
   if (fsync (w->fd) == -1) {
     set_error (errno, "fsync");
     return -1;

@@ -114,6 +114,31 @@ test_segments_known (void **state)
   check_kind (data, HUGE_LEN, CHAIN_HASH_SEGMENTS, SEG_HUGE);
 }
 
+/* A writer's write: to the file, then to the digest. */
+static void
+written (int fd, struct digest *d, const void *buf, size_t len, uint64_t off)
+{
+  assert_int_equal (pwrite (fd, buf, len, (off_t) off), (ssize_t) len);
+  assert_int_equal (digest_wrote (d, buf, len, off), 0);
+}
+
+/* The digest of the file of size bytes, having read want_reread segments
+ * back, equals the file's; d, fd and the file at path go. */
+static void
+check_finished (struct digest *d, int fd, const char *path, uint64_t size,
+                uint64_t want_reread)
+{
+  char hex[DIGEST_HEX_LEN + 1], want[DIGEST_HEX_LEN + 1];
+
+  assert_int_equal (digest_finish (d, fd, size, hex), 0);
+  assert_int_equal (digest_reread (d), want_reread);
+  digest_free (d);
+  assert_int_equal (digest_fd (fd, want), 0);
+  assert_string_equal (hex, want);
+  assert_int_equal (close (fd), 0);
+  unlink (path);
+}
+
 /* A writer's way: a gap left as a hole, the first bytes written last, a
  * range written twice, and the end never written (a hole up to the
  * size).  The digest follows the writes and reads back only what was
@@ -124,7 +149,6 @@ test_segments_while_writing (void **state)
   const uint64_t seg = DIGEST_SEGMENT;
   CLEANUP_FREE unsigned char *a = malloc (seg), *b = malloc (seg);
   CLEANUP_FREE char *path = write_temp ("", 0);
-  char hex[DIGEST_HEX_LEN + 1], want[DIGEST_HEX_LEN + 1];
   struct digest *d = digest_new ();
   int fd = open (path, O_RDWR);
 
@@ -136,11 +160,7 @@ test_segments_while_writing (void **state)
     a[i] = (unsigned char) (i * 7 + 1);
     b[i] = (unsigned char) (i * 13 + 5);
   }
-#define WRITE(buf, len, off)                                                   \
-  do {                                                                         \
-    assert_int_equal (pwrite (fd, buf, len, off), (ssize_t) (len));            \
-    assert_int_equal (digest_wrote (d, buf, len, off), 0);                     \
-  } while (0)
+#define WRITE(buf, len, off) written (fd, d, buf, len, off)
   WRITE (a, seg, 65536);       /* [0, 64k) stays a hole for now */
   WRITE (b, seg / 2, 3 * seg); /* a hole of a segment before it */
   WRITE (a, seg, 3 * seg + seg / 2);
@@ -148,13 +168,51 @@ test_segments_while_writing (void **state)
   WRITE (b, 512, 0);          /* the header, last */
 #undef WRITE
   assert_int_equal (ftruncate (fd, 6 * seg + 12345), 0);
-  assert_int_equal (digest_finish (d, fd, 6 * seg + 12345, hex), 0);
-  assert_int_equal (digest_reread (d), 2);
-  digest_free (d);
-  assert_int_equal (digest_fd (fd, want), 0);
-  assert_string_equal (hex, want);
-  assert_int_equal (close (fd), 0);
-  unlink (path);
+  check_finished (d, fd, path, 6 * seg + 12345, 2);
+}
+
+/* An image's end: digest_hold, a table reserved (a hole), blocks after
+ * it, then the table written behind them.  Only the header's segment is
+ * read back; a hold that grows past DIGEST_HOLD_MAX falls back to reading
+ * back.  Either way the digest equals the file's. */
+static void
+check_hold (uint64_t tail, uint64_t want_reread)
+{
+  const uint64_t seg = DIGEST_SEGMENT;
+  /* The hold starts mid-segment; the table's second half is in the next. */
+  const uint64_t start = 3 * seg - 32768;
+  const uint64_t n = (tail > seg ? tail : seg) + 16;
+  CLEANUP_FREE unsigned char *a = malloc (n);
+  CLEANUP_FREE char *path = write_temp ("", 0);
+  struct digest *d = digest_new ();
+  int fd = open (path, O_RDWR);
+
+  assert_non_null (a);
+  assert_non_null (d);
+  assert_true (fd >= 0);
+  for (uint64_t i = 0; i < n; i++)
+    a[i] = (unsigned char) (i * 11 + 3);
+#define WRITE(buf, len, off) written (fd, d, buf, len, off)
+  WRITE (a, seg, 65536);
+  WRITE (a + 1, seg, start - seg);
+  digest_hold (d);
+  assert_int_equal (digest_wrote (d, NULL, 65536, start), 0); /* reserved */
+  WRITE (a + 2, tail - 65536, start + 65536 + 4096);          /* after a gap */
+  WRITE (a + 5, 32768, start + 32768);                        /* the table */
+  WRITE (a + 7, 4096, start - 1024); /* across the hold's start */
+  WRITE (a + 9, 512, 0);             /* the header */
+#undef WRITE
+  check_finished (d, fd, path, start + tail + 4096, want_reread);
+}
+
+static void
+test_segments_hold (void **state)
+{
+  /* Segment 0 (the header) and segment 2 (the write across the hold's
+   * start); the table's segment 3 is not read back. */
+  check_hold (3 * 65536, 2);
+  /* Past DIGEST_HOLD_MAX: the table's segments are read back too. */
+  check_hold (DIGEST_HOLD_MAX + 65536, 3);
 }
 
 static void
@@ -186,6 +244,7 @@ main (void)
     cmocka_unit_test (test_hash_several_reads),
     cmocka_unit_test (test_segments_known),
     cmocka_unit_test (test_segments_while_writing),
+    cmocka_unit_test (test_segments_hold),
     cmocka_unit_test (test_hash_missing_file),
     cmocka_unit_test (test_hash_directory),
   };

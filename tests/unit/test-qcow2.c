@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -392,6 +394,118 @@ header_records_backing_file_and_zstd (void **state)
   assert_memory_equal (h + 120, "qcow2\0\0\0", 8);
   assert_int_equal (qcow2_get_be64 (h + 128), 0);
   assert_memory_equal (h + 136, "../vm/base.qcow2", 16);
+}
+
+/* One image of 8 MiB with data here and there, written with or without
+ * no_sync, into path. */
+static void
+write_sync_image (const char *path, bool no_sync)
+{
+  struct qcow2_writer_options o
+    = { .virtual_size = 8 * MiB, .digest = true, .no_sync = no_sync };
+  unsigned char buf[65536];
+  struct qcow2_writer *w;
+  int fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+  assert_true (fd >= 0);
+  w = qcow2_writer_new (fd, &o);
+  assert_non_null (w);
+  fill_random (buf, sizeof buf, 7);
+  assert_ok (qcow2_writer_write (w, 0, buf, sizeof buf));
+  assert_ok (qcow2_writer_write (w, 5 * MiB, buf, sizeof buf));
+  assert_ok (qcow2_writer_finish (w));
+  qcow2_writer_free (w);
+  assert_int_equal (close (fd), 0);
+}
+
+/* no_sync (a scratch image) leaves out the fsyncs, nothing else: the
+ * same bytes as a synced image, and a clean one. */
+static void
+no_sync_image_is_the_same (void **state)
+{
+  char a[PATH_MAX], b[PATH_MAX];
+  const char *cmp[] = { "cmp", a, b, NULL };
+
+  need_qemu_img ();
+  tmp_path (a, sizeof a, "synced.qcow2");
+  tmp_path (b, sizeof b, "unsynced.qcow2");
+  write_sync_image (a, false);
+  write_sync_image (b, true);
+  run_ok (cmp);
+  check_clean (b);
+}
+
+/* Pages of the file in [offset, offset + len) that are in the page
+ * cache. */
+static size_t
+cached_pages (int fd, uint64_t offset, uint64_t len)
+{
+  long page = sysconf (_SC_PAGESIZE);
+  size_t n = (size_t) (len / (uint64_t) page), cached = 0;
+  unsigned char *vec = malloc (n);
+  void *map = mmap (NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) offset);
+
+  assert_non_null (vec);
+  assert_true (map != MAP_FAILED);
+  assert_int_equal (mincore (map, len, vec), 0);
+  for (size_t i = 0; i < n; i++)
+    cached += vec[i] & 1;
+  munmap (map, len);
+  free (vec);
+  return cached;
+}
+
+/* A compressed image kept out of the page cache (QCOW2_IO_DROP) with its
+ * digest: compressed data that fills a hole behind a raw cluster makes
+ * the digest read that segment back at the end, so its pages stay
+ * cached; the pages of the segments after it, raw data only, go.  The
+ * digest is the file's. */
+static void
+drop_keeps_segments_read_back (void **state)
+{
+  const uint64_t cluster = 65536, raw_end = 48 * MiB;
+  struct qcow2_writer_options o = { .virtual_size = 64 * MiB,
+                                    .compression = QCOW2_COMPRESSION_ZSTD,
+                                    .io = QCOW2_IO_DROP,
+                                    .digest = true };
+  unsigned char *raw = malloc (cluster);
+  unsigned char small[1000];
+  char path[PATH_MAX], hex[DIGEST_HEX_LEN + 1], want[DIGEST_HEX_LEN + 1];
+  struct qcow2_writer *w;
+  struct statfs fs;
+  uint64_t g;
+  int fd;
+
+  assert_non_null (raw);
+  fill_random (raw, cluster, 3);
+  memset (small, 'k', sizeof small);
+  tmp_path (path, sizeof path, "drop.qcow2");
+  fd = open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  assert_true (fd >= 0);
+  w = qcow2_writer_new (fd, &o);
+  assert_non_null (w);
+  /* Compressed, raw, compressed...: every raw cluster leaves a hole
+   * after the compressed bytes before it, which the next fill. */
+  for (g = 0; g < 8 * cluster; g += cluster)
+    assert_ok ((g / cluster) % 2 == 0
+                 ? qcow2_writer_write_compressed (w, g, small, sizeof small)
+                 : qcow2_writer_write (w, g, raw, cluster));
+  /* Raw only: no hole, nothing read back. */
+  for (; g < raw_end; g += cluster)
+    assert_ok (qcow2_writer_write (w, g, raw, cluster));
+  assert_int_equal (fstatfs (fd, &fs), 0);
+  /* tmpfs: the pages are the file, nothing is dropped. */
+  if (fs.f_type != 0x01021994 && qcow2_writer_io (w) == QCOW2_IO_DROP) {
+    assert_true (cached_pages (fd, 0, DIGEST_SEGMENT) > 0);
+    assert_int_equal (cached_pages (fd, 2 * DIGEST_SEGMENT, DIGEST_SEGMENT), 0);
+  }
+  assert_ok (qcow2_writer_finish (w));
+  assert_ok (qcow2_writer_digest (w, hex));
+  qcow2_writer_free (w);
+  assert_int_equal (digest_fd (fd, want), 0);
+  assert_string_equal (hex, want);
+  assert_int_equal (close (fd), 0);
+  free (raw);
 }
 
 static void
@@ -1077,6 +1191,8 @@ main (void)
     cmocka_unit_test (table_entries_follow_the_spec),
     cmocka_unit_test (refcount_table_is_large_enough),
     cmocka_unit_test (header_records_backing_file_and_zstd),
+    cmocka_unit_test (no_sync_image_is_the_same),
+    cmocka_unit_test (drop_keeps_segments_read_back),
     cmocka_unit_test (header_of_zlib_image_has_no_feature_bits),
     cmocka_unit_test (invalid_options_are_refused_clearly),
     cmocka_unit_test (calls_out_of_order_are_refused),
