@@ -116,9 +116,27 @@ wait_for_text () {
   done
 }
 
-# start_qemu NAME DISK... : a VM with no guest OS whose disks are qcow2
-# images DISK (node names disk0, disk1, ... on devices vda, vdb, ...) and
-# a QMP socket $TMPDIR_TEST/NAME.qmp (a second one NAME.qmp2 for watchers).
+# halt_firmware: the path of a 64 KiB firmware image whose reset vector
+# (its last 16 bytes) is "cli; hlt; jmp back to hlt": the VM's one CPU
+# halts at once and stays halted, using no CPU.  The VMs of start_qemu
+# have no guest OS: SeaBIOS would take seconds (more under load) to find
+# no bootable device, resetting the disks' devices on the way (a reset
+# drains every request on the disk, also an NBD read that a test keeps
+# knib from taking with KNIB_TEST_STOP_AT: QEMU would hang there).
+halt_firmware () {
+  _fw=$TMPDIR_TEST/halt-firmware.bin
+  if [ ! -f "$_fw" ]; then
+    { head -c 65520 /dev/zero; printf '\372\364\353\375'; head -c 12 /dev/zero; } \
+      >"$_fw.tmp"
+    mv "$_fw.tmp" "$_fw"
+  fi
+  echo "$_fw"
+}
+
+# start_qemu NAME DISK... : a VM with no guest OS (halt_firmware) whose
+# disks are qcow2 images DISK (node names disk0, disk1, ... on devices
+# vda, vdb, ...) and a QMP socket $TMPDIR_TEST/NAME.qmp (a second one
+# NAME.qmp2 for watchers).
 start_qemu () {
   name=$1
   shift
@@ -134,26 +152,13 @@ start_qemu () {
   rm -f "$TMPDIR_TEST/$name.qmp" "$TMPDIR_TEST/$name.qmp2"
   # shellcheck disable=SC2086
   qemu-system-x86_64 -name "$name" -machine "accel=$(qemu_accel)" -m 128 \
-    -nodefaults -display none -no-user-config \
+    -nodefaults -display none -no-user-config -bios "$(halt_firmware)" \
     -qmp "unix:$TMPDIR_TEST/$name.qmp,server=on,wait=off" \
     -qmp "unix:$TMPDIR_TEST/$name.qmp2,server=on,wait=off" \
-    -chardev "file,id=knib-bios,path=$TMPDIR_TEST/$name.bios" \
-    -device isa-debugcon,iobase=0x402,chardev=knib-bios \
     $args ${START_QEMU_ARGS:-} >"$TMPDIR_TEST/$name.log" 2>&1 &
   track_pid $!
   eval "QEMU_PID_$name=$!"
   wait_for_socket "$TMPDIR_TEST/$name.qmp"
-  # Until the firmware has given up booting (its log on the debug port
-  # says so): while it starts, it resets the disks' devices, and a reset
-  # drains every request on the disk, also an NBD read that a test keeps
-  # knib from taking (KNIB_TEST_STOP_AT): QEMU would hang there.  At most
-  # 30 s, and no failure: a test may start QEMU paused.
-  _i=0
-  until grep -q "No bootable device" "$TMPDIR_TEST/$name.bios" 2>/dev/null \
-    || [ "$_i" -ge 300 ]; do
-    _i=$((_i + 1))
-    sleep 0.1
-  done
 }
 
 # start_qemu_with_agent NAME DISK: start_qemu, plus a guest agent channel

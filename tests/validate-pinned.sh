@@ -86,7 +86,7 @@ qemu-img compare -q "$REPO/vms/spin/$id2/vda.qcow2" "$TMPDIR_TEST/spin.raw" ||
 # A validation that ends by itself records its result (a backup ran
 # meanwhile) and leaves no pin behind.
 "$KNIB" --config "$CONF" validate --repo "$REPO" "$id3" --accel tcg --memory 256 \
-  --scratch "$SCRATCH" --boot-timeout 20 >"$TMPDIR_TEST/v2" 2>&1 &
+  --scratch "$SCRATCH" --boot-timeout 10 >"$TMPDIR_TEST/v2" 2>&1 &
 pid=$!
 track_pid $pid
 qemu_started $pid "$TMPDIR_TEST/v2"
@@ -97,7 +97,7 @@ rc=0
 wait $pid || rc=$?
 cat "$TMPDIR_TEST/v2"
 [ "$rc" -eq 1 ] || fail "the validation exited $rc"
-grep -q "did not answer within 20 s" "$TMPDIR_TEST/v2" || fail "no boot timeout"
+grep -q "did not answer within 10 s" "$TMPDIR_TEST/v2" || fail "no boot timeout"
 grep -q "backup $id2 is no longer read by a validation (knib pid $killed)" \
   "$TMPDIR_TEST/v2" || fail "the killed validation's pin was not dropped"
 grep -q '"validation"' "$REPO/vms/spin/$id3/manifest.json" ||
