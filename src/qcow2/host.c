@@ -314,7 +314,6 @@ min_u64 (uint64_t a, uint64_t b)
   return a < b ? a : b;
 }
 
-/* Bytes [start, end) of the file were just written. */
 /* Whether the digest will read segment s back: a write came behind what
  * it hashed, or the open hole (compressed data fills it later) is in s. */
 static bool
@@ -353,6 +352,7 @@ drop_pages (struct qcow2_host *h, uint64_t start, uint64_t end)
                           POSIX_FADV_DONTNEED);
 }
 
+/* Bytes [start, end) of the file were just written. */
 static int
 writeback (struct qcow2_host *h, uint64_t start, uint64_t end)
 {
