@@ -85,7 +85,10 @@ send_text (int fd, int pass_fd, const char *text, size_t len,
       cmsg->cmsg_len = CMSG_LEN (sizeof (int));
       memcpy (CMSG_DATA (cmsg), &pass_fd, sizeof (int));
     }
-    n = sendmsg (fd, &msg, MSG_NOSIGNAL);
+    /* Never block in sendmsg: a peer that stops reading (a paused
+     * guest's agent channel, a stuck QEMU) would hold knib there past
+     * every deadline and signal.  What does not fit waits in poll. */
+    n = sendmsg (fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n == -1 && (errno == EINTR || errno == EAGAIN))
       continue;
     if (n == -1)

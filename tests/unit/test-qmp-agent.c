@@ -44,6 +44,7 @@ enum script {
   AGENT_HALF_REPLY, /* half the command's reply, then hangs up */
   AGENT_LONG_LINE,  /* a reply line over the size limit */
   AGENT_MUTE,       /* syncs, then never answers the command */
+  AGENT_DEAF,       /* syncs, then stops reading (a paused guest) */
 };
 
 struct agent {
@@ -122,6 +123,7 @@ agent_answer (struct agent *a)
     }
     break;
   case AGENT_MUTE:
+  case AGENT_DEAF:
     break;
   case AGENT_SILENT:
   case AGENT_FREEZE_OK:
@@ -164,6 +166,14 @@ agent_run (void *opaque)
   snprintf (buf, sizeof buf, "{\"return\": %ld%s}\n", id,
             a->script == AGENT_EXTRA ? ", \"trace\": [1]" : "");
   agent_sends (a->fd, buf);
+  if (a->script == AGENT_DEAF) {
+    /* Read nothing more: wait until the client hangs up. */
+    struct pollfd pfd = { .fd = a->fd, .events = POLLRDHUP };
+
+    while (poll (&pfd, 1, -1) == -1 && errno == EINTR)
+      ;
+    return NULL;
+  }
   if (!agent_read_line (a->fd, a->line1, sizeof a->line1))
     return NULL;
   agent_answer (a);
@@ -363,6 +373,42 @@ a_command_never_answered_times_out (void **state)
                                      "answer on qga.sock within 2 s");
 }
 
+/* A command bigger than the socket's buffer to an agent that stopped
+ * reading (its guest paused mid-file) times out like an unanswered one:
+ * knib never blocks in the write. */
+static void
+a_command_the_agent_does_not_read_times_out (void **state)
+{
+  struct agent a;
+  struct qga_client *c;
+  size_t len = 4 * 1024 * 1024;
+  char *b64 = malloc (len + 1);
+  struct timespec t0, t1;
+
+  (void) state;
+  assert_non_null (b64);
+  memset (b64, 'A', len);
+  b64[len] = '\0';
+  c = start (&a, AGENT_DEAF, 2000);
+  if (c == NULL)
+    fail_msg ("sync failed: %s", get_error ());
+  alarm (60); /* a write that blocks fails the test, not the suite */
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  assert_int_equal (
+    qga_client_execute (c, "guest-file-write",
+                        json_pack ("{s:i, s:s}", "handle", 1, "buf-b64", b64),
+                        NULL),
+    -1);
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  alarm (0);
+  assert_int_equal (get_errno (), ETIMEDOUT);
+  assert_string_equal (get_error (), "guest agent 'guest-file-write': no "
+                                     "answer on qga.sock within 2 s");
+  assert_true (t1.tv_sec - t0.tv_sec < 30);
+  free (b64);
+  finish (&a, c);
+}
+
 static volatile sig_atomic_t signals;
 
 static void
@@ -438,6 +484,7 @@ main (void)
     cmocka_unit_test (hang_up_mid_reply_is_an_error),
     cmocka_unit_test (a_line_over_the_size_limit_is_refused),
     cmocka_unit_test (a_command_never_answered_times_out),
+    cmocka_unit_test (a_command_the_agent_does_not_read_times_out),
     cmocka_unit_test (a_signal_interrupts_the_wait_for_the_agent),
     cmocka_unit_test (connect_to_a_missing_socket_fails),
   };
