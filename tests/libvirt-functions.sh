@@ -46,14 +46,41 @@ _lv_stop_daemon () {
   done
 }
 
-_lv_start_libvirtd () {
-  libvirtd -d 9>&- || fail "cannot start libvirtd"
+_lv_wait_libvirtd () {
   _i=0
   until virsh version >/dev/null 2>&1; do
     _i=$((_i + 1))
     [ "$_i" -le 300 ] || fail "libvirtd does not answer"
     sleep 0.1
   done
+}
+
+# Where root may open /dev/kvm but libvirt's QEMU user may not (crw-------
+# root), libvirt 9 probes QEMU's capabilities with KVM enabled, then finds
+# that cache invalid at each look-up ("KVM was enabled when probing ...,
+# but it is not available now") and probes again: about 4 s a time, 36 s
+# for one virsh define.  A first libvirtd that sees no usable /dev/kvm
+# (an empty root-only file bound over it in a mount namespace of its own)
+# writes the capabilities cache that is true for its domains, which the
+# real libvirtd then keeps using; it is stopped before that one starts.
+_lv_seed_capabilities () {
+  [ -c /dev/kvm ] || return 0
+  [ "$("$ACCEL" --libvirt 2>/dev/null)" = qemu ] || return 0
+  command -v unshare >/dev/null 2>&1 || return 0
+  : >"$TMPDIR_TEST/kvm-hidden"
+  chmod 0600 "$TMPDIR_TEST/kvm-hidden"
+  unshare --mount --propagation private sh -c \
+    'mount --bind "$1" /dev/kvm && exec libvirtd -d' sh \
+    "$TMPDIR_TEST/kvm-hidden" 9>&- || return 0
+  _lv_wait_libvirtd
+  virsh -q domcapabilities --virttype qemu --arch x86_64 >/dev/null 2>&1 || :
+  _lv_stop_daemon libvirtd
+}
+
+_lv_start_libvirtd () {
+  _lv_seed_capabilities
+  libvirtd -d 9>&- || fail "cannot start libvirtd"
+  _lv_wait_libvirtd
 }
 
 lv_cleanup () {
