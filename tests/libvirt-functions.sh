@@ -135,7 +135,11 @@ lv_setup () {
 }
 
 # lv_define DISK...: define $DOM with these qcow2 disks (vda, vdb, ...)
-# and no guest OS (ACPI on, so that disks can be hot-plugged); kvm when
+# and no guest OS: the halting firmware of start_qemu, not SeaBIOS, which
+# resets the disks' devices when it retries its boot every 60 s (a reset
+# drains every request, also the NBD read of a backup that a test holds
+# stopped: QEMU would hang there); ACPI on, so that disks can be
+# hot-plugged; kvm when
 # libvirt's QEMU can use it, else qemu (TCG):
 # root opening /dev/kvm does not mean libvirt's QEMU user can.
 lv_define () {
@@ -152,7 +156,7 @@ lv_define () {
   <name>$DOM</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type><loader type='rom'>$(halt_firmware)</loader></os>
   <features><acpi/></features>
   <devices>
     <emulator>$(command -v qemu-system-x86_64)</emulator>
