@@ -89,8 +89,19 @@ grep -q "needs QEMU's user" err || fail "unexpected error: $(cat err)"
 [ "$(lv_state)" = running ] || fail "the refused quick restore stopped the domain"
 setfacl -m u:libvirt-qemu:x "$REPO" "$REPO/vms" "$REPO/vms/$DOM" \
   "$REPO/vms/$DOM/$b1" "$REPO/vms/$DOM/$b3" || fail "setfacl"
-"$KNIB" restore --repo "$REPO" "$b3" --domain "$DOM" --stop --stop-timeout 2 \
+"$KNIB" -v restore --repo "$REPO" "$b3" --domain "$DOM" --stop --stop-timeout 2 \
   --quick --start --wait >out 2>err || fail "quick restore --start --wait: $(cat err)"
+# libvirt names the disk's file node (libvirt-N-storage): that node is
+# reopened with cache.direct=on for the stream, then back.
+for d in vda vdb; do
+  grep -q "direct I/O: disk '$d' is written with cache.direct=on while it streams (blockdev-reopen of node 'libvirt-[0-9]*-storage')" err \
+    || fail "$d's stream did not write with O_DIRECT: $(grep 'direct I/O' err)"
+  grep -q "direct I/O: disk '$d' back to cache.direct=off" err \
+    || fail "$d's cache mode did not go back: $(grep 'direct I/O' err)"
+done
+virsh qemu-monitor-command "$DOM" '{"execute":"query-named-block-nodes"}' >nodes.json \
+  || fail "query-named-block-nodes"
+grep -q '"direct": *true' nodes.json && fail "a node keeps cache.direct=on: $(cat nodes.json)"
 [ "$(lv_state)" = running ] || fail "the domain does not run after the quick restore"
 grep -q "vda: consolidated" out || fail "vda not consolidated: $(cat out)"
 grep -q "vdb: consolidated" out || fail "vdb not consolidated: $(cat out)"

@@ -133,6 +133,14 @@ tr -d ' \n' <c4.json | grep -q '"state":"consolidated"' || fail "not consolidate
 # A waiting knib reads the backup's images ahead of the stream.
 grep -q "read-ahead: [1-9][0-9]* images below '$REPO/" c4.err \
   || fail "no read-ahead of the backup's images: $(grep read-ahead c4.err)"
+# ... and has the disk's image written with O_DIRECT while it streams
+# (the VM's own cache mode is buffered), then puts that mode back.
+grep -q "direct I/O: disk 'vda' is written with cache.direct=on while it streams (blockdev-reopen of node 'disk0')" c4.err \
+  || fail "the stream did not write with O_DIRECT: $(grep 'direct I/O' c4.err)"
+grep -q "direct I/O: disk 'vda' back to cache.direct=off" c4.err \
+  || fail "the disk's cache mode did not go back: $(grep 'direct I/O' c4.err)"
+"$KNIB" qmp --json "$S2" query-named-block-nodes >nodes.json
+grep -q '"direct": *true' nodes.json && fail "a node keeps cache.direct=on: $(cat nodes.json)"
 ! qemu-img info -U --output=json a.qcow2 | grep -q backing-filename \
   || fail "the disk still has a backing file"
 # What is on disk is whole even before QEMU flushes again (a kill -9

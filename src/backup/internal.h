@@ -90,6 +90,11 @@ int live_disks_rename (live_disk_vector *disks,
                        const struct backup_rename *renames, size_t n)
   __attribute__ ((warn_unused_result));
 
+/* Node's child through edge ("file", "backing"), from QEMU's block
+ * graph: *child malloc'ed, NULL when node has none (live.c). */
+int live_node_child (struct qmp_client *c, const char *node, const char *edge,
+                     char **child) __attribute__ ((warn_unused_result));
+
 /* The node named node_name in a query-named-block-nodes reply, or NULL
  * (layers.c). */
 json_t *live_find_node (json_t *nodes, const char *node_name);

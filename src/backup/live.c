@@ -1075,11 +1075,13 @@ fail:
   return -1;
 }
 
-/* The node under a filter node: its "file" child, from QEMU's graph
+/* Node's child through edge ("file", "backing") from QEMU's graph
  * (x-debug-query-block-graph: query-named-block-nodes of QEMU 7.2 does
- * not name a node's children).  *child malloc'ed. */
-static int
-filter_child (struct qmp_client *c, const char *filter, char **child)
+ * not name a node's children).  *child malloc'ed, NULL when there is
+ * none. */
+int
+live_node_child (struct qmp_client *c, const char *node, const char *edge,
+                 char **child)
 {
   json_t *graph = NULL, *e;
   json_t *nodes, *edges;
@@ -1094,13 +1096,15 @@ filter_child (struct qmp_client *c, const char *filter, char **child)
   json_array_foreach (nodes, i, e)
   {
     const char *name = json_string_value (json_object_get (e, "name"));
-    if (name != NULL && strcmp (name, filter) == 0)
+    const char *type = json_string_value (json_object_get (e, "type"));
+    if (name != NULL && strcmp (name, node) == 0
+        && (type == NULL || strcmp (type, "block-driver") == 0))
       parent = json_integer_value (json_object_get (e, "id"));
   }
   json_array_foreach (edges, i, e)
   {
     const char *name = json_string_value (json_object_get (e, "name"));
-    if (name != NULL && strcmp (name, "file") == 0
+    if (name != NULL && strcmp (name, edge) == 0
         && json_integer_value (json_object_get (e, "parent")) == parent)
       id = json_integer_value (json_object_get (e, "child"));
   }
@@ -1112,6 +1116,15 @@ filter_child (struct qmp_client *c, const char *filter, char **child)
       *child = strdup (name);
   }
   json_decref (graph);
+  return 0;
+}
+
+/* The node under a filter node: its "file" child.  *child malloc'ed. */
+static int
+filter_child (struct qmp_client *c, const char *filter, char **child)
+{
+  if (live_node_child (c, filter, "file", child) == -1)
+    return -1;
   if (*child == NULL) {
     set_error (ENOENT, "filter node '%s': no named file child", filter);
     return -1;

@@ -299,19 +299,243 @@ node_of (struct qmp_client *c, const struct backup_consolidate_options *o,
   return node;
 }
 
+/* QEMU 7.2's block-stream writes one 512 KiB chunk after another into
+ * the disk's top image, through the host's page cache when the VM runs
+ * with cache.direct=off (QEMU's default): where new page-cache pages are
+ * dear, that is where a consolidation's time goes (2 GiB of a chain on a
+ * 2-core host: 13.7-15.8 s buffered, 3.3-3.9 s with O_DIRECT).  So while
+ * knib waits for a stream, the top image's file node runs with
+ * cache.direct=on (blockdev-reopen), and goes back when the stream ends.
+ * A reopen keeps the node's flags but for the cache ones (discard stays),
+ * and knib gives again what query-named-block-nodes shows (read-only,
+ * detect-zeroes, cache.no-flush); a qcow2 node whose file child QEMU
+ * named itself is reopened with that child inline, which resets the qcow2
+ * driver's own tuning options (its metadata cache sizes) to QEMU's
+ * defaults.  Where QEMU refuses (a file system without O_DIRECT, an image
+ * given to QEMU as a file descriptor), the stream runs as it is. */
+struct direct_io {
+  char *disk;   /* knib's name of the disk */
+  char *top;    /* the node the reopen names */
+  json_t *off;  /* blockdev-reopen's arguments that undo it, less the
+                   backing, which the stream changes */
+  bool inline_; /* top is the format node, the file child inline */
+};
+DEFINE_VECTOR_TYPE (direct_io_vector, struct direct_io)
+
+static void
+direct_io_release (direct_io_vector *v)
+{
+  for (size_t i = 0; i < v->len; i++) {
+    free (v->ptr[i].disk);
+    free (v->ptr[i].top);
+    json_decref (v->ptr[i].off);
+  }
+  direct_io_vector_reset (v);
+}
+
+/* The blockdev-reopen arguments of one switch: options with the file
+ * node's cache.direct set to direct; an inline one gets the top node's
+ * current backing child. */
+static json_t *
+direct_args (struct qmp_client *c, const struct direct_io *d, bool direct)
+{
+  json_t *opts = json_deep_copy (d->off), *file;
+  CLEANUP_FREE char *backing = NULL;
+
+  if (opts == NULL)
+    return NULL;
+  file = d->inline_ ? json_object_get (opts, "file") : opts;
+  json_object_set_new (json_object_get (file, "cache"), "direct",
+                       json_boolean (direct));
+  if (d->inline_) {
+    if (live_node_child (c, d->top, "backing", &backing) == -1) {
+      json_decref (opts);
+      return NULL;
+    }
+    json_object_set_new (opts, "backing",
+                         backing ? json_string (backing) : json_null ());
+  }
+  return json_pack ("{s:[o]}", "options", opts);
+}
+
+/* The undoing options of node's file node (its "cache.direct" to be
+ * set), or NULL with why in debug: a node knib does not switch. */
+static json_t *
+direct_plan (struct qmp_client *c, const char *node, bool *inline_, char **top)
+{
+  json_t *nodes = NULL, *n, *f, *opts = NULL, *cache;
+  CLEANUP_FREE char *file = NULL;
+  const char *why = NULL, *dz, *filename;
+
+  *top = NULL;
+  if (live_node_child (c, node, "file", &file) == -1
+      || qmp_query_named_block_nodes (c, true, &nodes) == -1) {
+    debug (DEBUG_CHAIN, "direct I/O: node '%s': %s", node, get_error ());
+    error_clear ();
+    json_decref (nodes);
+    return NULL;
+  }
+  n = live_find_node (nodes, node);
+  f = file ? live_find_node (nodes, file) : NULL;
+  filename = f ? json_string_value (json_object_get (f, "file")) : NULL;
+  cache = f ? json_object_get (f, "cache") : NULL;
+  if (n == NULL || f == NULL || filename == NULL)
+    why = "no file node under it";
+  else if (strcmp (json_string_value (json_object_get (f, "drv")) ?: "", "file")
+           != 0)
+    why = "its file node is not a host file";
+  else if (json_is_true (json_object_get (cache, "direct")))
+    why = "it already runs with cache.direct=on";
+  else if (strncmp (filename, "/dev/fdset/", 11) == 0)
+    why = "QEMU has its image as a file descriptor";
+  else if (file[0] != '#') {
+    /* A node of its own (libvirt's "libvirt-1-storage"): reopened by
+     * name. */
+    opts = json_pack ("{s:s, s:s, s:s, s:b, s:{s:b, s:b}}", "driver", "file",
+                      "node-name", file, "filename", filename, "read-only",
+                      json_is_true (json_object_get (f, "ro")), "cache",
+                      "direct", 0, "no-flush",
+                      json_is_true (json_object_get (cache, "no-flush")));
+    *inline_ = false;
+    *top = strdup (file);
+  }
+  else if (node[0] == '#')
+    why = "QEMU named the disk's nodes itself (-drive)";
+  else if (strcmp (json_string_value (json_object_get (n, "drv")) ?: "",
+                   "qcow2")
+             != 0
+           || json_is_true (json_object_get (n, "encrypted"))
+           || json_object_get (
+                json_object_get (json_object_get (json_object_get (n, "image"),
+                                                  "format-specific"),
+                                 "data"),
+                "data-file")
+                != NULL)
+    why = "its top image is not a plain qcow2 image";
+  else {
+    const json_t *ncache = json_object_get (n, "cache");
+
+    dz = json_string_value (json_object_get (n, "detect_zeroes"));
+    opts = json_pack (
+      "{s:s, s:s, s:b, s:s, s:{s:b, s:b}, s:{s:s, s:s, s:b, s:{s:b, s:b}}}",
+      "driver", "qcow2", "node-name", node, "read-only",
+      json_is_true (json_object_get (n, "ro")), "detect-zeroes",
+      dz ? dz : "off", "cache", "direct",
+      json_is_true (json_object_get (ncache, "direct")), "no-flush",
+      json_is_true (json_object_get (ncache, "no-flush")), "file", "driver",
+      "file", "filename", filename, "read-only",
+      json_is_true (json_object_get (f, "ro")), "cache", "direct", 0,
+      "no-flush", json_is_true (json_object_get (cache, "no-flush")));
+    *inline_ = true;
+    *top = strdup (node);
+  }
+  if (why != NULL)
+    debug (DEBUG_CHAIN, "direct I/O: node '%s' stays as it is: %s", node, why);
+  if (opts != NULL && *top == NULL) {
+    json_decref (opts);
+    opts = NULL;
+  }
+  json_decref (nodes);
+  return opts;
+}
+
+/* Switch disk s's top image to O_DIRECT for its stream (best effort:
+ * any failure leaves the disk as it was). */
+static void
+direct_on (struct qmp_client *c, const char *node,
+           const struct backup_consolidation *s, direct_io_vector *v)
+{
+  struct direct_io d = { NULL, NULL, NULL, false };
+  json_t *args;
+
+  d.off = direct_plan (c, node, &d.inline_, &d.top);
+  if (d.off == NULL)
+    return;
+  d.disk = strdup (s->disk);
+  args = d.disk ? direct_args (c, &d, true) : NULL;
+  if (args == NULL
+      || qmp_client_execute (c, "blockdev-reopen", args, NULL) == -1) {
+    debug (DEBUG_CHAIN,
+           "direct I/O: disk '%s' stays buffered (blockdev-reopen of '%s': "
+           "%s)",
+           s->disk, d.top, get_error ());
+    error_clear ();
+    free (d.disk);
+    free (d.top);
+    json_decref (d.off);
+    return;
+  }
+  debug (DEBUG_CHAIN,
+         "direct I/O: disk '%s' is written with cache.direct=on while it "
+         "streams (blockdev-reopen of node '%s')",
+         s->disk, d.top);
+  if (direct_io_vector_append (v, d) == -1) {
+    /* Cannot remember it: undo at once. */
+    json_t *undo = direct_args (c, &d, false);
+
+    if (undo == NULL
+        || qmp_client_execute (c, "blockdev-reopen", undo, NULL) == -1)
+      error_clear ();
+    free (d.disk);
+    free (d.top);
+    json_decref (d.off);
+  }
+}
+
+/* Put disk i of v back as it was; a failure is a warning: the disk
+ * keeps cache.direct=on, which loses nothing. */
+static void
+direct_off (struct qmp_client *c, direct_io_vector *v, size_t i,
+            chain_string_vector *notes)
+{
+  struct direct_io *d = &v->ptr[i];
+  json_t *args = direct_args (c, d, false);
+
+  if (args == NULL
+      || qmp_client_execute (c, "blockdev-reopen", args, NULL) == -1) {
+    char *note = str_printf (
+      "disk '%s' keeps cache.direct=on (knib set it for the stream, and "
+      "blockdev-reopen of node '%s' back failed: %s); it loses nothing, "
+      "and the next start of the VM uses its own setting",
+      d->disk, d->top, get_error ());
+
+    error_clear ();
+    if (note != NULL && chain_string_vector_append (notes, note) == -1)
+      free (note);
+  }
+  else
+    debug (DEBUG_CHAIN, "direct I/O: disk '%s' back to cache.direct=off",
+           d->disk);
+  free (d->disk);
+  free (d->top);
+  json_decref (d->off);
+  v->ptr[i] = v->ptr[--v->len];
+}
+
 /* block-stream the whole backing chain into the disk's top image; the
  * backing file is dropped when it completes. */
 static int
 start_stream (struct qmp_client *c, const struct backup_consolidate_options *o,
-              struct backup_consolidation *s)
+              struct backup_consolidation *s, direct_io_vector *direct)
 {
   CLEANUP_FREE char *node = node_of (c, o, s->disk);
   CLEANUP_FREE char *id = str_printf (STREAM_JOB_PREFIX "%s", s->disk);
 
   if (node == NULL || id == NULL)
     return -1;
+  /* Only a caller that waits is there to switch it back. */
+  if (o->wait)
+    direct_on (c, node, s, direct);
   if (qmp_block_stream (c, id, node, false, false, o->speed) == -1) {
     error_prepend ("disk '%s'", s->disk);
+    for (size_t i = 0; i < direct->len; i++)
+      if (strcmp (direct->ptr[i].disk, s->disk) == 0) {
+        chain_string_vector none = empty_vector;
+
+        direct_off (c, direct, i, &none);
+        chain_string_vector_release (&none);
+        break;
+      }
     return -1;
   }
   free (s->error);
@@ -368,11 +592,31 @@ read_ahead (const backup_consolidation_vector *out, struct backup_prefetch **pf,
   }
 }
 
-/* Wait until no stream of ours runs, looking at least twice a second. */
+/* Switch back each disk of direct whose stream no longer runs (every
+ * one when all). */
+static void
+direct_done (struct qmp_client *c, const backup_consolidation_vector *out,
+             direct_io_vector *direct, bool all, chain_string_vector *notes)
+{
+  for (size_t i = direct->len; i-- > 0;) {
+    bool running = false;
+
+    for (size_t k = 0; !all && k < out->len; k++)
+      if (strcmp (out->ptr[k].disk, direct->ptr[i].disk) == 0)
+        running = out->ptr[k].state == BACKUP_CONSOLIDATION_RUNNING;
+    if (!running)
+      direct_off (c, direct, i, notes);
+  }
+}
+
+/* Wait until no stream of ours runs, looking at least twice a second;
+ * the disks of direct go back to their own cache mode as their streams
+ * end. */
 static int
 wait_streams (struct qmp_client *c, const char *repo_real,
               const struct backup_consolidate_options *o,
-              backup_consolidation_vector *out)
+              backup_consolidation_vector *out, direct_io_vector *direct,
+              chain_string_vector *notes)
 {
   struct backup_prefetch *pf[64] = { NULL };
   bool tried[64] = { false };
@@ -387,11 +631,19 @@ wait_streams (struct qmp_client *c, const char *repo_real,
     }
     if (wait_change (c) == -1 || look (c, repo_real, o, true, out) == -1)
       goto out;
+    direct_done (c, out, direct, false, notes);
     for (size_t i = 0; o->progress && i < out->len; i++)
       o->progress (o->opaque, &out->ptr[i]);
   }
   r = 0;
 out:
+  if (direct->len > 0) {
+    struct error_saved saved;
+
+    error_save (&saved);
+    direct_done (c, out, direct, true, notes);
+    error_restore (&saved);
+  }
   for (size_t i = 0; i < 64; i++)
     backup_prefetch_free (pf[i]);
   return r;
@@ -405,6 +657,7 @@ backup_consolidate (struct chain_repo *repo,
 {
   CLEANUP_FREE char *repo_real = realpath (chain_repo_path (repo), NULL);
   backup_consolidation_vector before = empty_vector;
+  direct_io_vector direct = empty_vector;
   struct qmp_client *c;
   int r = -1;
 
@@ -436,7 +689,7 @@ backup_consolidate (struct chain_repo *repo,
 
     if ((s->state == BACKUP_CONSOLIDATION_PENDING
          || s->state == BACKUP_CONSOLIDATION_FAILED)
-        && start_stream (c, o, s) == -1)
+        && start_stream (c, o, s, &direct) == -1)
       goto out;
     if (s->state == BACKUP_CONSOLIDATION_RUNNING && !s->started)
       s->adopted = true;
@@ -448,7 +701,7 @@ backup_consolidate (struct chain_repo *repo,
       adopted[i] = out->ptr[i].adopted;
       started[i] = out->ptr[i].started;
     }
-    if (wait_streams (c, repo_real, o, out) == -1)
+    if (wait_streams (c, repo_real, o, out, &direct, notes) == -1)
       goto out;
     for (size_t i = 0; i < out->len && i < 64; i++) {
       out->ptr[i].adopted = adopted[i];
@@ -458,6 +711,15 @@ backup_consolidate (struct chain_repo *repo,
   }
   r = 0;
 out:
+  if (direct.len > 0) {
+    /* A stream that failed to start after another's switch. */
+    struct error_saved saved;
+
+    error_save (&saved);
+    direct_done (c, out, &direct, true, notes);
+    error_restore (&saved);
+  }
+  direct_io_release (&direct);
   if (r == -1)
     error_prepend ("consolidation of vm '%s'", o->vm ? o->vm : "?");
   qmp_client_free (c);
