@@ -323,13 +323,18 @@ struct direct_io {
 DEFINE_VECTOR_TYPE (direct_io_vector, struct direct_io)
 
 static void
+direct_io_free (struct direct_io *d)
+{
+  free (d->disk);
+  free (d->top);
+  json_decref (d->off);
+}
+
+static void
 direct_io_release (direct_io_vector *v)
 {
-  for (size_t i = 0; i < v->len; i++) {
-    free (v->ptr[i].disk);
-    free (v->ptr[i].top);
-    json_decref (v->ptr[i].off);
-  }
+  for (size_t i = 0; i < v->len; i++)
+    direct_io_free (&v->ptr[i]);
   direct_io_vector_reset (v);
 }
 
@@ -451,8 +456,13 @@ direct_on (struct qmp_client *c, const char *node,
   d.off = direct_plan (c, node, &d.inline_, &d.top);
   if (d.off == NULL)
     return;
-  d.disk = strdup (s->disk);
-  args = d.disk ? direct_args (c, &d, true) : NULL;
+  /* Remembered first: a switch made is always one to undo. */
+  if ((d.disk = strdup (s->disk)) == NULL
+      || direct_io_vector_append (v, d) == -1) {
+    direct_io_free (&d);
+    return;
+  }
+  args = direct_args (c, &d, true);
   if (args == NULL
       || qmp_client_execute (c, "blockdev-reopen", args, NULL) == -1) {
     debug (DEBUG_CHAIN,
@@ -460,26 +470,13 @@ direct_on (struct qmp_client *c, const char *node,
            "%s)",
            s->disk, d.top, get_error ());
     error_clear ();
-    free (d.disk);
-    free (d.top);
-    json_decref (d.off);
+    direct_io_free (&v->ptr[--v->len]);
     return;
   }
   debug (DEBUG_CHAIN,
          "direct I/O: disk '%s' is written with cache.direct=on while it "
          "streams (blockdev-reopen of node '%s')",
          s->disk, d.top);
-  if (direct_io_vector_append (v, d) == -1) {
-    /* Cannot remember it: undo at once. */
-    json_t *undo = direct_args (c, &d, false);
-
-    if (undo == NULL
-        || qmp_client_execute (c, "blockdev-reopen", undo, NULL) == -1)
-      error_clear ();
-    free (d.disk);
-    free (d.top);
-    json_decref (d.off);
-  }
 }
 
 /* Put disk i of v back as it was; a failure is a warning: the disk
@@ -506,9 +503,7 @@ direct_off (struct qmp_client *c, direct_io_vector *v, size_t i,
   else
     debug (DEBUG_CHAIN, "direct I/O: disk '%s' back to cache.direct=off",
            d->disk);
-  free (d->disk);
-  free (d->top);
-  json_decref (d->off);
+  direct_io_free (d);
   v->ptr[i] = v->ptr[--v->len];
 }
 
@@ -523,19 +518,12 @@ start_stream (struct qmp_client *c, const struct backup_consolidate_options *o,
 
   if (node == NULL || id == NULL)
     return -1;
-  /* Only a caller that waits is there to switch it back. */
+  /* Only a caller that waits is there to switch it back (at the end of
+   * backup_consolidate, also when this stream fails to start). */
   if (o->wait)
     direct_on (c, node, s, direct);
   if (qmp_block_stream (c, id, node, false, false, o->speed) == -1) {
     error_prepend ("disk '%s'", s->disk);
-    for (size_t i = 0; i < direct->len; i++)
-      if (strcmp (direct->ptr[i].disk, s->disk) == 0) {
-        chain_string_vector none = empty_vector;
-
-        direct_off (c, direct, i, &none);
-        chain_string_vector_release (&none);
-        break;
-      }
     return -1;
   }
   free (s->error);
@@ -611,7 +599,7 @@ direct_done (struct qmp_client *c, const backup_consolidation_vector *out,
 
 /* Wait until no stream of ours runs, looking at least twice a second;
  * the disks of direct go back to their own cache mode as their streams
- * end. */
+ * end (on a failure, backup_consolidate puts back the rest). */
 static int
 wait_streams (struct qmp_client *c, const char *repo_real,
               const struct backup_consolidate_options *o,
@@ -637,13 +625,6 @@ wait_streams (struct qmp_client *c, const char *repo_real,
   }
   r = 0;
 out:
-  if (direct->len > 0) {
-    struct error_saved saved;
-
-    error_save (&saved);
-    direct_done (c, out, direct, true, notes);
-    error_restore (&saved);
-  }
   for (size_t i = 0; i < 64; i++)
     backup_prefetch_free (pf[i]);
   return r;
@@ -712,7 +693,8 @@ backup_consolidate (struct chain_repo *repo,
   r = 0;
 out:
   if (direct.len > 0) {
-    /* A stream that failed to start after another's switch. */
+    /* Streams that failed to start, or a wait that failed or was
+     * interrupted: their disks go back now. */
     struct error_saved saved;
 
     error_save (&saved);
