@@ -174,18 +174,24 @@ start_qemu_with_agent () {
   wait_for_socket "$QGA"
 }
 
+# wait_quit PID WHAT: until QEMU process PID (a child) has exited, at
+# most 60 s; then reap it.
+wait_quit () {
+  _i=0
+  while kill -0 "$1" 2>/dev/null && [ "$(pstate "$1")" != Z ]; do
+    _i=$((_i + 1))
+    [ "$_i" -le 600 ] || fail "$2 did not quit within 60 s"
+    sleep 0.1
+  done
+  wait "$1" 2>/dev/null || :
+}
+
 # quit_qemu NAME: shut the VM of start_qemu NAME down cleanly (QEMU
 # stores its persistent bitmaps in the images then) and wait for it.
 quit_qemu () {
   _qpid=$(eval echo "\$QEMU_PID_$1")
   "$KNIB" qmp "$TMPDIR_TEST/$1.qmp2" quit >/dev/null || :
-  _i=0
-  while kill -0 "$_qpid" 2>/dev/null; do
-    _i=$((_i + 1))
-    [ "$_i" -le 600 ] || fail "QEMU $1 did not quit"
-    sleep 0.1
-  done
-  wait "$_qpid" 2>/dev/null || :
+  wait_quit "$_qpid" "QEMU $1"
 }
 
 # qemu_has_cbw SOCKET: the QEMU's copy-before-write filter has

@@ -133,13 +133,7 @@ guest_logged_last () {
 # Stop the guest cleanly: QMP quit (QEMU flushes its disks).
 guest_quit () {
   "$KNIB" qmp "$GUEST_QMP" quit >/dev/null || fail "QMP quit failed"
-  _i=0
-  while kill -0 "$GUEST_PID" 2>/dev/null && [ "$(pstate "$GUEST_PID")" != Z ]; do
-    _i=$((_i + 1))
-    [ "$_i" -le 600 ] || fail "the guest's QEMU did not quit within 60 s"
-    sleep 0.1
-  done
-  wait "$GUEST_PID" 2>/dev/null || :
+  wait_quit "$GUEST_PID" "the guest's QEMU"
 }
 
 guest_kill () {
