@@ -437,6 +437,14 @@ while [ "$round" -le "$BENCH_ROUNDS" ]; do
     settle
     measure nbdnull nbdcopy "nbd+unix:///?socket=$nbd_sock" null: || :
   fi
+  # The other floor of a full backup: the disk writing as many bytes (the
+  # workload's image, read from the page cache), in 4 MiB O_DIRECT writes
+  # one after the other.
+  echo "  dd of the same MiB to a file, oflag=direct"
+  settle
+  measure ddwrite dd if="$base" of="$work/dd.raw" bs=4M count=$(((random_mib + text_mib + 3) / 4)) \
+    oflag=direct conv=fsync || :
+  rm -f "$work/dd.raw"
   echo "  qemu-img convert -c zstd + sync"
   run_convert convertz "$disk" -c -o compression_type=zstd
   if [ "$knib_ok" = yes ]; then
@@ -785,6 +793,7 @@ if [ "$knib_ok" = yes ]; then
 else
   row "nbdcopy qemu-nbd -> null:" nbdnull ""
 fi
+row "dd to a file, oflag=direct" ddwrite "$((random_mib + text_mib))"
 row "qemu-img convert -c zstd + sync" convertz "${convertz_size:-}"
 row "knib backup --compress zstd" fullz "${fullz_size:-}"
 for name in $big_rows; do
@@ -815,6 +824,8 @@ ratio_row () {
 ratio_row "knib full / qemu-img convert" full convert
 ratio_row "knib full / nbdcopy to file" full nbdcopy
 ratio_row "knib full / nbdcopy to null:" full nbdnull
+ratio_row "knib full / dd to a file (O_DIRECT)" full ddwrite
+ratio_row "dd to a file / nbdcopy to null:" ddwrite nbdnull
 ratio_row "qemu-img convert -c / knib zstd" convertz fullz
 for name in $big_rows; do
   ratio_row "knib full $name disk / knib full" "full$name" full
