@@ -406,6 +406,14 @@ if [ "$knib_ok" = yes ] && [ "$big_need_mib" -gt 0 ] \
   fi
 fi
 
+direct_ok=no
+if dd if=/dev/zero of="$work/dd.raw" bs=4096 count=1 oflag=direct 2>/dev/null; then
+  direct_ok=yes
+else
+  echo "  $work has no O_DIRECT: no dd row"
+fi
+rm -f "$work/dd.raw"
+
 round=1
 while [ "$round" -le "$BENCH_ROUNDS" ]; do
   echo "round $round of $BENCH_ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -439,12 +447,14 @@ while [ "$round" -le "$BENCH_ROUNDS" ]; do
   fi
   # The other floor of a full backup: the disk writing as many bytes (the
   # workload's image, read from the page cache), in 4 MiB O_DIRECT writes
-  # one after the other.
-  echo "  dd of the same MiB to a file, oflag=direct"
-  settle
-  measure ddwrite dd if="$base" of="$work/dd.raw" bs=4M count=$(((random_mib + text_mib + 3) / 4)) \
-    oflag=direct conv=fsync || :
-  rm -f "$work/dd.raw"
+  # one after the other.  Not where the file system has no O_DIRECT.
+  if [ "$direct_ok" = yes ]; then
+    echo "  dd of the same MiB to a file, oflag=direct"
+    settle
+    measure ddwrite dd if="$base" of="$work/dd.raw" bs=4M count=$(((random_mib + text_mib + 3) / 4)) \
+      oflag=direct conv=fsync || :
+    rm -f "$work/dd.raw"
+  fi
   echo "  qemu-img convert -c zstd + sync"
   run_convert convertz "$disk" -c -o compression_type=zstd
   if [ "$knib_ok" = yes ]; then
