@@ -154,7 +154,7 @@ KNIB_TEST_STOP_AT=paused "$KNIB" backup --qmp "$S" --vm vm --repo "$REPO" \
 pid=$!
 track_pid $pid
 until [ "$(pstate $pid)" = T ]; do sleep 0.1; done
-kill -STOP "$QEMU_PID_vm"
+stop_all "$QEMU_PID_vm"
 kill -CONT $pid
 _i=0
 until grep -q poll "/proc/$pid/wchan" 2>/dev/null || [ "$_i" -ge 300 ]; do

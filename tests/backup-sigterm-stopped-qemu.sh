@@ -50,7 +50,7 @@ expect_prompt_exit () {
 # 1. QEMU stopped mid-session: knib has sent the backup transaction and
 # waits for the reply.
 start_stopping transaction vm "$S" mid.json --timeout 600
-kill -STOP "$QEMU"
+stop_all "$QEMU"
 kill -CONT "$KNIB_PID"
 wait_for_poll "$KNIB_PID"
 kill -TERM "$KNIB_PID"
@@ -64,7 +64,7 @@ check_repo_clean vm vda
 # (more data than the reads knib keeps in flight).
 hmp_write "$S2" vda 0x05 8M 40M
 start_stopping copy vm "$S" copy.json --timeout 600 --full
-kill -STOP "$QEMU"
+stop_all "$QEMU"
 kill -CONT "$KNIB_PID"
 wait_for_poll "$KNIB_PID"
 kill -TERM "$KNIB_PID"
@@ -75,7 +75,7 @@ kill -CONT "$QEMU"
 check_repo_clean vm vda
 
 # 3. QEMU stopped before knib connects: no greeting comes.
-kill -STOP "$QEMU"
+stop_all "$QEMU"
 "$KNIB" backup --json --timeout 600 --qmp "$S" --vm vm --repo "$REPO" \
   --scratch "$SCRATCH" >greet.json 2>greet.json.err &
 KNIB_PID=$!

@@ -40,6 +40,28 @@ pstate () {
   sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || :
 }
 
+# stop_all PID: SIGSTOP, and return once every thread of the process has
+# stopped (at most 60 s).  kill returns before the stop takes effect: on a
+# busy machine one of QEMU's threads may still accept a client and send
+# its greeting, or answer a command, after kill -STOP.
+stop_all () {
+  kill -STOP "$1"
+  _i=0
+  while :; do
+    _running=""
+    for _task in /proc/"$1"/task/*; do
+      case $(pstate "${_task#/proc/}") in
+      T | t | "") ;;
+      *) _running="$_running ${_task##*/}" ;;
+      esac
+    done
+    [ -n "$_running" ] || return 0
+    _i=$((_i + 1))
+    [ "$_i" -le 1200 ] || fail "pid $1 did not stop within 60 s (threads still running:$_running)"
+    sleep 0.05
+  done
+}
+
 # kill_stopped PID ERRFILE: once process PID stopped itself
 # (KNIB_TEST_STOP_AT), kill it with SIGKILL; fail, quoting ERRFILE, when
 # it does not stop within a minute.
