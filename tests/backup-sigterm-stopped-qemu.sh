@@ -37,14 +37,8 @@ wait_for_poll () {
 # expect_prompt_exit PID WHAT: the process ends within 60 s of SIGTERM
 # (its --timeout is 600 s); its exit status in $rc.
 expect_prompt_exit () {
-  _i=0
-  while kill -0 "$1" 2>/dev/null && [ "$(proc_state "$1")" != Z ]; do
-    _i=$((_i + 1))
-    [ "$_i" -le 600 ] || fail "$2: knib ignored SIGTERM for 60 s"
-    sleep 0.1
-  done
-  rc=0
-  wait "$1" || rc=$?
+  wait_exit "$1" "$2: knib ignored SIGTERM for 60 s"
+  rc=$exit_rc
 }
 
 # 1. QEMU stopped mid-session: knib has sent the backup transaction and

@@ -196,16 +196,25 @@ start_qemu_with_agent () {
   wait_for_socket "$QGA"
 }
 
-# wait_quit PID WHAT: until QEMU process PID (a child) has exited, at
-# most 60 s; then reap it.
-wait_quit () {
+# wait_exit PID MESSAGE: until process PID (a child) has exited, at most
+# 60 s (else fail with MESSAGE); then reap it, its exit status in
+# $exit_rc.
+wait_exit () {
   _i=0
   while kill -0 "$1" 2>/dev/null && [ "$(pstate "$1")" != Z ]; do
     _i=$((_i + 1))
-    [ "$_i" -le 600 ] || fail "$2 did not quit within 60 s"
+    [ "$_i" -le 600 ] || fail "$2"
     sleep 0.1
   done
-  wait "$1" 2>/dev/null || :
+  exit_rc=0
+  # shellcheck disable=SC2034 # the callers' to read
+  wait "$1" 2>/dev/null || exit_rc=$?
+}
+
+# wait_quit PID WHAT: until QEMU process PID (a child) has exited, at
+# most 60 s; then reap it.
+wait_quit () {
+  wait_exit "$1" "$2 did not quit within 60 s"
 }
 
 # quit_qemu NAME: shut the VM of start_qemu NAME down cleanly (QEMU
